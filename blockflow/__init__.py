@@ -1,0 +1,25 @@
+"""blockflow: discrete-time block diagrams with exact gradients by reciprocal networks."""
+
+from .block import Block, PortRef
+from .errors import (
+    AlgebraicLoopError,
+    BlockflowError,
+    ModelFileError,
+    ReciprocalNotDefinedError,
+    SignalTypeError,
+    SimulationError,
+    WiringError,
+)
+from .model import Model
+from .plan import Plan, compile
+from .ports import Inport, Outport
+from .simulate import simulate
+from .trace import Trace
+from .types import SignalType
+
+__all__ = [
+    "AlgebraicLoopError", "Block", "BlockflowError", "Inport", "Model", "ModelFileError",
+    "Outport", "Plan", "PortRef", "ReciprocalNotDefinedError", "SignalType",
+    "SignalTypeError", "SimulationError", "Trace", "WiringError", "compile", "simulate",
+]
+__version__ = "0.1.0"

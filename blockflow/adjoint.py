@@ -1,0 +1,174 @@
+"""Reciprocal and tangent blocks built from a forward block's rules.
+
+- :class:`JacobianT`: the reciprocal of a stateless block, ``delta_u(k) = J(k)^T delta_y(k)``,
+  a linear time-varying block reading the forward values ``u(k), y(k)`` from the trace.
+- :class:`JacobianV`: its tangent, ``du -> J(k) du`` (forward mode).
+- :class:`Anticausal`: a linear time-invariant block run in reversed time; the reciprocal
+  of a causal realisation is the anticausal realisation of its transpose (a unit delay
+  becomes a unit advance).
+- :class:`Zero`: the reciprocal of a nondifferentiable block, of a source or of a sink.
+
+Each keeps the forward block's port names with the directions swapped, and is named
+like the forward block, so the reciprocal model mirrors the forward one name for name.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .block import Block, as_tuple
+from .types import SignalType
+
+
+class JacobianT(Block):
+    """``delta_u(k) = J(k)^T delta_y(k)``, with ``J(k)`` the Jacobian of ``block`` at step k."""
+
+    def __init__(self, block: Block, types: tuple | None = None):
+        super().__init__(name=block.name, inputs=block.outputs, outputs=block.inputs)
+        self.block = block
+        self.fwd_types = types  # (input types, output types) of the forward block
+        self.trace_reads = () if block.linear else block.inputs + block.outputs
+
+    def infer(self, *dy_types):
+        if self.fwd_types is None:
+            return tuple(None for _ in self.outputs)
+        return tuple(self.fwd_types[0])
+
+    def output(self, x, *args):
+        n_y, n_u = len(self.block.outputs), len(self.block.inputs)
+        dy = args[:n_y]
+        if self.block.linear:
+            return self.block.vjp((), (), *dy)
+        u, y = args[n_y:n_y + n_u], args[n_y + n_u:]
+        return self.block.vjp(u, y, *dy)
+
+    def reciprocal(self) -> Block:
+        t = self.fwd_types
+        return JacobianV(self.block, t)
+
+    tangent = reciprocal
+
+    def label(self) -> str:
+        return f"{self.block.label()}ᵀ" if self.block.linear else f"J({self.block.label()})ᵀ"
+
+
+class JacobianV(Block):
+    """``dy(k) = J(k) du(k)``: the tangent (linearisation) of a stateless block."""
+
+    def __init__(self, block: Block, types: tuple | None = None, dparams: dict | None = None):
+        super().__init__(name=block.name, inputs=block.inputs, outputs=block.outputs)
+        self.block = block
+        self.fwd_types = types
+        self.dparams = dparams or {}
+        reads = () if (block.linear and not self.dparams) else block.inputs + block.outputs
+        self.trace_reads = reads
+
+    def infer(self, *du_types):
+        if self.fwd_types is None:
+            return tuple(None for _ in self.outputs)
+        return tuple(self.fwd_types[1])
+
+    def output(self, x, *args):
+        n_u, n_y = len(self.block.inputs), len(self.block.outputs)
+        du = args[:n_u]
+        u, y = (args[n_u:n_u + n_u], args[n_u + n_u:]) if self.trace_reads else ((), ())
+        dy = as_tuple(self.block, self.block.jvp(u, y, *du)) if n_u else None
+        if self.dparams:
+            dp = self.block.param_jvp(u, y, self.dparams)
+            dy = dp if dy is None else tuple(a if b is None else a + b
+                                             for a, b in zip(dy, dp, strict=True))
+        return dy[0] if n_y == 1 else dy
+
+    def reciprocal(self) -> Block:
+        return JacobianT(self.block, self.fwd_types)
+
+    def label(self) -> str:
+        return self.block.label() if self.block.linear else f"J({self.block.label()})"
+
+
+class Zero(Block):
+    """Zero gradient: the reciprocal of a nondifferentiable block, a source or a sink.
+
+    ``tangent=True`` keeps the forward direction (forward mode), otherwise the ports
+    are swapped.  A zero block with no inputs is a source of zeros.
+    """
+
+    def __init__(self, block: Block, types: tuple | None = None, *, tangent: bool = False):
+        ins, outs = (block.inputs, block.outputs) if tangent else (block.outputs, block.inputs)
+        super().__init__(name=block.name, inputs=ins, outputs=outs)
+        self.block = block
+        self.fwd_types = types
+        self.is_tangent = tangent
+        self.source = not ins and bool(outs)
+
+    def _out_types(self):
+        if self.fwd_types is None:
+            return tuple(None for _ in self.outputs)
+        return tuple(self.fwd_types[1] if self.is_tangent else self.fwd_types[0])
+
+    def infer(self, *in_types):
+        return self._out_types()
+
+    def output(self, x, *u):
+        lead = u[0].shape[: u[0].ndim - len(self.fwd_types[1 - self.is_tangent][0].shape)]
+        res = tuple(t.zeros(*lead) for t in self._out_types())
+        return res[0] if len(res) == 1 else res
+
+    def generate(self, T: int, batch: int):
+        res = tuple(t.zeros(T, batch) for t in self._out_types())
+        return res[0] if len(res) == 1 else res
+
+    def reciprocal(self) -> Block:
+        return Zero(self.block, self.fwd_types, tangent=not self.is_tangent)
+
+    def label(self) -> str:
+        return "0"
+
+
+class Anticausal(Block):
+    """A block run in reversed time: a causal ``block`` becomes anticausal (q^-1 -> q^+1).
+
+    The scheduler runs a reciprocal model from ``k = T-1`` down to ``0``, so step by step
+    this is ``block`` itself; over whole sequences it is ``flip(block(flip(U)))``.
+    """
+
+    def __init__(self, block: Block):
+        super().__init__(name=block.name, inputs=block.inputs, outputs=block.outputs)
+        self.block = block
+        self.feedthrough = block.feedthrough
+        self.stateful = block.stateful
+
+    def infer(self, *t):
+        return self.block.infer(*t)
+
+    def init_state(self, batch, in_types, out_types):
+        return self.block.init_state(batch, in_types, out_types)
+
+    def output(self, x, *u):
+        return self.block.output(x, *u)
+
+    def update(self, x, *u):
+        return self.block.update(x, *u)
+
+    def sequence(self, x0, *U):
+        Y = self.block.sequence(x0, *(np.flip(a, 0) for a in U))
+        if len(self.outputs) == 1:
+            return np.flip(Y, 0)
+        return tuple(np.flip(a, 0) for a in Y)
+
+    def reciprocal(self) -> Block:
+        r = self.block.reciprocal()
+        return r.block if isinstance(r, Anticausal) else Anticausal(r)
+
+    def tangent(self) -> Block:
+        return self
+
+    def label(self) -> str:
+        return self.block.label().replace("z⁻", "z⁺").replace("q^-", "q^+")
+
+
+def port_types(block: Block, types: dict) -> tuple[tuple[SignalType, ...], tuple[SignalType, ...]]:
+    """(input types, output types) of ``block`` from a ``{(name, port): type}`` map."""
+    ins = tuple(types[(block.name, p)] for p in block.inputs)
+    outs = tuple(types[(block.name, p)] for p in block.outputs)
+    return ins, outs

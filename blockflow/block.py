@@ -1,0 +1,263 @@
+"""The block contract.
+
+A block declares its ports and whether inputs reach outputs within the same step
+(``feedthrough``), and provides:
+
+- ``output(x, *u)``: the step equation, ``y(k) = g(x(k), u(k))``; ``x`` is the state
+  (``None`` for stateless blocks); one array per input, each with a leading batch axis;
+  returns one array, or a tuple when the block has several outputs;
+- ``update(x, *u)``: stateful blocks only, ``x(k+1) = f(x(k), u(k))``;
+- ``sequence(x0, *U)``: optional, the same over whole ``(T, B, ...)`` arrays; the
+  scheduler uses it wherever the block sits outside every feedback loop.  Stateless
+  blocks whose ``output`` broadcasts over leading axes get it for free;
+- ``infer(*in_types)``: output types from input types (``None`` = not yet known);
+- the gradient rules, right under the forward rule: ``vjp`` (stateless blocks: the
+  Jacobian transpose applied to output deltas), ``jvp`` (its tangent), ``param_grads``
+  (``dJ/dw = sum_k delta(k) a(k)``), or ``reciprocal()`` returning a whole reciprocal block
+  (stateful linear blocks: their transposed, anticausal realisation).
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .errors import ReciprocalNotDefinedError, SignalTypeError, WiringError
+from .types import SignalType
+
+_counter = itertools.count()
+
+
+class PortRef:
+    """A reference to one port of one block, as used by ``Model.connect``."""
+
+    __slots__ = ("block", "port")
+
+    def __init__(self, block: Block, port: str):
+        self.block = block
+        self.port = port
+
+    def __repr__(self) -> str:
+        return f"{self.block.name}.{self.port}"
+
+
+class Block:
+    """Base class of every block.
+
+    Parameters
+    ----------
+    name : str, optional
+        Name of the block inside its model; a unique one is made up when omitted.
+    inputs, outputs : tuple of str, optional
+        Port names overriding the class defaults (reciprocal blocks keep their forward
+        block's port names with the directions swapped).
+    """
+
+    inputs: tuple[str, ...] = ("u",)
+    outputs: tuple[str, ...] = ("y",)
+    #: True: every input reaches every output within a step; False: none does (a delay);
+    #: or a frozenset of the input names that do.
+    feedthrough: ClassVar[bool | frozenset] = True
+    stateful: ClassVar[bool] = False
+    #: a linear block's Jacobian does not depend on the forward signals
+    linear: ClassVar[bool] = False
+    #: gradients through this block are zero by definition (sign, quantiser, sources)
+    nondifferentiable: ClassVar[bool] = False
+    #: sources produce their whole sequence with ``generate(T, B)``
+    source: ClassVar[bool] = False
+    #: shown on diagrams; defaults to the class name
+    symbol: ClassVar[str | None] = None
+
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        inputs: tuple[str, ...] | None = None,
+        outputs: tuple[str, ...] | None = None,
+    ):
+        self.name = name or f"{type(self).__name__.lower()}{next(_counter)}"
+        if inputs is not None:
+            self.inputs = tuple(inputs)
+        if outputs is not None:
+            self.outputs = tuple(outputs)
+        if len(set(self.inputs) | set(self.outputs)) != len(self.inputs) + len(self.outputs):
+            raise WiringError(f"block {self.name!r}: port names must be unique, got inputs "
+                              f"{list(self.inputs)} and outputs {list(self.outputs)}")
+        self._params: dict[str, bool] = {}  # name -> trainable
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for attr in ("inputs", "outputs"):
+            ports = cls.__dict__.get(attr, ())
+            ok = isinstance(ports, tuple) and all(isinstance(p, str) for p in ports)
+            if not isinstance(ports, property) and not ok:
+                raise TypeError(f"{cls.__name__}.{attr} must be a tuple of port names")
+        if cls.__dict__.get("stateful") is True and cls.update is Block.update:
+            raise TypeError(f"{cls.__name__} is stateful and must define update(x, *u)")
+
+    # ------------------------------------------------------------------ ports
+    def __getattr__(self, attr: str) -> PortRef:
+        # only reached when normal lookup fails: ``block.y`` refers to port ``y``
+        if not attr.startswith("_") and (attr in self.inputs or attr in self.outputs):
+            return PortRef(self, attr)
+        raise AttributeError(f"{type(self).__name__} has no attribute or port {attr!r}")
+
+    def __getitem__(self, port: str) -> PortRef:
+        if port not in self.inputs and port not in self.outputs:
+            raise WiringError(
+                f"block {self.name!r} ({type(self).__name__}) has no port {port!r}; "
+                f"inputs are {list(self.inputs)}, outputs are {list(self.outputs)}"
+            )
+        return PortRef(self, port)
+
+    def direct_inputs(self) -> frozenset:
+        """The input ports that reach an output within the same step."""
+        ft = self.feedthrough
+        if ft is True:
+            return frozenset(self.inputs)
+        if ft is False:
+            return frozenset()
+        return frozenset(ft)
+
+    # ------------------------------------------------------------- parameters
+    def param(self, name: str, value: Any, *, trainable: bool = True, dtype=None) -> np.ndarray:
+        """Register ``value`` as parameter ``name`` (an attribute too) and return it."""
+        arr = np.array(value, dtype=dtype if dtype is not None else np.float64)
+        self._params[name] = trainable
+        setattr(self, name, arr)
+        return arr
+
+    def parameters(self, *, trainable_only: bool = True) -> dict[str, np.ndarray]:
+        """The block's parameters by name (the arrays themselves, not copies)."""
+        return {n: getattr(self, n) for n, t in self._params.items() if t or not trainable_only}
+
+    def astype(self, dtype) -> Block:
+        """Cast every parameter to ``dtype`` in place (returns the block)."""
+        for n in self._params:
+            setattr(self, n, getattr(self, n).astype(dtype))
+        return self
+
+    # ------------------------------------------------------------------ types
+    def infer(self, *in_types: SignalType | None) -> tuple[SignalType | None, ...]:
+        """Output types from input types; the default passes the first input's type on."""
+        t = in_types[0] if in_types else None
+        return tuple(t for _ in self.outputs)
+
+    def type_error(self, msg: str, port: str | None = None) -> SignalTypeError:
+        where = f"block {self.name!r} ({type(self).__name__})"
+        if port:
+            where += f", port {port!r}"
+        return SignalTypeError(f"{where}: {msg}")
+
+    # ---------------------------------------------------------------- forward
+    def init_state(self, batch: int, in_types, out_types) -> Any:
+        """Initial state for ``batch`` parallel runs (stateful blocks)."""
+        return None
+
+    def output(self, x, *u):  # pragma: no cover - abstract
+        raise NotImplementedError(f"{type(self).__name__} defines no output()")
+
+    def update(self, x, *u):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def sequence(self, x0, *U):
+        """Whole-sequence rule: ``U`` are ``(T, B, ...)`` arrays; returns outputs likewise.
+
+        The default runs ``output`` once on the whole arrays for stateless blocks (their
+        step equations broadcast over leading axes) and steps through time otherwise.
+        """
+        if not self.stateful:
+            return self.output(None, *U)
+        return step_through(self, x0, U)
+
+    def generate(self, T: int, batch: int):  # pragma: no cover - sources only
+        raise NotImplementedError
+
+    # --------------------------------------------------------------- gradient
+    def vjp(self, u: tuple, y: tuple, *dy):
+        """Reciprocal rule of a stateless block: input deltas ``J(k)^T dy(k)``.
+
+        ``u`` and ``y`` are the forward inputs and outputs recorded at the same steps.
+        """
+        raise ReciprocalNotDefinedError(
+            f"block {self.name!r} ({type(self).__name__}) has no reciprocal rule: define "
+            "vjp() (stateless) or reciprocal() (stateful), or set nondifferentiable = True"
+        )
+
+    def jvp(self, u: tuple, y: tuple, *du):
+        """Tangent rule of a stateless block: output tangents ``J(k) du(k)``."""
+        raise ReciprocalNotDefinedError(
+            f"block {self.name!r} ({type(self).__name__}) has no tangent rule: define jvp()"
+        )
+
+    def param_grads(self, u: tuple, y: tuple, dy: tuple) -> dict[str, np.ndarray]:
+        """``dJ/dw`` for each trainable parameter, from whole ``(T, B, ...)`` sequences."""
+        if self.parameters():
+            raise ReciprocalNotDefinedError(
+                f"block {self.name!r} ({type(self).__name__}) has trainable parameters "
+                f"{list(self.parameters())} but no param_grads(); define it or register "
+                "them with trainable=False"
+            )
+        return {}
+
+    def param_jvp(self, u: tuple, y: tuple, dparams: dict) -> tuple:
+        """Output tangents caused by parameter directions ``dparams`` (forward mode)."""
+        if any(np.any(v) for v in dparams.values()):
+            raise ReciprocalNotDefinedError(
+                f"block {self.name!r} ({type(self).__name__}) has no param_jvp()"
+            )
+        return tuple(None for _ in self.outputs)
+
+    def reciprocal(self) -> Block:
+        """The reciprocal block: ports kept by name with directions swapped."""
+        from .adjoint import JacobianT, Zero
+
+        if self.nondifferentiable:
+            return Zero(self)
+        if self.stateful:
+            raise ReciprocalNotDefinedError(
+                f"block {self.name!r} ({type(self).__name__}) is stateful and defines no "
+                "reciprocal(); return its transposed, anticausal realisation"
+            )
+        return JacobianT(self)
+
+    def tangent(self) -> Block:
+        """The linearised block used by forward mode (delays stay delays)."""
+        from .adjoint import JacobianV, Zero
+
+        if self.nondifferentiable:
+            return Zero(self, tangent=True)
+        if self.stateful:
+            raise ReciprocalNotDefinedError(
+                f"block {self.name!r} ({type(self).__name__}) is stateful and defines no "
+                "tangent()"
+            )
+        return JacobianV(self)
+
+    # ------------------------------------------------------------------- misc
+    def label(self) -> str:
+        """Short text for diagrams."""
+        return self.symbol or type(self).__name__
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+def step_through(block: Block, x, U: tuple):
+    """Run a stateful block step by step over ``(T, B, ...)`` inputs (generic sequence rule)."""
+    T = U[0].shape[0] if U else 0
+    outs = []
+    for k in range(T):
+        uk = tuple(a[k] for a in U)
+        outs.append(block.output(x, *uk))
+        x = block.update(x, *uk)
+    if len(block.outputs) == 1:
+        return np.stack(outs)
+    return tuple(np.stack(col) for col in zip(*outs, strict=True))
+
+
+def as_tuple(block: Block, result) -> tuple:
+    """Normalise a block's return value to one entry per output port."""
+    return (result,) if len(block.outputs) == 1 else tuple(result)

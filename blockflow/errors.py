@@ -1,0 +1,46 @@
+"""The blockflow error hierarchy.
+
+Every error names the block (by its path in the model) and, where one is involved, the
+port, and says what to do next.  All derive from :class:`BlockflowError`, so
+``except BlockflowError`` catches every user mistake the library can detect.
+"""
+
+from __future__ import annotations
+
+
+class BlockflowError(Exception):
+    """Base class of every error raised by blockflow for a user mistake."""
+
+
+class WiringError(BlockflowError, ValueError):
+    """A connection is impossible or missing: unknown port, two sources, unconnected input."""
+
+
+class SignalTypeError(BlockflowError, TypeError):
+    """Signal types (shape, dtype) do not agree, or cannot be inferred."""
+
+
+class AlgebraicLoopError(BlockflowError):
+    """A cycle through blocks with direct feedthrough only (no delay breaks it).
+
+    Attributes
+    ----------
+    loop : list of str
+        The block paths of the loop, in signal-flow order.
+    """
+
+    def __init__(self, message: str, loop: list[str]):
+        super().__init__(message)
+        self.loop = loop
+
+
+class ReciprocalNotDefinedError(BlockflowError):
+    """A block has no reciprocal (gradient) rule and is not marked nondifferentiable."""
+
+
+class SimulationError(BlockflowError, ValueError):
+    """Bad arguments to a simulation or a sweep: missing input, wrong shape, bad steps."""
+
+
+class ModelFileError(BlockflowError, ValueError):
+    """A model file cannot be read: malformed, unknown block type, wrong version."""

@@ -1,0 +1,85 @@
+"""Boundary blocks: a model's external signals.
+
+``Inport`` and ``Outport`` name a model's inputs and outputs.  Inside a subsystem they
+become pass-throughs when the model is flattened; at the top level an Inport is fed by
+``simulate(inputs=...)`` and an Outport is what a loss is applied to.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .block import Block
+from .types import SignalType
+
+
+class Inport(Block):
+    """An external input of a model: ``y(k) = x(k)``, supplied by the caller.
+
+    Parameters
+    ----------
+    name : str
+        The model's input name.
+    shape : tuple of int, optional
+        Shape of one sample; inferred from the parent model when omitted (subsystems).
+    dtype : dtype, default float64
+    """
+
+    inputs, outputs = (), ("y",)
+    external = True
+    linear = True
+
+    def __init__(self, name: str, shape: tuple | None = (), dtype=np.float64, **kw):
+        super().__init__(name=name, **kw)
+        self.type = None if shape is None else SignalType(shape, dtype)
+
+    def infer(self):
+        return (self.type,)
+
+    def reciprocal(self) -> Block:
+        return Outport(self.name, inputs=self.outputs)
+
+    def tangent(self) -> Block:
+        return self
+
+    def label(self) -> str:
+        return f"In {self.name}"
+
+
+class Outport(Block):
+    """An external output of a model: ``y(k) = u(k)``, read by the caller."""
+
+    inputs, outputs = ("u",), ()
+    alias = True
+    linear = True
+
+    def __init__(self, name: str, **kw):
+        super().__init__(name=name, **kw)
+
+    def infer(self, t):
+        return ()
+
+    def reciprocal(self) -> Block:
+        return Inport(self.name, shape=None, outputs=self.inputs)
+
+    def tangent(self) -> Block:
+        return self
+
+    def label(self) -> str:
+        return f"Out {self.name}"
+
+
+class Passthrough(Block):
+    """``y(k) = u(k)``: a subsystem's boundary once flattened (costs nothing at run time)."""
+
+    alias = True
+    linear = True
+
+    def output(self, x, u):
+        return u
+
+    def vjp(self, u, y, dy):
+        return dy
+
+    def jvp(self, u, y, du):
+        return du

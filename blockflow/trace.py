@@ -1,0 +1,76 @@
+"""Trace: every signal of a run as a ``(T, B, *shape)`` array, addressable by name."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import BlockflowError
+
+
+class Trace:
+    """The recorded signals of one simulation (or sweep).
+
+    Index by ``"path.port"`` (``"ctrl/tanh.y"``), by ``"path"`` for a block with one
+    output, by the name of an Inport or Outport, or by ``(path, port)``.  Input ports are
+    addressable too (``"gain.u"`` is the signal driving the gain).
+
+    Attributes
+    ----------
+    T, B : int
+        Number of steps and batch size.
+    final_states : dict
+        The state of every stateful block after the last step, by path.
+    """
+
+    def __init__(self, plan, bufs: list, T: int, B: int, final_states: dict | None = None):
+        self.plan = plan
+        self.bufs = bufs
+        self.T, self.B = T, B
+        self.final_states = final_states or {}
+
+    def slot(self, key) -> int:
+        plan = self.plan
+        if isinstance(key, tuple):
+            path, port = key
+        else:
+            path, _, port = str(key).partition(".")
+        if not port:
+            if path in plan.inports:
+                return plan.inports[path]
+            if path in plan.outports:
+                return plan.outports[path]
+            b = plan.flat.blocks.get(path)
+            if b is not None and len(b.outputs) == 1:
+                port = b.outputs[0]
+            elif b is not None and not b.outputs and len(b.inputs) == 1:
+                port = b.inputs[0]  # a sink: the signal it displays
+            elif b is not None:
+                raise BlockflowError(f"block {path!r} has outputs {list(b.outputs)}; "
+                                     f"ask for one, e.g. '{path}.{b.outputs[0]}'")
+        s = plan.slots.get((path, port))
+        if s is None:
+            raise BlockflowError(f"the trace has no signal {key!r}; signals are "
+                                 f"{self.names()[:12]}{' ...' if len(self.names()) > 12 else ''}")
+        return s
+
+    def __getitem__(self, key) -> np.ndarray:
+        return self.bufs[self.slot(key)]
+
+    def __contains__(self, key) -> bool:
+        try:
+            self.slot(key)
+        except BlockflowError:
+            return False
+        return True
+
+    def names(self) -> list[str]:
+        """Every output signal, as ``"path.port"``."""
+        return [f"{path}.{p}" for path, b in self.plan.flat.blocks.items() for p in b.outputs]
+
+    def outputs(self) -> dict[str, np.ndarray]:
+        """The model's Outport signals by name."""
+        return {n: self.bufs[s] for n, s in self.plan.outports.items()}
+
+    def __repr__(self) -> str:
+        return f"<Trace of {self.plan.model.name!r}: T={self.T}, B={self.B}, " \
+               f"{len(self.names())} signals>"

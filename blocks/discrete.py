@@ -1,0 +1,367 @@
+"""Discrete-time linear blocks: UnitDelay, Delay, FIR, DiscreteFilter, DiscreteTransferFcn,
+StateSpace.
+
+Each is stateful and linear; its reciprocal is the transposed realisation run in reversed
+time (:class:`~blockflow.adjoint.Anticausal`): ``H(q^-1)`` becomes ``H^T(q^+1)``.  The
+reciprocal shares the forward block's parameter arrays, so it stays current as they are
+trained in place.  Filters start from zero initial conditions; delays from ``x0``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.signal
+
+from blockflow.adjoint import Anticausal
+from blockflow.block import Block
+from blockflow.types import SignalType
+
+
+def _rev(a: np.ndarray) -> np.ndarray:
+    return np.flip(a, 0)
+
+
+def _shift_corr(g: np.ndarray, v: np.ndarray, m: int) -> float:
+    """``sum_k g(k) v(k-m)`` over time and every other axis."""
+    T = g.shape[0]
+    if m >= T:
+        return 0.0
+    return float(np.vdot(g[m:], v[: T - m]))
+
+
+class UnitDelay(Block):
+    """``y(k) = x(k)``, ``x(k+1) = u(k)``, ``x(0) = x0``: the unit delay ``z^-1``.
+
+    Examples
+    --------
+    >>> UnitDelay(x0=5.0).sequence(np.array([5.0]), np.array([[1.0], [2.0]]))[:, 0]
+    array([5., 1.])
+    """
+
+    feedthrough = False
+    stateful = True
+    linear = True
+    symbol = "z⁻¹"
+
+    def __init__(self, x0=0.0, **kw):
+        super().__init__(**kw)
+        self.param("x0", x0, trainable=False)
+
+    def infer(self, t):
+        if t is None:
+            return (SignalType(self.x0.shape, self.x0.dtype) if self.x0.ndim else None,)
+        if np.broadcast_shapes(self.x0.shape, t.shape) != t.shape:
+            raise self.type_error(f"initial value of shape {self.x0.shape} does not fit "
+                                  f"samples of shape {t.shape}", port="u")
+        return (t,)
+
+    def init_state(self, batch, in_types, out_types):
+        t = out_types[0]
+        return np.broadcast_to(self.x0, (batch, *t.shape)).astype(t.dtype)
+
+    def output(self, x, u):
+        return x
+
+    def update(self, x, u):
+        return u
+
+    def sequence(self, x0, U):
+        return np.concatenate([x0[None], U[:-1]])
+
+    def reciprocal(self) -> Block:
+        return Anticausal(UnitDelay(name=self.name, inputs=self.outputs, outputs=self.inputs))
+
+    def tangent(self) -> Block:
+        return UnitDelay(name=self.name, inputs=self.inputs, outputs=self.outputs)
+
+
+class Delay(Block):
+    """``y(k) = u(k - n)``, with ``y(k) = x0`` for ``k < n``: the delay ``z^-n``."""
+
+    stateful = True
+    linear = True
+
+    def __init__(self, n: int, x0=0.0, **kw):
+        if int(n) != n or n < 1:
+            raise ValueError(f"Delay(n) needs an integer n >= 1, got {n!r}")
+        super().__init__(**kw)
+        self.n = int(n)
+        self.param("x0", x0, trainable=False)
+
+    feedthrough = False
+    infer = UnitDelay.infer
+
+    def init_state(self, batch, in_types, out_types):
+        t = out_types[0]
+        return np.broadcast_to(self.x0, (self.n, batch, *t.shape)).astype(t.dtype)
+
+    def output(self, x, u):
+        return x[0]
+
+    def update(self, x, u):
+        return np.concatenate([x[1:], u[None]])
+
+    def sequence(self, x0, U):
+        return np.concatenate([x0, U])[: U.shape[0]]
+
+    def reciprocal(self) -> Block:
+        return Anticausal(Delay(self.n, name=self.name, inputs=self.outputs,
+                                outputs=self.inputs))
+
+    def tangent(self) -> Block:
+        return Delay(self.n, name=self.name, inputs=self.inputs, outputs=self.outputs)
+
+    def label(self) -> str:
+        return f"z⁻{self.n}"
+
+
+class FIR(Block):
+    """``y(k) = sum_m h[m] u(k - m)``: a finite impulse response filter (elementwise).
+
+    Its reciprocal is the same filter run backwards in time,
+    ``delta_u(k) = sum_m h[m] delta_y(k + m)``, and ``dJ/dh[m] = sum_k delta_y(k) u(k-m)``.
+    """
+
+    stateful = True
+    linear = True
+
+    def __init__(self, h, *, trainable: bool = True, **kw):
+        super().__init__(**kw)
+        self.param("h", h, trainable=trainable)
+        if self.h.ndim != 1 or self.h.size < 1:
+            raise ValueError(f"block {self.name!r}: FIR taps h must be a non-empty 1-D array")
+
+    def init_state(self, batch, in_types, out_types):
+        t = in_types[0]
+        return t.zeros(self.h.size - 1, batch)
+
+    def output(self, x, u):
+        return self.h[0] * u + np.tensordot(self.h[1:], x, axes=(0, 0))
+
+    def update(self, x, u):
+        return np.concatenate([u[None], x[:-1]])
+
+    def sequence(self, x0, U):
+        return scipy.signal.lfilter(self.h, [1.0], U, axis=0)
+
+    def param_grads(self, u, y, dy):
+        (dy,) = dy
+        return {"h": np.array([_shift_corr(dy, u[0], m) for m in range(self.h.size)])}
+
+    def reciprocal(self) -> Block:
+        r = FIR(self.h, name=self.name, inputs=self.outputs, outputs=self.inputs)
+        r.h = self.h
+        return Anticausal(r)
+
+    def tangent(self) -> Block:
+        r = FIR(self.h, name=self.name)
+        r.h = self.h
+        return r
+
+    def label(self) -> str:
+        return f"FIR({self.h.size} taps)"
+
+
+class DiscreteFilter(Block):
+    """``a[0] y(k) = sum_m b[m] u(k-m) - sum_{m>=1} a[m] y(k-m)`` (elementwise).
+
+    ``b`` and ``a`` are in ascending powers of ``z^-1``, exactly as
+    :func:`scipy.signal.lfilter`; zero initial conditions.  The block has direct
+    feedthrough only when ``b[0] != 0`` (then ``b[0]`` is held at zero in training).
+
+    Its reciprocal is the same filter run backwards in time, and with
+    ``g = A(q^+1)^-1 delta_y`` the parameter gradients are
+    ``dJ/db[m] = sum_k g(k) u(k-m)`` and ``dJ/da[m] = -sum_k g(k) y(k-m)``.
+    """
+
+    stateful = True
+    linear = True
+
+    def __init__(self, b, a=(1.0,), *, trainable: bool = True, **kw):
+        super().__init__(**kw)
+        self.param("b", np.atleast_1d(b), trainable=trainable)
+        self.param("a", np.atleast_1d(a), trainable=trainable)
+        if self.b.ndim != 1 or self.a.ndim != 1 or self.a[0] == 0:
+            raise ValueError(f"block {self.name!r}: b and a must be 1-D with a[0] != 0, "
+                             f"got b={self.b}, a={self.a}")
+        self.feedthrough = bool(self.b[0] != 0)
+
+    def init_state(self, batch, in_types, out_types):
+        n = max(self.a.size, self.b.size)
+        t = out_types[0]
+        bn = np.zeros(n, t.dtype)
+        an = np.zeros(n, t.dtype)
+        bn[: self.b.size] = self.b / self.a[0]
+        an[: self.a.size] = self.a / self.a[0]
+        shape = (n - 1,) + (1,) * (1 + len(t.shape))
+        return t.zeros(n - 1, batch), bn[0], bn[1:].reshape(shape), an[1:].reshape(shape)
+
+    def output(self, x, u):
+        z, b0 = x[0], x[1]
+        if z.shape[0] == 0:
+            return b0 * u
+        return b0 * u + z[0] if self.feedthrough else z[0]
+
+    def update(self, x, u):
+        z, b0, bs, As = x
+        if z.shape[0] == 0:
+            return x
+        y = self.output(x, u)
+        z_next = bs * u - As * y
+        z_next[:-1] += z[1:]
+        return z_next, b0, bs, As
+
+    def sequence(self, x0, U):
+        return scipy.signal.lfilter(self.b, self.a, U, axis=0)
+
+    def grads_ba(self, u, y, dy):
+        """(dJ/db, dJ/da) from whole sequences."""
+        g = _rev(scipy.signal.lfilter([1.0], self.a, _rev(dy), axis=0))
+        gb = np.array([_shift_corr(g, u, m) for m in range(self.b.size)])
+        ga = -np.array([_shift_corr(g, y, m) for m in range(self.a.size)])
+        if not self.feedthrough:
+            gb[0] = 0.0
+        return gb, ga
+
+    def param_grads(self, u, y, dy):
+        gb, ga = self.grads_ba(u[0], y[0], dy[0])
+        return {n: g for n, g in (("b", gb), ("a", ga)) if self._params[n]}
+
+    def _like(self, **kw) -> DiscreteFilter:
+        r = DiscreteFilter(self.b, self.a, name=self.name, **kw)
+        r.b, r.a = self.b, self.a
+        return r
+
+    def reciprocal(self) -> Block:
+        return Anticausal(self._like(inputs=self.outputs, outputs=self.inputs))
+
+    def tangent(self) -> Block:
+        return self._like(inputs=self.inputs, outputs=self.outputs)
+
+    def label(self) -> str:
+        return f"B/A ({self.b.size - 1},{self.a.size - 1})"
+
+
+class DiscreteTransferFcn(DiscreteFilter):
+    """``Y(z) = num(z) / den(z) U(z)``, ``num`` and ``den`` in descending powers of ``z``.
+
+    Exactly :class:`scipy.signal.dlti` ``(num, den)``: a strictly proper transfer function
+    (``len(num) < len(den)``) has no direct feedthrough and breaks feedback loops.  It is a
+    :class:`DiscreteFilter` with ``b`` = ``num`` padded in front to ``len(den)``; the
+    trainable parameters are ``num`` and ``den`` (views into ``b`` and ``a``).
+    """
+
+    def __init__(self, num, den, *, trainable: bool = True, **kw):
+        num, den = np.atleast_1d(np.asarray(num, float)), np.atleast_1d(np.asarray(den, float))
+        pad = den.size - num.size
+        if pad < 0:
+            raise ValueError(f"transfer function num={num}, den={den} is improper "
+                             "(more zeros than poles); it cannot run causally")
+        super().__init__(np.concatenate([np.zeros(pad), num]), den, trainable=False, **kw)
+        self.pad = pad
+        self._expose(trainable)
+
+    def _expose(self, trainable: bool) -> None:
+        self.num, self.den = self.b[self.pad:], self.a
+        self._params = {"b": False, "a": False, "num": trainable, "den": trainable}
+
+    def astype(self, dtype):
+        self.b, self.a = self.b.astype(dtype), self.a.astype(dtype)
+        self._expose(self._params["num"])
+        return self
+
+    def param_grads(self, u, y, dy):
+        gb, ga = self.grads_ba(u[0], y[0], dy[0])
+        return {"num": gb[self.pad:], "den": ga} if self._params["num"] else {}
+
+    def label(self) -> str:
+        return f"TF ({self.num.size - 1}/{self.den.size - 1})"
+
+
+class StateSpace(Block):
+    """``x(k+1) = A x(k) + B u(k)``, ``y(k) = C x(k) + D u(k)``, ``x(0) = x0``.
+
+    Samples are vectors: ``u`` of shape ``(m,)``, ``y`` of shape ``(p,)``.  Without ``D`` the
+    block has no direct feedthrough.  Its reciprocal is the adjoint realisation
+    ``(A^T, C^T, B^T, D^T)`` run backwards in time; its final state is ``dJ/dx(0)``.
+    """
+
+    stateful = True
+    linear = True
+
+    def __init__(self, A, B, C, D=None, x0=None, *, trainable: bool = True, **kw):
+        super().__init__(**kw)
+        self.param("A", np.atleast_2d(A), trainable=trainable)
+        self.param("B", np.atleast_2d(B), trainable=trainable)
+        self.param("C", np.atleast_2d(C), trainable=trainable)
+        n, m, p = self.A.shape[0], self.B.shape[1], self.C.shape[0]
+        if self.A.shape != (n, n) or self.B.shape != (n, m) or self.C.shape != (p, n):
+            raise ValueError(f"block {self.name!r}: StateSpace needs A (n,n), B (n,m), C (p,n); "
+                             f"got {self.A.shape}, {self.B.shape}, {self.C.shape}")
+        self.feedthrough = D is not None and bool(np.any(D))
+        self.param("D", np.zeros((p, m)) if D is None else np.atleast_2d(D),
+                   trainable=trainable and self.feedthrough)
+        if self.D.shape != (p, m):
+            raise ValueError(f"block {self.name!r}: D must be {(p, m)}, got {self.D.shape}")
+        self.param("x0", np.zeros(n) if x0 is None else x0, trainable=False)
+
+    def infer(self, t):
+        m, p = self.B.shape[1], self.C.shape[0]
+        if t is not None and t.shape != (m,):
+            raise self.type_error(f"takes ({m},) samples, got {t.shape}", port=self.inputs[0])
+        return (SignalType((p,), t.dtype if t else np.float64),)
+
+    def init_state(self, batch, in_types, out_types):
+        return np.broadcast_to(self.x0, (batch, self.A.shape[0])).astype(out_types[0].dtype)
+
+    def output(self, x, u):
+        y = x @ self.C.T
+        return y + u @ self.D.T if self.feedthrough else y
+
+    def update(self, x, u):
+        return x @ self.A.T + u @ self.B.T
+
+    def states(self, x0, U) -> np.ndarray:
+        """x(0..T-1) for inputs ``U`` (T, B, m)."""
+        BU = U @ self.B.T
+        X = np.empty(BU.shape, dtype=BU.dtype)
+        x, At = x0, self.A.T
+        for k in range(U.shape[0]):
+            X[k] = x
+            x = x @ At + BU[k]
+        return X
+
+    def sequence(self, x0, U):
+        Y = self.states(x0, U) @ self.C.T
+        return Y + U @ self.D.T if self.feedthrough else Y
+
+    def param_grads(self, u, y, dy):
+        (U,), (dY,) = u, dy
+        X = self.states(np.broadcast_to(self.x0, (U.shape[1], self.A.shape[0])), U)
+        lam = np.zeros_like(X)  # lam[k] = dJ/dx(k+1)
+        nxt = np.zeros_like(X[0])
+        CtdY = dY @ self.C
+        for k in range(U.shape[0] - 1, -1, -1):
+            lam[k] = nxt
+            nxt = nxt @ self.A + CtdY[k]
+        grads = {"A": np.einsum("tbi,tbj->ij", lam, X), "B": np.einsum("tbi,tbj->ij", lam, U),
+                 "C": np.einsum("tbi,tbj->ij", dY, X), "D": np.einsum("tbi,tbj->ij", dY, U)}
+        return {n: g for n, g in grads.items() if self._params[n]}
+
+    def _like(self, A, B, C, D, **kw) -> StateSpace:
+        r = StateSpace(A, B, C, D if self.feedthrough else None, name=self.name, **kw)
+        r.A, r.B, r.C = A, B, C
+        if self.feedthrough:
+            r.D = D
+        return r
+
+    def reciprocal(self) -> Block:
+        return Anticausal(self._like(self.A.T, self.C.T, self.B.T, self.D.T,
+                                     inputs=self.outputs, outputs=self.inputs))
+
+    def tangent(self) -> Block:
+        return self._like(self.A, self.B, self.C, self.D, inputs=self.inputs,
+                          outputs=self.outputs)
+
+    def label(self) -> str:
+        return f"SS (n={self.A.shape[0]})"

@@ -1,0 +1,286 @@
+"""Math blocks: Sum, Gain, Product, Function (elementwise f with its derivative), Saturation.
+
+Each block's reciprocal rule (``vjp``), tangent (``jvp``) and parameter gradient sit right
+under its forward rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import scipy.special
+
+from blockflow.block import Block
+from blockflow.types import SignalType, same_type
+
+
+class Sum(Block):
+    """Summing junction: ``y(k) = s_1 u1(k) + s_2 u2(k) + ...`` with signs ``s_i = +-1``.
+
+    Its reciprocal is a branching point with gains ``s_i``: ``delta_ui(k) = s_i delta_y(k)``.
+
+    Parameters
+    ----------
+    signs : str, default "++"
+        One ``+`` or ``-`` per input; inputs are named ``u1, u2, ...``.
+
+    Examples
+    --------
+    >>> Sum("+-").output(None, np.array([3.0]), np.array([1.0]))
+    array([2.])
+    """
+
+    linear = True
+    symbol = "Σ"
+
+    def __init__(self, signs: str = "++", **kw):
+        if not signs or set(signs) - {"+", "-"}:
+            raise ValueError(f"Sum signs must be a non-empty string of '+'/'-', got {signs!r}")
+        kw.setdefault("inputs", tuple(f"u{i + 1}" for i in range(len(signs))))
+        super().__init__(**kw)
+        self.signs = signs
+
+    def infer(self, *t):
+        return (same_type(f"block {self.name!r} (Sum)", *t),)
+
+    def output(self, x, *u):
+        y = u[0] if self.signs[0] == "+" else -u[0]
+        for s, v in zip(self.signs[1:], u[1:], strict=True):
+            y = y + v if s == "+" else y - v
+        return y
+
+    def vjp(self, u, y, dy):
+        out = tuple(dy if s == "+" else -dy for s in self.signs)
+        return out[0] if len(out) == 1 else out
+
+    def jvp(self, u, y, *du):
+        return self.output(None, *du)
+
+    def label(self) -> str:
+        return f"Σ {self.signs}"
+
+
+class Gain(Block):
+    """``y(k) = K u(k)``: elementwise for a scalar or array K, matrix product for a 2-D K.
+
+    Parameters
+    ----------
+    K : array_like
+        The gain.  A 2-D ``K`` of shape ``(m, n)`` maps ``(n,)`` samples to ``(m,)``.
+    multiplication : {"auto", "elementwise", "matrix"}
+        ``"auto"``: matrix for 2-D K, elementwise otherwise.
+    trainable : bool, default True
+
+    Examples
+    --------
+    >>> Gain(2.0).output(None, np.array([1.5]))
+    array([3.])
+    """
+
+    linear = True
+
+    def __init__(self, K, *, multiplication: str = "auto", trainable: bool = True, **kw):
+        super().__init__(**kw)
+        self.param("K", K, trainable=trainable)
+        if multiplication == "auto":
+            multiplication = "matrix" if self.K.ndim == 2 else "elementwise"
+        if multiplication not in ("elementwise", "matrix"):
+            raise ValueError(f"block {self.name!r}: multiplication must be 'elementwise' or "
+                             f"'matrix', got {multiplication!r}")
+        if multiplication == "matrix" and self.K.ndim != 2:
+            raise ValueError(f"block {self.name!r}: a matrix gain needs a 2-D K, "
+                             f"got shape {self.K.shape}")
+        self.matrix = multiplication == "matrix"
+
+    def infer(self, t):
+        if t is None:
+            return (None,)
+        dtype = np.result_type(t.dtype, self.K.dtype)
+        if self.matrix:
+            if t.shape != (self.K.shape[1],):
+                raise self.type_error(f"a {self.K.shape} gain takes ({self.K.shape[1]},) "
+                                      f"samples, got {t.shape}", port="u")
+            return (SignalType((self.K.shape[0],), dtype),)
+        if np.broadcast_shapes(t.shape, self.K.shape) != t.shape:
+            raise self.type_error(f"gain of shape {self.K.shape} does not fit samples of shape "
+                                  f"{t.shape}", port="u")
+        return (SignalType(t.shape, dtype),)
+
+    def output(self, x, u):
+        return u @ self.K.T if self.matrix else u * self.K
+
+    def vjp(self, u, y, dy):
+        return dy @ self.K if self.matrix else dy * self.K
+
+    def jvp(self, u, y, du):
+        return self.output(None, du)
+
+    def param_grads(self, u, y, dy):
+        (u,) = u
+        if self.matrix:
+            n, m = self.K.shape[1], self.K.shape[0]
+            return {"K": dy.reshape(-1, m).T @ u.reshape(-1, n)}
+        g = dy * u
+        lead = g.ndim - self.K.ndim
+        g = g.sum(axis=tuple(range(lead)))
+        return {"K": _sum_to(g, self.K.shape)}
+
+    def param_jvp(self, u, y, dp):
+        (u,) = u
+        dK = dp.get("K", 0.0)
+        return (u @ np.transpose(dK) if self.matrix else u * dK,)
+
+    def label(self) -> str:
+        return f"K={_short(self.K)}"
+
+
+class Product(Block):
+    """Elementwise product and quotient: ``y(k) = u1(k)^e1 * u2(k)^e2 ...``, ``e_i = +-1``.
+
+    Parameters
+    ----------
+    ops : str, default "**"
+        One ``*`` (multiply) or ``/`` (divide) per input.
+    """
+
+    symbol = "Π"
+
+    def __init__(self, ops: str = "**", **kw):
+        if not ops or set(ops) - {"*", "/"}:
+            raise ValueError(f"Product ops must be a non-empty string of '*'/'/', got {ops!r}")
+        kw.setdefault("inputs", tuple(f"u{i + 1}" for i in range(len(ops))))
+        super().__init__(**kw)
+        self.ops = ops
+
+    def infer(self, *t):
+        return (same_type(f"block {self.name!r} (Product)", *t),)
+
+    def output(self, x, *u):
+        y = u[0] if self.ops[0] == "*" else 1.0 / u[0]
+        for o, v in zip(self.ops[1:], u[1:], strict=True):
+            y = y * v if o == "*" else y / v
+        return y
+
+    def _partials(self, u, y):
+        # d y / d u_i, without dividing by u_i where it multiplies
+        parts = []
+        for i, o in enumerate(self.ops):
+            if o == "/":
+                parts.append(-y / u[i])
+            else:
+                p = np.ones_like(y)
+                for j, (oj, v) in enumerate(zip(self.ops, u, strict=True)):
+                    if j != i:
+                        p = p * v if oj == "*" else p / v
+                parts.append(p)
+        return parts
+
+    def vjp(self, u, y, dy):
+        out = tuple(dy * p for p in self._partials(u, y[0]))
+        return out[0] if len(out) == 1 else out
+
+    def jvp(self, u, y, *du):
+        return sum(d * p for d, p in zip(du, self._partials(u, y[0]), strict=True))
+
+    def label(self) -> str:
+        return f"Π {self.ops}"
+
+
+# name -> (f(a), f'(a) given a and the recorded output y)
+ELEMENTWISE: dict[str, tuple[Callable, Callable]] = {
+    "tanh": (np.tanh, lambda a, y: 1.0 - y * y),
+    "sigmoid": (scipy.special.expit, lambda a, y: y * (1.0 - y)),
+    "relu": (lambda a: np.maximum(a, 0), lambda a, y: (a > 0).astype(a.dtype)),
+    "identity": (lambda a: a, lambda a, y: np.ones_like(a)),
+    "exp": (np.exp, lambda a, y: y),
+    "sin": (np.sin, lambda a, y: np.cos(a)),
+    "cos": (np.cos, lambda a, y: -np.sin(a)),
+    "square": (np.square, lambda a, y: 2.0 * a),
+    "softplus": (lambda a: np.logaddexp(0, a), lambda a, y: scipy.special.expit(a)),
+}
+
+
+class Function(Block):
+    """A univariate function applied elementwise: ``y(k) = f(u(k))``.
+
+    Its reciprocal is the time-varying gain ``delta_u(k) = f'(u(k)) delta_y(k)``.
+
+    Parameters
+    ----------
+    f : str or callable
+        A name from :data:`ELEMENTWISE` (tanh, sigmoid, relu, identity, exp, sin, cos,
+        square, softplus) or a callable, then with ``df``.
+    df : callable, optional
+        ``df(a, y)``: the derivative at ``a``, given the output ``y = f(a)`` too.
+
+    Examples
+    --------
+    >>> Function("tanh").vjp((np.array([0.0]),), (np.array([0.0]),), np.array([2.0]))
+    array([2.])
+    """
+
+    def __init__(self, f: str | Callable = "tanh", df: Callable | None = None, **kw):
+        if isinstance(f, str):
+            if f not in ELEMENTWISE:
+                raise ValueError(f"unknown function {f!r}; known: {sorted(ELEMENTWISE)}, or "
+                                 "pass a callable f with its derivative df(a, y)")
+            self.fname = f
+            f, df = ELEMENTWISE[f]
+        else:
+            if df is None:
+                raise ValueError("Function(f) with a callable f needs its derivative "
+                                 "df(a, y) too")
+            self.fname = getattr(f, "__name__", "f")
+        super().__init__(**kw)
+        self.f, self.df = f, df
+
+    def output(self, x, u):
+        return self.f(u)
+
+    def vjp(self, u, y, dy):
+        return dy * self.df(u[0], y[0])
+
+    def jvp(self, u, y, du):
+        return du * self.df(u[0], y[0])
+
+    def label(self) -> str:
+        return self.fname
+
+
+class Saturation(Block):
+    """``y(k) = min(max(u(k), lower), upper)``; its derivative is 1 inside, 0 outside."""
+
+    def __init__(self, lower: float = -1.0, upper: float = 1.0, **kw):
+        if not lower < upper:
+            raise ValueError(f"Saturation needs lower < upper, got {lower}, {upper}")
+        super().__init__(**kw)
+        self.lower, self.upper = float(lower), float(upper)
+
+    def output(self, x, u):
+        return np.clip(u, self.lower, self.upper)
+
+    def vjp(self, u, y, dy):
+        return dy * ((u[0] > self.lower) & (u[0] < self.upper))
+
+    def jvp(self, u, y, du):
+        return self.vjp(u, y, du)
+
+    def label(self) -> str:
+        return f"sat[{self.lower:g},{self.upper:g}]"
+
+
+def _sum_to(g: np.ndarray, shape: tuple) -> np.ndarray:
+    """Sum a broadcast gradient back down to ``shape``."""
+    while g.ndim > len(shape):
+        g = g.sum(axis=0)
+    for i, n in enumerate(shape):
+        if n == 1 and g.shape[i] != 1:
+            g = g.sum(axis=i, keepdims=True)
+    return g
+
+
+def _short(a: np.ndarray) -> str:
+    if a.size == 1:
+        return f"{float(a):.4g}"
+    return f"{a.shape}"

@@ -1,0 +1,84 @@
+"""Routing: Mux (concatenate signals into a vector), Demux (split a vector)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from blockflow.block import Block
+from blockflow.types import SignalType
+
+
+class Mux(Block):
+    """``y(k) = [u1(k); u2(k); ...]``: scalars and vectors concatenated into one vector.
+
+    Parameters
+    ----------
+    sizes : int or sequence of int
+        ``n`` stacks ``n`` scalars; a sequence gives each input's width (1 = a scalar).
+    """
+
+    linear = True
+
+    def __init__(self, sizes=2, **kw):
+        sizes = [1] * int(sizes) if np.ndim(sizes) == 0 else [int(s) for s in sizes]
+        kw.setdefault("inputs", tuple(f"u{i + 1}" for i in range(len(sizes))))
+        super().__init__(**kw)
+        self.sizes = sizes
+
+    def infer(self, *t):
+        for p, x, s in zip(self.inputs, t, self.sizes, strict=True):
+            if x is not None and x.shape != (() if s == 1 else (s,)):
+                raise self.type_error(f"expects {'a scalar' if s == 1 else (s,)} here, got "
+                                      f"shape {x.shape}", port=p)
+        if any(x is None for x in t):
+            return (None,)
+        return (SignalType((sum(self.sizes),), np.result_type(*(x.dtype for x in t))),)
+
+    def output(self, x, *u):
+        return np.concatenate([v[..., None] if s == 1 else v
+                               for v, s in zip(u, self.sizes, strict=True)], axis=-1)
+
+    def vjp(self, u, y, dy):
+        return Demux.output(self, None, dy)
+
+    def jvp(self, u, y, *du):
+        return self.output(None, *du)
+
+
+class Demux(Block):
+    """``[y1(k); y2(k); ...] = u(k)``: split a vector; widths of 1 give scalar outputs.
+
+    Parameters
+    ----------
+    sizes : int or sequence of int
+        ``n`` splits an ``(n,)`` vector into ``n`` scalars; a sequence gives the widths.
+    """
+
+    linear = True
+
+    def __init__(self, sizes=2, **kw):
+        sizes = [1] * int(sizes) if np.ndim(sizes) == 0 else [int(s) for s in sizes]
+        kw.setdefault("outputs", tuple(f"y{i + 1}" for i in range(len(sizes))))
+        super().__init__(**kw)
+        self.sizes = sizes
+
+    def infer(self, t):
+        if t is None:
+            return tuple(None for _ in self.outputs)
+        if t.shape != (sum(self.sizes),):
+            raise self.type_error(f"splits ({sum(self.sizes)},) vectors into {self.sizes}, "
+                                  f"got shape {t.shape}", port="u")
+        return tuple(SignalType(() if s == 1 else (s,), t.dtype) for s in self.sizes)
+
+    def output(self, x, u):
+        out, i = [], 0
+        for s in self.sizes:
+            out.append(u[..., i] if s == 1 else u[..., i:i + s])
+            i += s
+        return out[0] if len(out) == 1 else tuple(out)
+
+    def vjp(self, u, y, *dy):
+        return Mux.output(self, None, *dy)
+
+    def jvp(self, u, y, du):
+        return self.output(None, du)

@@ -1,0 +1,19 @@
+"""Sinks: Scope and ToArray mark signals to look at; the Trace records every signal."""
+
+from __future__ import annotations
+
+from blockflow.block import Block
+
+
+class Scope(Block):
+    """Displays its input ``u(k)`` (see ``Trace.plot``); ``trace[scope_name]`` reads it."""
+
+    outputs = ()
+    nondifferentiable = True
+
+    def infer(self, *t):
+        return ()
+
+
+class ToArray(Scope):
+    """Names a signal to export: ``trace[name]`` is its ``(T, B, *shape)`` array."""

@@ -1,0 +1,134 @@
+"""Sources: Constant, Step, Sine, Square, FromArray, Noise.
+
+A source has no inputs; it produces its whole ``(T, B, *shape)`` sequence at once with
+``generate(T, B)``.  Sources are nondifferentiable with respect to their (absent) inputs;
+a Constant may carry a trainable value (``dJ/dc = sum_k delta_y(k)``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from blockflow.block import Block
+from blockflow.types import SignalType
+
+
+class _Source(Block):
+    inputs = ()
+    source = True
+    nondifferentiable = True
+
+    def __init__(self, shape=(), dtype=np.float64, **kw):
+        super().__init__(**kw)
+        self.shape = tuple(np.atleast_1d(shape)) if np.ndim(shape) else tuple(shape)
+        self.dtype = np.dtype(dtype)
+
+    def infer(self):
+        return (SignalType(self.shape, self.dtype),)
+
+    def _fill(self, wave: np.ndarray, T: int, B: int) -> np.ndarray:
+        """Broadcast a (T,) waveform to (T, B, *shape)."""
+        w = wave.reshape((T,) + (1,) * (1 + len(self.shape))).astype(self.dtype)
+        return np.broadcast_to(w, (T, B, *self.shape))
+
+
+class Constant(_Source):
+    """``y(k) = c``."""
+
+    def __init__(self, value=0.0, *, trainable: bool = False, dtype=np.float64, **kw):
+        value = np.asarray(value, dtype=dtype)
+        super().__init__(shape=value.shape, dtype=dtype, **kw)
+        self.param("value", value, trainable=trainable, dtype=dtype)
+
+    def generate(self, T, B):
+        return np.broadcast_to(self.value.astype(self.dtype), (T, B, *self.shape))
+
+    def param_grads(self, u, y, dy):
+        g = dy[0].sum(axis=(0, 1))
+        return {"value": g} if self._params["value"] else {}
+
+    def label(self) -> str:
+        v = self.value
+        return f"{float(v):.4g}" if v.size == 1 else f"const {v.shape}"
+
+
+class Step(_Source):
+    """``y(k) = before`` for ``k < time``, ``after`` from ``k = time`` on."""
+
+    def __init__(self, time: int = 0, before: float = 0.0, after: float = 1.0, **kw):
+        super().__init__(**kw)
+        self.time, self.before, self.after = int(time), float(before), float(after)
+
+    def generate(self, T, B):
+        return self._fill(np.where(np.arange(T) < self.time, self.before, self.after), T, B)
+
+
+class Sine(_Source):
+    """``y(k) = amplitude sin(2 pi frequency k + phase) + bias`` (frequency in cycles/sample)."""
+
+    def __init__(self, amplitude=1.0, frequency=0.05, phase=0.0, bias=0.0, **kw):
+        super().__init__(**kw)
+        self.amplitude, self.frequency = float(amplitude), float(frequency)
+        self.phase, self.bias = float(phase), float(bias)
+
+    def generate(self, T, B):
+        k = np.arange(T)
+        wave = self.amplitude * np.sin(2 * np.pi * self.frequency * k + self.phase) + self.bias
+        return self._fill(wave, T, B)
+
+    def label(self) -> str:
+        return "sine"
+
+
+class Square(_Source):
+    """``y(k) = +-amplitude + bias``: high for the first ``duty`` of every ``period`` steps."""
+
+    def __init__(self, amplitude=1.0, period: int = 20, duty: float = 0.5, bias=0.0, **kw):
+        if period < 1 or not 0 < duty < 1:
+            raise ValueError(f"Square needs period >= 1 and 0 < duty < 1, got {period}, {duty}")
+        super().__init__(**kw)
+        self.amplitude, self.period, self.duty, self.bias = (float(amplitude), int(period),
+                                                             float(duty), float(bias))
+
+    def generate(self, T, B):
+        high = (np.arange(T) % self.period) < self.duty * self.period
+        return self._fill(np.where(high, self.amplitude, -self.amplitude) + self.bias, T, B)
+
+
+class FromArray(_Source):
+    """``y(k) = data[k]``: a recorded signal, ``(T, *shape)`` or ``(T, B, *shape)``.
+
+    Steps past the end of the data hold the last sample.
+    """
+
+    def __init__(self, data, *, batched: bool = False, dtype=np.float64, **kw):
+        data = np.asarray(data, dtype=dtype)
+        self.batched = batched
+        super().__init__(shape=data.shape[2:] if batched else data.shape[1:], dtype=dtype, **kw)
+        self.data = data
+
+    def generate(self, T, B):
+        d = self.data
+        idx = np.minimum(np.arange(T), d.shape[0] - 1)
+        d = d[idx]
+        if not self.batched:
+            d = d[:, None]
+        return np.broadcast_to(d, (T, B, *self.shape))
+
+    def label(self) -> str:
+        return f"data {self.data.shape}"
+
+
+class Noise(_Source):
+    """``y(k) ~ N(mean, std^2)``, independent over time and batch, from a seeded generator."""
+
+    def __init__(self, std=1.0, mean=0.0, *, seed: int = 0, shape=(), **kw):
+        super().__init__(shape=shape, **kw)
+        self.std, self.mean, self.seed = float(std), float(mean), int(seed)
+
+    def generate(self, T, B):
+        rng = np.random.default_rng(self.seed)
+        return (self.mean + self.std * rng.standard_normal((T, B, *self.shape))).astype(self.dtype)
+
+    def label(self) -> str:
+        return f"N({self.mean:g},{self.std:g}²)"
