@@ -165,6 +165,7 @@ def _compile(model: Model, mode: str) -> Plan:
                     f"input {path}.{p} of block {path!r} ({type(b).__name__}) is not "
                     "connected; wire a source to it (a Constant if it should be fixed)"
                 )
+    _check_algebraic_loops(flat)
     types = propagate_types(flat)
     for path, b in flat.blocks.items():
         for p in (*b.inputs, *b.outputs):
@@ -173,7 +174,6 @@ def _compile(model: Model, mode: str) -> Plan:
                     f"the type of {path}.{p} (block {type(b).__name__}) cannot be inferred; "
                     "declare the Inport's shape or give the delay an initial value"
                 )
-    _check_algebraic_loops(flat)
     return _schedule(model, flat, types, mode)
 
 

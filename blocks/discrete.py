@@ -139,7 +139,7 @@ class FIR(Block):
         return self.h[0] * u + np.tensordot(self.h[1:], x, axes=(0, 0))
 
     def update(self, x, u):
-        return np.concatenate([u[None], x[:-1]])
+        return np.concatenate([u[None], x[:-1]]) if x.shape[0] else x
 
     def sequence(self, x0, U):
         return scipy.signal.lfilter(self.h, [1.0], U, axis=0)

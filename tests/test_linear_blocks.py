@@ -1,0 +1,116 @@
+"""Every linear block against its scipy.signal twin, to 1e-12, batch sizes 1 and 7,
+through both the whole-sequence and the step-by-step paths."""
+
+import numpy as np
+import pytest
+import scipy.signal as ss
+from hypothesis import given
+from hypothesis import strategies as st
+
+from blockflow import Inport, Model, Outport, simulate
+from blocks import FIR, Delay, DiscreteFilter, DiscreteTransferFcn, StateSpace, UnitDelay
+
+MODES = ("auto", "step")
+
+
+def single(block, shape=()):
+    m = Model("single")
+    m.chain(*m.add(Inport("u", shape=shape), block, Outport("y")))
+    return m
+
+
+def run_both(m, u):
+    ys = [simulate(m, {"u": u}, mode=mode)["y"] for mode in MODES]
+    np.testing.assert_allclose(ys[0], ys[1], rtol=0, atol=1e-12)
+    return ys[0]
+
+
+coef = st.floats(-0.9, 0.9)
+stable_poly = st.lists(st.floats(-0.45, 0.45), min_size=1, max_size=3)
+
+
+@pytest.mark.parametrize("B", [1, 7])
+@given(h=st.lists(coef, min_size=1, max_size=6), seed=st.integers(0, 2**16))
+def test_fir_matches_lfilter(B, h, seed):
+    u = np.random.default_rng(seed).standard_normal((40, B))
+    y = run_both(single(FIR(h)), u)
+    np.testing.assert_allclose(y, ss.lfilter(h, [1.0], u, axis=0), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("B", [1, 7])
+@given(b=st.lists(coef, min_size=1, max_size=4), a=stable_poly, seed=st.integers(0, 2**16))
+def test_discrete_filter_matches_lfilter(B, b, a, seed):
+    a = [1.0, *a]
+    u = np.random.default_rng(seed).standard_normal((50, B))
+    y = run_both(single(DiscreteFilter(b, a)), u)
+    np.testing.assert_allclose(y, ss.lfilter(b, a, u, axis=0), rtol=0, atol=1e-12)
+
+
+def test_discrete_filter_normalises_a0_like_lfilter(rng):
+    u = rng.standard_normal((30, 2))
+    y = run_both(single(DiscreteFilter([0.0, 1.0, 0.5], [2.0, -0.4])), u)
+    np.testing.assert_allclose(y, ss.lfilter([0.0, 1.0, 0.5], [2.0, -0.4], u, axis=0),
+                               atol=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore::scipy.signal.BadCoefficients")
+@pytest.mark.parametrize("B", [1, 7])
+@given(num=st.lists(coef, min_size=1, max_size=3), den=stable_poly, seed=st.integers(0, 2**16))
+def test_transfer_fcn_matches_dlsim(B, num, den, seed):
+    den = [1.0, *den]
+    num = num[: len(den)]
+    u = np.random.default_rng(seed).standard_normal((40, B))
+    y = run_both(single(DiscreteTransferFcn(num, den)), u)
+    for j in range(B):
+        _, ref = ss.dlsim((num, den, 1.0), u[:, j])
+        np.testing.assert_allclose(y[:, j], ref[:, 0], rtol=0, atol=1e-12)
+
+
+def test_transfer_fcn_and_filter_differ_by_a_delay(rng):
+    """Same coefficients, different conventions: dlti pads num in front (z^-1 per
+    missing power), lfilter does not."""
+    u = rng.standard_normal((20, 1))
+    ytf = run_both(single(DiscreteTransferFcn([1.0, 0.5], [1.0, -0.3, 0.1])), u)
+    yf = run_both(single(DiscreteFilter([1.0, 0.5], [1.0, -0.3, 0.1])), u)
+    np.testing.assert_allclose(ytf[1:], yf[:-1], atol=1e-12)
+    assert ytf[0, 0] == 0.0 and yf[0, 0] != 0.0
+
+
+@pytest.mark.parametrize("B", [1, 7])
+@pytest.mark.parametrize("with_d", [False, True])
+def test_state_space_matches_dlsim(B, with_d, rng):
+    n, m_, p = 3, 2, 2
+    A = rng.standard_normal((n, n))
+    A *= 0.8 / max(abs(np.linalg.eigvals(A)))
+    Bm, C = rng.standard_normal((n, m_)), rng.standard_normal((p, n))
+    D = rng.standard_normal((p, m_)) if with_d else np.zeros((p, m_))
+    x0 = rng.standard_normal(n)
+    u = rng.standard_normal((30, B, m_))
+    y = run_both(single(StateSpace(A, Bm, C, D if with_d else None, x0=x0), shape=(m_,)), u)
+    for j in range(B):
+        _, ref, _ = ss.dlsim((A, Bm, C, D, 1.0), u[:, j], x0=x0)
+        np.testing.assert_allclose(y[:, j], ref, rtol=0, atol=1e-12)
+
+
+def test_unit_delay_keeps_the_first_sample():
+    """Input non-zero at k = 0: y(0) = x0, y(1) = u(0) -- nothing lost, nothing doubled."""
+    u = np.array([3.0, 1.0, 4.0, 1.0, 5.0])
+    for mode in MODES:
+        y = simulate(single(UnitDelay(x0=-2.0)), {"u": u}, mode=mode)["y"][:, 0]
+        np.testing.assert_array_equal(y, [-2.0, 3.0, 1.0, 4.0, 1.0])
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7])
+def test_delay_n_shifts_by_n(n):
+    u = np.arange(1.0, 11.0)
+    for mode in MODES:
+        y = simulate(single(Delay(n, x0=9.0)), {"u": u}, mode=mode)["y"][:, 0]
+        expected = np.concatenate([np.full(n, 9.0), u])[:10]
+        np.testing.assert_array_equal(y, expected)
+
+
+def test_vector_delay_with_vector_initial_value():
+    u = np.ones((4, 2, 3))
+    y = simulate(single(UnitDelay(x0=[1.0, 2.0, 3.0]), shape=(3,)), {"u": u})["y"]
+    np.testing.assert_array_equal(y[0], [[1, 2, 3], [1, 2, 3]])
+    np.testing.assert_array_equal(y[1:], 1.0)
