@@ -172,3 +172,55 @@ def port_types(block: Block, types: dict) -> tuple[tuple[SignalType, ...], tuple
     ins = tuple(types[(block.name, p)] for p in block.inputs)
     outs = tuple(types[(block.name, p)] for p in block.outputs)
     return ins, outs
+
+
+class ZeroSource(Block):
+    """``y(k) = 0``: the delta of a forward output that nothing reads."""
+
+    inputs = ()
+    source = True
+    linear = True
+
+    def __init__(self, type_: SignalType, **kw):
+        super().__init__(**kw)
+        self.type = type_
+
+    def infer(self):
+        return (self.type,)
+
+    def generate(self, T: int, batch: int):
+        return self.type.zeros(T, batch)
+
+    def label(self) -> str:
+        return "0"
+
+
+class Junction(Block):
+    """``y(k) = sum_i u_i(k)``: the summing junction made from a forward branching point.
+
+    Taking the reciprocal again turns it back into a branching point (fan-out).
+    """
+
+    linear = True
+    junction = True
+    symbol = "+"
+
+    def __init__(self, n: int, **kw):
+        super().__init__(inputs=tuple(f"u{i + 1}" for i in range(n)), **kw)
+
+    def infer(self, *t):
+        from .types import same_type
+
+        return (same_type(f"junction {self.name!r}", *t),)
+
+    def output(self, x, *u):
+        y = u[0]
+        for v in u[1:]:
+            y = y + v
+        return y
+
+    def vjp(self, u, y, dy):
+        return dy if len(self.inputs) == 1 else tuple(dy for _ in self.inputs)
+
+    def jvp(self, u, y, *du):
+        return self.output(None, *du)

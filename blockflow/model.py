@@ -99,7 +99,7 @@ class Model(Block):
             self.blocks[b.name] = b
             self.graph.add_node(b.name, block=b)
         self._version += 1
-        self._types = propagate_types(self)
+        self._types = propagate_types(self, start=[b.name for b in blocks], types=self._types)
         return blocks[0] if len(blocks) == 1 else blocks
 
     def block(self, path: str) -> Block:

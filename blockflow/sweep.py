@@ -1,0 +1,177 @@
+"""The backward sweep: run the reciprocal model over reversed time on a forward Trace.
+
+In reversed time an advance is a delay, so the sweep is the ordinary executor run from
+``k = T-1`` down to ``0`` with zero terminal state, its trace-reading blocks fed from the
+forward Trace.  Loop-free parts sweep whole sequences at once.  Parameter gradients are
+then one contraction over time per parameter, ``dJ/dw = sum_k delta_j(k) a_i(k)``, never
+accumulated step by step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import SimulationError
+from .execute import run_plan
+from .losses import resolve
+from .model import Model
+from .plan import Plan, compile
+from .reciprocal import reciprocal
+from .simulate import simulate
+from .trace import Trace
+
+
+@dataclass
+class Gradients:
+    """What a backward sweep gives.
+
+    Attributes
+    ----------
+    params : dict
+        ``dJ/dw`` for every trainable parameter, keyed like ``model.parameters()``.
+    inputs : dict
+        ``dJ/dx(k)`` for every Inport, ``(T, B, *shape)``.
+    deltas : Trace
+        ``dJ/ds(k)`` for every signal ``s``, addressed like the forward trace
+        (``deltas["tanh.u"]``).
+    loss : float or None
+    """
+
+    params: dict
+    inputs: dict
+    deltas: Trace
+    loss: float | None = None
+
+
+def reciprocal_plan(model: Model) -> Plan:
+    """The compiled reciprocal of ``model``, cached until the model is edited.
+
+    Reciprocal blocks share the forward parameter arrays, so in-place training updates
+    need no rebuild.
+    """
+    cache = model.__dict__.setdefault("_rplan", {})
+    key = model.version()
+    if key not in cache:
+        cache.clear()
+        cache[key] = compile(reciprocal(model))
+    return cache[key]
+
+
+def sweep(model: Model, trace: Trace, dL_dy: dict, *, window: int | None = None) -> Gradients:
+    """Backward sweep of ``model`` over ``trace`` with output deltas ``dL_dy``.
+
+    Parameters
+    ----------
+    model : Model
+    trace : Trace
+        The forward trace of ``model``.
+    dL_dy : dict
+        ``{outport: (T, B, *shape) array}``; Outports left out get zero.
+    window : int, optional
+        Truncated BPTT: sweep the last ``window`` steps only (``window >= T``: exact).
+
+    Returns
+    -------
+    Gradients
+    """
+    fplan = trace.plan
+    rplan = reciprocal_plan(model)
+    T, B = trace.T, trace.B
+    start = 0
+    if window is not None:
+        if int(window) != window or window < 1:
+            raise SimulationError(f"window must be a positive integer, got {window!r}")
+        start = max(0, T - int(window))
+    Tw = T - start
+    unknown = set(dL_dy) - set(rplan.inports)
+    if unknown:
+        raise SimulationError(f"dL_dy names {sorted(unknown)}, which are not Outports of "
+                              f"{model.name!r} (its outputs are {sorted(rplan.inports)})")
+    bufs: list = [None] * len(rplan.slot_types)
+    for name, slot in rplan.inports.items():
+        t = rplan.slot_types[slot]
+        g = dL_dy.get(name)
+        if g is None:
+            bufs[slot] = t.zeros(Tw, B)
+            continue
+        g = np.asarray(g, dtype=t.dtype)
+        if g.shape != (T, B, *t.shape):
+            raise SimulationError(f"dL_dy[{name!r}] must have shape {(T, B, *t.shape)}, "
+                                  f"got {g.shape}")
+        bufs[slot] = g[start:]
+    for slot, path, port in rplan.trace_reads:
+        bufs[slot] = trace[(path, port)][start:]
+    finals = run_plan(rplan, Tw, B, bufs, reverse=True)
+    deltas = Trace(rplan, bufs, Tw, B, finals)
+    params = {}
+    for path, b in fplan.flat.blocks.items():
+        if not b.parameters():
+            continue
+        u = tuple(trace[(path, p)][start:] for p in b.inputs)
+        y = tuple(trace[(path, p)][start:] for p in b.outputs)
+        dy = tuple(deltas[(path, p)] for p in b.outputs)
+        for n, g in b.param_grads(u, y, dy).items():
+            params[f"{path}.{n}"] = g
+    inputs = {n: deltas[n] for n in rplan.outports}
+    return Gradients(params, inputs, deltas)
+
+
+def output_deltas(trace: Trace, loss, targets) -> tuple[float, dict]:
+    """Loss value and ``dL/dy`` for each Outport with a target."""
+    outs = trace.plan.outports
+    if not isinstance(targets, dict):
+        if len(outs) != 1:
+            raise SimulationError(f"model has Outports {sorted(outs)}: give targets as a dict")
+        targets = {next(iter(outs)): targets}
+    f = resolve(loss)
+    total, dL = 0.0, {}
+    for name, d in targets.items():
+        if name not in outs:
+            raise SimulationError(f"targets name {name!r}, which is not an Outport; the "
+                                  f"Outports are {sorted(outs)}")
+        y = trace[name]
+        d = np.asarray(d)
+        if d.ndim == y.ndim - 1 and not np.issubdtype(d.dtype, np.integer):
+            d = d[:, None]  # (T, *shape): the same target for every batch member
+        value, g = f(y, np.broadcast_to(d, y.shape) if d.dtype.kind == "f" else d)
+        total += value
+        dL[name] = g
+    return total, dL
+
+
+def backward(model: Model, inputs: dict | None = None, *, loss="sse", targets=None,
+             dL_dy: dict | None = None, steps: int | None = None, batch: int | None = None,
+             window: int | None = None, trace: Trace | None = None) -> Gradients:
+    """Simulate ``model``, apply the loss, sweep back: every gradient at once.
+
+    Either ``targets`` (with ``loss``: ``"sse"``, ``"mse"``, ``"cross_entropy"`` or a
+    callable ``(y, d) -> (value, dL/dy)``) or ``dL_dy`` directly.
+    """
+    tr = trace if trace is not None else simulate(model, inputs, steps=steps, batch=batch)
+    if dL_dy is None:
+        if targets is None:
+            raise SimulationError("give targets (with a loss) or dL_dy")
+        value, dL_dy = output_deltas(tr, loss, targets)
+    else:
+        value = None
+    g = sweep(model, tr, dL_dy, window=window)
+    g.loss = value
+    return g
+
+
+def grad(model: Model, inputs: dict | None = None, *, loss="sse", targets=None,
+         dL_dy: dict | None = None, **kw) -> tuple[float | None, dict]:
+    """``(loss value, dJ/dw)`` with gradients keyed like ``model.parameters()``.
+
+    Examples
+    --------
+    >>> from models.closed_loop import tanh_loop
+    >>> m = tanh_loop()
+    >>> J, g = grad(m, {"r": np.ones((20, 1))}, targets=np.zeros((20, 1)))
+    >>> sorted(g)
+    ['kc.K', 'plant.a', 'plant.b']
+    """
+    g = backward(model, inputs, loss=loss, targets=targets, dL_dy=dL_dy, **kw)
+    return g.loss, g.params
