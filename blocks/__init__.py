@@ -2,14 +2,14 @@
 
 from .discrete import FIR, Delay, DiscreteFilter, DiscreteTransferFcn, StateSpace, UnitDelay
 from .math import ELEMENTWISE, Function, Gain, Product, Saturation, Sum
-from .neural import MLP, Dense, Softmax
+from .neural import MLP, Dense, FIRDense, LSTMCell, RNNCell, Softmax
 from .routing import Demux, Mux
 from .sinks import Scope, ToArray
 from .sources import Constant, FromArray, Noise, Sine, Square, Step
 
 __all__ = [
     "ELEMENTWISE", "FIR", "MLP", "Constant", "Delay", "Demux", "Dense", "DiscreteFilter",
-    "DiscreteTransferFcn", "FromArray", "Function", "Gain", "Mux", "Noise", "Product",
-    "Saturation", "Scope", "Sine", "Softmax", "Square", "StateSpace", "Step", "Sum",
-    "ToArray", "UnitDelay",
+    "DiscreteTransferFcn", "FIRDense", "FromArray", "Function", "Gain", "LSTMCell", "Mux",
+    "Noise", "Product", "RNNCell", "Saturation", "Scope", "Sine", "Softmax", "Square",
+    "StateSpace", "Step", "Sum", "ToArray", "UnitDelay",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import scipy.special
 
 from blockflow.block import Block
 from blockflow.types import SignalType
@@ -184,3 +185,217 @@ class Softmax(Block):
 
     def jvp(self, u, y, du):
         return self.vjp(u, y, du)  # the softmax Jacobian is symmetric
+
+
+class FIRDense(Block):
+    """``y(k) = sum_m W[m] u(k-m) + b``: a layer of FIR synapses (paper Case II).
+
+    ``W`` has shape ``(M+1, n_out, n_in)``.  Its reciprocal is the FIR layer with
+    transposed taps run backwards in time, ``delta_u(k) = sum_m W[m]^T delta_y(k+m)``
+    (temporal backpropagation, paper eq. 13); ``dJ/dW[m] = sum_k delta_y(k) u(k-m)^T``.
+    """
+
+    stateful = True
+    linear = True
+
+    def __init__(self, W, b=None, *, bias: bool = True, trainable: bool = True, **kw):
+        super().__init__(**kw)
+        self.param("W", W, trainable=trainable)
+        if self.W.ndim != 3:
+            raise ValueError(f"block {self.name!r}: FIRDense taps W must be (M+1, n_out, n_in),"
+                             f" got shape {self.W.shape}")
+        self.bias = bias
+        if bias:
+            self.param("b", np.zeros(self.W.shape[1]) if b is None else b, trainable=trainable)
+
+    @classmethod
+    def random(cls, n_in: int, n_out: int, taps: int, *, seed: int = 0, **kw) -> FIRDense:
+        rng = np.random.default_rng(seed)
+        W = rng.uniform(-1, 1, (taps, n_out, n_in)) * np.sqrt(6.0 / ((n_in + n_out) * taps))
+        return cls(W, **kw)
+
+    def infer(self, t):
+        if t is None:
+            return (None,)
+        if t.shape != (self.W.shape[2],):
+            raise self.type_error(f"takes ({self.W.shape[2]},) samples, got {t.shape}",
+                                  port=self.inputs[0])
+        return (SignalType((self.W.shape[1],), t.dtype),)
+
+    def init_state(self, batch, in_types, out_types):
+        return in_types[0].zeros(self.W.shape[0] - 1, batch)
+
+    def output(self, x, u):
+        y = u @ self.W[0].T + np.einsum("mbi,moi->bo", x, self.W[1:])
+        return y + self.b if self.bias else y
+
+    def update(self, x, u):
+        return np.concatenate([u[None], x[:-1]]) if x.shape[0] else x
+
+    def sequence(self, x0, U):
+        T = U.shape[0]
+        Y = U @ self.W[0].T
+        for m in range(1, min(self.W.shape[0], T)):
+            Y[m:] += U[: T - m] @ self.W[m].T
+        return Y + self.b if self.bias else Y
+
+    def param_grads(self, u, y, dy):
+        (U,), (dY,) = u, dy
+        T = U.shape[0]
+        gW = np.zeros_like(self.W)
+        for m in range(min(self.W.shape[0], T)):
+            gW[m] = _outer_sum(dY[m:], U[: T - m])
+        g = {"W": gW}
+        if self.bias:
+            g["b"] = dY.reshape(-1, dY.shape[-1]).sum(0)
+        return {n: v for n, v in g.items() if self._params[n]}
+
+    def _like(self, W, **kw) -> FIRDense:
+        r = FIRDense(W, bias=False, name=self.name, **kw)
+        r.W = W
+        return r
+
+    def reciprocal(self) -> Block:
+        from blockflow.adjoint import Anticausal
+
+        return Anticausal(self._like(np.swapaxes(self.W, 1, 2), inputs=self.outputs,
+                                     outputs=self.inputs))
+
+    def tangent(self) -> Block:
+        return self._like(self.W, inputs=self.inputs, outputs=self.outputs)
+
+    def label(self) -> str:
+        M1, o, i = self.W.shape
+        return f"FIR layer {i}→{o} ({M1} taps)"
+
+
+class RNNCell(Block):
+    """``h(k) = tanh(W [x(k); h_prev(k)] + b)``: an Elman cell (wire ``h_prev`` from a delay)."""
+
+    inputs, outputs = ("x", "h_prev"), ("h",)
+
+    def __init__(self, W, b, **kw):
+        super().__init__(**kw)
+        self.param("W", W)
+        self.param("b", b)
+
+    @classmethod
+    def random(cls, n_in: int, hidden: int, *, seed: int = 0, **kw) -> RNNCell:
+        return cls(_glorot(np.random.default_rng(seed), n_in + hidden, hidden),
+                   np.zeros(hidden), **kw)
+
+    def infer(self, tx, th):
+        H = self.W.shape[0]
+        if th is not None and th.shape != (H,):
+            raise self.type_error(f"takes ({H},) states, got {th.shape}", port="h_prev")
+        if tx is not None and tx.shape != (self.W.shape[1] - H,):
+            raise self.type_error(f"takes ({self.W.shape[1] - H},) inputs, got {tx.shape}",
+                                  port="x")
+        return (SignalType((H,), tx.dtype if tx else np.float64),)
+
+    def output(self, s, x, h):
+        return np.tanh(np.concatenate([x, h], -1) @ self.W.T + self.b)
+
+    def vjp(self, u, y, dh):
+        dz = dh * (1.0 - y[0] ** 2)
+        dxh = dz @ self.W
+        n = u[0].shape[-1]
+        return dxh[..., :n], dxh[..., n:]
+
+    def jvp(self, u, y, dx, dh):
+        return (np.concatenate([dx, dh], -1) @ self.W.T) * (1.0 - y[0] ** 2)
+
+    def param_grads(self, u, y, dy):
+        dz = dy[0] * (1.0 - y[0] ** 2)
+        return {"W": _outer_sum(dz, np.concatenate(u, -1)),
+                "b": dz.reshape(-1, dz.shape[-1]).sum(0)}
+
+    def param_jvp(self, u, y, dp):
+        dz = np.concatenate(u, -1) @ dp.get("W", np.zeros_like(self.W)).T + dp.get("b", 0.0)
+        return (dz * (1.0 - y[0] ** 2),)
+
+
+class LSTMCell(Block):
+    """A long short-term memory cell (gates ``i, f, g, o`` stacked in ``W``, ``b``)::
+
+        z = W [x; h_prev] + b,  i = sig(z_i),  f = sig(z_f),  g = tanh(z_g),  o = sig(z_o)
+        c = f * c_prev + i * g,  h = o * tanh(c)
+
+    Wire ``h`` and ``c`` back to ``h_prev`` and ``c_prev`` through unit delays.  The
+    reciprocal applies ``J(k)^T`` by the graphical rules (split, add, product, function,
+    weight matrix) of seed 002.
+    """
+
+    inputs, outputs = ("x", "h_prev", "c_prev"), ("h", "c")
+
+    def __init__(self, W, b, **kw):
+        super().__init__(**kw)
+        self.param("W", W)
+        self.param("b", b)
+        if self.W.shape[0] % 4 or self.b.shape != (self.W.shape[0],):
+            raise ValueError(f"block {self.name!r}: LSTM W must be (4H, n+H), b (4H,)")
+
+    @classmethod
+    def random(cls, n_in: int, hidden: int, *, seed: int = 0, forget_bias: float = 1.0,
+               **kw) -> LSTMCell:
+        W = _glorot(np.random.default_rng(seed), n_in + hidden, 4 * hidden)
+        b = np.zeros(4 * hidden)
+        b[hidden:2 * hidden] = forget_bias
+        return cls(W, b, **kw)
+
+    def infer(self, tx, th, tc):
+        H = self.W.shape[0] // 4
+        for p, t in (("h_prev", th), ("c_prev", tc)):
+            if t is not None and t.shape != (H,):
+                raise self.type_error(f"takes ({H},) states, got {t.shape}", port=p)
+        if tx is not None and tx.shape != (self.W.shape[1] - H,):
+            raise self.type_error(f"takes ({self.W.shape[1] - H},) inputs, got {tx.shape}",
+                                  port="x")
+        t = SignalType((H,), tx.dtype if tx else np.float64)
+        return t, t
+
+    def gates(self, x, h, c_prev):
+        z = np.concatenate([x, h], -1) @ self.W.T + self.b
+        i, f, g, o = np.split(z, 4, axis=-1)
+        i, f, o = scipy.special.expit(i), scipy.special.expit(f), scipy.special.expit(o)
+        g = np.tanh(g)
+        c = f * c_prev + i * g
+        return i, f, g, o, c, np.tanh(c)
+
+    def output(self, s, x, h, c_prev):
+        i, f, g, o, c, tc = self.gates(x, h, c_prev)
+        return o * tc, c
+
+    def _dz(self, u, dh, dc):
+        i, f, g, o, c, tc = self.gates(*u)
+        dc = dc + dh * o * (1.0 - tc * tc)
+        dz = np.concatenate([dc * g * i * (1 - i), dc * u[2] * f * (1 - f),
+                             dc * i * (1 - g * g), dh * tc * o * (1 - o)], -1)
+        return dz, dc * f
+
+    def vjp(self, u, y, dh, dc):
+        dz, dc_prev = self._dz(u, dh, dc)
+        dxh = dz @ self.W
+        n = u[0].shape[-1]
+        return dxh[..., :n], dxh[..., n:], dc_prev
+
+    def _tangent(self, u, dz, dc_prev):
+        i, f, g, o, c, tc = self.gates(*u)
+        di, df, dg, do = np.split(dz, 4, axis=-1)
+        dc = df * f * (1 - f) * u[2] + f * dc_prev + di * i * (1 - i) * g + i * dg * (1 - g * g)
+        return do * o * (1 - o) * tc + o * (1 - tc * tc) * dc, dc
+
+    def jvp(self, u, y, dx, dh, dc_prev):
+        return self._tangent(u, np.concatenate([dx, dh], -1) @ self.W.T, dc_prev)
+
+    def param_grads(self, u, y, dy):
+        dz, _ = self._dz(u, *dy)
+        return {"W": _outer_sum(dz, np.concatenate(u[:2], -1)),
+                "b": dz.reshape(-1, dz.shape[-1]).sum(0)}
+
+    def param_jvp(self, u, y, dp):
+        dz = np.concatenate(u[:2], -1) @ dp.get("W", np.zeros_like(self.W)).T + dp.get("b", 0.0)
+        return self._tangent(u, dz, np.zeros_like(u[2]))
+
+    def label(self) -> str:
+        return f"LSTM H={self.W.shape[0] // 4}"

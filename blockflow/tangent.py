@@ -1,0 +1,87 @@
+"""Forward mode: the tangent (linearised) model, run forward in time.
+
+``tangent(model)`` keeps the flow direction and replaces each block by its
+linearisation: a stateless block by ``J(k)`` (reading the forward trace), a stateful
+linear block by itself from zero initial state (delays stay delays), a source by zeros.
+Running it on a forward trace with input directions ``dx`` (and parameter directions)
+gives directional derivatives ``dy = (dy/dx) dx + (dy/dw) dw``; carried for every
+parameter this is RTRL.  It and the reciprocal are two orders of one product:
+``<T v, w> == <v, R w>``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .adjoint import JacobianV
+from .block import Block
+from .errors import ReciprocalNotDefinedError
+from .execute import run_plan
+from .model import Model
+from .plan import compile
+from .ports import Inport, Outport
+from .simulate import bind_inputs
+from .trace import Trace
+
+
+def tangent(model: Model, dparams: dict | None = None) -> Model:
+    """The tangent model; ``dparams`` are parameter directions keyed like
+    ``model.parameters()`` (stateless blocks only)."""
+    types = compile(model).types
+    dparams = dparams or {}
+    known = set(model.parameters())
+    unknown = set(dparams) - known
+    if unknown:
+        raise ReciprocalNotDefinedError(f"parameter directions for unknown parameters "
+                                        f"{sorted(unknown)}; the model has {sorted(known)}")
+    return _tangent(model, "", types, dparams)
+
+
+def _tangent_block(b: Block, path: str, types: dict, dparams: dict) -> Block:
+    if isinstance(b, (Inport, Outport)):
+        return type(b)(b.name, **({"shape": types[(path, "y")].shape} if isinstance(b, Inport)
+                                  else {}))
+    mine = {n: np.asarray(v) for n, v in ((k.rpartition(".")[2], v) for k, v in dparams.items()
+                                           if k.rpartition(".")[0] == path)}
+    if mine and b.stateful:
+        raise ReciprocalNotDefinedError(
+            f"block {path!r} ({type(b).__name__}): forward-mode parameter directions are "
+            "supported for stateless blocks only; use the reciprocal sweep for its gradients"
+        )
+    tb = b.tangent()
+    tb.name = b.name
+    if isinstance(tb, JacobianV):
+        tb = JacobianV(b, (tuple(types[(path, p)] for p in b.inputs),
+                           tuple(types[(path, p)] for p in b.outputs)), mine)
+    elif getattr(tb, "fwd_types", 0) is None:
+        tb.fwd_types = (tuple(types[(path, p)] for p in b.inputs),
+                        tuple(types[(path, p)] for p in b.outputs))
+    return tb
+
+
+def _tangent(m: Model, prefix: str, types: dict, dparams: dict) -> Model:
+    tm = Model(m.name)
+    for name, b in m.blocks.items():
+        tm.add(_tangent(b, f"{prefix}{name}/", types, dparams) if isinstance(b, Model)
+               else _tangent_block(b, prefix + name, types, dparams))
+    for s, d, data in m.graph.edges(data=True):
+        tm.connect(tm.blocks[s][data["src_port"]], tm.blocks[d][data["dst_port"]])
+    return tm
+
+
+def directional(model: Model, trace: Trace, dx: dict | None = None,
+                dparams: dict | None = None) -> Trace:
+    """Tangents of every signal along input directions ``dx`` and parameter directions.
+
+    Returns a Trace addressed like ``trace``: ``directional(...)["y"]`` is ``dy(k)``.
+    """
+    tplan = compile(tangent(model, dparams))
+    dx = dict(dx or {})
+    for name, slot in tplan.inports.items():
+        if name not in dx:
+            dx[name] = tplan.slot_types[slot].zeros(trace.T, trace.B)
+    T, B, bufs = bind_inputs(tplan, dx, trace.T, trace.B, what="direction for Inport")
+    for slot, path, port in tplan.trace_reads:
+        bufs[slot] = trace[(path, port)]
+    finals = run_plan(tplan, T, B, bufs)
+    return Trace(tplan, bufs, T, B, finals)
