@@ -52,7 +52,8 @@ def flatten(model: Model) -> FlatModel:
             if isinstance(b, Model):
                 add_blocks(b, path + "/", False)
             elif not top and isinstance(b, Inport):
-                flat.add(path, Passthrough(name=name, inputs=("in",), outputs=b.outputs))
+                flat.add(path, Passthrough(name=name, inputs=("in",), outputs=b.outputs,
+                                          declared=b.type))
             elif not top and isinstance(b, Outport):
                 flat.add(path, Passthrough(name=name, inputs=b.inputs, outputs=("out",)))
             else:

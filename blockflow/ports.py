@@ -75,6 +75,15 @@ class Passthrough(Block):
     alias = True
     linear = True
 
+    def __init__(self, *, declared: SignalType | None = None, **kw):
+        super().__init__(**kw)
+        self.declared = declared
+
+    def infer(self, t):
+        if t is not None and self.declared is not None and t.shape != self.declared.shape:
+            raise self.type_error(f"declared shape {self.declared.shape} but fed {t.shape}")
+        return (t or self.declared,)
+
     def output(self, x, u):
         return u
 

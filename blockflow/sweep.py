@@ -133,9 +133,13 @@ def output_deltas(trace: Trace, loss, targets) -> tuple[float, dict]:
                                   f"Outports are {sorted(outs)}")
         y = trace[name]
         d = np.asarray(d)
-        if d.ndim == y.ndim - 1 and not np.issubdtype(d.dtype, np.integer):
-            d = d[:, None]  # (T, *shape): the same target for every batch member
-        value, g = f(y, np.broadcast_to(d, y.shape) if d.dtype.kind == "f" else d)
+        want = y.shape[:-1] if np.issubdtype(d.dtype, np.integer) else y.shape  # labels
+        if d.shape == (want[0], *want[2:]):
+            d = np.broadcast_to(d[:, None], want)  # (T, *shape): same for every run
+        if d.shape != want:
+            raise SimulationError(f"target for Outport {name!r} must have shape {want} or "
+                                  f"{(want[0], *want[2:])}, got {d.shape}")
+        value, g = f(y, d)
         total += value
         dL[name] = g
     return total, dL

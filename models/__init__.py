@@ -10,6 +10,15 @@ import numpy as np
 
 from .arma import arma_blocks, arma_filter
 from .closed_loop import tanh_loop
+from .paper import (
+    cascaded,
+    fir_network,
+    iir_neuron,
+    lstm,
+    lstm_from_blocks,
+    mlp,
+    output_feedback_rnn,
+)
 from .pid import pid_loop
 
 
@@ -24,4 +33,12 @@ CATALOGUE = {
     "arma_filter": (arma_filter, _noise("u")),
     "pid_loop": (pid_loop, _noise("r")),
     "tanh_loop": (tanh_loop, _noise("r")),
+    "mlp": (mlp, _noise("x", (3,))),
+    "output_feedback_rnn": (output_feedback_rnn, _noise("x", (2,))),
+    "cascaded": (cascaded, _noise("x")),
+    "fir_network": (fir_network, _noise("x", (1,))),
+    "iir_neuron": (iir_neuron, lambda T, B, seed=0: {**_noise("x1")(T, B, seed),
+                                                    **_noise("x2")(T, B, seed + 1)}),
+    "lstm": (lstm, _noise("x", (2,))),
+    "lstm_from_blocks": (lstm_from_blocks, _noise("x", (2,))),
 }
