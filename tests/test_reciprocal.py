@@ -1,0 +1,206 @@
+"""The reciprocal transformer and the backward sweep on every model in models/."""
+
+import networkx as nx
+import numpy as np
+import pytest
+
+from blockflow import Block, Inport, Model, Outport, ReciprocalNotDefinedError, compile, simulate
+from blockflow.adjoint import Anticausal, JacobianT, Junction
+from blockflow.plan import flatten
+from blockflow.reciprocal import reciprocal
+from blockflow.sweep import backward, grad
+from blockflow.tangent import directional
+from blocks import Function, Gain, Sum, UnitDelay
+from models import CATALOGUE
+from models.paper import lstm, lstm_from_blocks
+
+from .helpers import fd_check
+
+NAMES = sorted(CATALOGUE)
+
+
+def _model(name, T=25, B=3, seed=0):
+    build, make = CATALOGUE[name]
+    return build(), make(T, B, seed)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_sweep_gradients_match_finite_differences(name):
+    m, x = _model(name)
+    assert fd_check(m, x) >= 1
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_dot_product_tangent_vs_reciprocal(name):
+    """<T v, w> == <v, R w>: input directions, and parameter directions where supported."""
+    m, x = _model(name)
+    rng = np.random.default_rng(5)
+    tr = simulate(m, x)
+    v = {k: rng.standard_normal(np.shape(a)) for k, a in x.items()}
+    w = {k: rng.standard_normal(a.shape) for k, a in tr.outputs().items()}
+    stateless = {k: rng.standard_normal(p.shape) for k, p in m.parameters().items()
+                 if not flatten(m).blocks[k.rpartition(".")[0]].stateful}
+    t = directional(m, tr, v, stateless)
+    g = backward(m, trace=tr, dL_dy=w)
+    lhs = sum(np.vdot(t[k], w[k]) for k in w)
+    rhs = sum(np.vdot(v[k], g.inputs[k]) for k in v)
+    rhs += sum(np.vdot(d, g.params[k]) for k, d in stateless.items())
+    assert abs(lhs - rhs) <= 1e-10 * max(1.0, abs(lhs))
+
+
+def _edges(model):
+    flat = flatten(model)
+    return {(s, d["src_port"], t, d["dst_port"]) for s, t, d in flat.graph.edges(data=True)}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_reciprocal_of_reciprocal_has_the_structure_of_the_model(name):
+    m, _ = _model(name)
+    r = reciprocal(m)
+    rr = reciprocal(r)
+    assert set(flatten(rr).blocks) == set(flatten(m).blocks)
+    assert _edges(rr) == _edges(m)
+    # the reciprocal reverses every wire (fan-outs through junctions)
+    fwd = {(s, t) for s, _, t, _ in _edges(m)}
+    rev = {(s, t) for s, _, t, _ in _edges(r)}
+    rflat = flatten(r)
+    direct = {(t, s) for s, t in fwd}
+    through = {(s, t) for s, t in rev if not isinstance(rflat.blocks[s], Junction)
+               and not isinstance(rflat.blocks[t], Junction)}
+    assert through <= direct
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES
+                                  if not compile(CATALOGUE[n][0]()).loops])
+def test_reversed_forward_schedule_is_a_reciprocal_schedule(name):
+    m, _ = _model(name)
+    order = compile(m).order
+    pos = {p: i for i, p in enumerate(order)}
+    rflat = flatten(reciprocal(m))
+    g = nx.DiGraph()
+    for s, t, d in rflat.graph.edges(data=True):
+        if d["dst_port"] in rflat.blocks[t].direct_inputs() and s in pos and t in pos:
+            g.add_edge(s, t)
+    assert all(pos[s] > pos[t] for s, t in g.edges)
+
+
+def test_reciprocal_blocks_follow_the_six_rules():
+    m = Model("rules")
+    x, y = m.add(Inport("x"), Outport("y"))
+    s, g, f, z = m.add(Sum("+-", name="s"), Gain(0.5, name="g"), Function("tanh", name="f"),
+                       UnitDelay(name="z"))
+    m.connect(x, s.u1)
+    m.chain(s, g, f, y)
+    m.chain(f, z, s.u2)
+    r = reciprocal(m)
+    assert isinstance(r.blocks["x"], Outport) and isinstance(r.blocks["y"], Inport)
+    assert isinstance(r.blocks["z"], Anticausal) and r.blocks["z"].label() == "z⁺¹"
+    assert isinstance(r.blocks["s"], JacobianT) and r.blocks["s"].outputs == ("u1", "u2")
+    assert r.blocks["f"].trace_reads == ("u", "y") and r.blocks["g"].trace_reads == ()
+    assert isinstance(r.blocks["f+y"], Junction)  # branching point -> summing junction
+    assert r.source_of("s", "y") == ("g", "u")
+
+
+def test_cascaded_delta_u_is_sum_of_advanced_tap_deltas():
+    m, x = _model("cascaded", T=30, B=2)
+    tr = simulate(m, x)
+    w = {"y": np.random.default_rng(1).standard_normal(tr["y"].shape)}
+    d = backward(m, trace=tr, dL_dy=w).deltas
+    du, taps = d["u.y1"], d["N2.u"]  # delta_u(k) and [delta_1, delta_2, delta_3](k)
+    T = du.shape[0]
+    expected = taps[:, :, 0].copy()
+    expected[: T - 1] += taps[1:, :, 1]
+    expected[: T - 2] += taps[2:, :, 2]
+    np.testing.assert_allclose(du, expected, rtol=0, atol=1e-13)
+
+
+def test_lstm_block_and_lstm_from_blocks_agree():
+    a, b = lstm(), lstm_from_blocks()
+    x = {"x": np.random.default_rng(3).standard_normal((20, 2, 2))}
+    ta, tb = simulate(a, x), simulate(b, x)
+    np.testing.assert_allclose(ta["y"], tb["y"], atol=1e-13)
+    d = np.zeros_like(ta["y"])
+    Ja, ga = grad(a, x, targets=d)
+    Jb, gb = grad(b, x, targets=d)
+    assert Ja == pytest.approx(Jb, rel=1e-13)
+    np.testing.assert_allclose(ga["cell.W"], gb["cell/W.W"], atol=1e-12)
+    np.testing.assert_allclose(ga["cell.b"], gb["cell/W.b"], atol=1e-12)
+    np.testing.assert_allclose(ga["readout.W"], gb["readout.W"], atol=1e-12)
+
+
+def test_truncated_sweep_with_full_window_is_exact_and_shorter_window_differs():
+    m, x = _model("output_feedback_rnn", T=30)
+    tr = simulate(m, x)
+    w = {"y": np.random.default_rng(2).standard_normal(tr["y"].shape)}
+    full = backward(m, trace=tr, dL_dy=w)
+    same = backward(m, trace=tr, dL_dy=w, window=30)
+    longer = backward(m, trace=tr, dL_dy=w, window=100)
+    for k in full.params:
+        np.testing.assert_array_equal(full.params[k], same.params[k])
+        np.testing.assert_array_equal(full.params[k], longer.params[k])
+    short = backward(m, trace=tr, dL_dy=w, window=5)
+    assert short.deltas.T == 5
+    np.testing.assert_allclose(short.deltas["out.y"][-1], full.deltas["out.y"][-1])
+    assert not np.allclose(short.params["layer1.W"], full.params["layer1.W"])
+
+
+class Cube(Block):
+    """``y(k) = u(k)^3``: a user-defined block with its reciprocal rule beside it."""
+
+    def output(self, x, u):
+        return u**3
+
+    def vjp(self, u, y, dy):
+        return 3.0 * u[0] ** 2 * dy
+
+    def jvp(self, u, y, du):
+        return 3.0 * u[0] ** 2 * du
+
+
+class NoRule(Block):
+    def output(self, x, u):
+        return u
+
+
+def test_user_defined_block_gradient():
+    m = Model("user")
+    m.chain(*m.add(Inport("u"), Gain(0.7, name="g"), Cube(name="cube"), Outport("y")))
+    fd_check(m, {"u": np.random.default_rng(0).standard_normal((6, 2))})
+
+
+def test_block_without_rule_names_itself():
+    m = Model("user")
+    m.chain(*m.add(Inport("u"), NoRule(name="mystery"), Outport("y")))
+    simulate(m, {"u": np.ones(3)})  # runs forward fine
+    with pytest.raises(ReciprocalNotDefinedError, match=r"block 'mystery' \(NoRule\) has no "
+                                                        "reciprocal rule"):
+        grad(m, {"u": np.ones(3)}, targets=np.zeros(3))
+
+
+def test_loss_conventions():
+    m = Model("id")
+    m.chain(*m.add(Inport("u"), Gain(1.0, name="g"), Outport("y")))
+    u = np.array([[1.0], [2.0]])
+    J, g = grad(m, {"u": u}, targets=np.zeros((2, 1)))
+    assert J == 5.0 and g["g.K"] == pytest.approx(10.0)  # sse: dJ/dy = -2e
+    J, g = grad(m, {"u": u}, loss="mse", targets=np.zeros((2, 1)))
+    assert J == 2.5 and g["g.K"] == pytest.approx(5.0)
+
+
+def test_cross_entropy_gradient():
+    from blocks import Dense
+
+    m = Model("clf")
+    m.chain(*m.add(Inport("x", shape=(3,)), Dense.random(3, 4, seed=1, name="d"), Outport("y")))
+    rng = np.random.default_rng(0)
+    x = {"x": rng.standard_normal((7, 2, 3))}
+    labels = rng.integers(0, 4, (7, 2))
+    J, g = grad(m, x, loss="cross_entropy", targets=labels)
+    W = m.blocks["d"].W
+    v = rng.standard_normal(W.shape)
+    W += 1e-6 * v
+    Jp, _ = grad(m, x, loss="cross_entropy", targets=labels)
+    W -= 2e-6 * v
+    Jm, _ = grad(m, x, loss="cross_entropy", targets=labels)
+    W += 1e-6 * v
+    assert (Jp - Jm) / 2e-6 == pytest.approx(np.vdot(g["d.W"], v), rel=1e-6)
