@@ -261,3 +261,16 @@ def step_through(block: Block, x, U: tuple):
 def as_tuple(block: Block, result) -> tuple:
     """Normalise a block's return value to one entry per output port."""
     return (result,) if len(block.outputs) == 1 else tuple(result)
+
+
+def sum_to(g: np.ndarray, shape: tuple) -> np.ndarray:
+    """Sum a gradient over the axes that broadcasting added, down to ``shape``.
+
+    The rule for any parameter used broadcast against ``(T, B, ...)`` signals.
+    """
+    g = np.asarray(g)
+    lead = g.ndim - len(shape)
+    if lead > 0:
+        g = g.sum(axis=tuple(range(lead)))
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
+    return g.sum(axis=axes, keepdims=True) if axes else g

@@ -277,6 +277,9 @@ def propagate_types(model, *, seeds: dict | None = None, start: Iterable[str] | 
             except Exception as e:  # a block's infer failed on these types
                 raise b.type_error(f"cannot infer output types from inputs "
                                    f"{[str(t) for t in ins]}: {e}") from None
+        hints = getattr(b, "type_hints", None)
+        if hints is not None:  # types known from elsewhere (a transform's forward model)
+            outs = tuple(t if t is not None else h for t, h in zip(outs, hints, strict=True))
         if len(outs) != len(b.outputs):
             raise b.type_error(f"infer() returned {len(outs)} types for outputs "
                                f"{list(b.outputs)}")

@@ -57,6 +57,7 @@ def _reciprocal_block(b: Block, path: str, types: dict) -> Block:
     rb.name = b.name
     if getattr(rb, "fwd_types", 0) is None:
         rb.fwd_types = _port_types(b, path, types)
+    rb.type_hints = tuple(types[(path, p)] for p in rb.outputs)
     if set(rb.inputs) != set(b.outputs) or set(rb.outputs) != set(b.inputs):
         raise ReciprocalNotDefinedError(
             f"block {path!r} ({type(b).__name__}): its reciprocal must take the forward "

@@ -56,6 +56,7 @@ def _tangent_block(b: Block, path: str, types: dict, dparams: dict) -> Block:
     elif getattr(tb, "fwd_types", 0) is None:
         tb.fwd_types = (tuple(types[(path, p)] for p in b.inputs),
                         tuple(types[(path, p)] for p in b.outputs))
+    tb.type_hints = tuple(types[(path, p)] for p in b.outputs)
     return tb
 
 

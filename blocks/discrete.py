@@ -13,7 +13,7 @@ import numpy as np
 import scipy.signal
 
 from blockflow.adjoint import Anticausal
-from blockflow.block import Block
+from blockflow.block import Block, sum_to
 from blockflow.types import SignalType
 
 
@@ -43,9 +43,9 @@ class UnitDelay(Block):
     linear = True
     symbol = "z⁻¹"
 
-    def __init__(self, x0=0.0, **kw):
+    def __init__(self, x0=0.0, *, train_x0: bool = False, **kw):
         super().__init__(**kw)
-        self.param("x0", x0, trainable=False)
+        self.param("x0", x0, trainable=train_x0)
 
     def infer(self, t):
         if t is None:
@@ -68,6 +68,9 @@ class UnitDelay(Block):
     def sequence(self, x0, U):
         return np.concatenate([x0[None], U[:-1]])
 
+    def param_grads(self, u, y, dy):  # dJ/dx0 = delta_y(0)
+        return {"x0": sum_to(dy[0][0], self.x0.shape)} if self._params["x0"] else {}
+
     def reciprocal(self) -> Block:
         return Anticausal(UnitDelay(name=self.name, inputs=self.outputs, outputs=self.inputs))
 
@@ -81,12 +84,12 @@ class Delay(Block):
     stateful = True
     linear = True
 
-    def __init__(self, n: int, x0=0.0, **kw):
+    def __init__(self, n: int, x0=0.0, *, train_x0: bool = False, **kw):
         if int(n) != n or n < 1:
             raise ValueError(f"Delay(n) needs an integer n >= 1, got {n!r}")
         super().__init__(**kw)
         self.n = int(n)
-        self.param("x0", x0, trainable=False)
+        self.param("x0", x0, trainable=train_x0)
 
     feedthrough = False
     infer = UnitDelay.infer
@@ -103,6 +106,9 @@ class Delay(Block):
 
     def sequence(self, x0, U):
         return np.concatenate([x0, U])[: U.shape[0]]
+
+    def param_grads(self, u, y, dy):  # dJ/dx0 = sum_{k<n} delta_y(k)
+        return {"x0": sum_to(dy[0][: self.n], self.x0.shape)} if self._params["x0"] else {}
 
     def reciprocal(self) -> Block:
         return Anticausal(Delay(self.n, name=self.name, inputs=self.outputs,
@@ -289,7 +295,8 @@ class StateSpace(Block):
     stateful = True
     linear = True
 
-    def __init__(self, A, B, C, D=None, x0=None, *, trainable: bool = True, **kw):
+    def __init__(self, A, B, C, D=None, x0=None, *, trainable: bool = True,
+                 train_x0: bool = False, **kw):
         super().__init__(**kw)
         self.param("A", np.atleast_2d(A), trainable=trainable)
         self.param("B", np.atleast_2d(B), trainable=trainable)
@@ -303,7 +310,7 @@ class StateSpace(Block):
                    trainable=trainable and self.feedthrough)
         if self.D.shape != (p, m):
             raise ValueError(f"block {self.name!r}: D must be {(p, m)}, got {self.D.shape}")
-        self.param("x0", np.zeros(n) if x0 is None else x0, trainable=False)
+        self.param("x0", np.zeros(n) if x0 is None else x0, trainable=train_x0)
 
     def infer(self, t):
         m, p = self.B.shape[1], self.C.shape[0]
@@ -345,7 +352,8 @@ class StateSpace(Block):
             lam[k] = nxt
             nxt = nxt @ self.A + CtdY[k]
         grads = {"A": np.einsum("tbi,tbj->ij", lam, X), "B": np.einsum("tbi,tbj->ij", lam, U),
-                 "C": np.einsum("tbi,tbj->ij", dY, X), "D": np.einsum("tbi,tbj->ij", dY, U)}
+                 "C": np.einsum("tbi,tbj->ij", dY, X), "D": np.einsum("tbi,tbj->ij", dY, U),
+                 "x0": sum_to(nxt, self.x0.shape)}  # lambda(0) = dJ/dx(0)
         return {n: g for n, g in grads.items() if self._params[n]}
 
     def _like(self, A, B, C, D, **kw) -> StateSpace:

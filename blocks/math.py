@@ -11,7 +11,7 @@ from collections.abc import Callable
 import numpy as np
 import scipy.special
 
-from blockflow.block import Block
+from blockflow.block import Block, sum_to
 from blockflow.types import SignalType, same_type
 
 
@@ -117,14 +117,11 @@ class Gain(Block):
         return self.output(None, du)
 
     def param_grads(self, u, y, dy):
-        (u,) = u
+        (u,), (dy,) = u, dy
         if self.matrix:
             n, m = self.K.shape[1], self.K.shape[0]
             return {"K": dy.reshape(-1, m).T @ u.reshape(-1, n)}
-        g = dy * u
-        lead = g.ndim - self.K.ndim
-        g = g.sum(axis=tuple(range(lead)))
-        return {"K": _sum_to(g, self.K.shape)}
+        return {"K": sum_to(dy * u, self.K.shape)}
 
     def param_jvp(self, u, y, dp):
         (u,) = u
@@ -268,16 +265,6 @@ class Saturation(Block):
 
     def label(self) -> str:
         return f"sat[{self.lower:g},{self.upper:g}]"
-
-
-def _sum_to(g: np.ndarray, shape: tuple) -> np.ndarray:
-    """Sum a broadcast gradient back down to ``shape``."""
-    while g.ndim > len(shape):
-        g = g.sum(axis=0)
-    for i, n in enumerate(shape):
-        if n == 1 and g.shape[i] != 1:
-            g = g.sum(axis=i, keepdims=True)
-    return g
 
 
 def _short(a: np.ndarray) -> str:

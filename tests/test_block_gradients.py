@@ -1,0 +1,163 @@
+"""Every block's reciprocal rule (and parameter gradients) against central finite
+differences, float64, with hypothesis drawing shapes, parameters and inputs; plus the
+meta-test that every library block has a rule and an equation in its docstring."""
+
+import inspect
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+import blocks
+from blockflow import Block, Inport, Model, Outport
+from blocks import (
+    FIR,
+    MLP,
+    Delay,
+    Demux,
+    Dense,
+    DiscreteFilter,
+    DiscreteTransferFcn,
+    FIRDense,
+    Function,
+    Gain,
+    LSTMCell,
+    Mux,
+    Product,
+    RNNCell,
+    Saturation,
+    Softmax,
+    StateSpace,
+    Sum,
+    UnitDelay,
+)
+
+from .helpers import fd_check
+
+seeds = st.integers(0, 2**16)
+dims = st.integers(1, 4)
+
+
+def wrap(block, in_shapes):
+    """A model around one block: an Inport per input, an Outport per output."""
+    m = Model("one")
+    m.add(block)
+    for p, shape in zip(block.inputs, in_shapes, strict=True):
+        m.connect(m.add(Inport(f"in_{p}", shape=shape)), block[p])
+    for p in block.outputs:
+        m.connect(block[p], m.add(Outport(f"out_{p}")))
+    return m
+
+
+def check(block, in_shapes, seed, T=6, B=2, scale=1.0):
+    rng = np.random.default_rng(seed)
+    m = wrap(block, in_shapes)
+    x = {f"in_{p}": scale * rng.standard_normal((T, B, *s))
+         for p, s in zip(block.inputs, in_shapes, strict=True)}
+    fd_check(m, x, seed=seed)
+
+
+@given(seed=seeds, n=dims, name=st.sampled_from(["tanh", "sigmoid", "identity", "exp", "sin",
+                                                  "cos", "square", "softplus"]))
+def test_function(seed, n, name):
+    check(Function(name), [(n,)], seed)
+
+
+@given(seed=seeds, n=dims, signs=st.text("+-", min_size=1, max_size=4))
+def test_sum(seed, n, signs):
+    check(Sum(signs), [(n,)] * len(signs), seed)
+
+
+@given(seed=seeds, n=dims, ops=st.text("*/", min_size=1, max_size=3))
+def test_product(seed, n, ops):
+    rng = np.random.default_rng(seed)
+    b = Product(ops)
+    m = wrap(b, [(n,)] * len(ops))
+    x = {f"in_{p}": rng.uniform(0.5, 2.0, (5, 2, n)) * rng.choice([-1, 1], (5, 2, n))
+         for p in b.inputs}  # away from zero, for the quotients
+    fd_check(m, x, seed=seed)
+
+
+@given(seed=seeds, m_=dims, n=dims, matrix=st.booleans())
+def test_gain(seed, m_, n, matrix):
+    rng = np.random.default_rng(seed)
+    K = rng.standard_normal((m_, n)) if matrix else rng.standard_normal(n)
+    check(Gain(K), [(n,)], seed)
+
+
+@given(seed=seeds, m_=dims, n=dims)
+def test_dense_and_mlp(seed, m_, n):
+    check(Dense.random(n, m_, seed=seed), [(n,)], seed)
+    check(MLP.random([n, 3, m_], seed=seed, activation="sigmoid"), [(n,)], seed)
+
+
+@given(seed=seeds, n=st.integers(2, 5))
+def test_softmax(seed, n):
+    check(Softmax(), [(n,)], seed)
+
+
+@given(seed=seeds)
+def test_saturation_away_from_the_corners(seed):
+    rng = np.random.default_rng(seed)
+    m = wrap(Saturation(-0.5, 0.5), [(3,)])
+    x = rng.choice([-1.0, 1.0], (5, 2, 3)) * rng.uniform(0.0, 0.4, (5, 2, 3))
+    x += rng.choice([0.0, 0.6, -0.6], (5, 2, 3)) * 1.5  # inside or clearly outside
+    fd_check(m, {"in_u": x}, seed=seed)
+
+
+@given(seed=seeds)
+def test_mux_demux(seed):
+    check(Mux([1, 2, 1]), [(), (2,), ()], seed)
+    check(Demux([2, 1]), [(3,)], seed)
+
+
+@given(seed=seeds, n=dims, h=st.integers(1, 3))
+def test_rnn_and_lstm_cells(seed, n, h):
+    check(RNNCell.random(n, h, seed=seed), [(n,), (h,)], seed)
+    check(LSTMCell.random(n, h, seed=seed), [(n,), (h,), (h,)], seed)
+
+
+@given(seed=seeds, taps=st.integers(1, 5), n=dims)
+def test_fir_and_fir_layer(seed, taps, n):
+    rng = np.random.default_rng(seed)
+    check(FIR(rng.standard_normal(taps)), [(n,)], seed, T=9)
+    check(FIRDense.random(n, 2, taps, seed=seed), [(n,)], seed, T=9)
+
+
+@given(seed=seeds, nb=st.integers(1, 3), na=st.integers(1, 2))
+def test_discrete_filter_and_transfer_fcn(seed, nb, na):
+    rng = np.random.default_rng(seed)
+    a = np.concatenate([[1.0], rng.uniform(-0.4, 0.4, na)])
+    check(DiscreteFilter(rng.standard_normal(nb), a), [()], seed, T=12)
+    check(DiscreteTransferFcn(rng.standard_normal(min(nb, na)), a), [()], seed, T=12)
+
+
+@given(seed=seeds, n=st.integers(1, 3))
+def test_state_space_with_initial_state(seed, n):
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((n, n))
+    A *= 0.7 / max(abs(np.linalg.eigvals(A)))
+    ss = StateSpace(A, rng.standard_normal((n, 2)), rng.standard_normal((2, n)),
+                    rng.standard_normal((2, 2)), x0=rng.standard_normal(n), train_x0=True)
+    check(ss, [(2,)], seed, T=10)
+
+
+@given(seed=seeds, n=st.integers(1, 3))
+def test_delays_with_trainable_initial_values(seed, n):
+    check(UnitDelay(np.ones(2), train_x0=True), [(2,)], seed)
+    check(Delay(n, x0=0.5, train_x0=True), [(2,)], seed)
+
+
+def library_blocks():
+    return [c for _, c in inspect.getmembers(blocks, inspect.isclass)
+            if issubclass(c, Block) and c.__module__.startswith("blocks.")]
+
+
+def test_every_library_block_has_a_rule_and_an_equation():
+    for cls in library_blocks():
+        doc = inspect.getdoc(cls) or ""
+        equation = "=" in doc.split("Parameters")[0]
+        assert equation or cls.source or not cls.outputs, f"{cls.__name__}: no equation"
+        has_rule = (cls.nondifferentiable or cls.reciprocal is not Block.reciprocal
+                    or cls.vjp is not Block.vjp)
+        assert has_rule, f"{cls.__name__} has no reciprocal rule"
