@@ -69,6 +69,8 @@ class Block:
     source: ClassVar[bool] = False
     #: shown on diagrams; defaults to the class name
     symbol: ClassVar[str | None] = None
+    #: stateful linear blocks: how many steps back the output reaches (None: unbounded)
+    memory: int | None = None
 
     def __init__(
         self,
@@ -235,6 +237,15 @@ class Block:
                 "tangent()"
             )
         return JacobianV(self)
+
+    def reversed_taps(self) -> Block:
+        """A causal block whose impulse response is this one's reversed within ``memory``.
+
+        ``q^-memory H(q^+1)``: how the online sweep runs an advance causally.
+        """
+        raise ReciprocalNotDefinedError(
+            f"block {self.name!r} ({type(self).__name__}) has no finite-memory reversal"
+        )
 
     # ------------------------------------------------------------------- misc
     def label(self) -> str:

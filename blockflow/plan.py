@@ -157,8 +157,8 @@ def compile(model: Model, mode: str = "auto") -> Plan:  # noqa: A001 - networkx-
     return cache[key]
 
 
-def _compile(model: Model, mode: str) -> Plan:
-    flat = flatten(model)
+def _compile(model: Model, mode: str, flat: FlatModel | None = None) -> Plan:
+    flat = flat or flatten(model)
     for path, b in flat.blocks.items():
         for p in b.inputs:
             if flat.source_of(path, p) is None:

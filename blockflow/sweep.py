@@ -59,7 +59,8 @@ def reciprocal_plan(model: Model) -> Plan:
     return cache[key]
 
 
-def sweep(model: Model, trace: Trace, dL_dy: dict, *, window: int | None = None) -> Gradients:
+def sweep(model: Model, trace: Trace, dL_dy: dict, *, window: int | None = None,
+          online: bool = False) -> Gradients:
     """Backward sweep of ``model`` over ``trace`` with output deltas ``dL_dy``.
 
     Parameters
@@ -71,12 +72,18 @@ def sweep(model: Model, trace: Trace, dL_dy: dict, *, window: int | None = None)
         ``{outport: (T, B, *shape) array}``; Outports left out get zero.
     window : int, optional
         Truncated BPTT: sweep the last ``window`` steps only (``window >= T``: exact).
+    online : bool
+        Run the reciprocal causally, delayed by its bound ``D`` on advances (temporal
+        backprop; see :mod:`blockflow.causal`).  Same gradients as the full sweep.
 
     Returns
     -------
     Gradients
     """
-    fplan = trace.plan
+    if online:
+        from .causal import causal_sweep
+
+        return causal_sweep(model, trace, dL_dy)
     rplan = reciprocal_plan(model)
     T, B = trace.T, trace.B
     start = 0
@@ -85,28 +92,39 @@ def sweep(model: Model, trace: Trace, dL_dy: dict, *, window: int | None = None)
             raise SimulationError(f"window must be a positive integer, got {window!r}")
         start = max(0, T - int(window))
     Tw = T - start
-    unknown = set(dL_dy) - set(rplan.inports)
-    if unknown:
-        raise SimulationError(f"dL_dy names {sorted(unknown)}, which are not Outports of "
-                              f"{model.name!r} (its outputs are {sorted(rplan.inports)})")
     bufs: list = [None] * len(rplan.slot_types)
-    for name, slot in rplan.inports.items():
-        t = rplan.slot_types[slot]
-        g = dL_dy.get(name)
-        if g is None:
-            bufs[slot] = t.zeros(Tw, B)
-            continue
-        g = np.asarray(g, dtype=t.dtype)
-        if g.shape != (T, B, *t.shape):
-            raise SimulationError(f"dL_dy[{name!r}] must have shape {(T, B, *t.shape)}, "
-                                  f"got {g.shape}")
+    for slot, g in bind_output_deltas(rplan, dL_dy, T, B, model.name).items():
         bufs[slot] = g[start:]
     for slot, path, port in rplan.trace_reads:
         bufs[slot] = trace[(path, port)][start:]
     finals = run_plan(rplan, Tw, B, bufs, reverse=True)
     deltas = Trace(rplan, bufs, Tw, B, finals)
+    return Gradients(param_grads(trace, deltas, start), {n: deltas[n] for n in rplan.outports},
+                     deltas)
+
+
+def bind_output_deltas(rplan: Plan, dL_dy: dict, T: int, B: int, name: str) -> dict:
+    """``{slot: (T, B, ...) array}`` for the reciprocal's Inports; zero where not given."""
+    unknown = set(dL_dy) - set(rplan.inports)
+    if unknown:
+        raise SimulationError(f"dL_dy names {sorted(unknown)}, which are not Outports of "
+                              f"{name!r} (its outputs are {sorted(rplan.inports)})")
+    out = {}
+    for port, slot in rplan.inports.items():
+        t = rplan.slot_types[slot]
+        g = dL_dy.get(port)
+        g = t.zeros(T, B) if g is None else np.asarray(g, dtype=t.dtype)
+        if g.shape != (T, B, *t.shape):
+            raise SimulationError(f"dL_dy[{port!r}] must have shape {(T, B, *t.shape)}, "
+                                  f"got {g.shape}")
+        out[slot] = g
+    return out
+
+
+def param_grads(trace: Trace, deltas: Trace, start: int = 0) -> dict:
+    """``dJ/dw`` for every trainable parameter: one contraction per block over time."""
     params = {}
-    for path, b in fplan.flat.blocks.items():
+    for path, b in trace.plan.flat.blocks.items():
         if not b.parameters():
             continue
         u = tuple(trace[(path, p)][start:] for p in b.inputs)
@@ -114,8 +132,7 @@ def sweep(model: Model, trace: Trace, dL_dy: dict, *, window: int | None = None)
         dy = tuple(deltas[(path, p)] for p in b.outputs)
         for n, g in b.param_grads(u, y, dy).items():
             params[f"{path}.{n}"] = g
-    inputs = {n: deltas[n] for n in rplan.outports}
-    return Gradients(params, inputs, deltas)
+    return params
 
 
 def output_deltas(trace: Trace, loss, targets) -> tuple[float, dict]:
@@ -147,7 +164,8 @@ def output_deltas(trace: Trace, loss, targets) -> tuple[float, dict]:
 
 def backward(model: Model, inputs: dict | None = None, *, loss="sse", targets=None,
              dL_dy: dict | None = None, steps: int | None = None, batch: int | None = None,
-             window: int | None = None, trace: Trace | None = None) -> Gradients:
+             window: int | None = None, online: bool = False,
+             trace: Trace | None = None) -> Gradients:
     """Simulate ``model``, apply the loss, sweep back: every gradient at once.
 
     Either ``targets`` (with ``loss``: ``"sse"``, ``"mse"``, ``"cross_entropy"`` or a
@@ -160,7 +178,7 @@ def backward(model: Model, inputs: dict | None = None, *, loss="sse", targets=No
         value, dL_dy = output_deltas(tr, loss, targets)
     else:
         value = None
-    g = sweep(model, tr, dL_dy, window=window)
+    g = sweep(model, tr, dL_dy, window=window, online=online)
     g.loss = value
     return g
 

@@ -14,6 +14,7 @@ import scipy.signal
 
 from blockflow.adjoint import Anticausal
 from blockflow.block import Block, sum_to
+from blockflow.ports import Passthrough
 from blockflow.types import SignalType
 
 
@@ -77,6 +78,11 @@ class UnitDelay(Block):
     def tangent(self) -> Block:
         return UnitDelay(name=self.name, inputs=self.inputs, outputs=self.outputs)
 
+    memory = 1
+
+    def reversed_taps(self) -> Block:
+        return Passthrough(name=self.name, inputs=self.inputs, outputs=self.outputs)
+
 
 class Delay(Block):
     """``y(k) = u(k - n)``, with ``y(k) = x0`` for ``k < n``: the delay ``z^-n``."""
@@ -116,6 +122,13 @@ class Delay(Block):
 
     def tangent(self) -> Block:
         return Delay(self.n, name=self.name, inputs=self.inputs, outputs=self.outputs)
+
+    @property
+    def memory(self) -> int:
+        return self.n
+
+    def reversed_taps(self) -> Block:
+        return Passthrough(name=self.name, inputs=self.inputs, outputs=self.outputs)
 
     def label(self) -> str:
         return f"z⁻{self.n}"
@@ -162,6 +175,15 @@ class FIR(Block):
     def tangent(self) -> Block:
         r = FIR(self.h, name=self.name)
         r.h = self.h
+        return r
+
+    @property
+    def memory(self) -> int:
+        return self.h.size - 1
+
+    def reversed_taps(self) -> Block:
+        r = FIR(self.h, name=self.name, inputs=self.inputs, outputs=self.outputs)
+        r.h = self.h[::-1]
         return r
 
     def label(self) -> str:
@@ -243,6 +265,18 @@ class DiscreteFilter(Block):
 
     def tangent(self) -> Block:
         return self._like(inputs=self.inputs, outputs=self.outputs)
+
+    @property
+    def memory(self) -> int | None:
+        return self.b.size - 1 if self.a.size == 1 else None  # FIR when A = a0
+
+    def reversed_taps(self) -> Block:
+        if self.memory is None:
+            return super().reversed_taps()
+        r = self._like(inputs=self.inputs, outputs=self.outputs)
+        r.b = self.b[::-1]
+        r.feedthrough = True
+        return r
 
     def label(self) -> str:
         return f"B/A ({self.b.size - 1},{self.a.size - 1})"

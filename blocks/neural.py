@@ -264,6 +264,13 @@ class FIRDense(Block):
     def tangent(self) -> Block:
         return self._like(self.W, inputs=self.inputs, outputs=self.outputs)
 
+    @property
+    def memory(self) -> int:
+        return self.W.shape[0] - 1
+
+    def reversed_taps(self) -> Block:
+        return self._like(self.W[::-1], inputs=self.inputs, outputs=self.outputs)
+
     def label(self) -> str:
         M1, o, i = self.W.shape
         return f"FIR layer {i}→{o} ({M1} taps)"

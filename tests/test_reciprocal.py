@@ -204,3 +204,30 @@ def test_cross_entropy_gradient():
     Jm, _ = grad(m, x, loss="cross_entropy", targets=labels)
     W += 1e-6 * v
     assert (Jp - Jm) / 2e-6 == pytest.approx(np.vdot(g["d.W"], v), rel=1e-6)
+
+
+@pytest.mark.parametrize("name,D", [("cascaded", 4), ("fir_network", 6), ("mlp", 0)])
+def test_online_sweep_equals_the_full_sweep(name, D):
+    m, x = _model(name, T=40)
+    tr = simulate(m, x)
+    w = {k: np.random.default_rng(4).standard_normal(a.shape) for k, a in tr.outputs().items()}
+    full = backward(m, trace=tr, dL_dy=w)
+    online = backward(m, trace=tr, dL_dy=w, online=True)
+    assert online.delay == D
+    for k in full.params:
+        np.testing.assert_allclose(online.params[k], full.params[k], rtol=1e-12, atol=1e-13)
+    for k in full.inputs:
+        np.testing.assert_allclose(online.inputs[k], full.inputs[k], rtol=1e-12, atol=1e-13)
+    for sig in ("layer1.y", "u.y1", "N2.u"):
+        if sig in tr:
+            np.testing.assert_allclose(online.deltas[sig], full.deltas[sig], atol=1e-13)
+
+
+@pytest.mark.parametrize("name,why", [("output_feedback_rnn", "feedback loop through advances"),
+                                      ("iir_neuron", "unbounded impulse response")])
+def test_online_sweep_refuses_unbounded_advances(name, why):
+    from blockflow import SimulationError
+
+    m, x = _model(name)
+    with pytest.raises(SimulationError, match=why):
+        backward(m, x, targets=np.zeros_like(simulate(m, x)["y"]), online=True)
