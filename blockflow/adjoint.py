@@ -28,6 +28,9 @@ class JacobianT(Block):
         self.block = block
         self.fwd_types = types  # (input types, output types) of the forward block
         self.trace_reads = () if block.linear else block.inputs + block.outputs
+        n_y = len(block.outputs)
+        self._split = (n_y, n_y + (0 if block.linear else len(block.inputs)))
+        self._vjp = block.vjp
 
     def infer(self, *dy_types):
         if self.fwd_types is None:
@@ -35,12 +38,10 @@ class JacobianT(Block):
         return tuple(self.fwd_types[0])
 
     def output(self, x, *args):
-        n_y, n_u = len(self.block.outputs), len(self.block.inputs)
-        dy = args[:n_y]
-        if self.block.linear:
-            return self.block.vjp((), (), *dy)
-        u, y = args[n_y:n_y + n_u], args[n_y + n_u:]
-        return self.block.vjp(u, y, *dy)
+        # args: deltas at the forward outputs, then the forward inputs and outputs read
+        # from the trace (none for a linear block)
+        n_y, n_yu = self._split
+        return self._vjp(args[n_y:n_yu], args[n_yu:], *args[:n_y])
 
     def reciprocal(self) -> Block:
         t = self.fwd_types

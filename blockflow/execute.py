@@ -25,7 +25,7 @@ def make_loop(ops):
     for i in range(len(ops)):
         w.append(f"    f{i} = fns[{i}]; g{i} = ufns[{i}]")
     w += [f"    e{s} = ext[{s}]" for s in external]
-    w += [f"    v{s} = None; a{s} = rec[{s}].append" for s in produced]
+    w += [f"    v{s} = None; r{s} = rec[{s}]" for s in produced]
     stateful = [op for op in ops if op.state is not None]
     w += [f"    x{op.state} = states[{op.state}]" for op in stateful]
     w.append("    for k in ks:")
@@ -38,7 +38,7 @@ def make_loop(ops):
         if op.outs:
             tgt = ", ".join(f"v{s}" for s in op.outs)
             w.append(f"        {tgt} = f{i}({args(op)})")
-            w += [f"        a{s}(v{s})" for s in op.outs]
+            w += [f"        r{s}[k] = v{s}" for s in op.outs]
     for i, op in enumerate(ops):
         if op.state is not None:
             w.append(f"        x{op.state} = g{i}({args(op)})")
@@ -90,15 +90,21 @@ def run_plan(plan, T: int, B: int, bufs: list, *, reverse: bool = False) -> dict
         else:
             states = {op.state: _init_state(op, B, st) for op in seg.ops
                       if op.state is not None}
-            rec = {s: [] for op in seg.ops for s in op.outs}
+            rec = {s: st[s].zeros(T, B) for op in seg.ops for s in op.outs}
             ks = range(T - 1, -1, -1) if reverse else range(T)
-            out = seg.loop(ks, bufs, [op.block.output for op in seg.ops],
-                           [op.block.update if op.state is not None else None
-                            for op in seg.ops], states, rec)
+            try:
+                out = seg.loop(ks, bufs, [op.block.output for op in seg.ops],
+                               [op.block.update if op.state is not None else None
+                                for op in seg.ops], states, rec)
+            except ValueError as e:
+                names = ", ".join(f"{op.path} ({type(op.block).__name__})" for op in seg.ops)
+                raise BlockflowError(
+                    f"a block of the loop [{names}] produced a value that does not fit its "
+                    f"output's signal type: {e}; check its output() against its infer()"
+                ) from e
             for op in seg.ops:
                 if op.state is not None:
                     finals[op.path] = out[op.state]
-                if op.outs:
-                    cols = [np.stack(rec[s][::-1] if reverse else rec[s]) for s in op.outs]
-                    _store(op, cols[0] if len(cols) == 1 else tuple(cols), bufs, T, B, st)
+                for s in op.outs:
+                    bufs[s] = rec[s]
     return finals

@@ -313,9 +313,13 @@ class RNNCell(Block):
         return (np.concatenate([dx, dh], -1) @ self.W.T) * (1.0 - y[0] ** 2)
 
     def param_grads(self, u, y, dy):
-        dz = dy[0] * (1.0 - y[0] ** 2)
-        return {"W": _outer_sum(dz, np.concatenate(u, -1)),
-                "b": dz.reshape(-1, dz.shape[-1]).sum(0)}
+        dz = y[0] * y[0]
+        np.subtract(1.0, dz, out=dz)
+        dz *= dy[0]  # delta at the pre-activation, f'(a(k)) delta_y(k)
+        n = u[0].shape[-1]
+        gW = np.empty_like(self.W)
+        gW[:, :n], gW[:, n:] = _outer_sum(dz, u[0]), _outer_sum(dz, u[1])
+        return {"W": gW, "b": dz.reshape(-1, dz.shape[-1]).sum(0)}
 
     def param_jvp(self, u, y, dp):
         dz = np.concatenate(u, -1) @ dp.get("W", np.zeros_like(self.W)).T + dp.get("b", 0.0)

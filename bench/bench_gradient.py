@@ -1,0 +1,117 @@
+"""Gradient benchmark: forward simulation vs forward + reciprocal sweep, next to a
+hand-written numpy BPTT of the same network, in the same run.
+
+- tanh RNN (hidden 8, 64, 256; batch 1 and 64; T = 1000): h(k) = tanh(W [x(k); h(k-1)] + b),
+  y(k) = V h(k) + c, squared-error loss;
+- FIR network (T = 100,000): FIR layer -> tanh -> FIR layer, loop-free, so its sweep runs
+  over whole sequences.
+
+Run: ``make bench`` (or ``.venv/bin/python bench/bench_gradient.py``).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from blockflow import Inport, Model, Outport, compile, simulate  # noqa: E402
+from blockflow.sweep import backward  # noqa: E402
+from blocks import Dense, RNNCell, UnitDelay  # noqa: E402
+from models.paper import fir_network  # noqa: E402
+
+
+def best(f, repeat=3):
+    f()
+    ts = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        f()
+        ts.append(time.perf_counter() - t0)
+    return min(ts)
+
+
+def rnn(n_in, H, seed=0):
+    m = Model("rnn")
+    x, y = m.add(Inport("x", shape=(n_in,)), Outport("y"))
+    cell = m.add(RNNCell.random(n_in, H, seed=seed, name="cell"))
+    m.connect(x, cell.x)
+    m.chain(cell, m.add(UnitDelay(np.zeros(H), name="z")), cell.h_prev)
+    m.chain(cell, m.add(Dense.random(H, 1, seed=seed + 1, name="out")), y)
+    return m
+
+
+def numpy_bptt(W, b, V, c, X, D):
+    """Hand-written BPTT of the same network: forward loop, backward loop, one matmul per
+    weight."""
+    T, B, n = X.shape
+    H = W.shape[0]
+    Hs = np.empty((T, B, H))
+    h = np.zeros((B, H))
+    Wx, Wh = W[:, :n], W[:, n:]
+    XW = X @ Wx.T
+    for k in range(T):
+        h = np.tanh(XW[k] + h @ Wh.T + b)
+        Hs[k] = h
+    Y = Hs @ V.T + c
+    dY = -2.0 * (D - Y)
+    dH = dY @ V
+    dZ = np.empty_like(Hs)
+    carry = np.zeros((B, H))
+    for k in range(T - 1, -1, -1):
+        dz = (dH[k] + carry) * (1.0 - Hs[k] ** 2)
+        dZ[k] = dz
+        carry = dz @ Wh
+    Hprev = np.concatenate([np.zeros((1, B, H)), Hs[:-1]])
+    XH = np.concatenate([X, Hprev], -1)
+    return {"cell.W": dZ.reshape(-1, H).T @ XH.reshape(-1, n + H), "cell.b": dZ.sum((0, 1)),
+            "out.W": dY.reshape(-1, 1).T @ Hs.reshape(-1, H), "out.b": dY.sum((0, 1))}
+
+
+def bench_rnn(H, B, T=1000, n_in=4):
+    m = rnn(n_in, H)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((T, B, n_in))
+    D = rng.standard_normal((T, B, 1))
+    compile(m)
+    cell, out = m.blocks["cell"], m.blocks["out"]
+    g = backward(m, {"x": X}, targets=D).params
+    ref = numpy_bptt(cell.W, cell.b, out.W, out.b, X, D)
+    err = max(np.abs(g[k] - ref[k]).max() / (np.abs(ref[k]).max() + 1e-300) for k in ref)
+    t_fwd = best(lambda: simulate(m, {"x": X}))
+    t_grad = best(lambda: backward(m, {"x": X}, targets=D))
+    t_np = best(lambda: numpy_bptt(cell.W, cell.b, out.W, out.b, X, D))
+    print(f"tanh RNN H={H:3d} B={B:2d} T={T}: forward {1e3 * t_fwd:7.1f} ms | fwd+sweep "
+          f"{1e3 * t_grad:7.1f} ms ({t_grad / t_fwd:4.2f}x forward) | numpy BPTT "
+          f"{1e3 * t_np:7.1f} ms (blockflow {t_grad / t_np:4.2f}x) | max rel diff {err:.1e}")
+
+
+def bench_fir(T=100_000, B=1):
+    m = fir_network((1, 8, 1), (10, 5))
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((T, B, 1))
+    D = rng.standard_normal((T, B, 1))
+    compile(m)
+    t_fwd = best(lambda: simulate(m, {"x": X}))
+    t_grad = best(lambda: backward(m, {"x": X}, targets=D))
+    t_on = best(lambda: backward(m, {"x": X}, targets=D, online=True))
+    tr = simulate(m, {"x": X})
+    from blockflow.sweep import output_deltas, sweep
+
+    _, dl = output_deltas(tr, "sse", D)
+    t_sweep = best(lambda: sweep(m, tr, dl))
+    print(f"FIR network 1-8-1 (10,5 taps) T={T}: forward {1e3 * t_fwd:6.1f} ms | sweep "
+          f"{1e3 * t_sweep:6.1f} ms ({t_sweep / t_fwd:4.2f}x forward) | fwd+sweep "
+          f"{1e3 * t_grad:6.1f} ms | online fwd+sweep {1e3 * t_on:6.1f} ms")
+
+
+if __name__ == "__main__":
+    print(f"numpy {np.__version__}; best of 3 runs")
+    for H in (8, 64, 256):
+        for B in (1, 64):
+            bench_rnn(H, B)
+    bench_fir()
