@@ -13,7 +13,10 @@ from .errors import (
 from .model import Model
 from .plan import Plan, compile
 from .ports import Inport, Outport
+from .reciprocal import reciprocal
 from .simulate import simulate
+from .sweep import Gradients, backward, grad, sweep
+from .tangent import directional, tangent
 from .trace import Trace
 from .types import SignalType
 
@@ -21,5 +24,6 @@ __all__ = [
     "AlgebraicLoopError", "Block", "BlockflowError", "Inport", "Model", "ModelFileError",
     "Outport", "Plan", "PortRef", "ReciprocalNotDefinedError", "SignalType",
     "SignalTypeError", "SimulationError", "Trace", "WiringError", "compile", "simulate",
+    "Gradients", "backward", "directional", "grad", "reciprocal", "sweep", "tangent",
 ]
 __version__ = "0.1.0"

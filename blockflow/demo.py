@@ -1,7 +1,8 @@
 """``make demo``: the main job in one run.
 
 Simulates the ARMA model (as blocks and as one filter, checked against
-``scipy.signal.lfilter``) and the tanh closed loop, and prints a short summary.
+``scipy.signal.lfilter``) and the tanh closed loop, computes the closed loop's gradient
+by the reciprocal sweep and checks it against finite differences, and prints a summary.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import numpy as np
 import scipy.signal as ss
 
 from blockflow import compile, simulate
+from blockflow.sweep import grad
 from models.arma import A_DEFAULT, B_DEFAULT, arma_blocks, arma_filter
 from models.closed_loop import tanh_loop
 
@@ -32,7 +34,31 @@ def main() -> int:
     e = r - tr["y"]
     print(f"{loop.name:12s} feedback loop {compile(loop).loops[0]}: tracking a square "
           f"wave, RMS error {np.sqrt(np.mean(e[50:] ** 2)):.3f}")
-    return 0
+    worst = gradient_check(loop, {"r": r}, r)
+    return 0 if worst < 1e-6 else 1
+
+
+def gradient_check(model, inputs, target, eps=1e-6) -> float:
+    """Reciprocal-sweep gradient of J = sum_k ||d(k) - y(k)||^2 against central differences."""
+    J, g = grad(model, inputs, targets=target)
+    print(f"\ntracking loss J = sum_k (r - y)^2 = {J:.4f}; its gradient by the reciprocal sweep:")
+    worst = 0.0
+    for name, w in model.parameters().items():
+        num = np.zeros_like(w)
+        for i in np.ndindex(w.shape):
+            old = w[i]
+            w[i] = old + eps
+            jp, _ = grad(model, inputs, targets=target)
+            w[i] = old - eps
+            jm, _ = grad(model, inputs, targets=target)
+            w[i] = old
+            num[i] = (jp - jm) / (2 * eps)
+        rel = float(np.abs(num - g[name]).max() / max(np.abs(num).max(), 1e-12))
+        worst = max(worst, rel)
+        print(f"  dJ/d{name:8s} = {np.array2string(g[name], precision=5):28s} "
+              f"finite differences agree to {rel:.1e}")
+    print(f"  {'OK' if worst < 1e-6 else 'MISMATCH'}: worst relative difference {worst:.1e}")
+    return worst
 
 
 if __name__ == "__main__":
