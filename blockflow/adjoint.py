@@ -52,6 +52,9 @@ class JacobianT(Block):
     def label(self) -> str:
         return f"{self.block.label()}ᵀ" if self.block.linear else f"J({self.block.label()})ᵀ"
 
+    def config(self) -> dict:
+        return {"block": self.block, "types": self.fwd_types}
+
 
 class JacobianV(Block):
     """``dy(k) = J(k) du(k)``: the tangent (linearisation) of a stateless block."""
@@ -85,6 +88,9 @@ class JacobianV(Block):
 
     def label(self) -> str:
         return self.block.label() if self.block.linear else f"J({self.block.label()})"
+
+    def config(self) -> dict:
+        return {"block": self.block, "types": self.fwd_types}
 
 
 class Zero(Block):
@@ -124,6 +130,9 @@ class Zero(Block):
 
     def label(self) -> str:
         return "0"
+
+    def config(self) -> dict:
+        return {"block": self.block, "types": self.fwd_types, "tangent": self.is_tangent}
 
 
 class Anticausal(Block):
@@ -167,6 +176,9 @@ class Anticausal(Block):
     def label(self) -> str:
         return self.block.label().replace("z⁻", "z⁺").replace("q^-", "q^+")
 
+    def config(self) -> dict:
+        return {"block": self.block}
+
 
 def port_types(block: Block, types: dict) -> tuple[tuple[SignalType, ...], tuple[SignalType, ...]]:
     """(input types, output types) of ``block`` from a ``{(name, port): type}`` map."""
@@ -194,6 +206,9 @@ class ZeroSource(Block):
 
     def label(self) -> str:
         return "0"
+
+    def config(self) -> dict:
+        return {"type_": self.type}
 
 
 class Junction(Block):
@@ -225,3 +240,8 @@ class Junction(Block):
 
     def jvp(self, u, y, *du):
         return self.output(None, *du)
+
+    def config(self) -> dict:
+        return {"n": len(self.inputs)}
+
+

@@ -227,6 +227,17 @@ class Model(Block):
         return (f"<Model {self.name!r}: {len(self.blocks)} blocks, "
                 f"{self.graph.number_of_edges()} connections>")
 
+    def draw(self, path, *, collapse: bool = False):
+        """Write the diagram to ``path`` (.svg, .dot, .png, .pdf); see :func:`export.draw`."""
+        from .export import draw
+
+        return draw(self, path, collapse=collapse)
+
+    def _repr_svg_(self) -> str:
+        from .export import render_svg, to_pydot
+
+        return render_svg(to_pydot(self).to_string()).decode()
+
     def reciprocal(self) -> Model:
         from .reciprocal import reciprocal
 

@@ -45,6 +45,10 @@ class Inport(Block):
     def label(self) -> str:
         return f"In {self.name}"
 
+    def config(self) -> dict:
+        return {"shape": None if self.type is None else self.type.shape,
+                "dtype": (self.type.dtype if self.type else np.dtype(np.float64)).name}
+
 
 class Outport(Block):
     """An external output of a model: ``y(k) = u(k)``, read by the caller."""
@@ -67,6 +71,9 @@ class Outport(Block):
 
     def label(self) -> str:
         return f"Out {self.name}"
+
+    def config(self) -> dict:
+        return {}
 
 
 class Passthrough(Block):
@@ -92,3 +99,8 @@ class Passthrough(Block):
 
     def jvp(self, u, y, du):
         return du
+
+    def config(self) -> dict:
+        return {"declared": self.declared}
+
+

@@ -83,6 +83,9 @@ class UnitDelay(Block):
     def reversed_taps(self) -> Block:
         return Passthrough(name=self.name, inputs=self.inputs, outputs=self.outputs)
 
+    def config(self) -> dict:
+        return {"x0": self.x0, "train_x0": self._params["x0"]}
+
 
 class Delay(Block):
     """``y(k) = u(k - n)``, with ``y(k) = x0`` for ``k < n``: the delay ``z^-n``."""
@@ -132,6 +135,9 @@ class Delay(Block):
 
     def label(self) -> str:
         return f"z⁻{self.n}"
+
+    def config(self) -> dict:
+        return {"n": self.n, "x0": self.x0, "train_x0": self._params["x0"]}
 
 
 class FIR(Block):
@@ -188,6 +194,9 @@ class FIR(Block):
 
     def label(self) -> str:
         return f"FIR({self.h.size} taps)"
+
+    def config(self) -> dict:
+        return {"h": self.h, "trainable": self._params["h"]}
 
 
 class DiscreteFilter(Block):
@@ -281,6 +290,9 @@ class DiscreteFilter(Block):
     def label(self) -> str:
         return f"B/A ({self.b.size - 1},{self.a.size - 1})"
 
+    def config(self) -> dict:
+        return {"b": self.b, "a": self.a, "trainable": self._params["b"]}
+
 
 class DiscreteTransferFcn(DiscreteFilter):
     """``Y(z) = num(z) / den(z) U(z)``, ``num`` and ``den`` in descending powers of ``z``.
@@ -316,6 +328,9 @@ class DiscreteTransferFcn(DiscreteFilter):
 
     def label(self) -> str:
         return f"TF ({self.num.size - 1}/{self.den.size - 1})"
+
+    def config(self) -> dict:
+        return {"num": self.num, "den": self.den, "trainable": self._params["num"]}
 
 
 class StateSpace(Block):
@@ -407,3 +422,10 @@ class StateSpace(Block):
 
     def label(self) -> str:
         return f"SS (n={self.A.shape[0]})"
+
+    def config(self) -> dict:
+        return {"A": self.A, "B": self.B, "C": self.C,
+                "D": self.D if self.feedthrough else None, "x0": self.x0,
+                "trainable": self._params["A"], "train_x0": self._params["x0"]}
+
+

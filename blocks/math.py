@@ -60,6 +60,9 @@ class Sum(Block):
     def label(self) -> str:
         return f"Σ {self.signs}"
 
+    def config(self) -> dict:
+        return {"signs": self.signs}
+
 
 class Gain(Block):
     """``y(k) = K u(k)``: elementwise for a scalar or array K, matrix product for a 2-D K.
@@ -131,6 +134,10 @@ class Gain(Block):
     def label(self) -> str:
         return f"K={_short(self.K)}"
 
+    def config(self) -> dict:
+        return {"K": self.K, "multiplication": "matrix" if self.matrix else "elementwise",
+                "trainable": self._params["K"]}
+
 
 class Product(Block):
     """Elementwise product and quotient: ``y(k) = u1(k)^e1 * u2(k)^e2 ...``, ``e_i = +-1``.
@@ -182,6 +189,9 @@ class Product(Block):
 
     def label(self) -> str:
         return f"Π {self.ops}"
+
+    def config(self) -> dict:
+        return {"ops": self.ops}
 
 
 # name -> (f(a), f'(a) given a and the recorded output y)
@@ -244,6 +254,12 @@ class Function(Block):
     def label(self) -> str:
         return self.fname
 
+    def config(self) -> dict:
+        if ELEMENTWISE.get(self.fname, (None,))[0] is not self.f:
+            raise ValueError("a Function with a user callable cannot be saved as data; "
+                             "add (f, df) to blocks.math.ELEMENTWISE under a name")
+        return {"f": self.fname}
+
 
 class Saturation(Block):
     """``y(k) = min(max(u(k), lower), upper)``; its derivative is 1 inside, 0 outside."""
@@ -265,6 +281,9 @@ class Saturation(Block):
 
     def label(self) -> str:
         return f"sat[{self.lower:g},{self.upper:g}]"
+
+    def config(self) -> dict:
+        return {"lower": self.lower, "upper": self.upper}
 
 
 def _short(a: np.ndarray) -> str:

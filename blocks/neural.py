@@ -70,6 +70,9 @@ class Dense(Block):
     def label(self) -> str:
         return f"Dense {self.W.shape[1]}→{self.W.shape[0]}"
 
+    def config(self) -> dict:
+        return {"W": self.W, "b": self.b, "trainable": self._params["W"]}
+
 
 class MLP(Block):
     """A multilayer perceptron as one multivariate block.
@@ -168,6 +171,11 @@ class MLP(Block):
         sizes = [self.W0.shape[1]] + [W.shape[0] for W, _ in self.layers()]
         return f"MLP {'-'.join(map(str, sizes))} {self.activation}"
 
+    def config(self) -> dict:
+        W, b = zip(*self.layers(), strict=True)
+        return {"weights": list(W), "biases": list(b), "activation": self.activation,
+                "output_activation": self.output_activation, "trainable": self._params["W0"]}
+
 
 class Softmax(Block):
     """``y_i(k) = exp(u_i(k)) / sum_j exp(u_j(k))`` over the last axis.
@@ -185,6 +193,9 @@ class Softmax(Block):
 
     def jvp(self, u, y, du):
         return self.vjp(u, y, du)  # the softmax Jacobian is symmetric
+
+    def config(self) -> dict:
+        return {}
 
 
 class FIRDense(Block):
@@ -275,6 +286,10 @@ class FIRDense(Block):
         M1, o, i = self.W.shape
         return f"FIR layer {i}→{o} ({M1} taps)"
 
+    def config(self) -> dict:
+        return {"W": self.W, "b": self.b if self.bias else None, "bias": self.bias,
+                "trainable": self._params["W"]}
+
 
 class RNNCell(Block):
     """``h(k) = tanh(W [x(k); h_prev(k)] + b)``: an Elman cell (wire ``h_prev`` from a delay)."""
@@ -324,6 +339,9 @@ class RNNCell(Block):
     def param_jvp(self, u, y, dp):
         dz = np.concatenate(u, -1) @ dp.get("W", np.zeros_like(self.W)).T + dp.get("b", 0.0)
         return (dz * (1.0 - y[0] ** 2),)
+
+    def config(self) -> dict:
+        return {"W": self.W, "b": self.b}
 
 
 class LSTMCell(Block):
@@ -410,3 +428,8 @@ class LSTMCell(Block):
 
     def label(self) -> str:
         return f"LSTM H={self.W.shape[0] // 4}"
+
+    def config(self) -> dict:
+        return {"W": self.W, "b": self.b}
+
+

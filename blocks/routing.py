@@ -44,6 +44,9 @@ class Mux(Block):
     def jvp(self, u, y, *du):
         return self.output(None, *du)
 
+    def config(self) -> dict:
+        return {"sizes": self.sizes}
+
 
 class Demux(Block):
     """``[y1(k); y2(k); ...] = u(k)``: split a vector; widths of 1 give scalar outputs.
@@ -82,3 +85,8 @@ class Demux(Block):
 
     def jvp(self, u, y, du):
         return self.output(None, du)
+
+    def config(self) -> dict:
+        return {"sizes": self.sizes}
+
+

@@ -14,6 +14,9 @@ class Scope(Block):
     def infer(self, *t):
         return ()
 
+    def config(self) -> dict:
+        return {}
+
 
 class ToArray(Scope):
     """Names a signal to export: ``trace[name]`` is its ``(T, B, *shape)`` array."""

@@ -51,6 +51,9 @@ class Constant(_Source):
         v = self.value
         return f"{float(v):.4g}" if v.size == 1 else f"const {v.shape}"
 
+    def config(self) -> dict:
+        return {"value": self.value, "trainable": self._params["value"], "dtype": self.dtype.name}
+
 
 class Step(_Source):
     """``y(k) = before`` for ``k < time``, ``after`` from ``k = time`` on."""
@@ -61,6 +64,10 @@ class Step(_Source):
 
     def generate(self, T, B):
         return self._fill(np.where(np.arange(T) < self.time, self.before, self.after), T, B)
+
+    def config(self) -> dict:
+        return {"time": self.time, "before": self.before, "after": self.after,
+                "shape": self.shape, "dtype": self.dtype.name}
 
 
 class Sine(_Source):
@@ -79,6 +86,10 @@ class Sine(_Source):
     def label(self) -> str:
         return "sine"
 
+    def config(self) -> dict:
+        return {"amplitude": self.amplitude, "frequency": self.frequency, "phase": self.phase,
+                "bias": self.bias, "shape": self.shape, "dtype": self.dtype.name}
+
 
 class Square(_Source):
     """``y(k) = +-amplitude + bias``: high for the first ``duty`` of every ``period`` steps."""
@@ -93,6 +104,10 @@ class Square(_Source):
     def generate(self, T, B):
         high = (np.arange(T) % self.period) < self.duty * self.period
         return self._fill(np.where(high, self.amplitude, -self.amplitude) + self.bias, T, B)
+
+    def config(self) -> dict:
+        return {"amplitude": self.amplitude, "period": self.period, "duty": self.duty,
+                "bias": self.bias, "shape": self.shape, "dtype": self.dtype.name}
 
 
 class FromArray(_Source):
@@ -118,6 +133,9 @@ class FromArray(_Source):
     def label(self) -> str:
         return f"data {self.data.shape}"
 
+    def config(self) -> dict:
+        return {"data": self.data, "batched": self.batched, "dtype": self.dtype.name}
+
 
 class Noise(_Source):
     """``y(k) ~ N(mean, std^2)``, independent over time and batch, from a seeded generator."""
@@ -132,3 +150,9 @@ class Noise(_Source):
 
     def label(self) -> str:
         return f"N({self.mean:g},{self.std:g}²)"
+
+    def config(self) -> dict:
+        return {"std": self.std, "mean": self.mean, "seed": self.seed, "shape": self.shape,
+                "dtype": self.dtype.name}
+
+
