@@ -126,7 +126,10 @@ class Block:
     # ------------------------------------------------------------- parameters
     def param(self, name: str, value: Any, *, trainable: bool = True, dtype=None) -> np.ndarray:
         """Register ``value`` as parameter ``name`` (an attribute too) and return it."""
-        arr = np.array(value, dtype=dtype if dtype is not None else np.float64)
+        if dtype is None:  # floating arrays keep their precision; anything else is float64
+            kind = getattr(value, "dtype", np.dtype(object)).kind
+            dtype = value.dtype if kind == "f" else np.float64
+        arr = np.array(value, dtype=dtype)
         self._params[name] = trainable
         setattr(self, name, arr)
         return arr

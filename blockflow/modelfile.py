@@ -1,0 +1,293 @@
+"""Model files: ``save(model, path)`` / ``load(path)``.
+
+The format is plain JSON, written atomically, read without executing code (no pickle,
+no eval)::
+
+    {"format": "blockflow-model", "version": 1,
+     "model": {"name": "...", "blocks": [BLOCK, ...],
+               "connections": [["src", "src_port", "dst", "dst_port"], ...]}}
+
+    BLOCK = {"type": "Gain", "name": "g", "config": {...}}          # constructor arguments
+          | {"type": "Model", "name": "sub", "model": {...}}        # a subsystem
+    optional in BLOCK: "inputs"/"outputs" (port names, when not the class's),
+                       "type_hints" (output types a transform knew)
+
+Inside ``config``, arrays are ``{"__array__": {"dtype": "float64", "shape": [2, 3],
+"data": [...]}}`` (floats written with ``repr``, so float64 round-trips exactly), nested
+blocks (reciprocal wrappers) are ``{"__block__": BLOCK}`` and signal types
+``{"__type__": {"shape": [...], "dtype": "..."}}``.  Block types load by class name from a
+registry: the library's blocks are in it; your own blocks opt in with
+:func:`register_block`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .block import Block
+from .errors import BlockflowError, ModelFileError
+from .fsutil import atomic_write
+from .model import Model
+from .types import SignalType
+
+FORMAT = "blockflow-model"
+VERSION = 1
+_REGISTRY: dict[str, type] = {}
+_DTYPES = {"float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8",
+           "bool"}
+
+
+def register_block(cls: type) -> type:
+    """Class decorator: let :func:`load` build blocks of this class (by its name)."""
+    if not (isinstance(cls, type) and issubclass(cls, Block)):
+        raise TypeError(f"register_block takes a Block subclass, got {cls!r}")
+    known = _REGISTRY.get(cls.__name__)
+    if known is not None and known is not cls:
+        raise ValueError(f"a different block class is already registered as {cls.__name__!r}")
+    _REGISTRY[cls.__name__] = cls
+    return cls
+
+
+def _register_library() -> None:
+    if _REGISTRY.get("Gain") is not None:
+        return
+    import blocks
+
+    from . import adjoint, ports
+
+    for mod in (blocks, adjoint, ports):
+        for v in vars(mod).values():
+            if isinstance(v, type) and issubclass(v, Block) and v is not Block:
+                _REGISTRY.setdefault(v.__name__, v)
+
+
+# ---------------------------------------------------------------------------- save
+def _encode(value, where: str):
+    if isinstance(value, Block):
+        return {"__block__": _block_spec(value, where)}
+    if isinstance(value, SignalType):
+        return {"__type__": {"shape": list(value.shape), "dtype": value.dtype.name}}
+    if isinstance(value, np.ndarray | np.generic):
+        a = np.asarray(value)
+        if a.dtype.name not in _DTYPES:
+            raise ModelFileError(f"{where}: cannot save an array of dtype {a.dtype}")
+        data = a.ravel().tolist()
+        return {"__array__": {"dtype": a.dtype.name, "shape": list(a.shape), "data": data}}
+    if isinstance(value, list | tuple):
+        return [_encode(v, where) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _encode(v, where) for k, v in value.items()}
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value
+    raise ModelFileError(f"{where}: cannot save a value of type {type(value).__name__}")
+
+
+def _block_spec(b: Block, where: str) -> dict:
+    where = f"{where} > block {b.name!r}"
+    if isinstance(b, Model):
+        return {"type": "Model", "name": b.name, "model": _model_spec(b, where)}
+    try:
+        config = b.config()
+    except (ValueError, NotImplementedError) as e:
+        raise ModelFileError(f"{where} ({type(b).__name__}): {e}") from None
+    spec = {"type": type(b).__name__, "name": b.name, "config": _encode(config, where)}
+    for attr in ("inputs", "outputs"):
+        if attr in b.__dict__ and tuple(b.__dict__[attr]) != getattr(type(b), attr):
+            spec[attr] = list(b.__dict__[attr])
+    hints = getattr(b, "type_hints", None)
+    if hints is not None:
+        spec["type_hints"] = _encode(list(hints), where)
+    return spec
+
+
+def _model_spec(m: Model, where: str) -> dict:
+    spec = {"name": m.name,
+            "blocks": [_block_spec(b, where) for b in m.blocks.values()],
+            "connections": [[s, d["src_port"], t, d["dst_port"]]
+                            for s, t, d in m.graph.edges(data=True)]}
+    if getattr(m, "reciprocal_of", None) is not None:
+        spec["reciprocal_of"] = m.reciprocal_of
+    return spec
+
+
+def dumps(model: Model) -> str:
+    """The model file's text."""
+    doc = {"format": FORMAT, "version": VERSION, "model": _model_spec(model, "model")}
+    return json.dumps(doc, indent=1, allow_nan=True)
+
+
+def save(model: Model, path: str | Path) -> Path:
+    """Write ``model`` to ``path`` as JSON, atomically (see module docs)."""
+    if not isinstance(model, Model):
+        raise ModelFileError(f"save() takes a Model, got {type(model).__name__}")
+    return atomic_write(path, dumps(model).encode())
+
+
+# ---------------------------------------------------------------------------- load
+def _expect(cond: bool, where: str, msg: str) -> None:
+    if not cond:
+        raise ModelFileError(f"{where}: {msg}")
+
+
+def _decode(value, where: str):
+    if isinstance(value, dict):
+        if "__array__" in value:
+            return _decode_array(value["__array__"], where)
+        if "__block__" in value:
+            return _build_block(value["__block__"], where)
+        if "__type__" in value:
+            t = value["__type__"]
+            _expect(isinstance(t, dict) and isinstance(t.get("shape"), list)
+                    and t.get("dtype") in _DTYPES, where, f"malformed signal type {t!r}")
+            _expect(all(isinstance(n, int) and n >= 0 for n in t["shape"]), where,
+                    f"malformed shape {t['shape']!r}")
+            return SignalType(tuple(t["shape"]), t["dtype"])
+        return {k: _decode(v, where) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v, where) for v in value]
+    return value
+
+
+def _decode_array(a, where: str) -> np.ndarray:
+    _expect(isinstance(a, dict), where, "an array must be an object")
+    dtype, shape, data = a.get("dtype"), a.get("shape"), a.get("data")
+    _expect(dtype in _DTYPES, where, f"unsupported array dtype {dtype!r}")
+    _expect(isinstance(shape, list) and all(isinstance(n, int) and not isinstance(n, bool)
+                                            and 0 <= n for n in shape),
+            where, f"array shape must be a list of non-negative integers, got {shape!r}")
+    _expect(isinstance(data, list) and all(isinstance(x, int | float) for x in data), where,
+            "array data must be a flat list of numbers")
+    _expect(len(data) == math.prod(shape), where,
+            f"array of shape {shape} needs {math.prod(shape)} numbers, got {len(data)}")
+    return np.array(data, dtype=dtype).reshape(shape)
+
+
+def _ports(spec: dict, key: str, where: str):
+    ports = spec.get(key)
+    if ports is None:
+        return None
+    _expect(isinstance(ports, list) and all(isinstance(p, str) for p in ports), where,
+            f"{key!r} must be a list of port names")
+    return tuple(ports)
+
+
+def _build_block(spec, where: str) -> Block:
+    _expect(isinstance(spec, dict), where, f"a block must be an object, got {type(spec).__name__}")
+    name, kind = spec.get("name"), spec.get("type")
+    _expect(isinstance(name, str) and name != "", where, f"block name must be a string, got "
+            f"{name!r}")
+    where = f"{where} > block {name!r}"
+    _expect(isinstance(kind, str), where, f"block type must be a string, got {kind!r}")
+    if kind == "Model":
+        return _build_model(spec.get("model"), where)
+    cls = _REGISTRY.get(kind)
+    _expect(cls is not None, where, f"unknown block type {kind!r}; a block class of your own "
+            "loads once its class is decorated with @register_block")
+    config = spec.get("config", {})
+    _expect(isinstance(config, dict), where, "'config' must be an object")
+    kwargs = _decode(config, where)
+    params = inspect.signature(cls).parameters
+    if "name" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        kwargs["name"] = name
+    try:
+        b = cls(**kwargs)
+    except BlockflowError as e:
+        raise ModelFileError(f"{where} ({kind}): {e}") from None
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as e:
+        raise ModelFileError(f"{where} ({kind}): bad configuration {sorted(config)}: {e}") \
+            from None
+    b.name = name
+    for key in ("inputs", "outputs"):
+        ports = _ports(spec, key, where)
+        if ports is not None:
+            _expect(len(ports) == len(getattr(b, key)), where,
+                    f"{key} {list(ports)} do not match the block's {list(getattr(b, key))}")
+            setattr(b, key, ports)
+    if "type_hints" in spec:
+        hints = _decode(spec["type_hints"], where)
+        _expect(isinstance(hints, list) and len(hints) == len(b.outputs)
+                and all(h is None or isinstance(h, SignalType) for h in hints), where,
+                "type_hints must give one signal type per output")
+        b.type_hints = tuple(hints)
+    return b
+
+
+def _build_model(spec, where: str) -> Model:
+    _expect(isinstance(spec, dict), where, "a model must be an object")
+    name = spec.get("name")
+    _expect(isinstance(name, str) and name != "", where, f"model name must be a string, got "
+            f"{name!r}")
+    where = f"{where} {name!r}" if where == "model" else where
+    blocks, conns = spec.get("blocks"), spec.get("connections")
+    _expect(isinstance(blocks, list), where, "'blocks' must be a list")
+    _expect(isinstance(conns, list), where, "'connections' must be a list")
+    m = Model(name)
+    if "reciprocal_of" in spec:
+        m.reciprocal_of = str(spec["reciprocal_of"])
+    for i, bspec in enumerate(blocks):
+        b = _build_block(bspec, f"{where} > blocks[{i}]")
+        try:
+            m.add(b)
+        except BlockflowError as e:
+            raise ModelFileError(f"{where} > blocks[{i}]: {e}") from None
+    for i, c in enumerate(conns):
+        here = f"{where} > connections[{i}]"
+        _expect(isinstance(c, list) and len(c) == 4 and all(isinstance(x, str) for x in c),
+                here, f"a connection is [src, src_port, dst, dst_port], got {c!r}")
+        s, sp, d, dp = c
+        _expect(s in m.blocks, here, f"connection from unknown block {s!r}")
+        _expect(d in m.blocks, here, f"connection to unknown block {d!r}")
+        try:
+            m.connect(m.blocks[s][sp], m.blocks[d][dp])
+        except BlockflowError as e:
+            raise ModelFileError(f"{here}: {e}") from None
+    return m
+
+
+def loads(text: str | bytes) -> Model:
+    """A model from the text of a model file."""
+    _register_library()
+    try:
+        doc = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelFileError(f"not a blockflow model file (invalid JSON, truncated?): {e}") \
+            from None
+    _expect(isinstance(doc, dict) and doc.get("format") == FORMAT, "file",
+            f"not a blockflow model file (expected \"format\": \"{FORMAT}\")")
+    version = doc.get("version")
+    _expect(isinstance(version, int) and not isinstance(version, bool), "file",
+            f"'version' must be an integer, got {version!r}")
+    _expect(version <= VERSION, "file", f"written in format version {version}, newer than "
+            f"this blockflow reads ({VERSION}); upgrade blockflow")
+    _expect(version >= 1, "file", f"unknown format version {version}")
+    try:
+        return _build_model(doc.get("model"), "model")
+    except RecursionError:
+        raise ModelFileError("model nesting too deep") from None
+
+
+def load(path: str | Path) -> Model:
+    """Read a model written by :func:`save`.  Never executes code from the file.
+
+    Raises
+    ------
+    ModelFileError
+        The file is missing, malformed, from a newer format, names an unknown block type
+        or a dangling connection, or holds a parameter of the wrong shape.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ModelFileError(f"cannot read model file {str(path)!r}: {e.strerror}") from None
+    try:
+        return loads(data)
+    except ModelFileError as e:
+        raise ModelFileError(f"{path.name}: {e}") from None
