@@ -11,6 +11,7 @@ from .errors import (
     WiringError,
 )
 from .model import Model
+from .modelfile import load, register_block, save
 from .plan import Plan, compile
 from .ports import Inport, Outport
 from .reciprocal import reciprocal
@@ -25,5 +26,6 @@ __all__ = [
     "Outport", "Plan", "PortRef", "ReciprocalNotDefinedError", "SignalType",
     "SignalTypeError", "SimulationError", "Trace", "WiringError", "compile", "simulate",
     "Gradients", "backward", "directional", "grad", "reciprocal", "sweep", "tangent",
+    "load", "register_block", "save",
 ]
 __version__ = "0.1.0"

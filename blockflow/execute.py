@@ -69,11 +69,13 @@ def _init_state(op, B, slot_types):
                                tuple(slot_types[s] for s in op.outs))
 
 
-def run_plan(plan, T: int, B: int, bufs: list, *, reverse: bool = False) -> dict:
+def run_plan(plan, T: int, B: int, bufs: list, *, reverse: bool = False,
+             progress=None) -> dict:
     """Fill ``bufs`` (one array per slot) by running ``plan`` for ``T`` steps.
 
     External slots (Inports, trace reads) must be filled by the caller.  Returns the
-    final state of each stateful block, keyed by path.
+    final state of each stateful block, keyed by path.  ``progress(iterable, total)``
+    may wrap the steps of each loop (a progress bar).
     """
     finals = {}
     st = plan.slot_types
@@ -92,6 +94,8 @@ def run_plan(plan, T: int, B: int, bufs: list, *, reverse: bool = False) -> dict
                       if op.state is not None}
             rec = {s: st[s].zeros(T, B) for op in seg.ops for s in op.outs}
             ks = range(T - 1, -1, -1) if reverse else range(T)
+            if progress is not None:
+                ks = progress(ks, T)
             try:
                 out = seg.loop(ks, bufs, [op.block.output for op in seg.ops],
                                [op.block.update if op.state is not None else None

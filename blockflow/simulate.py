@@ -93,7 +93,7 @@ def bind_inputs(plan: Plan, inputs, steps, batch, *, what: str = "Inport") -> tu
 
 
 def simulate(model, inputs: dict | None = None, *, steps: int | None = None,
-             batch: int | None = None, mode: str = "auto") -> Trace:
+             batch: int | None = None, mode: str = "auto", progress=None) -> Trace:
     """Simulate ``model`` and return the :class:`Trace` of every signal.
 
     Parameters
@@ -107,6 +107,8 @@ def simulate(model, inputs: dict | None = None, *, steps: int | None = None,
         Batch size ``B`` (parallel runs); taken from the inputs, else 1.
     mode : {"auto", "step"}
         ``"step"`` forces step-by-step execution of every block.
+    progress : callable, optional
+        ``progress(steps, total)`` wraps each feedback loop's steps (e.g. a tqdm bar).
 
     Returns
     -------
@@ -121,5 +123,5 @@ def simulate(model, inputs: dict | None = None, *, steps: int | None = None,
     """
     plan = model if isinstance(model, Plan) else compile(model, mode)
     T, B, bufs = bind_inputs(plan, inputs, steps, batch)
-    finals = run_plan(plan, T, B, bufs)
+    finals = run_plan(plan, T, B, bufs, progress=progress)
     return Trace(plan, bufs, T, B, finals)

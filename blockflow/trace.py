@@ -71,6 +71,12 @@ class Trace:
         """The model's Outport signals by name."""
         return {n: self.bufs[s] for n, s in self.plan.outports.items()}
 
+    def plot(self, signals=None, path=None, **kw):
+        """Plot signals over time (see :func:`blockflow.plot.plot_trace`)."""
+        from .plot import plot_trace
+
+        return plot_trace(self, signals, path, **kw)
+
     def __repr__(self) -> str:
         return f"<Trace of {self.plan.model.name!r}: T={self.T}, B={self.B}, " \
                f"{len(self.names())} signals>"

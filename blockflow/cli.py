@@ -1,0 +1,306 @@
+"""The ``blockflow`` command: run, check, draw, grad, train.
+
+A model file is a saved JSON model, or a Python file defining ``build()`` returning a
+Model (``file.py:function`` names another builder).  Errors print one line and exit 1;
+bad arguments exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import runpy
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .errors import BlockflowError
+from .model import Model
+
+
+class CliError(Exception):
+    """A user mistake on the command line: printed as one line, exit status 1."""
+
+
+def load_model(spec: str) -> Model:
+    """A Model from ``file.json``, ``file.py`` (its ``build()``) or ``file.py:builder``."""
+    path, _, func = spec.rpartition(":") if ".py:" in spec else (spec, "", "")
+    p = Path(path)
+    if not p.is_file():
+        raise CliError(f"model file {path!r} not found")
+    if p.suffix == ".json":
+        from .modelfile import load
+
+        return load(p)
+    if p.suffix != ".py":
+        raise CliError(f"model file {path!r}: expected a .json model or a .py file with build()")
+    namespace = runpy.run_path(str(p))
+    func = func or "build"
+    builder = namespace.get(func)
+    if not callable(builder):
+        raise CliError(f"{path} defines no {func}() returning a Model")
+    model = builder()
+    if not isinstance(model, Model):
+        raise CliError(f"{path}:{func}() returned {type(model).__name__}, not a Model")
+    return model
+
+
+def _read_array(path: str) -> np.ndarray:
+    p = Path(path)
+    if not p.is_file():
+        raise CliError(f"data file {path!r} not found")
+    try:
+        if p.suffix == ".npy":
+            return np.load(p, allow_pickle=False)
+        if p.suffix in (".csv", ".txt"):
+            return np.loadtxt(p, delimiter="," if p.suffix == ".csv" else None, ndmin=1)
+    except ValueError as e:
+        raise CliError(f"cannot read {path!r}: {e}") from None
+    raise CliError(f"data file {path!r}: use .npy or .csv")
+
+
+def _inputs(model: Model, args) -> dict:
+    from .plan import compile
+
+    plan = compile(model)
+    inputs = {}
+    for item in args.input or []:
+        name, eq, file = item.partition("=")
+        if not eq:
+            raise CliError(f"--input takes NAME=FILE, got {item!r}")
+        inputs[name] = _read_array(file)
+    missing = [n for n in plan.inports if n not in inputs]
+    if missing and args.random_inputs is not None:
+        rng = np.random.default_rng(args.random_inputs)
+        if args.steps is None:
+            raise CliError("--random-inputs needs --steps")
+        for n in missing:
+            t = plan.slot_types[plan.inports[n]]
+            inputs[n] = rng.standard_normal((args.steps, args.batch or 1, *t.shape))
+    elif missing:
+        raise CliError(f"model {model.name!r} has Inports {missing}: give --input NAME=FILE "
+                       "(.npy or .csv) or --random-inputs SEED")
+    return inputs
+
+
+def _progress(quiet: bool):
+    if quiet or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return lambda ks, total: tqdm(ks, total=total, unit="step", mininterval=0.2,
+                                  disable=total < 20_000, leave=False)
+
+
+def _save_trace(trace, path: str) -> None:
+    from .fsutil import atomic_write
+
+    p = Path(path)
+    names = trace.names()
+    if p.suffix == ".npz":
+        import io
+
+        buf = io.BytesIO()
+        np.savez(buf, **{n: trace[n] for n in names})
+        atomic_write(p, buf.getvalue())
+    elif p.suffix == ".csv":
+        cols, header = [np.arange(trace.T)], ["k"]
+        for n in list(trace.plan.outports) or names:
+            a = trace[n].reshape(trace.T, -1)
+            cols.append(a)
+            header += [n] if a.shape[1] == 1 else [f"{n}[{i}]" for i in range(a.shape[1])]
+        import io
+
+        buf = io.StringIO()
+        np.savetxt(buf, np.column_stack(cols), delimiter=",", header=",".join(header),
+                   comments="")
+        atomic_write(p, buf.getvalue().encode())
+    else:
+        raise CliError(f"--out {path!r}: use .npz (every signal) or .csv (the outputs)")
+
+
+def cmd_run(args) -> int:
+    from .simulate import simulate
+
+    model = load_model(args.model)
+    inputs = _inputs(model, args)
+    trace = simulate(model, inputs, steps=args.steps, batch=args.batch,
+                     progress=_progress(args.quiet))
+    print(f"simulated {model.name!r}: T={trace.T}, B={trace.B}, {len(trace.names())} signals")
+    for n, a in trace.outputs().items():
+        print(f"  {n}: shape {a.shape}, mean {a.mean():.4g}, rms {np.sqrt((a ** 2).mean()):.4g}")
+    if args.out:
+        _save_trace(trace, args.out)
+        print(f"trace written to {args.out}")
+    if args.plot:
+        trace.plot(path=args.plot)
+        print(f"plot written to {args.plot}")
+    return 0
+
+
+def cmd_check(args) -> int:
+    from .plan import compile
+
+    model = load_model(args.model)
+    plan = compile(model)
+    params = model.parameters()
+    n_params = sum(int(a.size) for a in params.values())
+    print(f"model {model.name!r}: {len(plan.flat.blocks)} blocks, "
+          f"{plan.flat.graph.number_of_edges()} connections, types OK, no algebraic loop")
+    print(f"inputs:  {', '.join(f'{n} {plan.slot_types[s]}' for n, s in plan.inports.items())}")
+    print(f"outputs: {', '.join(f'{n} {plan.slot_types[s]}' for n, s in plan.outports.items())}")
+    print(f"parameters: {len(params)} arrays, {n_params} numbers")
+    delays = [p for p, b in plan.flat.blocks.items() if b.stateful]
+    print(f"stateful blocks (delays, filters): {', '.join(delays) or 'none'}")
+    print(f"feedback loops run step by step: {len(plan.loops)}")
+    for loop in plan.loops:
+        print(f"  {' -> '.join(loop)}")
+    print(plan.describe())
+    if args.types:
+        for path, b in plan.flat.blocks.items():
+            for p in b.outputs:
+                print(f"  {path}.{p}: {plan.types[(path, p)]}")
+    return 0
+
+
+def cmd_draw(args) -> int:
+    model = load_model(args.model)
+    if args.reciprocal:
+        from .reciprocal import reciprocal
+
+        model = reciprocal(model)
+    out = args.output or f"{Path(args.model.split(':')[0]).stem}" \
+                         f"{'_reciprocal' if args.reciprocal else ''}.svg"
+    model.draw(out, collapse=args.collapse)
+    print(f"diagram written to {out}")
+    return 0
+
+
+def cmd_grad(args) -> int:
+    from .simulate import simulate
+    from .sweep import backward
+
+    model = load_model(args.model)
+    inputs = _inputs(model, args)
+    trace = simulate(model, inputs, steps=args.steps, batch=args.batch)
+    if args.target:
+        targets = {}
+        for item in args.target:
+            name, eq, file = item.partition("=")
+            if not eq:
+                raise CliError(f"--target takes OUTPORT=FILE, got {item!r}")
+            targets[name] = _read_array(file)
+    else:
+        targets = {n: np.zeros_like(a) for n, a in trace.outputs().items()}
+    g = backward(model, trace=trace, targets=targets, loss=args.loss)
+    print(f"loss ({args.loss}) = {g.loss:.10g}")
+    for name, v in g.params.items():
+        print(f"  |dJ/d{name}| = {np.linalg.norm(v):.6g}")
+    for name, v in g.inputs.items():
+        print(f"  |dJ/d{name}(k)| = {np.linalg.norm(v):.6g}  (input)")
+    if args.fd_check:
+        worst = _fd_check(model, inputs, targets, args, g)
+        print(f"finite-difference check: worst relative difference {worst:.2e}")
+        if worst > 1e-5:
+            print("blockflow: error: gradient disagrees with finite differences",
+                  file=sys.stderr)
+            return 1
+    return 0
+
+
+def _fd_check(model, inputs, targets, args, g, eps=1e-6) -> float:
+    from .sweep import backward
+
+    rng = np.random.default_rng(0)
+    worst = 0.0
+    for name, p in model.parameters().items():
+        v = rng.standard_normal(p.shape)
+        old = p.copy()
+        vals = []
+        for s in (1, -1):
+            p[...] = old + s * eps * v
+            vals.append(backward(model, inputs, targets=targets, loss=args.loss,
+                                 steps=args.steps, batch=args.batch).loss)
+        p[...] = old
+        num, ana = (vals[0] - vals[1]) / (2 * eps), float(np.vdot(g.params[name], v))
+        rel = abs(num - ana) / max(abs(num), 1e-8)
+        worst = max(worst, rel)
+        print(f"  {name}: directional derivative {ana:.8g} (finite differences {num:.8g})")
+    return worst
+
+
+def cmd_train(args) -> int:
+    script = Path(args.script)
+    if not script.is_file():
+        raise CliError(f"experiment script {args.script!r} not found")
+    old = sys.argv
+    sys.argv = [str(script), *args.args]
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    except SystemExit as e:
+        return int(e.code or 0) if not isinstance(e.code, str) else 1
+    finally:
+        sys.argv = old
+    return 0
+
+
+def _common(p, data: bool = True) -> None:
+    p.add_argument("model", help="model file: .json, or .py defining build() (file.py:func)")
+    if data:
+        p.add_argument("--steps", type=int, help="number of steps T")
+        p.add_argument("--batch", type=int, help="batch size B (parallel runs)")
+        p.add_argument("--input", action="append", metavar="NAME=FILE",
+                       help="data for an Inport (.npy or .csv, (T, ...) or (T, B, ...))")
+        p.add_argument("--random-inputs", type=int, metavar="SEED",
+                       help="drive Inports without --input by seeded Gaussian noise")
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="blockflow", description="Discrete-time block diagrams "
+                                 "with exact gradients by reciprocal networks.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="simulate a model, save and plot its trace")
+    _common(p)
+    p.add_argument("--out", help="save the trace: .npz (every signal) or .csv (the outputs)")
+    p.add_argument("--plot", help="plot the outputs to an image (.png, .svg, .pdf)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("check", help="types, schedule, loops and delays, parameter count")
+    _common(p, data=False)
+    p.add_argument("--types", action="store_true", help="list every signal's type")
+    p.set_defaults(func=cmd_check)
+    p = sub.add_parser("draw", help="draw the diagram (or its reciprocal)")
+    _common(p, data=False)
+    p.add_argument("-o", "--output", help="output file: .svg (default), .dot, .png, .pdf")
+    p.add_argument("--reciprocal", action="store_true", help="draw the reciprocal network")
+    p.add_argument("--collapse", action="store_true", help="subsystems as single nodes")
+    p.set_defaults(func=cmd_draw)
+    p = sub.add_parser("grad", help="loss and gradient norms, optionally checked")
+    _common(p)
+    p.add_argument("--target", action="append", metavar="OUTPORT=FILE",
+                   help="desired output (default: zero)")
+    p.add_argument("--loss", default="sse", choices=["sse", "mse", "cross_entropy"])
+    p.add_argument("--fd-check", action="store_true",
+                   help="check each gradient against central finite differences")
+    p.set_defaults(func=cmd_grad)
+    p = sub.add_parser("train", help="run an experiment script (see models/)")
+    p.add_argument("script", help="the experiment's Python file")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script")
+    p.set_defaults(func=cmd_train)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (BlockflowError, CliError) as e:
+        print(f"blockflow: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("blockflow: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,166 @@
+"""Diagrams (DOT parses back, SVG is well-formed and names every block), the command line
+(the real console script in a subprocess), and plots (non-blank PNG files)."""
+
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pydot
+import pytest
+
+from blockflow import BlockflowError, reciprocal, simulate
+from blockflow.export import to_pydot
+from blockflow.modelfile import save
+from blockflow.plan import flatten
+from blockflow.plot import plot_history, plot_scopes
+from models.closed_loop import tanh_loop
+from models.paper import lstm_from_blocks
+from models.pid import pid_loop
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _dot(model, **kw):
+    text = to_pydot(model, **kw).to_string()
+    (g,) = pydot.graph_from_dot_data(text)
+    return text, g
+
+
+def _all_nodes(g):
+    nodes = list(g.get_nodes())
+    for sub in g.get_subgraphs():
+        nodes += _all_nodes(sub)
+    return nodes
+
+
+def _all_edges(g):
+    edges = list(g.get_edges())
+    for sub in g.get_subgraphs():
+        edges += _all_edges(sub)
+    return edges
+
+
+@pytest.mark.parametrize("build", [tanh_loop, pid_loop, lstm_from_blocks])
+def test_dot_names_every_block_port_and_connection(build):
+    m = build()
+    text, g = _dot(m)
+    flat = flatten(m)
+    labels = " ".join(n.get_label() or "" for n in _all_nodes(g))
+    for path, b in flat.blocks.items():
+        assert path.rsplit("/", 1)[-1] in labels
+        for p in (*b.inputs, *b.outputs):
+            if p not in ("in", "out"):  # subsystem boundaries are drawn as the port block
+                assert p in labels
+    n_edges = sum(1 for _ in m.graph.edges) + sum(
+        sub.graph.number_of_edges() for sub in m.blocks.values() if hasattr(sub, "graph"))
+    assert len(_all_edges(g)) == n_edges
+    if build is pid_loop:
+        assert any(s.get_name().startswith("cluster") for s in g.get_subgraphs())
+        collapsed, gc = _dot(m, collapse=True)
+        assert not gc.get_subgraphs() and "pid" in collapsed
+
+
+def test_feedback_loop_draws_delay_and_reciprocal_draws_advance():
+    m = tanh_loop()
+    text, _ = _dot(m)
+    assert "z⁻¹" in text and 'rankdir=LR' in text
+    rtext, rg = _dot(reciprocal(m))
+    assert "z⁺¹" in rtext and "rankdir=RL" in rtext and "δ kc.u" in rtext
+    assert "reciprocal of tanh_loop" in rtext
+
+
+def test_svg_is_well_formed_and_names_every_block(tmp_path):
+    m = pid_loop()
+    for model, name in ((m, "m.svg"), (reciprocal(m), "r.svg")):
+        path = model.draw(tmp_path / name)
+        root = ET.parse(path).getroot()
+        assert root.tag.endswith("svg")
+        text = "".join(root.itertext())
+        for block in ("err", "plant", "P", "I", "D"):
+            assert block in text
+    assert m._repr_svg_().lstrip().startswith("<?xml")
+    assert (tmp_path / "m.dot").exists() is False
+    m.draw(tmp_path / "m.dot")
+    assert pydot.graph_from_dot_file(tmp_path / "m.dot")
+    with pytest.raises(BlockflowError, match="use .svg, .dot, .png or .pdf"):
+        m.draw(tmp_path / "m.jpeg")
+
+
+def test_png_without_system_graphviz_says_how_to_get_it(tmp_path, monkeypatch):
+    import blockflow.export as export
+
+    monkeypatch.setattr(export.shutil, "which", lambda name: None)
+    with pytest.raises(BlockflowError, match="apt install graphviz.*or draw to .svg"):
+        tanh_loop().draw(tmp_path / "m.png")
+
+
+def _nonblank_png(path):
+    import matplotlib.image
+
+    img = matplotlib.image.imread(path)
+    assert img.shape[0] > 100 and img.shape[1] > 100
+    assert img[..., :3].std() > 0.05  # lines and text, not a blank canvas
+
+
+def test_trace_plot_scopes_and_history(tmp_path):
+    from blockflow import Inport, Model
+    from blocks import Gain, Scope, UnitDelay
+
+    m = Model("scoped")
+    u, g, z = m.add(Inport("u"), Gain(2.0, name="g"), UnitDelay(name="z"))
+    m.chain(u, g, z, m.add(Scope(name="delayed")))
+    m.connect(g, m.add(Scope(name="gained")))
+    tr = simulate(m, {"u": np.random.default_rng(0).standard_normal((60, 12))})
+    tr.plot(["g", "z"], tmp_path / "trace.png")  # 12 runs: summarised
+    tr.plot(["g"], tmp_path / "one.png", batch=3)
+    plot_scopes(tr, tmp_path / "scopes.png")
+    plot_history([1.0, 0.4, 0.1, 0.05], tmp_path / "history.png")
+    for name in ("trace", "one", "scopes", "history"):
+        _nonblank_png(tmp_path / f"{name}.png")
+
+
+def blockflow(*args, cwd):
+    exe = Path(sys.executable).parent / "blockflow"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "blockflow.cli"]
+    return subprocess.run([*cmd, *map(str, args)], cwd=cwd, capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+def test_cli_run_check_draw_grad(tmp_path):
+    pid = ROOT / "models" / "pid.py"
+    r = blockflow("check", pid, cwd=tmp_path)
+    assert r.returncode == 0 and "feedback loops run step by step: 1" in r.stdout
+    r = blockflow("run", pid, "--steps", 50, "--random-inputs", 3, "--out", "t.npz",
+                  "--plot", "t.png", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    data = np.load(tmp_path / "t.npz")
+    assert data["plant.y"].shape == (50, 1)
+    _nonblank_png(tmp_path / "t.png")
+    np.save(tmp_path / "r.npy", np.ones(40))
+    r = blockflow("run", pid, "--input", "r=r.npy", "--out", "t.csv", cwd=tmp_path)
+    assert r.returncode == 0 and (tmp_path / "t.csv").read_text().startswith("k,y")
+    r = blockflow("draw", ROOT / "models" / "paper.py:cascaded", "--reciprocal", "-o",
+                  "c.svg", cwd=tmp_path)
+    assert r.returncode == 0 and ET.parse(tmp_path / "c.svg").getroot().tag.endswith("svg")
+    save(tanh_loop(), tmp_path / "loop.json")
+    r = blockflow("grad", "loop.json", "--steps", 30, "--random-inputs", 0, "--fd-check",
+                  cwd=tmp_path)
+    assert r.returncode == 0 and "worst relative difference" in r.stdout, r.stderr
+
+
+def test_cli_errors_are_one_line_and_nonzero(tmp_path):
+    r = blockflow("run", "missing.json", cwd=tmp_path)
+    assert r.returncode == 1 and r.stderr.strip() == \
+        "blockflow: error: model file 'missing.json' not found"
+    r = blockflow("run", ROOT / "models" / "pid.py", cwd=tmp_path)
+    assert r.returncode == 1 and "has Inports ['r']" in r.stderr
+    assert "Traceback" not in r.stderr
+    (tmp_path / "bad.json").write_text("{not json")
+    r = blockflow("check", "bad.json", cwd=tmp_path)
+    assert r.returncode == 1 and "invalid JSON" in r.stderr and "Traceback" not in r.stderr
+    r = blockflow("frobnicate", cwd=tmp_path)
+    assert r.returncode == 2
+    for sub in ("run", "check", "draw", "grad", "train"):
+        assert blockflow(sub, "--help", cwd=tmp_path).returncode == 0
