@@ -70,13 +70,15 @@ def _init_state(op, B, slot_types):
 
 
 def run_plan(plan, T: int, B: int, bufs: list, *, reverse: bool = False,
-             progress=None) -> dict:
+             progress=None, states: dict | None = None) -> dict:
     """Fill ``bufs`` (one array per slot) by running ``plan`` for ``T`` steps.
 
     External slots (Inports, trace reads) must be filled by the caller.  Returns the
     final state of each stateful block, keyed by path.  ``progress(iterable, total)``
-    may wrap the steps of each loop (a progress bar).
+    may wrap the steps of each loop (a progress bar).  ``states`` (by path, as returned)
+    continues loops from where an earlier run stopped (streaming, chunk by chunk).
     """
+    states_in = states or {}
     finals = {}
     st = plan.slot_types
     for seg in plan.segments:
@@ -90,8 +92,8 @@ def run_plan(plan, T: int, B: int, bufs: list, *, reverse: bool = False,
             x0 = _init_state(op, B, st) if op.block.stateful else None
             _store(op, op.block.sequence(x0, *(bufs[s] for s in op.ins)), bufs, T, B, st)
         else:
-            states = {op.state: _init_state(op, B, st) for op in seg.ops
-                      if op.state is not None}
+            states = {op.state: states_in[op.path] if op.path in states_in
+                      else _init_state(op, B, st) for op in seg.ops if op.state is not None}
             rec = {s: st[s].zeros(T, B) for op in seg.ops for s in op.outs}
             ks = range(T - 1, -1, -1) if reverse else range(T)
             if progress is not None:

@@ -60,7 +60,7 @@ def reciprocal_plan(model: Model) -> Plan:
 
 
 def sweep(model: Model, trace: Trace, dL_dy: dict, *, window: int | None = None,
-          online: bool = False) -> Gradients:
+          chunked: bool = False, online: bool = False) -> Gradients:
     """Backward sweep of ``model`` over ``trace`` with output deltas ``dL_dy``.
 
     Parameters
@@ -72,6 +72,9 @@ def sweep(model: Model, trace: Trace, dL_dy: dict, *, window: int | None = None,
         ``{outport: (T, B, *shape) array}``; Outports left out get zero.
     window : int, optional
         Truncated BPTT: sweep the last ``window`` steps only (``window >= T``: exact).
+    chunked : bool
+        With ``window=h``: truncated BPTT over the whole run, in consecutive windows of
+        ``h`` steps, each swept from zero terminal state; the gradients add up.
     online : bool
         Run the reciprocal causally, delayed by its bound ``D`` on advances (temporal
         backprop; see :mod:`blockflow.causal`).  Same gradients as the full sweep.
@@ -86,21 +89,38 @@ def sweep(model: Model, trace: Trace, dL_dy: dict, *, window: int | None = None,
         return causal_sweep(model, trace, dL_dy)
     rplan = reciprocal_plan(model)
     T, B = trace.T, trace.B
-    start = 0
-    if window is not None:
-        if int(window) != window or window < 1:
+    dl = bind_output_deltas(rplan, dL_dy, T, B, model.name)
+    if window is None:
+        spans = [(0, T)]
+    else:
+        if isinstance(window, bool) or int(window) != window or window < 1:
             raise SimulationError(f"window must be a positive integer, got {window!r}")
-        start = max(0, T - int(window))
-    Tw = T - start
+        h = int(window)
+        spans = [(a, min(a + h, T)) for a in range(0, T, h)] if chunked else \
+            [(max(0, T - h), T)]
+    parts = [_sweep_span(rplan, trace, dl, a, b) for a, b in spans]
+    if len(parts) == 1:
+        deltas = parts[0]
+    else:
+        bufs = [None if parts[0].bufs[i] is None else
+                np.concatenate([p.bufs[i] for p in parts]) for i in range(len(parts[0].bufs))]
+        deltas = Trace(rplan, bufs, T, B, parts[-1].final_states)
+    grads: dict = {}
+    for (a, b), d in zip(spans, parts, strict=True):
+        for k, g in param_grads(trace, d, slice(a, b)).items():
+            grads[k] = g if k not in grads else grads[k] + g
+    return Gradients(grads, {n: deltas[n] for n in rplan.outports}, deltas)
+
+
+def _sweep_span(rplan: Plan, trace: Trace, dl: dict, start: int, stop: int) -> Trace:
+    """The reciprocal run over steps ``start..stop-1`` from zero state at ``stop``."""
     bufs: list = [None] * len(rplan.slot_types)
-    for slot, g in bind_output_deltas(rplan, dL_dy, T, B, model.name).items():
-        bufs[slot] = g[start:]
+    for slot, g in dl.items():
+        bufs[slot] = g[start:stop]
     for slot, path, port in rplan.trace_reads:
-        bufs[slot] = trace[(path, port)][start:]
-    finals = run_plan(rplan, Tw, B, bufs, reverse=True)
-    deltas = Trace(rplan, bufs, Tw, B, finals)
-    return Gradients(param_grads(trace, deltas, start), {n: deltas[n] for n in rplan.outports},
-                     deltas)
+        bufs[slot] = trace[(path, port)][start:stop]
+    finals = run_plan(rplan, stop - start, trace.B, bufs, reverse=True)
+    return Trace(rplan, bufs, stop - start, trace.B, finals)
 
 
 def bind_output_deltas(rplan: Plan, dL_dy: dict, T: int, B: int, name: str) -> dict:
@@ -121,14 +141,17 @@ def bind_output_deltas(rplan: Plan, dL_dy: dict, T: int, B: int, name: str) -> d
     return out
 
 
-def param_grads(trace: Trace, deltas: Trace, start: int = 0) -> dict:
-    """``dJ/dw`` for every trainable parameter: one contraction per block over time."""
+def param_grads(trace: Trace, deltas: Trace, span: slice = slice(None)) -> dict:
+    """``dJ/dw`` for every trainable parameter: one contraction per block over time.
+
+    ``deltas`` covers the forward steps ``span`` of ``trace``.
+    """
     params = {}
     for path, b in trace.plan.flat.blocks.items():
         if not b.parameters():
             continue
-        u = tuple(trace[(path, p)][start:] for p in b.inputs)
-        y = tuple(trace[(path, p)][start:] for p in b.outputs)
+        u = tuple(trace[(path, p)][span] for p in b.inputs)
+        y = tuple(trace[(path, p)][span] for p in b.outputs)
         dy = tuple(deltas[(path, p)] for p in b.outputs)
         for n, g in b.param_grads(u, y, dy).items():
             params[f"{path}.{n}"] = g
@@ -164,7 +187,7 @@ def output_deltas(trace: Trace, loss, targets) -> tuple[float, dict]:
 
 def backward(model: Model, inputs: dict | None = None, *, loss="sse", targets=None,
              dL_dy: dict | None = None, steps: int | None = None, batch: int | None = None,
-             window: int | None = None, online: bool = False,
+             window: int | None = None, chunked: bool = False, online: bool = False,
              trace: Trace | None = None) -> Gradients:
     """Simulate ``model``, apply the loss, sweep back: every gradient at once.
 
@@ -178,7 +201,7 @@ def backward(model: Model, inputs: dict | None = None, *, loss="sse", targets=No
         value, dL_dy = output_deltas(tr, loss, targets)
     else:
         value = None
-    g = sweep(model, tr, dL_dy, window=window, online=online)
+    g = sweep(model, tr, dL_dy, window=window, chunked=chunked, online=online)
     g.loss = value
     return g
 
