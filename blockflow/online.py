@@ -76,7 +76,7 @@ class OnlineBackprop:
             C = min(self.chunk, T + self.D - t)
             n_real = max(0, min(C, T - t))  # steps of real data in this chunk
             fb: list = [None] * len(self.fplan.slot_types)
-            for name, slot in self.fplan.inports.items():
+            for slot in self.fplan.inports.values():
                 x = xbufs[slot][t:t + n_real]
                 fb[slot] = np.concatenate([x, np.zeros((C - n_real, *x.shape[1:]), x.dtype)])
             fstates = run_plan(self.fplan, C, B, fb, states=fstates)
