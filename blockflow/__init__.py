@@ -8,6 +8,7 @@ from .errors import (
     ReciprocalNotDefinedError,
     SignalTypeError,
     SimulationError,
+    TrainingError,
     WiringError,
 )
 from .model import Model
@@ -19,6 +20,7 @@ from .simulate import simulate
 from .sweep import Gradients, backward, grad, sweep
 from .tangent import directional, tangent
 from .trace import Trace
+from .train import train
 from .types import SignalType
 
 __all__ = [
@@ -26,6 +28,6 @@ __all__ = [
     "Outport", "Plan", "PortRef", "ReciprocalNotDefinedError", "SignalType",
     "SignalTypeError", "SimulationError", "Trace", "WiringError", "compile", "simulate",
     "Gradients", "backward", "directional", "grad", "reciprocal", "sweep", "tangent",
-    "load", "register_block", "save",
+    "load", "register_block", "save", "TrainingError", "train",
 ]
 __version__ = "0.1.0"

@@ -44,3 +44,7 @@ class SimulationError(BlockflowError, ValueError):
 
 class ModelFileError(BlockflowError, ValueError):
     """A model file cannot be read: malformed, unknown block type, wrong version."""
+
+
+class TrainingError(BlockflowError):
+    """Training cannot go on: a non-finite loss or gradient (the message says where)."""

@@ -204,7 +204,8 @@ class DiscreteFilter(Block):
 
     ``b`` and ``a`` are in ascending powers of ``z^-1``, exactly as
     :func:`scipy.signal.lfilter`; zero initial conditions.  The block has direct
-    feedthrough only when ``b[0] != 0`` (then ``b[0]`` is held at zero in training).
+    feedthrough only when ``b[0] != 0`` (then ``b[0]`` is held at zero in training);
+    ``fix_a0=True`` holds ``a[0]`` too (it only scales ``b`` and ``a`` together).
 
     Its reciprocal is the same filter run backwards in time, and with
     ``g = A(q^+1)^-1 delta_y`` the parameter gradients are
@@ -214,8 +215,9 @@ class DiscreteFilter(Block):
     stateful = True
     linear = True
 
-    def __init__(self, b, a=(1.0,), *, trainable: bool = True, **kw):
+    def __init__(self, b, a=(1.0,), *, trainable: bool = True, fix_a0: bool = False, **kw):
         super().__init__(**kw)
+        self.fix_a0 = fix_a0  # a[0] only scales b and a together: hold it in training
         self.param("b", np.atleast_1d(b), trainable=trainable)
         self.param("a", np.atleast_1d(a), trainable=trainable)
         if self.b.ndim != 1 or self.a.ndim != 1 or self.a[0] == 0:
@@ -258,6 +260,8 @@ class DiscreteFilter(Block):
         ga = -np.array([_shift_corr(g, y, m) for m in range(self.a.size)])
         if not self.feedthrough:
             gb[0] = 0.0
+        if self.fix_a0:
+            ga[0] = 0.0
         return gb, ga
 
     def param_grads(self, u, y, dy):
@@ -291,7 +295,8 @@ class DiscreteFilter(Block):
         return f"B/A ({self.b.size - 1},{self.a.size - 1})"
 
     def config(self) -> dict:
-        return {"b": self.b, "a": self.a, "trainable": self._params["b"]}
+        return {"b": self.b, "a": self.a, "trainable": self._params["b"],
+                "fix_a0": self.fix_a0}
 
 
 class DiscreteTransferFcn(DiscreteFilter):

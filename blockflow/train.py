@@ -1,0 +1,319 @@
+"""Training: optimizers, learning-rate schedules, and ``train()`` with checkpoints.
+
+``train(model, inputs, targets, ...)`` runs epochs of gradient descent on the model's
+parameters (or a chosen subset: freeze a plant, train a controller) with the gradients
+of the reciprocal network, in one of three modes:
+
+- ``"bptt"``: full-sequence backpropagation through time (the backward sweep);
+- ``"truncated"``: BPTT in consecutive windows of ``window`` steps;
+- ``"online"``: temporal backprop, the weights updated after every ``chunk`` steps while
+  the sequence streams (models whose reciprocal has bounded advances).
+
+Mini-batches are drawn over the batch axis, gradients can be clipped by global norm,
+the learning rate follows a schedule, and a non-finite loss or gradient stops the run
+naming the first block and step where it appeared.  With ``checkpoint=path`` the
+parameters, optimizer state, random state and history are saved atomically every
+``checkpoint_every`` epochs; ``resume=True`` continues from there to the same result,
+bit for bit, as a run that was never stopped.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import BlockflowError, SimulationError, TrainingError
+from .fsutil import atomic_write
+from .model import Model
+
+
+# ------------------------------------------------------------------ optimizers
+class Optimizer:
+    """Base class: ``step(params, grads, lr)`` updates the arrays in place."""
+
+    def __init__(self, lr: float = 1e-2):
+        if not lr > 0:
+            raise ValueError(f"learning rate must be positive, got {lr!r}")
+        self.lr = float(lr)
+        self.state: dict[str, np.ndarray] = {}
+        self.t = 0
+
+    def step(self, params: dict, grads: dict, lr: float | None = None) -> None:
+        self.t += 1
+        lr = self.lr if lr is None else lr
+        for name, w in params.items():
+            self.update(name, w, grads[name], lr)
+
+    def update(self, name: str, w: np.ndarray, g: np.ndarray, lr: float) -> None:
+        raise NotImplementedError
+
+    def _buf(self, key: str, like: np.ndarray) -> np.ndarray:
+        if key not in self.state:
+            self.state[key] = np.zeros_like(like)
+        return self.state[key]
+
+
+class SGD(Optimizer):
+    """``w <- w - lr g``."""
+
+    def update(self, name, w, g, lr):
+        w -= lr * g
+
+
+class Momentum(Optimizer):
+    """``v <- beta v + g``, ``w <- w - lr v`` (heavy ball)."""
+
+    def __init__(self, lr: float = 1e-2, beta: float = 0.9):
+        super().__init__(lr)
+        self.beta = float(beta)
+
+    def update(self, name, w, g, lr):
+        v = self._buf(f"v/{name}", w)
+        v *= self.beta
+        v += g
+        w -= lr * v
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba, 2015) with bias correction."""
+
+    def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-8):
+        super().__init__(lr)
+        self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
+
+    def update(self, name, w, g, lr):
+        m, v = self._buf(f"m/{name}", w), self._buf(f"v/{name}", w)
+        m *= self.beta1
+        m += (1 - self.beta1) * g
+        v *= self.beta2
+        v += (1 - self.beta2) * g * g
+        mhat = m / (1 - self.beta1 ** self.t)
+        vhat = v / (1 - self.beta2 ** self.t)
+        w -= lr * mhat / (np.sqrt(vhat) + self.eps)
+
+
+# ------------------------------------------------------------------- schedules
+def exponential_decay(rate: float) -> Callable[[int], float]:
+    """Learning-rate factor ``rate ** epoch``."""
+    return lambda epoch: rate ** epoch
+
+
+def step_decay(every: int, factor: float = 0.5) -> Callable[[int], float]:
+    """Learning-rate factor ``factor ** (epoch // every)``."""
+    return lambda epoch: factor ** (epoch // every)
+
+
+# --------------------------------------------------------------------- history
+@dataclass
+class History:
+    """One record per epoch: ``loss``, ``grad_norm``, ``lr``, ``seconds``."""
+
+    records: list[dict] = field(default_factory=list)
+
+    @property
+    def losses(self) -> list[float]:
+        return [r["loss"] for r in self.records]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+# ----------------------------------------------------------------- non-finite
+def first_nonfinite(trace, *, backward: bool = False):
+    """``(path.port, k)`` of the first non-finite value in ``trace``, or ``None``.
+
+    Forward: the smallest step, then the first block in execution order.  For a backward
+    sweep (``backward=True``) time runs down, so the largest step comes first.
+    """
+    plan = trace.plan
+    best = None
+    rank = {p: i for i, p in enumerate(plan.order)}
+    for path, b in plan.flat.blocks.items():
+        for p in b.outputs:
+            a = trace[(path, p)]
+            bad = ~np.isfinite(a.reshape(a.shape[0], -1)).all(axis=1)
+            if not bad.any():
+                continue
+            k = int(np.flatnonzero(bad)[-1 if backward else 0])
+            key = (-k if backward else k, rank.get(path, len(rank)))
+            if best is None or key < best[0]:
+                best = (key, f"{path}.{p}", k)
+    return None if best is None else best[1:]
+
+
+def _check_finite(what: str, value, trace, epoch: int, *, backward=False) -> None:
+    if np.all(np.isfinite(value)):
+        return
+    where = first_nonfinite(trace, backward=backward) if trace is not None else None
+    at = f" first at {where[0]}, step {where[1]}" if where else ""
+    sweep = " (backward sweep)" if backward else ""
+    raise TrainingError(f"non-finite {what} in epoch {epoch}{sweep}:{at}; lower the learning "
+                        "rate, clip gradients (clip_norm=...) or check the model's stability")
+
+
+# ------------------------------------------------------------------- training
+def select(model: Model, names: Iterable[str] | None) -> dict[str, np.ndarray]:
+    """The parameters to train: all, or those named (``"ctrl/"`` or ``"ctrl."`` selects a
+    subsystem or block by prefix)."""
+    allp = model.parameters()
+    if names is None:
+        return allp
+    names = [names] if isinstance(names, str) else list(names)
+    out = {}
+    for n in names:
+        hit = {k: v for k, v in allp.items() if k == n or (n.endswith(("/", ".")) and
+                                                          k.startswith(n))}
+        if not hit:
+            raise BlockflowError(f"no parameter {n!r} in model {model.name!r}; it has "
+                                 f"{sorted(allp)}")
+        out.update(hit)
+    return out
+
+
+def _take(data, idx):
+    if isinstance(data, dict):
+        return {k: _take(v, idx) for k, v in data.items()}
+    a = np.asarray(data)
+    return a[:, idx]
+
+
+def _batch_size(inputs: dict, targets) -> int:
+    arrays = list(inputs.values()) + (list(targets.values()) if isinstance(targets, dict)
+                                      else [targets])
+    return int(np.asarray(arrays[0]).shape[1])
+
+
+def train(model: Model, inputs: dict, targets, *, loss="sse", params=None,
+          optimizer: Optimizer | None = None, epochs: int = 100, mode: str = "bptt",
+          window: int | None = None, chunk: int = 1, batch_size: int | None = None,
+          clip_norm: float | None = None, schedule: Callable[[int], float] | None = None,
+          seed: int = 0, checkpoint: str | Path | None = None, checkpoint_every: int = 10,
+          resume: bool = False, callback: Callable[[int, dict], None] | None = None,
+          history: History | None = None) -> History:
+    """Train ``model`` in place; returns the :class:`History` (see module docs).
+
+    Parameters
+    ----------
+    inputs : dict
+        ``{inport: (T, B, *shape)}`` training data.
+    targets : array or dict
+        Desired outputs, ``(T, B, *shape)`` per Outport.
+    params : list of str, optional
+        Names or prefixes of the parameters to train; the rest stay frozen.
+    optimizer : Optimizer, default Adam(1e-3)
+    mode : {"bptt", "truncated", "online"}
+    window : int
+        Truncated mode: steps per window.
+    chunk : int
+        Online mode: steps between weight updates.
+    batch_size : int, optional
+        Mini-batches over the batch axis, reshuffled every epoch (seeded).
+    clip_norm : float, optional
+        Scale the gradient down to this global norm when it is longer.
+    schedule : callable, optional
+        ``epoch -> factor`` on the learning rate.
+    callback : callable, optional
+        ``callback(epoch, record)`` after every epoch.
+    """
+    from .online import OnlineBackprop
+    from .simulate import simulate
+    from .sweep import backward
+
+    if mode not in ("bptt", "truncated", "online"):
+        raise SimulationError(f"mode must be 'bptt', 'truncated' or 'online', got {mode!r}")
+    if mode == "truncated" and window is None:
+        raise SimulationError("mode='truncated' needs window=h (steps per window)")
+    optimizer = optimizer or Adam(1e-3)
+    trained = select(model, params)
+    hist = history or History()
+    rng = np.random.default_rng(seed)
+    start = 0
+    if checkpoint is not None and resume and Path(checkpoint).exists():
+        start = _restore(checkpoint, trained, optimizer, rng, hist)
+    B = _batch_size(inputs, targets)
+    streamer = OnlineBackprop(model, loss=loss, chunk=chunk) if mode == "online" else None
+
+    def apply(grads: dict, lr: float) -> float:
+        g = {k: grads[k] for k in trained}
+        norm = float(np.sqrt(sum(float(np.vdot(v, v)) for v in g.values())))
+        if clip_norm is not None and norm > clip_norm:
+            g = {k: v * (clip_norm / norm) for k, v in g.items()}
+        optimizer.step(trained, g, lr)
+        return norm
+
+    for epoch in range(start, epochs):
+        t0 = time.perf_counter()
+        lr = optimizer.lr * (schedule(epoch) if schedule else 1.0)
+        order = rng.permutation(B) if batch_size else np.arange(B)
+        size = batch_size or B
+        total, norms = 0.0, []
+
+        def online_update(g: dict, k: int, lr=lr, norms=norms) -> None:
+            norms.append(apply(g, lr))
+
+        for i in range(0, B, size):
+            idx = np.sort(order[i:i + size])
+            x, d = _take(inputs, idx), _take(targets, idx)
+            if streamer is not None:
+                value, _ = streamer.run(x, d, update=online_update)
+                _check_finite("loss", value, None, epoch)
+            else:
+                tr = simulate(model, x)
+                res = backward(model, trace=tr, targets=d, loss=loss, window=window,
+                               chunked=mode == "truncated")
+                value = res.loss
+                _check_finite("loss", value, tr, epoch)
+                for k in trained:
+                    _check_finite(f"gradient of {k}", res.params[k], res.deltas, epoch,
+                                  backward=True)
+                norms.append(apply(res.params, lr))
+            total += value
+        rec = {"epoch": epoch + 1, "loss": total, "grad_norm": float(np.mean(norms)),
+               "lr": lr, "seconds": time.perf_counter() - t0}
+        hist.records.append(rec)
+        if checkpoint is not None and ((epoch + 1) % checkpoint_every == 0
+                                       or epoch + 1 == epochs):
+            _save(checkpoint, epoch + 1, trained, optimizer, rng, hist)
+        if callback is not None:
+            callback(epoch + 1, rec)
+    return hist
+
+
+# ----------------------------------------------------------------- checkpoints
+def _save(path, epoch: int, params: dict, opt: Optimizer, rng, hist: History) -> None:
+    meta = {"epoch": epoch, "rng": rng.bit_generator.state, "t": opt.t,
+            "history": hist.records, "params": {k: list(v.shape) for k, v in params.items()},
+            "optimizer": type(opt).__name__}
+    arrays = {f"param/{k}": v for k, v in params.items()}
+    arrays.update({f"opt/{k}": v for k, v in opt.state.items()})
+    arrays["meta"] = np.array(json.dumps(meta))
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write(path, buf.getvalue())
+
+
+def _restore(path, params: dict, opt: Optimizer, rng, hist: History) -> int:
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            meta = json.loads(str(f["meta"]))
+            if meta["params"] != {k: list(v.shape) for k, v in params.items()} or \
+                    meta["optimizer"] != type(opt).__name__:
+                raise TrainingError(f"checkpoint {str(path)!r} belongs to another run "
+                                    "(parameters or optimizer differ); remove it or "
+                                    "resume=False")
+            for k, v in params.items():
+                v[...] = f[f"param/{k}"]
+            opt.state = {k[4:]: np.array(f[k]) for k in f.files if k.startswith("opt/")}
+    except (OSError, KeyError, ValueError) as e:
+        raise TrainingError(f"cannot resume from checkpoint {str(path)!r}: {e}") from None
+    opt.t = meta["t"]
+    rng.bit_generator.state = meta["rng"]
+    hist.records[:] = meta["history"]
+    return int(meta["epoch"])
