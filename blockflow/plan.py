@@ -173,7 +173,8 @@ def _compile(model: Model, mode: str, flat: FlatModel | None = None) -> Plan:
             if (path, p) not in types:
                 raise SignalTypeError(
                     f"the type of {path}.{p} (block {type(b).__name__}) cannot be inferred; "
-                    "declare the Inport's shape or give the delay an initial value"
+                    "declare the Inport's shape, or give the delays in its loop a shape "
+                    "(UnitDelay(shape=...)) or a shaped initial value"
                 )
     return _schedule(model, flat, types, mode)
 

@@ -44,13 +44,16 @@ class UnitDelay(Block):
     linear = True
     symbol = "z⁻¹"
 
-    def __init__(self, x0=0.0, *, train_x0: bool = False, **kw):
+    def __init__(self, x0=0.0, *, shape: tuple | None = None, train_x0: bool = False, **kw):
         super().__init__(**kw)
         self.param("x0", x0, trainable=train_x0)
+        # the signal's shape, when neither x0 nor the input tells it (a loop of delays)
+        self.shape = tuple(shape) if shape is not None else (self.x0.shape if self.x0.ndim
+                                                             else None)
 
     def infer(self, t):
         if t is None:
-            return (SignalType(self.x0.shape, self.x0.dtype) if self.x0.ndim else None,)
+            return (None if self.shape is None else SignalType(self.shape, self.x0.dtype),)
         if np.broadcast_shapes(self.x0.shape, t.shape) != t.shape:
             raise self.type_error(f"initial value of shape {self.x0.shape} does not fit "
                                   f"samples of shape {t.shape}", port="u")
@@ -84,7 +87,7 @@ class UnitDelay(Block):
         return Passthrough(name=self.name, inputs=self.inputs, outputs=self.outputs)
 
     def config(self) -> dict:
-        return {"x0": self.x0, "train_x0": self._params["x0"]}
+        return {"x0": self.x0, "shape": self.shape, "train_x0": self._params["x0"]}
 
 
 class Delay(Block):
@@ -93,12 +96,15 @@ class Delay(Block):
     stateful = True
     linear = True
 
-    def __init__(self, n: int, x0=0.0, *, train_x0: bool = False, **kw):
+    def __init__(self, n: int, x0=0.0, *, shape: tuple | None = None, train_x0: bool = False,
+                 **kw):
         if int(n) != n or n < 1:
             raise ValueError(f"Delay(n) needs an integer n >= 1, got {n!r}")
         super().__init__(**kw)
         self.n = int(n)
         self.param("x0", x0, trainable=train_x0)
+        self.shape = tuple(shape) if shape is not None else (self.x0.shape if self.x0.ndim
+                                                             else None)
 
     feedthrough = False
     infer = UnitDelay.infer
@@ -137,7 +143,8 @@ class Delay(Block):
         return f"z⁻{self.n}"
 
     def config(self) -> dict:
-        return {"n": self.n, "x0": self.x0, "train_x0": self._params["x0"]}
+        return {"n": self.n, "x0": self.x0, "shape": self.shape,
+                "train_x0": self._params["x0"]}
 
 
 class FIR(Block):
