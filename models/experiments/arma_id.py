@@ -15,7 +15,7 @@ import scipy.signal as ss
 
 from blockflow.train import Adam, exponential_decay, train
 from models.arma import arma_filter
-from models.experiments.common import cli, default_plot, nmse, table
+from models.experiments.common import cli, default_plot, loss_figure, nmse, save_figure, table
 
 B_TRUE = np.array([0.0, 1.0, 0.5])
 A_TRUE = np.array([1.0, -1.5, 0.7])
@@ -71,20 +71,14 @@ def run(quick: bool = False, seed: int = 0, plot=None) -> dict:
 
 
 def _plot(path, losses, uv, yv, b_ls, a_ls, b_oe, a_oe) -> None:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(9, 5), layout="constrained")
-    ax1, ax2 = fig.subplots(2, 1)
-    ax1.semilogy(losses)
-    ax1.set(title="training loss (mse, output error)", xlabel="epoch")
+    fig, (ax2,) = loss_figure(losses, "training loss (mse, output error)")
     k = np.arange(100)
     ax2.plot(k, yv[:100, 0], "k", label="true plant")
     ax2.plot(k, ss.lfilter(b_ls, a_ls, uv, axis=0)[:100, 0], "--", label="least squares")
     ax2.plot(k, ss.lfilter(b_oe, a_oe, uv, axis=0)[:100, 0], ":", label="output error")
     ax2.set(title="validation (noise-free)", xlabel="k")
     ax2.legend()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path)
 
 
 def main(argv=None) -> int:

@@ -83,5 +83,22 @@ def cli(run, description: str, argv=None) -> int:
     return 0
 
 
+def loss_figure(losses, title: str, *, panels: int = 1, xlabel: str = "epoch",
+                height: float = 5.0):
+    """A figure: the training loss on top, ``panels`` axes below it for the results."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, height), layout="constrained")
+    axes = fig.subplots(1 + panels, 1)
+    axes[0].semilogy(losses)
+    axes[0].set(title=title, xlabel=xlabel)
+    return fig, list(axes[1:])
+
+
+def save_figure(fig, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+
+
 def default_plot(name: str, plot) -> Path:
     return Path(plot) if plot else Path("out") / f"{name}.png"

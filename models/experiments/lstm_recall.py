@@ -14,7 +14,7 @@ import numpy as np
 
 from blockflow import simulate
 from blockflow.train import Adam, train
-from models.experiments.common import cli, default_plot, table
+from models.experiments.common import cli, default_plot, loss_figure, save_figure, table
 from models.paper import lstm
 
 DELAY = 4
@@ -59,19 +59,13 @@ def run(quick: bool = False, seed: int = 0, plot=None) -> dict:
 
 
 def _plot(path, losses, model, x, y) -> None:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(9, 5), layout="constrained")
-    ax1, ax2 = fig.subplots(2, 1)
-    ax1.semilogy(losses)
-    ax1.set(title="training loss (BPTT)", xlabel="epoch")
+    fig, (ax2,) = loss_figure(losses, "training loss (BPTT)")
     p = simulate(model, {"x": x})["y"]
     ax2.step(np.arange(60), y[:60, 0, 0], "k", where="mid", label=f"target x(k-{DELAY})")
     ax2.plot(p[:60, 0, 0], "o--", ms=3, label="LSTM")
     ax2.set(title="unseen sequence", xlabel="k")
     ax2.legend(fontsize=8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path)
 
 
 def main(argv=None) -> int:

@@ -19,8 +19,10 @@ from models.experiments.common import (
     ar_predict,
     cli,
     default_plot,
+    loss_figure,
     mackey_glass,
     nmse,
+    save_figure,
     table,
 )
 from models.paper import fir_network
@@ -58,19 +60,13 @@ def run(quick: bool = False, seed: int = 0, plot=None) -> dict:
 
 
 def _plot(path, losses, d, pred, ar) -> None:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(9, 5), layout="constrained")
-    ax1, ax2 = fig.subplots(2, 1)
-    ax1.semilogy(losses)
-    ax1.set(title="training loss per pass (online updates)", xlabel="pass")
+    fig, (ax2,) = loss_figure(losses, "training loss per pass (online updates)", xlabel="pass")
     ax2.plot(d[:200], "k", label="Mackey-Glass")
     ax2.plot(pred[:200], "--", label="FIR network")
     ax2.plot(ar[:200], ":", label="linear AR")
     ax2.set(title="held-out span", xlabel="k")
     ax2.legend(fontsize=8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path)
 
 
 def main(argv=None) -> int:

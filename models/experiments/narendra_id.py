@@ -14,7 +14,7 @@ import numpy as np
 from blockflow import Inport, Model, Outport, simulate
 from blockflow.train import Adam, exponential_decay, train
 from blocks import MLP, Demux, Mux, UnitDelay
-from models.experiments.common import cli, default_plot, nmse, table
+from models.experiments.common import cli, default_plot, loss_figure, nmse, save_figure, table
 
 
 def plant(u: np.ndarray, y0: float = 0.0) -> np.ndarray:
@@ -89,19 +89,13 @@ def run(quick: bool = False, seed: int = 0, plot=None) -> dict:
 
 
 def _plot(path, losses, yv, y_par, y_lin) -> None:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(9, 5), layout="constrained")
-    ax1, ax2 = fig.subplots(2, 1)
-    ax1.semilogy(losses)
-    ax1.set(title="training loss (series-parallel, mse)", xlabel="epoch")
+    fig, (ax2,) = loss_figure(losses, "training loss (series-parallel, mse)")
     ax2.plot(yv, "k", label="plant")
     ax2.plot(y_par, "--", label="MLP, parallel (free running)")
     ax2.plot(y_lin, ":", label="linear, parallel")
     ax2.set(title="validation input 0.5 sin(2πk/25) + 0.5 sin(2πk/10)", xlabel="k")
     ax2.legend(fontsize=8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path)
 
 
 def main(argv=None) -> int:

@@ -18,7 +18,7 @@ import scipy.signal as ss
 from blockflow import Inport, Model, Outport, simulate
 from blockflow.train import Adam, exponential_decay, train
 from blocks import MLP, Demux, Function, Mux, Sum, UnitDelay
-from models.experiments.common import cli, default_plot, table
+from models.experiments.common import cli, default_plot, loss_figure, save_figure, table
 
 REF_B, REF_A = [0.0, 0.4], [1.0, -0.6]  # y_m(k+1) = 0.6 y_m(k) + 0.4 r(k)
 
@@ -101,21 +101,15 @@ def run(quick: bool = False, seed: int = 0, plot=None) -> dict:
 
 
 def _plot(path, losses, r, y0, y1) -> None:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(9, 6), layout="constrained")
-    ax = fig.subplots(3, 1)
-    ax[0].semilogy(losses)
-    ax[0].set(title="training loss", xlabel="epoch")
+    fig, axes = loss_figure(losses, "training loss", panels=2, height=6)
     ym = ss.lfilter(REF_B, REF_A, r, axis=0)
-    for j, a in enumerate(ax[1:]):
+    for j, a in enumerate(axes):
         a.plot(ym[:, j], "k", label="reference model")
         a.plot(y0[:, j], ":", label="untrained")
         a.plot(y1[:, j], "--", label="trained")
         a.legend(fontsize=8)
-    ax[2].set_xlabel("k")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    axes[-1].set_xlabel("k")
+    save_figure(fig, path)
 
 
 def main(argv=None) -> int:
