@@ -59,13 +59,14 @@ class JacobianT(Block):
 class JacobianV(Block):
     """``dy(k) = J(k) du(k)``: the tangent (linearisation) of a stateless block."""
 
-    def __init__(self, block: Block, types: tuple | None = None, dparams: dict | None = None):
+    def __init__(self, block: Block, types: tuple | None = None):
         super().__init__(name=block.name, inputs=block.inputs, outputs=block.outputs)
         self.block = block
         self.fwd_types = types
-        self.dparams = dparams or {}
-        reads = () if (block.linear and not self.dparams) else block.inputs + block.outputs
-        self.trace_reads = reads
+        self.trace_reads = () if block.linear else block.inputs + block.outputs
+        n_u = len(block.inputs)
+        self._split = (n_u, n_u + (0 if block.linear else n_u))
+        self._jvp = block.jvp
 
     def infer(self, *du_types):
         if self.fwd_types is None:
@@ -73,15 +74,8 @@ class JacobianV(Block):
         return tuple(self.fwd_types[1])
 
     def output(self, x, *args):
-        n_u, n_y = len(self.block.inputs), len(self.block.outputs)
-        du = args[:n_u]
-        u, y = (args[n_u:n_u + n_u], args[n_u + n_u:]) if self.trace_reads else ((), ())
-        dy = as_tuple(self.block, self.block.jvp(u, y, *du)) if n_u else None
-        if self.dparams:
-            dp = self.block.param_jvp(u, y, self.dparams)
-            dy = dp if dy is None else tuple(a if b is None else a + b
-                                             for a, b in zip(dy, dp, strict=True))
-        return dy[0] if n_y == 1 else dy
+        n_u, n_uu = self._split
+        return self._jvp(args[n_u:n_uu], args[n_uu:], *args[:n_u])
 
     def reciprocal(self) -> Block:
         return JacobianT(self.block, self.fwd_types)
@@ -91,6 +85,54 @@ class JacobianV(Block):
 
     def config(self) -> dict:
         return {"block": self.block, "types": self.fwd_types}
+
+
+class Forced(Block):
+    """``dy(k) = T du(k) + f(k)``: a tangent block plus the output change ``f`` that
+    parameter directions cause with the inputs held (``block.param_jvp`` over the whole
+    forward trace, precomputed and read like a trace signal named ``~port``)."""
+
+    def __init__(self, inner: Block, block: Block, dparams: dict, types: tuple):
+        super().__init__(name=block.name, inputs=inner.inputs, outputs=inner.outputs)
+        self.inner, self.block, self.dparams, self.fwd_types = inner, block, dparams, types
+        self.feedthrough = inner.feedthrough
+        self.stateful = inner.stateful
+        own = tuple(getattr(inner, "trace_reads", ()))
+        self._n = len(inner.inputs) + len(own)
+        self.trace_reads = own + tuple(f"~{p}" for p in inner.outputs)
+
+    def read_type(self, port: str):
+        fin, fout = self.fwd_types
+        p = port.lstrip("~")
+        b = self.block
+        return fin[b.inputs.index(p)] if p in b.inputs else fout[b.outputs.index(p)]
+
+    def forcing(self, trace, path: str) -> tuple:
+        u = tuple(trace[(path, p)] for p in self.block.inputs)
+        y = tuple(trace[(path, p)] for p in self.block.outputs)
+        return tuple(self.block.param_jvp(u, y, self.dparams))  # one array per output
+
+    def infer(self, *t):
+        return self.inner.infer(*t)
+
+    def init_state(self, batch, in_types, out_types):
+        return self.inner.init_state(batch, in_types, out_types)
+
+    def _add(self, y, f):
+        out = tuple(a + b for a, b in zip(as_tuple(self.inner, y), f, strict=True))
+        return out[0] if len(out) == 1 else out
+
+    def output(self, x, *args):
+        return self._add(self.inner.output(x, *args[:self._n]), args[self._n:])
+
+    def update(self, x, *args):
+        return self.inner.update(x, *args[:len(self.inner.inputs)])
+
+    def sequence(self, x0, *U):
+        return self._add(self.inner.sequence(x0, *U[:self._n]), U[self._n:])
+
+    def label(self) -> str:
+        return f"{self.inner.label()} + dθ"
 
 
 class Zero(Block):

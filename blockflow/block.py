@@ -208,7 +208,8 @@ class Block:
         return {}
 
     def param_jvp(self, u: tuple, y: tuple, dparams: dict) -> tuple:
-        """Output tangents caused by parameter directions ``dparams`` (forward mode)."""
+        """Output change caused by parameter directions ``dparams`` with the inputs held
+        (forward mode), from whole ``(T, B, ...)`` sequences of ``u`` and ``y``."""
         if any(np.any(v) for v in dparams.values()):
             raise ReciprocalNotDefinedError(
                 f"block {self.name!r} ({type(self).__name__}) has no param_jvp()"

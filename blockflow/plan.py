@@ -293,6 +293,8 @@ def _schedule(model: Model, flat: FlatModel, types: dict, mode: str) -> Plan:
 
 
 def _trace_type(b: Block, port: str) -> SignalType:
+    if hasattr(b, "read_type"):
+        return b.read_type(port)
     fin, fout = b.fwd_types
     fb = b.block
     if port in fb.inputs:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .adjoint import JacobianV
+from .adjoint import Forced
 from .block import Block
 from .errors import ReciprocalNotDefinedError
 from .execute import run_plan
@@ -26,7 +26,7 @@ from .trace import Trace
 
 def tangent(model: Model, dparams: dict | None = None) -> Model:
     """The tangent model; ``dparams`` are parameter directions keyed like
-    ``model.parameters()`` (stateless blocks only)."""
+    ``model.parameters()`` (each block adds the output change they cause)."""
     types = compile(model).types
     dparams = dparams or {}
     known = set(model.parameters())
@@ -41,22 +41,17 @@ def _tangent_block(b: Block, path: str, types: dict, dparams: dict) -> Block:
     if isinstance(b, (Inport, Outport)):
         return type(b)(b.name, **({"shape": types[(path, "y")].shape} if isinstance(b, Inport)
                                   else {}))
-    mine = {n: np.asarray(v) for n, v in ((k.rpartition(".")[2], v) for k, v in dparams.items()
-                                           if k.rpartition(".")[0] == path)}
-    if mine and b.stateful:
-        raise ReciprocalNotDefinedError(
-            f"block {path!r} ({type(b).__name__}): forward-mode parameter directions are "
-            "supported for stateless blocks only; use the reciprocal sweep for its gradients"
-        )
+    fwd = (tuple(types[(path, p)] for p in b.inputs), tuple(types[(path, p)] for p in b.outputs))
     tb = b.tangent()
     tb.name = b.name
-    if isinstance(tb, JacobianV):
-        tb = JacobianV(b, (tuple(types[(path, p)] for p in b.inputs),
-                           tuple(types[(path, p)] for p in b.outputs)), mine)
-    elif getattr(tb, "fwd_types", 0) is None:
-        tb.fwd_types = (tuple(types[(path, p)] for p in b.inputs),
-                        tuple(types[(path, p)] for p in b.outputs))
-    tb.type_hints = tuple(types[(path, p)] for p in b.outputs)
+    if getattr(tb, "fwd_types", 0) is None:
+        tb.fwd_types = fwd
+    tb.type_hints = fwd[1]
+    mine = {k.rpartition(".")[2]: np.asarray(v) for k, v in dparams.items()
+            if k.rpartition(".")[0] == path}
+    if mine:
+        tb = Forced(tb, b, mine, fwd)
+        tb.type_hints = fwd[1]
     return tb
 
 
@@ -82,7 +77,14 @@ def directional(model: Model, trace: Trace, dx: dict | None = None,
         if name not in dx:
             dx[name] = tplan.slot_types[slot].zeros(trace.T, trace.B)
     T, B, bufs = bind_inputs(tplan, dx, trace.T, trace.B, what="direction for Inport")
+    forcing: dict = {}
     for slot, path, port in tplan.trace_reads:
-        bufs[slot] = trace[(path, port)]
+        if port.startswith("~"):  # a parameter direction's effect, over the whole trace
+            b = tplan.flat.blocks[path]
+            if path not in forcing:
+                forcing[path] = dict(zip(b.outputs, b.forcing(trace, path), strict=True))
+            bufs[slot] = np.asarray(forcing[path][port[1:]], dtype=tplan.slot_types[slot].dtype)
+        else:
+            bufs[slot] = trace[(path, port)]
     finals = run_plan(tplan, T, B, bufs)
     return Trace(tplan, bufs, T, B, finals)

@@ -75,6 +75,11 @@ class UnitDelay(Block):
     def param_grads(self, u, y, dy):  # dJ/dx0 = delta_y(0)
         return {"x0": sum_to(dy[0][0], self.x0.shape)} if self._params["x0"] else {}
 
+    def param_jvp(self, u, y, dp):  # dy(0) = dx0
+        out = np.zeros_like(y[0])
+        out[0] = dp.get("x0", 0.0)
+        return (out,)
+
     def reciprocal(self) -> Block:
         return Anticausal(UnitDelay(name=self.name, inputs=self.outputs, outputs=self.inputs))
 
@@ -124,6 +129,11 @@ class Delay(Block):
 
     def param_grads(self, u, y, dy):  # dJ/dx0 = sum_{k<n} delta_y(k)
         return {"x0": sum_to(dy[0][: self.n], self.x0.shape)} if self._params["x0"] else {}
+
+    def param_jvp(self, u, y, dp):  # dy(k) = dx0 for k < n
+        out = np.zeros_like(y[0])
+        out[: self.n] = dp.get("x0", 0.0)
+        return (out,)
 
     def reciprocal(self) -> Block:
         return Anticausal(Delay(self.n, name=self.name, inputs=self.outputs,
@@ -179,6 +189,10 @@ class FIR(Block):
     def param_grads(self, u, y, dy):
         (dy,) = dy
         return {"h": np.array([_shift_corr(dy, u[0], m) for m in range(self.h.size)])}
+
+    def param_jvp(self, u, y, dp):  # dy = FIR(dh) u
+        return (scipy.signal.lfilter(dp["h"], [1.0], u[0], axis=0) if "h" in dp
+                else np.zeros_like(y[0]),)
 
     def reciprocal(self) -> Block:
         r = FIR(self.h, name=self.name, inputs=self.outputs, outputs=self.inputs)
@@ -275,6 +289,20 @@ class DiscreteFilter(Block):
         gb, ga = self.grads_ba(u[0], y[0], dy[0])
         return {n: g for n, g in (("b", gb), ("a", ga)) if self._params[n]}
 
+    def jvp_ba(self, u, y, db, da):
+        """``dy = A^-1 (dB u - dA y)``: the output change for coefficient directions."""
+        db = np.zeros_like(self.b) if db is None else np.array(db, dtype=float)
+        da = np.zeros_like(self.a) if da is None else np.array(da, dtype=float)
+        if not self.feedthrough:
+            db[0] = 0.0
+        if self.fix_a0:
+            da[0] = 0.0
+        w = scipy.signal.lfilter(db, [1.0], u, axis=0) - scipy.signal.lfilter(da, [1.0], y, axis=0)
+        return scipy.signal.lfilter([1.0], self.a, w, axis=0)
+
+    def param_jvp(self, u, y, dp):
+        return (self.jvp_ba(u[0], y[0], dp.get("b"), dp.get("a")),)
+
     def _like(self, **kw) -> DiscreteFilter:
         r = DiscreteFilter(self.b, self.a, name=self.name, **kw)
         r.b, r.a = self.b, self.a
@@ -337,6 +365,12 @@ class DiscreteTransferFcn(DiscreteFilter):
     def param_grads(self, u, y, dy):
         gb, ga = self.grads_ba(u[0], y[0], dy[0])
         return {"num": gb[self.pad:], "den": ga} if self._params["num"] else {}
+
+    def param_jvp(self, u, y, dp):
+        db = None
+        if "num" in dp:
+            db = np.concatenate([np.zeros(self.pad), np.asarray(dp["num"], float)])
+        return (self.jvp_ba(u[0], y[0], db, dp.get("den")),)
 
     def label(self) -> str:
         return f"TF ({self.num.size - 1}/{self.den.size - 1})"
@@ -416,6 +450,25 @@ class StateSpace(Block):
                  "C": np.einsum("tbi,tbj->ij", dY, X), "D": np.einsum("tbi,tbj->ij", dY, U),
                  "x0": sum_to(nxt, self.x0.shape)}  # lambda(0) = dJ/dx(0)
         return {n: g for n, g in grads.items() if self._params[n]}
+
+    def param_jvp(self, u, y, dp):
+        """Forced response: ``e(k+1) = A e + dA x + dB u``, ``e(0) = dx0``,
+        ``dy = C e + dC x + dD u``."""
+        (U,) = u
+        n = self.A.shape[0]
+        X = self.states(np.broadcast_to(self.x0, (U.shape[1], n)), U)
+        z = np.zeros((n, n))
+        dA, dB = dp.get("A", z), dp.get("B", np.zeros_like(self.B))
+        force = X @ np.transpose(dA) + U @ np.transpose(dB)
+        E = np.empty_like(X)
+        e = np.broadcast_to(np.asarray(dp.get("x0", np.zeros(n)), float), X[0].shape).copy()
+        for k in range(U.shape[0]):
+            E[k] = e
+            e = e @ self.A.T + force[k]
+        out = E @ self.C.T + X @ np.transpose(dp.get("C", np.zeros_like(self.C)))
+        if "D" in dp:
+            out = out + U @ np.transpose(dp["D"])
+        return (out,)
 
     def _like(self, A, B, C, D, **kw) -> StateSpace:
         r = StateSpace(A, B, C, D if self.feedthrough else None, name=self.name, **kw)

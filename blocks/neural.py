@@ -261,6 +261,16 @@ class FIRDense(Block):
             g["b"] = dY.reshape(-1, dY.shape[-1]).sum(0)
         return {n: v for n, v in g.items() if self._params[n]}
 
+    def param_jvp(self, u, y, dp):  # dy(k) = sum_m dW[m] u(k-m) + db
+        (U,) = u
+        T = U.shape[0]
+        out = np.zeros_like(y[0])
+        if "W" in dp:
+            dW = np.asarray(dp["W"])
+            for m in range(min(dW.shape[0], T)):
+                out[m:] += U[: T - m] @ dW[m].T
+        return (out + dp["b"] if "b" in dp else out,)
+
     def _like(self, W, **kw) -> FIRDense:
         r = FIRDense(W, bias=False, name=self.name, **kw)
         r.W = W

@@ -47,6 +47,9 @@ class Constant(_Source):
         g = dy[0].sum(axis=(0, 1))
         return {"value": g} if self._params["value"] else {}
 
+    def param_jvp(self, u, y, dp):
+        return (np.broadcast_to(dp.get("value", 0.0), y[0].shape),)
+
     def label(self) -> str:
         v = self.value
         return f"{float(v):.4g}" if v.size == 1 else f"const {v.shape}"

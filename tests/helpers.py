@@ -6,6 +6,22 @@ import numpy as np
 
 from blockflow import simulate
 from blockflow.sweep import backward
+from blockflow.tangent import directional
+
+
+def dot_check(model, inputs, *, seed=0, tol=1e-10):
+    """The adjoint test <T v, w> == <v, R w> over input and parameter directions."""
+    rng = np.random.default_rng(seed)
+    tr = simulate(model, inputs)
+    v = {k: rng.standard_normal(np.shape(a)) for k, a in inputs.items()}
+    w = {k: rng.standard_normal(a.shape) for k, a in tr.outputs().items()}
+    dp = {k: rng.standard_normal(p.shape) for k, p in model.parameters().items()}
+    t = directional(model, tr, v, dp)
+    g = backward(model, trace=tr, dL_dy=w)
+    lhs = sum(float(np.vdot(t[k], w[k])) for k in w)
+    rhs = sum(float(np.vdot(v[k], g.inputs[k])) for k in v)
+    rhs += sum(float(np.vdot(d, g.params[k])) for k, d in dp.items())
+    assert abs(lhs - rhs) <= tol * max(1.0, abs(lhs)), (lhs, rhs)
 
 
 def fd_check(model, inputs, *, seed=0, eps=1e-6, rtol=1e-6, params=True, check_inputs=True):

@@ -32,7 +32,7 @@ from blocks import (
     UnitDelay,
 )
 
-from .helpers import fd_check
+from .helpers import dot_check, fd_check
 
 seeds = st.integers(0, 2**16)
 dims = st.integers(1, 4)
@@ -55,6 +55,7 @@ def check(block, in_shapes, seed, T=6, B=2, scale=1.0):
     x = {f"in_{p}": scale * rng.standard_normal((T, B, *s))
          for p, s in zip(block.inputs, in_shapes, strict=True)}
     fd_check(m, x, seed=seed)
+    dot_check(m, x, seed=seed)
 
 
 @given(seed=seeds, n=dims, name=st.sampled_from(["tanh", "sigmoid", "identity", "exp", "sin",

@@ -14,7 +14,7 @@ from blocks import Function, Gain, Sum, UnitDelay
 from models import CATALOGUE
 from models.paper import lstm, lstm_from_blocks
 
-from .helpers import fd_check
+from .helpers import dot_check, fd_check
 
 NAMES = sorted(CATALOGUE)
 
@@ -32,20 +32,27 @@ def test_sweep_gradients_match_finite_differences(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_dot_product_tangent_vs_reciprocal(name):
-    """<T v, w> == <v, R w>: input directions, and parameter directions where supported."""
+    """<T v, w> == <v, R w>, for input and parameter directions together."""
     m, x = _model(name)
-    rng = np.random.default_rng(5)
-    tr = simulate(m, x)
-    v = {k: rng.standard_normal(np.shape(a)) for k, a in x.items()}
-    w = {k: rng.standard_normal(a.shape) for k, a in tr.outputs().items()}
-    stateless = {k: rng.standard_normal(p.shape) for k, p in m.parameters().items()
-                 if not flatten(m).blocks[k.rpartition(".")[0]].stateful}
-    t = directional(m, tr, v, stateless)
-    g = backward(m, trace=tr, dL_dy=w)
-    lhs = sum(np.vdot(t[k], w[k]) for k in w)
-    rhs = sum(np.vdot(v[k], g.inputs[k]) for k in v)
-    rhs += sum(np.vdot(d, g.params[k]) for k, d in stateless.items())
-    assert abs(lhs - rhs) <= 1e-10 * max(1.0, abs(lhs))
+    dot_check(m, x, seed=5)
+
+
+@pytest.mark.parametrize("name", ["iir_neuron", "fir_network", "pid_loop", "lstm"])
+def test_forward_mode_matches_finite_differences(name):
+    """directional(): dy along a parameter direction, against central differences (RTRL)."""
+    m, x = _model(name, T=15)
+    rng = np.random.default_rng(7)
+    dp = {k: rng.standard_normal(p.shape) for k, p in m.parameters().items()}
+    dy = directional(m, simulate(m, x), dparams=dp)["y"]
+    eps, old = 1e-6, {k: p.copy() for k, p in m.parameters().items()}
+    outs = []
+    for s in (1, -1):
+        for k, p in m.parameters().items():
+            p[...] = old[k] + s * eps * dp[k]
+        outs.append(simulate(m, x)["y"])
+    for k, p in m.parameters().items():
+        p[...] = old[k]
+    np.testing.assert_allclose(dy, (outs[0] - outs[1]) / (2 * eps), rtol=1e-6, atol=1e-8)
 
 
 def _edges(model):
