@@ -21,6 +21,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/bench_simulate.py
+	$(PY) bench/bench_gradient.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -7,6 +7,9 @@
   of a causal realisation is the anticausal realisation of its transpose (a unit delay
   becomes a unit advance).
 - :class:`Zero`: the reciprocal of a nondifferentiable block, of a source or of a sink.
+- :class:`Forced`: a tangent block plus the output change that parameter directions cause.
+- :class:`Junction` (a branching point's reciprocal) and :class:`ZeroSource` (the delta of
+  an output nothing reads), made by the reciprocal transform.
 
 Each keeps the forward block's port names with the directions swapped, and is named
 like the forward block, so the reciprocal model mirrors the forward one name for name.
@@ -44,10 +47,7 @@ class JacobianT(Block):
         return self._vjp(args[n_y:n_yu], args[n_yu:], *args[:n_y])
 
     def reciprocal(self) -> Block:
-        t = self.fwd_types
-        return JacobianV(self.block, t)
-
-    tangent = reciprocal
+        return JacobianV(self.block, self.fwd_types)
 
     def label(self) -> str:
         return f"{self.block.label()}ᵀ" if self.block.linear else f"J({self.block.label()})ᵀ"
