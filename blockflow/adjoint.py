@@ -50,7 +50,7 @@ class JacobianT(Block):
         return JacobianV(self.block, self.fwd_types)
 
     def label(self) -> str:
-        return f"{self.block.label()}ᵀ" if self.block.linear else f"J({self.block.label()})ᵀ"
+        return self.block.reciprocal_label()
 
     def config(self) -> dict:
         return {"block": self.block, "types": self.fwd_types}

@@ -256,6 +256,10 @@ class Block:
         """Short text for diagrams."""
         return self.symbol or type(self).__name__
 
+    def reciprocal_label(self) -> str:
+        """How the reciprocal block is drawn: ``Wᵀ`` for a linear block, else ``J(k)ᵀ``."""
+        return f"{self.label()}ᵀ" if self.linear else f"J({self.label()})ᵀ"
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
 

@@ -23,7 +23,8 @@ from .fsutil import atomic_write
 from .model import Model
 from .ports import Inport, Outport
 
-_ESCAPE = str.maketrans({c: "\\" + c for c in '{}|<>"\\'})
+# record-label syntax; pydot itself escapes the double quotes of the DOT string
+_ESCAPE = str.maketrans({c: "\\" + c for c in "{}|<>\\"})
 
 
 def _esc(text: str) -> str:
@@ -63,8 +64,9 @@ class _Drawer:
         return self.ids.setdefault(path, f"n{len(self.ids)}")
 
     def record(self, path: str, b: Block, title: str) -> pydot.Node:
-        ins = "|".join(f"<i_{p}> {_esc(p)}" for p in b.inputs)
-        outs = "|".join(f"<o_{p}> {_esc(p)}" for p in b.outputs)
+        # record fields are addressed by position: port names stay out of DOT syntax
+        ins = "|".join(f"<i{j}> {_esc(p)}" for j, p in enumerate(b.inputs))
+        outs = "|".join(f"<o{j}> {_esc(p)}" for j, p in enumerate(b.outputs))
         body = _esc(title)
         fields = [f"{{{ins}}}" if ins else "", body, f"{{{outs}}}" if outs else ""]
         if self.reciprocal:
@@ -94,7 +96,7 @@ class _Drawer:
         for name, b in m.blocks.items():
             path = prefix + name
             if isinstance(b, Model) and not self.collapse:
-                cluster = pydot.Cluster(self.node_id(path + "/"), label=_esc(name),
+                cluster = pydot.Cluster(self.node_id(path + "/"), label=name,
                                         style="rounded,dashed", fontname="Helvetica")
                 self.add_model(b, path + "/", cluster)
                 graph.add_subgraph(cluster)
@@ -105,7 +107,8 @@ class _Drawer:
         b = m.blocks[name]
         if isinstance(b, Model) and not self.collapse:
             return self.node_id(f"{prefix}{name}/{port}")  # the boundary block itself
-        return f"{self.node_id(prefix + name)}:{side}_{port}"
+        ports = b.outputs if side == "o" else b.inputs
+        return f"{self.node_id(prefix + name)}:{side}{ports.index(port)}"
 
     def signal_type(self, m: Model, prefix: str, name: str, port: str):
         b = m.blocks[name]
@@ -124,7 +127,8 @@ class _Drawer:
                 label = f"δ {prefix}{fwd}\n{label}"
             graph.add_edge(pydot.Edge(self.endpoint(m, prefix, s, sp, "o"),
                                       self.endpoint(m, prefix, d, dp, "i"),
-                                      label=_esc(label), fontsize="9", fontname="Helvetica"))
+                                      label=label.replace("\n", "\\n"), fontsize="9",
+                                      fontname="Helvetica"))
         for name, b in m.blocks.items():
             if isinstance(b, Model) and not self.collapse:
                 self.add_edges(b, f"{prefix}{name}/", graph)
@@ -141,8 +145,8 @@ def to_pydot(model: Model, *, collapse: bool = False) -> pydot.Dot:
     """
     d = _Drawer(model, collapse)
     g = pydot.Dot(graph_type="digraph", rankdir="RL" if d.reciprocal else "LR",
-                  label=_esc(f"reciprocal of {model.reciprocal_of}" if d.reciprocal
-                             else model.name), labelloc="t", fontname="Helvetica",
+                  label=f"reciprocal of {model.reciprocal_of}" if d.reciprocal
+                  else model.name, labelloc="t", fontname="Helvetica",
                   nodesep="0.3", ranksep="0.5")
     d.add_model(model, "", g)
     d.add_edges(model, "", g)

@@ -254,6 +254,9 @@ class Function(Block):
     def label(self) -> str:
         return self.fname
 
+    def reciprocal_label(self) -> str:  # the paper's time-varying gain
+        return f"× {self.fname}′(u(k))"
+
     def config(self) -> dict:
         if ELEMENTWISE.get(self.fname, (None,))[0] is not self.f:
             raise ValueError("a Function with a user callable cannot be saved as data; "

@@ -164,3 +164,20 @@ def test_cli_errors_are_one_line_and_nonzero(tmp_path):
     assert r.returncode == 2
     for sub in ("run", "check", "draw", "grad", "train"):
         assert blockflow(sub, "--help", cwd=tmp_path).returncode == 0
+
+
+def test_names_with_record_syntax_are_escaped(tmp_path):
+    from blockflow import Inport, Model, Outport
+    from blocks import Gain, Sum
+
+    m = Model("odd {names}")
+    u = m.add(Inport("u<1>"))
+    s = m.add(Sum("+-", name='s|"q"', inputs=("a{", "b>")))
+    m.connect(u, s["a{"])
+    m.connect(m.add(Gain(2.0, name="g\\x")), s["b>"])
+    m.connect(u, m.blocks["g\\x"])
+    m.connect(s, m.add(Outport("y")))
+    text, g = _dot(m)
+    assert len(_all_edges(g)) == 4
+    root = ET.parse(m.draw(tmp_path / "odd.svg")).getroot()
+    assert 's|"q"' in "".join(root.itertext())
