@@ -222,13 +222,6 @@ class Anticausal(Block):
         return {"block": self.block}
 
 
-def port_types(block: Block, types: dict) -> tuple[tuple[SignalType, ...], tuple[SignalType, ...]]:
-    """(input types, output types) of ``block`` from a ``{(name, port): type}`` map."""
-    ins = tuple(types[(block.name, p)] for p in block.inputs)
-    outs = tuple(types[(block.name, p)] for p in block.outputs)
-    return ins, outs
-
-
 class ZeroSource(Block):
     """``y(k) = 0``: the delta of a forward output that nothing reads."""
 

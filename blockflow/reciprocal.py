@@ -42,7 +42,8 @@ def reciprocal(model: Model) -> Model:
     return rm
 
 
-def _port_types(block: Block, path: str, types: dict):
+def port_types(block: Block, path: str, types: dict) -> tuple[tuple, tuple]:
+    """(input types, output types) of the block at ``path`` of a compiled model."""
     return (tuple(types[(path, p)] for p in block.inputs),
             tuple(types[(path, p)] for p in block.outputs))
 
@@ -56,7 +57,7 @@ def _reciprocal_block(b: Block, path: str, types: dict) -> Block:
     rb = b.reciprocal()
     rb.name = b.name
     if getattr(rb, "fwd_types", 0) is None:
-        rb.fwd_types = _port_types(b, path, types)
+        rb.fwd_types = port_types(b, path, types)
     rb.type_hints = tuple(types[(path, p)] for p in rb.outputs)
     if set(rb.inputs) != set(b.outputs) or set(rb.outputs) != set(b.inputs):
         raise ReciprocalNotDefinedError(

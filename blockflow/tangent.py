@@ -20,6 +20,7 @@ from .execute import run_plan
 from .model import Model
 from .plan import compile
 from .ports import Inport, Outport
+from .reciprocal import port_types
 from .simulate import bind_inputs
 from .trace import Trace
 
@@ -41,7 +42,7 @@ def _tangent_block(b: Block, path: str, types: dict, dparams: dict) -> Block:
     if isinstance(b, (Inport, Outport)):
         return type(b)(b.name, **({"shape": types[(path, "y")].shape} if isinstance(b, Inport)
                                   else {}))
-    fwd = (tuple(types[(path, p)] for p in b.inputs), tuple(types[(path, p)] for p in b.outputs))
+    fwd = port_types(b, path, types)
     tb = b.tangent()
     tb.name = b.name
     if getattr(tb, "fwd_types", 0) is None:

@@ -10,6 +10,7 @@ class Scope(Block):
 
     outputs = ()
     nondifferentiable = True
+    display = True  # plot_scopes() draws it
 
     def infer(self, *t):
         return ()
@@ -20,3 +21,5 @@ class Scope(Block):
 
 class ToArray(Scope):
     """Names a signal to export: ``trace[name]`` is its ``(T, B, *shape)`` array."""
+
+    display = False
