@@ -61,17 +61,9 @@ class Model(Block):
     @property
     def feedthrough(self) -> frozenset:  # type: ignore[override]
         """Inputs with a path of feedthrough blocks to some output."""
-        g = self._feedthrough_graph()
+        g = feedthrough_graph(self)
         outs = set(self.outputs)
         return frozenset(i for i in self.inputs if outs & (nx.descendants(g, i) | {i}))
-
-    def _feedthrough_graph(self) -> nx.DiGraph:
-        g = nx.DiGraph()
-        g.add_nodes_from(self.blocks)
-        for s, d, data in self.graph.edges(data=True):
-            if data["dst_port"] in self.blocks[d].direct_inputs():
-                g.add_edge(s, d)
-        return g
 
     def infer(self, *in_types):
         seeds = dict(zip(self.inputs, in_types, strict=True))
@@ -247,6 +239,17 @@ class Model(Block):
         from .tangent import tangent
 
         return tangent(self)
+
+
+def feedthrough_graph(model) -> nx.DiGraph:
+    """Block-to-block edges along which a signal passes within one step (no delay);
+    each edge keeps its ``(src_port, dst_port)`` as ``port``."""
+    g = nx.DiGraph()
+    g.add_nodes_from(model.blocks)
+    for s, d, data in model.graph.edges(data=True):
+        if data["dst_port"] in model.blocks[d].direct_inputs():
+            g.add_edge(s, d, port=(data["src_port"], data["dst_port"]))
+    return g
 
 
 def propagate_types(model, *, seeds: dict | None = None, start: Iterable[str] | None = None,

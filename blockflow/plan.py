@@ -16,7 +16,7 @@ import networkx as nx
 
 from .block import Block
 from .errors import AlgebraicLoopError, SignalTypeError, WiringError
-from .model import Model, propagate_types
+from .model import Model, feedthrough_graph, propagate_types
 from .ports import Inport, Outport, Passthrough
 from .types import SignalType
 
@@ -179,17 +179,8 @@ def _compile(model: Model, mode: str, flat: FlatModel | None = None) -> Plan:
     return _schedule(model, flat, types, mode)
 
 
-def _feedthrough_graph(flat: FlatModel) -> nx.DiGraph:
-    g = nx.DiGraph()
-    g.add_nodes_from(flat.blocks)
-    for s, d, data in flat.graph.edges(data=True):
-        if data["dst_port"] in flat.blocks[d].direct_inputs():
-            g.add_edge(s, d, port=(data["src_port"], data["dst_port"]))
-    return g
-
-
 def _check_algebraic_loops(flat: FlatModel) -> None:
-    g = _feedthrough_graph(flat)
+    g = feedthrough_graph(flat)
     try:
         cycle = nx.find_cycle(g)
     except nx.NetworkXNoCycle:
@@ -205,7 +196,7 @@ def _check_algebraic_loops(flat: FlatModel) -> None:
 
 def _schedule(model: Model, flat: FlatModel, types: dict, mode: str) -> Plan:
     index = {p: i for i, p in enumerate(flat.blocks)}
-    ft = _feedthrough_graph(flat)
+    ft = feedthrough_graph(flat)
     slots: dict[tuple[str, str], int] = {}
     slot_types: list[SignalType] = []
     # outputs get slots in dependency order, so that an alias (a pass-through) can reuse
