@@ -17,7 +17,7 @@ from .plan import Plan, compile
 from .ports import Inport, Outport
 from .reciprocal import reciprocal
 from .simulate import simulate
-from .sweep import Gradients, backward, grad, sweep
+from .sweep import Gradients, backward, grad, output_gradient, sweep
 from .tangent import directional, tangent
 from .trace import Trace
 from .train import train
@@ -28,6 +28,6 @@ __all__ = [
     "Outport", "Plan", "PortRef", "ReciprocalNotDefinedError", "SignalType",
     "SignalTypeError", "SimulationError", "Trace", "WiringError", "compile", "simulate",
     "Gradients", "backward", "directional", "grad", "reciprocal", "sweep", "tangent",
-    "load", "register_block", "save", "TrainingError", "train",
+    "load", "register_block", "save", "TrainingError", "train", "output_gradient",
 ]
 __version__ = "0.1.0"

@@ -63,6 +63,7 @@ class OnlineBackprop:
         contributions (for steps up to ``k - D``), e.g. to take an optimizer step.
         """
         from .simulate import bind_inputs
+        from .sweep import block_param_grads
 
         T, B, xbufs = bind_inputs(self.fplan, inputs, None, None)
         if not isinstance(targets, dict):
@@ -115,8 +116,7 @@ class OnlineBackprop:
                           for p in b.inputs)
                 y = tuple(self._past(hist, t0, self.fplan.slots[(path, p)], start - mem, C + mem)
                           for p in b.outputs)
-                for n, gr in b.param_grads(u, y, dy).items():
-                    grads[f"{path}.{n}"] = gr
+                grads.update(block_param_grads(b, path, u, y, dy))
             for k, v in grads.items():
                 total[k] = v if k not in total else total[k] + v
             if update is not None:

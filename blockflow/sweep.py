@@ -153,9 +153,18 @@ def param_grads(trace: Trace, deltas: Trace, span: slice = slice(None)) -> dict:
         u = tuple(trace[(path, p)][span] for p in b.inputs)
         y = tuple(trace[(path, p)][span] for p in b.outputs)
         dy = tuple(deltas[(path, p)] for p in b.outputs)
-        for n, g in b.param_grads(u, y, dy).items():
-            params[f"{path}.{n}"] = g
+        params.update(block_param_grads(b, path, u, y, dy))
     return params
+
+
+def block_param_grads(b, path: str, u: tuple, y: tuple, dy: tuple) -> dict:
+    """One block's ``dJ/dw``, each shaped and typed like its parameter."""
+    own = b.parameters()
+    out = {}
+    for n, g in b.param_grads(u, y, dy).items():
+        p = own[n]
+        out[f"{path}.{n}"] = np.asarray(g, dtype=p.dtype).reshape(p.shape)
+    return out
 
 
 def output_deltas(trace: Trace, loss, targets) -> tuple[float, dict]:
@@ -220,3 +229,29 @@ def grad(model: Model, inputs: dict | None = None, *, loss="sse", targets=None,
     """
     g = backward(model, inputs, loss=loss, targets=targets, dL_dy=dL_dy, **kw)
     return g.loss, g.params
+
+
+def output_gradient(model: Model, inputs: dict | None = None, *, output: str | None = None,
+                    step: int = -1, index: tuple = (), **kw) -> Gradients:
+    """Gradients of one output sample, ``y(step)[index]``, instead of a loss.
+
+    The reciprocal network fed with a unit impulse at that output: ``.inputs[x][j]`` is
+    ``dy(step)/dx(j)`` for every step ``j`` (zero after ``step``: the model is causal), and
+    ``.params`` is ``dy/dw``, summed over the batch.
+    """
+    tr = simulate(model, inputs, **kw)
+    outs = tr.plan.outports
+    if output is None:
+        if len(outs) != 1:
+            raise SimulationError(f"model has Outports {sorted(outs)}: say which output=")
+        output = next(iter(outs))
+    if output not in outs:
+        raise SimulationError(f"{output!r} is not an Outport of {model.name!r}; its Outports "
+                              f"are {sorted(outs)}")
+    seed = np.zeros_like(tr[output])
+    try:
+        seed[(step, slice(None), *index)] = 1.0
+    except IndexError:
+        raise SimulationError(f"no sample {(step, *index)} in output {output!r} of shape "
+                              f"{tr[output].shape[:1] + tr[output].shape[2:]}") from None
+    return sweep(model, tr, {output: seed})

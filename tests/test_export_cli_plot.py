@@ -181,3 +181,22 @@ def test_names_with_record_syntax_are_escaped(tmp_path):
     assert len(_all_edges(g)) == 4
     root = ET.parse(m.draw(tmp_path / "odd.svg")).getroot()
     assert 's|"q"' in "".join(root.itertext())
+
+
+def test_progress_bar_only_on_a_terminal_and_not_quiet(monkeypatch):
+    from blockflow import cli
+
+    monkeypatch.setattr(cli.sys.stderr, "isatty", lambda: False)
+    assert cli._progress(quiet=False) is None
+    monkeypatch.setattr(cli.sys.stderr, "isatty", lambda: True)
+    assert cli._progress(quiet=True) is None
+    bar = cli._progress(quiet=False)
+    from tqdm import tqdm
+
+    wrapped = bar(range(50_000), 50_000)
+    assert isinstance(wrapped, tqdm) and not wrapped.disable
+    wrapped.close()
+    short = bar(range(10), 10)
+    assert short.disable  # short runs stay quiet
+    trace = simulate(tanh_loop(), {"r": np.ones((30_000, 1))}, progress=lambda ks, n: ks)
+    assert trace.T == 30_000

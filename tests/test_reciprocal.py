@@ -238,3 +238,33 @@ def test_online_sweep_refuses_unbounded_advances(name, why):
     m, x = _model(name)
     with pytest.raises(SimulationError, match=why):
         backward(m, x, targets=np.zeros_like(simulate(m, x)["y"]), online=True)
+
+
+def test_output_gradient_is_the_jacobian_row_of_one_sample():
+    """Seed 001: the gradient of an output (not a loss) with respect to inputs and weights."""
+    from blockflow import output_gradient
+
+    m, x = _model("tanh_loop", T=12, B=2)
+    g = output_gradient(m, x, step=7)
+    assert np.all(g.inputs["r"][8:] == 0)  # causal: y(7) does not see r(8..)
+    eps = 1e-6
+    for j in (0, 3, 7):
+        xp, xm = {"r": x["r"].copy()}, {"r": x["r"].copy()}
+        xp["r"][j, 1] += eps
+        xm["r"][j, 1] -= eps
+        fd = (simulate(m, xp)["y"][7, 1] - simulate(m, xm)["y"][7, 1]) / (2 * eps)
+        assert g.inputs["r"][j, 1] == pytest.approx(fd, rel=1e-6, abs=1e-9)
+    with pytest.raises(Exception, match="no sample"):
+        output_gradient(m, x, step=40)
+
+
+def test_float32_gradients():
+    from models.closed_loop import tanh_loop
+
+    m32, m64 = tanh_loop().astype(np.float32), tanh_loop()
+    r = np.random.default_rng(0).standard_normal((20, 3))
+    _, g32 = grad(m32, {"r": r.astype(np.float32)}, targets=np.zeros((20, 3), np.float32))
+    _, g64 = grad(m64, {"r": r}, targets=np.zeros((20, 3)))
+    for k in g64:
+        assert g32[k].dtype == np.float32
+        np.testing.assert_allclose(g32[k], g64[k], rtol=2e-4)
