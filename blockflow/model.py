@@ -94,6 +94,20 @@ class Model(Block):
         self._types = propagate_types(self, start=[b.name for b in blocks], types=self._types)
         return blocks[0] if len(blocks) == 1 else blocks
 
+    def copy(self, name: str | None = None) -> Model:
+        """An independent deep copy (parameters too), e.g. to use a subsystem twice."""
+        import copy
+
+        caches = {k: self.__dict__.pop(k) for k in ("_plans", "_rplan", "_cplan")
+                  if k in self.__dict__}
+        try:
+            new = copy.deepcopy(self)
+        finally:
+            self.__dict__.update(caches)
+        if name is not None:
+            new.name = name
+        return new
+
     def block(self, path: str) -> Block:
         """The block at ``path`` (``"sub/inner"`` reaches into subsystems)."""
         head, _, rest = path.partition("/")

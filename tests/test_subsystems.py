@@ -121,3 +121,16 @@ def test_mux_demux_product_saturation(rng):
     np.testing.assert_array_equal(tr["mux"], np.concatenate([xa[..., None], xb], -1))
     np.testing.assert_array_equal(tr["dmx.y1"], tr["mux"][..., :2])
     np.testing.assert_allclose(tr["y"], np.clip(xb[..., 1] / xa, -0.5, 0.5))
+
+
+def test_a_subsystem_used_twice_through_copies(rng):
+    sub = gain_sub(2.0, "a")
+    m = Model("twice")
+    a, b = m.add(sub, sub.copy("b"))
+    m.chain(m.add(Inport("u")), a.x)
+    m.chain(a.y, b.x)
+    m.chain(b.y, m.add(Outport("y")))
+    b.blocks["g"].K[...] = 5.0  # the copy owns its parameters
+    u = rng.standard_normal((4, 2))
+    np.testing.assert_allclose(simulate(m, {"u": u})["y"], 10.0 * u)
+    assert sub.blocks["g"].K == 2.0
