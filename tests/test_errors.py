@@ -168,3 +168,26 @@ def test_bad_block_parameters():
         Function("tanhh")
     with pytest.raises(ValueError, match="needs its derivative"):
         Function(np.tanh)
+
+
+def test_gradient_api_mistakes_name_the_outport_or_argument():
+    from blockflow import backward, grad, output_gradient
+
+    m = tanh_loop()
+    r = np.ones((5, 2))
+    with pytest.raises(SimulationError, match=r"target for Outport 'y' must have shape \(5, 2\)"):
+        grad(m, {"r": r}, targets=np.zeros((4, 2)))
+    with pytest.raises(SimulationError, match="targets name 'z', which is not an Outport"):
+        grad(m, {"r": r}, targets={"z": np.zeros((5, 2))})
+    with pytest.raises(SimulationError, match="dL_dy names \\['q'\\], which are not Outports"):
+        backward(m, {"r": r}, dL_dy={"q": np.zeros((5, 2))})
+    with pytest.raises(SimulationError, match=r"dL_dy\['y'\] must have shape"):
+        backward(m, {"r": r}, dL_dy={"y": np.zeros((5, 3))})
+    with pytest.raises(SimulationError, match="unknown loss 'hinge'"):
+        grad(m, {"r": r}, loss="hinge", targets=np.zeros((5, 2)))
+    with pytest.raises(SimulationError, match="give targets"):
+        backward(m, {"r": r})
+    with pytest.raises(SimulationError, match="window must be a positive integer"):
+        backward(m, {"r": r}, targets=np.zeros((5, 2)), window=0)
+    with pytest.raises(SimulationError, match="'v' is not an Outport"):
+        output_gradient(m, {"r": r}, output="v")
