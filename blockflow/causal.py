@@ -17,14 +17,14 @@ from __future__ import annotations
 import networkx as nx
 import numpy as np
 
+from blocks.discrete import Delay  # the delay lines that hold early deltas back
+
 from .adjoint import Anticausal
 from .errors import SimulationError
 from .execute import run_plan
 from .model import Model, propagate_types
 from .plan import FlatModel, _compile
 from .trace import Trace
-
-_LAG = "lag"
 
 
 def retime(rflat: FlatModel, rtypes: dict) -> tuple[FlatModel, dict, dict]:
@@ -68,8 +68,6 @@ def retime(rflat: FlatModel, rtypes: dict) -> tuple[FlatModel, dict, dict]:
             port_lag[(v, p)] = lag[v]
         for p in b.inputs:
             port_lag[(v, p)] = lag[v] - adv[v]
-    from blocks.discrete import Delay
-
     for s, t, d in rflat.graph.edges(data=True):
         src, dst = (s, d["src_port"]), (t, d["dst_port"])
         need = port_lag[dst] - lag[s]

@@ -46,7 +46,9 @@ def make_loop(ops):
         w.append("        pass")
     w.append("    return {" + ", ".join(f"{op.state}: x{op.state}" for op in stateful) + "}")
     namespace: dict = {}
-    exec("\n".join(w), namespace)  # noqa: S102 - source built from integers only
+    source = "\n".join(w)
+    exec(source, namespace)  # noqa: S102 - source built from integers only
+    namespace["loop"].source = source  # for inspection: plan.segments[i].loop.source
     return namespace["loop"]
 
 
