@@ -254,7 +254,11 @@ class DiscreteFilter(Block):
         bn[: self.b.size] = self.b / self.a[0]
         an[: self.a.size] = self.a / self.a[0]
         shape = (n - 1,) + (1,) * (1 + len(t.shape))
-        return t.zeros(n - 1, batch), bn[0], bn[1:].reshape(shape), an[1:].reshape(shape)
+        b0 = bn[0] if self.feedthrough else bn.dtype.type(0)
+        # transposed direct form II with y = b0 u + z[0] folded into the state update:
+        # z'(i) = (b(i+1) - a(i+1) b0) u - a(i+1) z(0) + z(i+1)
+        c, an1 = (bn[1:] - an[1:] * b0).reshape(shape), an[1:].reshape(shape)
+        return t.zeros(n - 1, batch), b0, c, an1
 
     def output(self, x, u):
         z, b0 = x[0], x[1]
@@ -263,13 +267,12 @@ class DiscreteFilter(Block):
         return b0 * u + z[0] if self.feedthrough else z[0]
 
     def update(self, x, u):
-        z, b0, bs, As = x
+        z, b0, c, an1 = x
         if z.shape[0] == 0:
             return x
-        y = self.output(x, u)
-        z_next = bs * u - As * y
+        z_next = c * u - an1 * z[0]
         z_next[:-1] += z[1:]
-        return z_next, b0, bs, As
+        return z_next, b0, c, an1
 
     def sequence(self, x0, U):
         return scipy.signal.lfilter(self.b, self.a, U, axis=0)
