@@ -35,6 +35,15 @@ def reciprocal(model: Model) -> Model:
     ------
     ReciprocalNotDefinedError
         A block has no reciprocal rule (and is not marked ``nondifferentiable``).
+
+    Examples
+    --------
+    >>> from models.closed_loop import tanh_loop
+    >>> r = reciprocal(tanh_loop())
+    >>> r.blocks["z"].label(), r.blocks["tanh"].label()     # delay -> advance; f -> f'(a(k))
+    ('z⁺¹', '× tanh′(u(k))')
+    >>> type(r.blocks["y"]).__name__, r.blocks["plant+y"].inputs   # output -> input; branch -> sum
+    ('Inport', ('u1', 'u2'))
     """
     types = compile(model).types
     rm = _reciprocal(model, "", types)
