@@ -231,6 +231,12 @@ class DiscreteFilter(Block):
     Its reciprocal is the same filter run backwards in time, and with
     ``g = A(q^+1)^-1 delta_y`` the parameter gradients are
     ``dJ/db[m] = sum_k g(k) u(k-m)`` and ``dJ/da[m] = -sum_k g(k) y(k-m)``.
+
+    Examples
+    --------
+    >>> f = DiscreteFilter([1.0], [1.0, -0.5])      # y(k) = u(k) + 0.5 y(k-1)
+    >>> f.sequence(None, np.array([[1.0], [0.0], [0.0]]))[:, 0]
+    array([1.  , 0.5 , 0.25])
     """
 
     stateful = True
