@@ -5,6 +5,7 @@ from .errors import (
     AlgebraicLoopError,
     BlockflowError,
     ModelFileError,
+    ParameterError,
     ReciprocalNotDefinedError,
     SignalTypeError,
     SimulationError,
@@ -29,5 +30,6 @@ __all__ = [
     "SignalTypeError", "SimulationError", "Trace", "WiringError", "compile", "simulate",
     "Gradients", "backward", "directional", "grad", "reciprocal", "sweep", "tangent",
     "load", "register_block", "save", "TrainingError", "train", "output_gradient",
+    "ParameterError",
 ]
 __version__ = "0.1.0"

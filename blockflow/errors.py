@@ -12,6 +12,10 @@ class BlockflowError(Exception):
     """Base class of every error raised by blockflow for a user mistake."""
 
 
+class ParameterError(BlockflowError, ValueError):
+    """A block was given an impossible parameter (a shape, a name, a range)."""
+
+
 class WiringError(BlockflowError, ValueError):
     """A connection is impossible or missing: unknown port, two sources, unconnected input."""
 

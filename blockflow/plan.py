@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from .block import Block
-from .errors import AlgebraicLoopError, SignalTypeError, WiringError
+from .errors import AlgebraicLoopError, SignalTypeError, SimulationError, WiringError
 from .model import Model, feedthrough_graph, propagate_types
 from .ports import Inport, Outport, Passthrough
 from .types import SignalType
@@ -148,7 +148,7 @@ def compile(model: Model, mode: str = "auto") -> Plan:  # noqa: A001 - networkx-
         A cycle passes only through feedthrough blocks; the error lists them in order.
     """
     if mode not in ("auto", "step"):
-        raise ValueError(f"mode must be 'auto' or 'step', got {mode!r}")
+        raise SimulationError(f"mode must be 'auto' or 'step', got {mode!r}")
     cache = model.__dict__.setdefault("_plans", {})
     key = (mode, model.version())
     if key not in cache:

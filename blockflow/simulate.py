@@ -121,6 +121,11 @@ def simulate(model, inputs: dict | None = None, *, steps: int | None = None,
     >>> tr["y"].shape
     (5, 1)
     """
+    from .model import Model
+
+    if not isinstance(model, Model | Plan):
+        raise SimulationError(f"simulate() takes a Model or a compiled Plan, got "
+                              f"{type(model).__name__}")
     plan = model if isinstance(model, Plan) else compile(model, mode)
     T, B, bufs = bind_inputs(plan, inputs, steps, batch)
     finals = run_plan(plan, T, B, bufs, progress=progress)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BlockflowError, SimulationError, TrainingError
+from .errors import BlockflowError, ParameterError, SimulationError, TrainingError
 from .fsutil import atomic_write
 from .model import Model
 
@@ -39,7 +39,8 @@ class Optimizer:
 
     def __init__(self, lr: float = 1e-2):
         if not lr > 0:
-            raise ValueError(f"learning rate must be positive, got {lr!r}")
+            raise ParameterError(f"{type(self).__name__}: the learning rate must be positive, "
+                                 f"got {lr!r}")
         self.lr = float(lr)
         self.state: dict[str, np.ndarray] = {}
         self.t = 0

@@ -14,6 +14,7 @@ import scipy.signal
 
 from blockflow.adjoint import Anticausal
 from blockflow.block import Block, sum_to
+from blockflow.errors import ParameterError
 from blockflow.ports import Passthrough
 from blockflow.types import SignalType
 
@@ -104,7 +105,7 @@ class Delay(Block):
     def __init__(self, n: int, x0=0.0, *, shape: tuple | None = None, train_x0: bool = False,
                  **kw):
         if int(n) != n or n < 1:
-            raise ValueError(f"Delay(n) needs an integer n >= 1, got {n!r}")
+            raise ParameterError(f"Delay(n) needs an integer n >= 1, got {n!r}")
         super().__init__(**kw)
         self.n = int(n)
         self.param("x0", x0, trainable=train_x0)
@@ -171,7 +172,7 @@ class FIR(Block):
         super().__init__(**kw)
         self.param("h", h, trainable=trainable)
         if self.h.ndim != 1 or self.h.size < 1:
-            raise ValueError(f"block {self.name!r}: FIR taps h must be a non-empty 1-D array")
+            raise ParameterError(f"block {self.name!r}: FIR taps h must be a non-empty 1-D array")
 
     def init_state(self, batch, in_types, out_types):
         t = in_types[0]
@@ -248,7 +249,7 @@ class DiscreteFilter(Block):
         self.param("b", np.atleast_1d(b), trainable=trainable)
         self.param("a", np.atleast_1d(a), trainable=trainable)
         if self.b.ndim != 1 or self.a.ndim != 1 or self.a[0] == 0:
-            raise ValueError(f"block {self.name!r}: b and a must be 1-D with a[0] != 0, "
+            raise ParameterError(f"block {self.name!r}: b and a must be 1-D with a[0] != 0, "
                              f"got b={self.b}, a={self.a}")
         self.feedthrough = bool(self.b[0] != 0)
 
@@ -356,7 +357,7 @@ class DiscreteTransferFcn(DiscreteFilter):
         num, den = np.atleast_1d(np.asarray(num, float)), np.atleast_1d(np.asarray(den, float))
         pad = den.size - num.size
         if pad < 0:
-            raise ValueError(f"transfer function num={num}, den={den} is improper "
+            raise ParameterError(f"transfer function num={num}, den={den} is improper "
                              "(more zeros than poles); it cannot run causally")
         super().__init__(np.concatenate([np.zeros(pad), num]), den, trainable=False, **kw)
         self.pad = pad
@@ -407,13 +408,13 @@ class StateSpace(Block):
         self.param("C", np.atleast_2d(C), trainable=trainable)
         n, m, p = self.A.shape[0], self.B.shape[1], self.C.shape[0]
         if self.A.shape != (n, n) or self.B.shape != (n, m) or self.C.shape != (p, n):
-            raise ValueError(f"block {self.name!r}: StateSpace needs A (n,n), B (n,m), C (p,n); "
-                             f"got {self.A.shape}, {self.B.shape}, {self.C.shape}")
+            raise ParameterError(f"block {self.name!r}: StateSpace needs A (n,n), B (n,m), "
+                                 f"C (p,n); got {self.A.shape}, {self.B.shape}, {self.C.shape}")
         self.feedthrough = D is not None and bool(np.any(D))
         self.param("D", np.zeros((p, m)) if D is None else np.atleast_2d(D),
                    trainable=trainable and self.feedthrough)
         if self.D.shape != (p, m):
-            raise ValueError(f"block {self.name!r}: D must be {(p, m)}, got {self.D.shape}")
+            raise ParameterError(f"block {self.name!r}: D must be {(p, m)}, got {self.D.shape}")
         self.param("x0", np.zeros(n) if x0 is None else x0, trainable=train_x0)
 
     def infer(self, t):

@@ -12,6 +12,7 @@ import numpy as np
 import scipy.special
 
 from blockflow.block import Block, sum_to
+from blockflow.errors import ParameterError
 from blockflow.types import SignalType, same_type
 
 
@@ -36,7 +37,7 @@ class Sum(Block):
 
     def __init__(self, signs: str = "++", **kw):
         if not signs or set(signs) - {"+", "-"}:
-            raise ValueError(f"Sum signs must be a non-empty string of '+'/'-', got {signs!r}")
+            raise ParameterError(f"Sum signs must be a non-empty string of '+'/'-', got {signs!r}")
         kw.setdefault("inputs", tuple(f"u{i + 1}" for i in range(len(signs))))
         super().__init__(**kw)
         self.signs = signs
@@ -89,10 +90,10 @@ class Gain(Block):
         if multiplication == "auto":
             multiplication = "matrix" if self.K.ndim == 2 else "elementwise"
         if multiplication not in ("elementwise", "matrix"):
-            raise ValueError(f"block {self.name!r}: multiplication must be 'elementwise' or "
+            raise ParameterError(f"block {self.name!r}: multiplication must be 'elementwise' or "
                              f"'matrix', got {multiplication!r}")
         if multiplication == "matrix" and self.K.ndim != 2:
-            raise ValueError(f"block {self.name!r}: a matrix gain needs a 2-D K, "
+            raise ParameterError(f"block {self.name!r}: a matrix gain needs a 2-D K, "
                              f"got shape {self.K.shape}")
         self.matrix = multiplication == "matrix"
 
@@ -152,7 +153,7 @@ class Product(Block):
 
     def __init__(self, ops: str = "**", **kw):
         if not ops or set(ops) - {"*", "/"}:
-            raise ValueError(f"Product ops must be a non-empty string of '*'/'/', got {ops!r}")
+            raise ParameterError(f"Product ops must be a non-empty string of '*'/'/', got {ops!r}")
         kw.setdefault("inputs", tuple(f"u{i + 1}" for i in range(len(ops))))
         super().__init__(**kw)
         self.ops = ops
@@ -230,13 +231,13 @@ class Function(Block):
     def __init__(self, f: str | Callable = "tanh", df: Callable | None = None, **kw):
         if isinstance(f, str):
             if f not in ELEMENTWISE:
-                raise ValueError(f"unknown function {f!r}; known: {sorted(ELEMENTWISE)}, or "
+                raise ParameterError(f"unknown function {f!r}; known: {sorted(ELEMENTWISE)}, or "
                                  "pass a callable f with its derivative df(a, y)")
             self.fname = f
             f, df = ELEMENTWISE[f]
         else:
             if df is None:
-                raise ValueError("Function(f) with a callable f needs its derivative "
+                raise ParameterError("Function(f) with a callable f needs its derivative "
                                  "df(a, y) too")
             self.fname = getattr(f, "__name__", "f")
         super().__init__(**kw)
@@ -259,7 +260,7 @@ class Function(Block):
 
     def config(self) -> dict:
         if ELEMENTWISE.get(self.fname, (None,))[0] is not self.f:
-            raise ValueError("a Function with a user callable cannot be saved as data; "
+            raise ParameterError("a Function with a user callable cannot be saved as data; "
                              "add (f, df) to blocks.math.ELEMENTWISE under a name")
         return {"f": self.fname}
 
@@ -269,7 +270,7 @@ class Saturation(Block):
 
     def __init__(self, lower: float = -1.0, upper: float = 1.0, **kw):
         if not lower < upper:
-            raise ValueError(f"Saturation needs lower < upper, got {lower}, {upper}")
+            raise ParameterError(f"Saturation needs lower < upper, got {lower}, {upper}")
         super().__init__(**kw)
         self.lower, self.upper = float(lower), float(upper)
 

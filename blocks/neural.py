@@ -6,6 +6,7 @@ import numpy as np
 import scipy.special
 
 from blockflow.block import Block
+from blockflow.errors import ParameterError
 from blockflow.types import SignalType
 
 from .math import ELEMENTWISE
@@ -86,7 +87,7 @@ class MLP(Block):
                  output_activation: str = "identity", *, trainable: bool = True, **kw):
         super().__init__(**kw)
         if len(weights) != len(biases) or not weights:
-            raise ValueError("MLP needs one bias per weight matrix, at least one layer")
+            raise ParameterError("MLP needs one bias per weight matrix, at least one layer")
         for i, (W, b) in enumerate(zip(weights, biases, strict=True)):
             self.param(f"W{i}", np.atleast_2d(W), trainable=trainable)
             self.param(f"b{i}", b, trainable=trainable)
@@ -213,7 +214,7 @@ class FIRDense(Block):
         super().__init__(**kw)
         self.param("W", W, trainable=trainable)
         if self.W.ndim != 3:
-            raise ValueError(f"block {self.name!r}: FIRDense taps W must be (M+1, n_out, n_in),"
+            raise ParameterError(f"block {self.name!r}: FIRDense taps W must be (M+1, n_out, n_in),"
                              f" got shape {self.W.shape}")
         self.bias = bias
         if bias:
@@ -372,7 +373,7 @@ class LSTMCell(Block):
         self.param("W", W)
         self.param("b", b)
         if self.W.shape[0] % 4 or self.b.shape != (self.W.shape[0],):
-            raise ValueError(f"block {self.name!r}: LSTM W must be (4H, n+H), b (4H,)")
+            raise ParameterError(f"block {self.name!r}: LSTM W must be (4H, n+H), b (4H,)")
 
     @classmethod
     def random(cls, n_in: int, hidden: int, *, seed: int = 0, forget_bias: float = 1.0,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from blockflow.block import Block
+from blockflow.errors import ParameterError
 from blockflow.types import SignalType
 
 
@@ -99,7 +100,7 @@ class Square(_Source):
 
     def __init__(self, amplitude=1.0, period: int = 20, duty: float = 0.5, bias=0.0, **kw):
         if period < 1 or not 0 < duty < 1:
-            raise ValueError(f"Square needs period >= 1 and 0 < duty < 1, got {period}, {duty}")
+            raise ParameterError(f"Square needs period >= 1 and 0 < duty < 1, got {period}, {duty}")
         super().__init__(**kw)
         self.amplitude, self.period, self.duty, self.bias = (float(amplitude), int(period),
                                                              float(duty), float(bias))

@@ -191,3 +191,24 @@ def test_gradient_api_mistakes_name_the_outport_or_argument():
         backward(m, {"r": r}, targets=np.zeros((5, 2)), window=0)
     with pytest.raises(SimulationError, match="'v' is not an Outport"):
         output_gradient(m, {"r": r}, output="v")
+
+
+def test_bad_parameters_raise_parameter_errors_naming_the_block():
+    from blockflow import ParameterError
+    from blocks import FIR, Delay, DiscreteFilter, DiscreteTransferFcn, StateSpace
+
+    with pytest.raises(ParameterError, match="block 'g'.*'elementwise' or 'matrix'"):
+        Gain(1.0, multiplication="x", name="g")
+    with pytest.raises(ParameterError, match="Delay\\(n\\) needs an integer n >= 1"):
+        Delay(0)
+    with pytest.raises(ParameterError, match="block 'h'.*non-empty"):
+        FIR([], name="h")
+    with pytest.raises(ParameterError, match="block 'f'.*a\\[0\\] != 0"):
+        DiscreteFilter([1.0], [0.0], name="f")
+    with pytest.raises(ParameterError, match="improper"):
+        DiscreteTransferFcn([1, 2, 3], [1, 2])
+    with pytest.raises(ParameterError, match="block 'ss'.*StateSpace needs"):
+        StateSpace(np.eye(2), np.ones((3, 1)), np.ones((1, 2)), name="ss")
+    with pytest.raises(SimulationError, match="simulate\\(\\) takes a Model"):
+        simulate(3, steps=2)
+    assert issubclass(ParameterError, BlockflowError) and issubclass(ParameterError, ValueError)
