@@ -279,7 +279,8 @@ def parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--target", action="append", metavar="OUTPORT=FILE",
                    help="desired output (default: zero)")
-    p.add_argument("--loss", default="sse", choices=["sse", "mse", "cross_entropy"])
+    p.add_argument("--loss", default="sse", choices=["sse", "mse", "cross_entropy", "sum"],
+                   help="'sum': the outputs are losses already (a loss block)")
     p.add_argument("--fd-check", action="store_true",
                    help="check each gradient against central finite differences")
     p.set_defaults(func=cmd_grad)

@@ -41,7 +41,13 @@ def cross_entropy(y: np.ndarray, d: np.ndarray) -> tuple[float, np.ndarray]:
     return float(-(d * logp).sum() / n), (np.exp(logp) - d) / n
 
 
-LOSSES: dict[str, Callable] = {"sse": sse, "mse": mse, "cross_entropy": cross_entropy}
+def total(y: np.ndarray, d=None) -> tuple[float, np.ndarray]:
+    """``J = sum_k y(k)``: for a model whose output is already a loss (a loss block)."""
+    return float(y.sum()), np.ones_like(y)
+
+
+LOSSES: dict[str, Callable] = {"sse": sse, "mse": mse, "cross_entropy": cross_entropy,
+                               "sum": total}
 
 
 def resolve(loss) -> Callable:

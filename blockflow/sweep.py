@@ -205,6 +205,8 @@ def backward(model: Model, inputs: dict | None = None, *, loss="sse", targets=No
     """
     tr = trace if trace is not None else simulate(model, inputs, steps=steps, batch=batch)
     if dL_dy is None:
+        if targets is None and loss == "sum":  # the outputs are losses already
+            targets = {n: np.zeros_like(a) for n, a in tr.outputs().items()}
         if targets is None:
             raise SimulationError("give targets (with a loss) or dL_dy")
         value, dL_dy = output_deltas(tr, loss, targets)

@@ -1,6 +1,7 @@
 """The standard block library."""
 
 from .discrete import FIR, Delay, DiscreteFilter, DiscreteTransferFcn, StateSpace, UnitDelay
+from .losses import CrossEntropy, SquaredError
 from .math import ELEMENTWISE, Function, Gain, Product, Saturation, Sum
 from .neural import MLP, Dense, FIRDense, LSTMCell, RNNCell, Softmax
 from .routing import Demux, Mux
@@ -8,8 +9,8 @@ from .sinks import Scope, ToArray
 from .sources import Constant, FromArray, Noise, Sine, Square, Step
 
 __all__ = [
-    "ELEMENTWISE", "FIR", "MLP", "Constant", "Delay", "Demux", "Dense", "DiscreteFilter",
-    "DiscreteTransferFcn", "FIRDense", "FromArray", "Function", "Gain", "LSTMCell", "Mux",
-    "Noise", "Product", "RNNCell", "Saturation", "Scope", "Sine", "Softmax", "Square",
-    "StateSpace", "Step", "Sum", "ToArray", "UnitDelay",
+    "ELEMENTWISE", "FIR", "MLP", "Constant", "CrossEntropy", "Delay", "Demux", "Dense",
+    "DiscreteFilter", "DiscreteTransferFcn", "FIRDense", "FromArray", "Function", "Gain",
+    "LSTMCell", "Mux", "Noise", "Product", "RNNCell", "Saturation", "Scope", "Sine",
+    "Softmax", "Square", "SquaredError", "StateSpace", "Step", "Sum", "ToArray", "UnitDelay",
 ]

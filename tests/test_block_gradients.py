@@ -5,6 +5,7 @@ meta-test that every library block has a rule and an equation in its docstring."
 import inspect
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -162,3 +163,41 @@ def test_every_library_block_has_a_rule_and_an_equation():
         has_rule = (cls.nondifferentiable or cls.reciprocal is not Block.reciprocal
                     or cls.vjp is not Block.vjp)
         assert has_rule, f"{cls.__name__} has no reciprocal rule"
+
+
+@given(seed=seeds, n=dims)
+def test_loss_blocks(seed, n):
+    from blocks import CrossEntropy, SquaredError
+
+    check(SquaredError(), [(n,), (n,)], seed)
+    check(SquaredError(), [(), ()], seed)
+    rng = np.random.default_rng(seed)
+    m = wrap(CrossEntropy(), [(n + 1,), (n + 1,)])
+    x = {"in_z": rng.standard_normal((5, 2, n + 1)),
+         "in_d": rng.dirichlet(np.ones(n + 1), (5, 2))}
+    fd_check(m, x, seed=seed)
+    dot_check(m, x, seed=seed)
+
+
+def test_a_loss_block_gives_the_same_gradient_as_the_loss_function():
+    from blockflow import grad
+    from blocks import SquaredError
+    from models.paper import mlp
+
+    rng = np.random.default_rng(0)
+    x, d = rng.standard_normal((9, 2, 3)), rng.standard_normal((9, 2, 2))
+    plain = mlp(seed=4)
+    J1, g1 = grad(plain, {"x": x}, targets=d)
+    inner = mlp(seed=4)
+    inner.name = "net"
+    m = Model("with_loss")
+    m.add(inner)
+    m.connect(m.add(Inport("x", shape=(3,))), inner.x)
+    sq = m.add(SquaredError(name="loss"))
+    m.connect(inner.y, sq.y)
+    m.connect(m.add(Inport("d", shape=(2,))), sq.d)
+    m.connect(sq, m.add(Outport("J")))
+    J2, g2 = grad(m, {"x": x, "d": d}, loss="sum")
+    assert J2 == pytest.approx(J1, rel=1e-13)
+    for k, v in g1.items():
+        np.testing.assert_allclose(g2[f"net/{k}"], v, rtol=1e-12)
