@@ -30,7 +30,8 @@ def main(argv=None) -> int:
         res = mod.run(quick=args.quick, seed=args.seed)
         dt = time.perf_counter() - t0
         print(res["table"], "\n")
-        rows.append(f"| `python -m models.experiments.{name}` | {args.seed} | {METRICS[name]} | "
+        rows.append(f"| `.venv/bin/python -m models.experiments.{name}` | {args.seed} | "
+                    f"{METRICS[name]} | "
                     f"{res['metric']:.4g} ({res['baseline']:.4g}) | {dt:.1f} s |")
     print(f"machine: {platform.machine()}, {platform.python_implementation()} "
           f"{platform.python_version()}\n")
