@@ -41,6 +41,9 @@ def cross_entropy(y: np.ndarray, d: np.ndarray) -> tuple[float, np.ndarray]:
     return float(-(d * logp).sum() / n), (np.exp(logp) - d) / n
 
 
+mse.averaged = cross_entropy.averaged = True  # means over time: streaming rescales them
+
+
 def total(y: np.ndarray, d=None) -> tuple[float, np.ndarray]:
     """``J = sum_k y(k)``: for a model whose output is already a loss (a loss block)."""
     return float(y.sum()), np.ones_like(y)

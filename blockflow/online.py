@@ -94,6 +94,9 @@ class OnlineBackprop:
                     d = d[t:t + n_real]
                     d = d[:, None] if d.ndim == y.ndim - 1 else d
                     value, g[:n_real] = self.loss(y, np.broadcast_to(d, y.shape))
+                    if getattr(self.loss, "averaged", False):  # a mean over the whole run
+                        value *= n_real / T
+                        g[:n_real] *= n_real / T
                     total_loss += value
                 cb[slot] = g
             for slot, path, port in self.cplan.trace_reads:

@@ -81,11 +81,12 @@ def test_online_gradients_sum_to_bptt_and_online_training_learns():
     rng = np.random.default_rng(3)
     x = {"x": rng.standard_normal((50, 2, 1))}
     d = rng.standard_normal((50, 2, 1))
-    full = backward(m, x, targets=d)
-    loss, g = OnlineBackprop(m, chunk=7).run(x, d)
-    assert loss == pytest.approx(full.loss, rel=1e-12)
-    for k in full.params:
-        np.testing.assert_allclose(g[k], full.params[k], rtol=1e-10, atol=1e-12)
+    for loss in ("sse", "mse"):
+        full = backward(m, x, targets=d, loss=loss)
+        value, g = OnlineBackprop(m, chunk=7, loss=loss).run(x, d)
+        assert value == pytest.approx(full.loss, rel=1e-12)
+        for k in full.params:
+            np.testing.assert_allclose(g[k], full.params[k], rtol=1e-10, atol=1e-14)
     target = np.sin(np.arange(50) / 3.0)[:, None, None] * np.ones((1, 2, 1))
     h = train(m, x, target * 0.5, mode="online", chunk=1, optimizer=SGD(0.002), epochs=15)
     assert h.losses[-1] < 0.5 * h.losses[0]
