@@ -34,12 +34,17 @@ def load_model(spec: str) -> Model:
         return load(p)
     if p.suffix != ".py":
         raise CliError(f"model file {path!r}: expected a .json model or a .py file with build()")
-    namespace = runpy.run_path(str(p))
     func = func or "build"
-    builder = namespace.get(func)
-    if not callable(builder):
-        raise CliError(f"{path} defines no {func}() returning a Model")
-    model = builder()
+    try:
+        namespace = runpy.run_path(str(p))
+        builder = namespace.get(func)
+        if not callable(builder):
+            raise CliError(f"{path} defines no {func}() returning a Model")
+        model = builder()
+    except (CliError, BlockflowError):
+        raise
+    except Exception as e:  # the user's own file failed: say where, in one line
+        raise CliError(f"{path}: {type(e).__name__}: {e}") from None
     if not isinstance(model, Model):
         raise CliError(f"{path}:{func}() returned {type(model).__name__}, not a Model")
     return model
@@ -239,6 +244,10 @@ def cmd_train(args) -> int:
         runpy.run_path(str(script), run_name="__main__")
     except SystemExit as e:
         return int(e.code or 0) if not isinstance(e.code, str) else 1
+    except BlockflowError:
+        raise
+    except Exception as e:
+        raise CliError(f"{args.script}: {type(e).__name__}: {e}") from None
     finally:
         sys.argv = old
     return 0

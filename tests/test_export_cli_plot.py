@@ -200,3 +200,16 @@ def test_progress_bar_only_on_a_terminal_and_not_quiet(monkeypatch):
     assert short.disable  # short runs stay quiet
     trace = simulate(tanh_loop(), {"r": np.ones((30_000, 1))}, progress=lambda ks, n: ks)
     assert trace.T == 30_000
+
+
+def test_cli_broken_user_files_fail_in_one_line(tmp_path):
+    (tmp_path / "broken.py").write_text("def build():\n    return undefined_name\n")
+    r = blockflow("check", "broken.py", cwd=tmp_path)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "broken.py: NameError: name 'undefined_name' is not defined" in r.stderr
+    (tmp_path / "nobuild.py").write_text("x = 1\n")
+    r = blockflow("check", "nobuild.py", cwd=tmp_path)
+    assert r.returncode == 1 and "defines no build()" in r.stderr
+    (tmp_path / "exp.py").write_text("raise RuntimeError('diverged')\n")
+    r = blockflow("train", "exp.py", cwd=tmp_path)
+    assert r.returncode == 1 and "exp.py: RuntimeError: diverged" in r.stderr
