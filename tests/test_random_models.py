@@ -10,11 +10,14 @@ from blockflow import Inport, Model, Outport, backward, simulate
 from blocks import (
     FIR,
     MLP,
+    Delay,
     Dense,
     DiscreteFilter,
+    FIRDense,
     Function,
     Gain,
     Product,
+    StateSpace,
     Sum,
     UnitDelay,
 )
@@ -49,7 +52,7 @@ def random_model(seed: int) -> Model:
 
     for i in range(int(rng.integers(3, 9))):
         kind = rng.choice(["gain", "fun", "sum", "prod", "delay", "fir", "filter", "dense",
-                           "mlp", "sub"])
+                           "mlp", "sub", "delay_n", "fir_layer", "ss"])
         name = f"{kind}{i}"
         if kind == "gain":
             b = Gain(rng.uniform(-0.9, 0.9, N), name=name)
@@ -70,6 +73,16 @@ def random_model(seed: int) -> Model:
             b = Dense(rng.uniform(-0.6, 0.6, (N, N)), rng.uniform(-0.2, 0.2, N), name=name)
         elif kind == "mlp":
             b = MLP.random([N, 3, N], seed=int(rng.integers(1000)), name=name)
+        elif kind == "delay_n":
+            b = Delay(int(rng.integers(1, 4)), x0=rng.standard_normal(N), name=name)
+        elif kind == "fir_layer":
+            b = FIRDense(rng.uniform(-0.5, 0.5, (3, N, N)), rng.uniform(-0.2, 0.2, N),
+                         name=name)
+        elif kind == "ss":
+            A = rng.uniform(-0.4, 0.4, (2, 2))
+            b = StateSpace(A, rng.uniform(-1, 1, (2, N)), rng.uniform(-1, 1, (N, 2)),
+                           rng.uniform(-0.5, 0.5, (N, N)) if rng.random() < 0.5 else None,
+                           x0=rng.standard_normal(2), name=name)
         else:
             b = sub_model(rng, name)
         m.add(b)
