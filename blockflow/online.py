@@ -71,7 +71,7 @@ class OnlineBackprop:
         fstates, cstates = {}, {}
         hist = {s: np.zeros((0, B, *t.shape), t.dtype)
                 for s, t in enumerate(self.fplan.slot_types)}
-        t0 = 0  # real time of hist[0]
+        t0, held = 0, 0  # real time of the oldest step held, and how many steps are held
         total_loss, total = 0.0, {}
         for t in range(0, T + self.D, self.chunk):
             C = min(self.chunk, T + self.D - t)
@@ -82,8 +82,10 @@ class OnlineBackprop:
                 fb[slot] = np.concatenate([x, np.zeros((C - n_real, *x.shape[1:]), x.dtype)])
             fstates = run_plan(self.fplan, C, B, fb, states=fstates)
             for s in hist:
-                if fb[s] is not None:
-                    hist[s] = np.concatenate([hist[s], fb[s]])
+                step = fb[s] if fb[s] is not None else np.zeros((C, *hist[s].shape[1:]),
+                                                                  hist[s].dtype)
+                hist[s] = np.concatenate([hist[s], step])
+            held += C
             cb: list = [None] * len(self.cplan.slot_types)
             for name, slot in self.cplan.inports.items():
                 y = fb[self.fplan.outports[name]][:n_real]
@@ -124,10 +126,10 @@ class OnlineBackprop:
                 total[k] = v if k not in total else total[k] + v
             if update is not None:
                 update(grads, t + C)
-            drop = max(0, hist[0].shape[0] - self.keep) if hist else 0
+            drop = max(0, held - self.keep)
             if drop:
                 hist = {s: h[drop:] for s, h in hist.items()}
-                t0 += drop
+                t0, held = t0 + drop, held - drop
         return total_loss, total
 
     @staticmethod
