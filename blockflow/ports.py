@@ -40,7 +40,9 @@ class Inport(Block):
         return Outport(self.name, inputs=self.outputs)
 
     def tangent(self) -> Block:
-        return self
+        t = self.type
+        return Inport(self.name, shape=None if t is None else t.shape,
+                      dtype=np.float64 if t is None else t.dtype, outputs=self.outputs)
 
     def label(self) -> str:
         return f"In {self.name}"
@@ -63,11 +65,11 @@ class Outport(Block):
     def infer(self, t):
         return ()
 
-    def reciprocal(self) -> Block:
+    def reciprocal(self) -> Block:  # its type comes from the transform's type hints
         return Inport(self.name, shape=None, outputs=self.inputs)
 
     def tangent(self) -> Block:
-        return self
+        return Outport(self.name, inputs=self.inputs)
 
     def label(self) -> str:
         return f"Out {self.name}"

@@ -25,7 +25,6 @@ from .block import Block
 from .errors import ReciprocalNotDefinedError
 from .model import Model
 from .plan import compile
-from .ports import Inport, Outport
 
 
 def reciprocal(model: Model) -> Model:
@@ -58,11 +57,6 @@ def port_types(block: Block, path: str, types: dict) -> tuple[tuple, tuple]:
 
 
 def _reciprocal_block(b: Block, path: str, types: dict) -> Block:
-    if isinstance(b, Inport):
-        return Outport(b.name, inputs=b.outputs)
-    if isinstance(b, Outport):
-        t = types[(path, b.inputs[0])]
-        return Inport(b.name, shape=t.shape, dtype=t.dtype, outputs=b.inputs)
     rb = b.reciprocal()
     rb.name = b.name
     if getattr(rb, "fwd_types", 0) is None:

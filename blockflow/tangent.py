@@ -19,7 +19,6 @@ from .errors import ReciprocalNotDefinedError
 from .execute import run_plan
 from .model import Model
 from .plan import compile
-from .ports import Inport, Outport
 from .reciprocal import port_types
 from .simulate import bind_inputs
 from .trace import Trace
@@ -39,9 +38,6 @@ def tangent(model: Model, dparams: dict | None = None) -> Model:
 
 
 def _tangent_block(b: Block, path: str, types: dict, dparams: dict) -> Block:
-    if isinstance(b, (Inport, Outport)):
-        return type(b)(b.name, **({"shape": types[(path, "y")].shape} if isinstance(b, Inport)
-                                  else {}))
     fwd = port_types(b, path, types)
     tb = b.tangent()
     tb.name = b.name
