@@ -16,6 +16,7 @@ import networkx as nx
 
 from .block import Block
 from .errors import AlgebraicLoopError, SignalTypeError, SimulationError, WiringError
+from .execute import make_loop
 from .model import Model, feedthrough_graph, propagate_types
 from .ports import Inport, Outport, Passthrough
 from .types import SignalType
@@ -235,7 +236,7 @@ def _schedule(model: Model, flat: FlatModel, types: dict, mode: str) -> Plan:
     dep_ft.add_nodes_from(ops)
     for op in ops.values():
         direct = op.block.direct_inputs()
-        for p, s in zip(op.block.inputs, op.ins, strict=False):
+        for p, s in zip(op.block.inputs, op.ins, strict=False):  # trace reads come after
             src = producer.get(s)
             if src is None:
                 continue
@@ -270,8 +271,6 @@ def _schedule(model: Model, flat: FlatModel, types: dict, mode: str) -> Plan:
             sub = dep_ft.subgraph(members)
             order = nx.lexicographical_topological_sort(sub, key=index.__getitem__)
             segments.append(Segment("loop", [ops[p] for p in order]))
-    from .execute import make_loop
-
     for seg in segments:
         if seg.kind == "loop":
             seg.loop = make_loop(seg.ops)
