@@ -144,17 +144,26 @@ def bind_output_deltas(rplan: Plan, dL_dy: dict, T: int, B: int, name: str) -> d
 def param_grads(trace: Trace, deltas: Trace, span: slice = slice(None)) -> dict:
     """``dJ/dw`` for every trainable parameter: one contraction per block over time.
 
-    ``deltas`` covers the forward steps ``span`` of ``trace``.
+    ``deltas`` covers the forward steps ``span`` of ``trace``.  A block with a tapped
+    delay line (finite ``memory``) also sees the inputs recorded just before the span,
+    its deltas there being zero: ``sum_k delta(k) u(k-m)`` over the span, exactly.
     """
+    start = span.start or 0
     params = {}
     for path, b in trace.plan.flat.blocks.items():
         if not b.parameters():
             continue
-        u = tuple(trace[(path, p)][span] for p in b.inputs)
-        y = tuple(trace[(path, p)][span] for p in b.outputs)
-        dy = tuple(deltas[(path, p)] for p in b.outputs)
+        back = min(b.memory or 0, start)
+        window = slice(start - back, span.stop)
+        u = tuple(trace[(path, p)][window] for p in b.inputs)
+        y = tuple(trace[(path, p)][window] for p in b.outputs)
+        dy = tuple(_pad_front(deltas[(path, p)], back) for p in b.outputs)
         params.update(block_param_grads(b, path, u, y, dy))
     return params
+
+
+def _pad_front(a: np.ndarray, n: int) -> np.ndarray:
+    return a if not n else np.concatenate([np.zeros((n, *a.shape[1:]), a.dtype), a])
 
 
 def block_param_grads(b, path: str, u: tuple, y: tuple, dy: tuple) -> dict:
