@@ -55,14 +55,14 @@ def validation_input(T: int) -> np.ndarray:
 
 def run(quick: bool = False, seed: int = 0, plot=None) -> dict:
     rng = np.random.default_rng(seed)
-    T, B, epochs, H = (200, 8, 150, 12) if quick else (500, 16, 400, 12)
+    T, B, epochs, H = (200, 8, 150, 12) if quick else (500, 16, 800, 12)
     u = rng.uniform(-1, 1, (T, B))
     ys = np.column_stack([plant(u[:, j]) for j in range(B)])  # (T+1, B)
     net = MLP.random([2, H, 1], seed=seed, name="N")
     sp = series_parallel(net)
     x = {"y": ys[:-1], "u": u}
     hist = train(sp, x, ys[1:], loss="mse", optimizer=Adam(0.01), epochs=epochs,
-                 schedule=exponential_decay(0.997), batch_size=B // 2, seed=seed)
+                 schedule=exponential_decay(0.997 if quick else 0.999), batch_size=B // 2, seed=seed)
     uv = validation_input(300)
     yv = plant(uv)[1:]
     y_sp = simulate(sp, {"y": plant(uv)[:-1], "u": uv})["y_next"][:, 0]
