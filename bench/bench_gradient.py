@@ -12,27 +12,18 @@ Run: ``make bench`` (or ``.venv/bin/python bench/bench_gradient.py``).
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from timing import best  # noqa: E402
+
 from blockflow import Inport, Model, Outport, compile, simulate  # noqa: E402
 from blockflow.sweep import backward  # noqa: E402
 from blocks import Dense, RNNCell, UnitDelay  # noqa: E402
 from models.paper import fir_network  # noqa: E402
-
-
-def best(f, repeat=3):
-    f()
-    ts = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        f()
-        ts.append(time.perf_counter() - t0)
-    return min(ts)
 
 
 def rnn(n_in, H, seed=0):

@@ -7,7 +7,6 @@ Run: ``make bench`` (or ``.venv/bin/python bench/bench_simulate.py``).
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,19 +14,11 @@ import scipy.signal as ss
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from timing import best  # noqa: E402
+
 from blockflow import Inport, Model, Outport, compile, simulate  # noqa: E402
 from blocks import FIR, Function, Gain, UnitDelay  # noqa: E402
 from models.closed_loop import tanh_loop  # noqa: E402
-
-
-def best(f, repeat=5):
-    f()  # warm up (compile, caches)
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def row(name, T, n_blocks, t_bf, t_ref, ref_name):
@@ -58,8 +49,8 @@ def closed_loop(T=10_000, B=1):
         return out
 
     compile(m)
-    t_bf = best(lambda: simulate(m, {"r": r}))
-    t_ref = best(hand)
+    t_bf = best(lambda: simulate(m, {"r": r}), 5)
+    t_ref = best(hand, 5)
     row(f"closed-loop ARMA+tanh (B={B})", T, 5, t_bf, t_ref, "hand-written python loop")
 
 
@@ -115,8 +106,8 @@ def fir_chain(T=100_000, B=4, taps=16, n=3):
         return y
 
     compile(m)
-    t_bf = best(lambda: simulate(m, {"u": u}))
-    row(f"loop-free FIR chain ({n}x{taps} taps)", T, n, t_bf, best(hand), "scipy.signal.lfilter")
+    t_bf = best(lambda: simulate(m, {"u": u}), 5)
+    row(f"loop-free FIR chain ({n}x{taps} taps)", T, n, t_bf, best(hand, 5), "scipy.signal.lfilter")
 
 
 if __name__ == "__main__":

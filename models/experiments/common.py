@@ -96,6 +96,10 @@ def loss_figure(losses, title: str, *, panels: int = 1, xlabel: str = "epoch",
 
 
 def save_figure(fig, path: Path) -> None:
+    """Legends on every axis that has labelled lines, then the file."""
+    for ax in fig.axes:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
 

@@ -64,7 +64,6 @@ def _plot(path, losses, model, x, y) -> None:
     ax2.step(np.arange(60), y[:60, 0, 0], "k", where="mid", label=f"target x(k-{DELAY})")
     ax2.plot(p[:60, 0, 0], "o--", ms=3, label="LSTM")
     ax2.set(title="unseen sequence", xlabel="k")
-    ax2.legend(fontsize=8)
     save_figure(fig, path)
 
 

@@ -65,7 +65,6 @@ def _plot(path, losses, d, pred, ar) -> None:
     ax2.plot(pred[:200], "--", label="FIR network")
     ax2.plot(ar[:200], ":", label="linear AR")
     ax2.set(title="held-out span", xlabel="k")
-    ax2.legend(fontsize=8)
     save_figure(fig, path)
 
 

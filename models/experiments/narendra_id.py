@@ -62,7 +62,8 @@ def run(quick: bool = False, seed: int = 0, plot=None) -> dict:
     sp = series_parallel(net)
     x = {"y": ys[:-1], "u": u}
     hist = train(sp, x, ys[1:], loss="mse", optimizer=Adam(0.01), epochs=epochs,
-                 schedule=exponential_decay(0.997 if quick else 0.999), batch_size=B // 2, seed=seed)
+                 schedule=exponential_decay(0.997 if quick else 0.999), batch_size=B // 2,
+                 seed=seed)
     uv = validation_input(300)
     yv = plant(uv)[1:]
     y_sp = simulate(sp, {"y": plant(uv)[:-1], "u": uv})["y_next"][:, 0]
@@ -94,7 +95,6 @@ def _plot(path, losses, yv, y_par, y_lin) -> None:
     ax2.plot(y_par, "--", label="MLP, parallel (free running)")
     ax2.plot(y_lin, ":", label="linear, parallel")
     ax2.set(title="validation input 0.5 sin(2πk/25) + 0.5 sin(2πk/10)", xlabel="k")
-    ax2.legend(fontsize=8)
     save_figure(fig, path)
 
 

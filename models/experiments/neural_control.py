@@ -107,7 +107,6 @@ def _plot(path, losses, r, y0, y1) -> None:
         a.plot(ym[:, j], "k", label="reference model")
         a.plot(y0[:, j], ":", label="untrained")
         a.plot(y1[:, j], "--", label="trained")
-        a.legend(fontsize=8)
     axes[-1].set_xlabel("k")
     save_figure(fig, path)
 
