@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from .block import Block, as_tuple
-from .types import SignalType
+from .types import SignalType, delta_type
 
 
 class JacobianT(Block):
@@ -38,7 +38,7 @@ class JacobianT(Block):
     def infer(self, *dy_types):
         if self.fwd_types is None:
             return tuple(None for _ in self.outputs)
-        return tuple(self.fwd_types[0])
+        return tuple(delta_type(t) for t in self.fwd_types[0])
 
     def output(self, x, *args):
         # args: deltas at the forward outputs, then the forward inputs and outputs read
@@ -71,7 +71,7 @@ class JacobianV(Block):
     def infer(self, *du_types):
         if self.fwd_types is None:
             return tuple(None for _ in self.outputs)
-        return tuple(self.fwd_types[1])
+        return tuple(delta_type(t) for t in self.fwd_types[1])
 
     def output(self, x, *args):
         n_u, n_uu = self._split
@@ -123,12 +123,16 @@ class Forced(Block):
         return out[0] if len(out) == 1 else out
 
     def output(self, x, *args):
+        if not self.inner.inputs:  # a source's tangent is zero: only the forcing remains
+            return args[0] if len(args) == 1 else tuple(args)
         return self._add(self.inner.output(x, *args[:self._n]), args[self._n:])
 
     def update(self, x, *args):
         return self.inner.update(x, *args[:len(self.inner.inputs)])
 
     def sequence(self, x0, *U):
+        if not self.inner.inputs:
+            return self.output(x0, *U)
         return self._add(self.inner.sequence(x0, *U[:self._n]), U[self._n:])
 
     def label(self) -> str:
@@ -153,7 +157,8 @@ class Zero(Block):
     def _out_types(self):
         if self.fwd_types is None:
             return tuple(None for _ in self.outputs)
-        return tuple(self.fwd_types[1] if self.is_tangent else self.fwd_types[0])
+        return tuple(delta_type(t) for t in
+                     (self.fwd_types[1] if self.is_tangent else self.fwd_types[0]))
 
     def infer(self, *in_types):
         return self._out_types()

@@ -19,6 +19,8 @@ A block declares its ports and whether inputs reach outputs within the same step
 
 from __future__ import annotations
 
+import functools
+import inspect
 import itertools
 from typing import Any, ClassVar
 
@@ -98,6 +100,9 @@ class Block:
                 raise TypeError(f"{cls.__name__}.{attr} must be a tuple of port names")
         if cls.__dict__.get("stateful") is True and cls.update is Block.update:
             raise TypeError(f"{cls.__name__} is stateful and must define update(x, *u)")
+        rule = cls.__dict__.get("param_grads")
+        if rule is not None and "resets" not in inspect.signature(rule).parameters:
+            cls.param_grads = _without_resets(rule)
 
     # ------------------------------------------------------------------ ports
     def __getattr__(self, attr: str) -> PortRef:
@@ -197,8 +202,17 @@ class Block:
             f"block {self.name!r} ({type(self).__name__}) has no tangent rule: define jvp()"
         )
 
-    def param_grads(self, u: tuple, y: tuple, dy: tuple) -> dict[str, np.ndarray]:
-        """``dJ/dw`` for each trainable parameter, from whole ``(T, B, ...)`` sequences."""
+    def param_grads(self, u: tuple, y: tuple, dy: tuple, resets: tuple = ()
+                    ) -> dict[str, np.ndarray]:
+        """``dJ/dw`` for each trainable parameter, from whole ``(T, B, ...)`` sequences.
+
+        ``resets`` are the steps at which a truncated sweep holds the block's state as
+        data (the deltas are zero before the first window; inputs and outputs before it
+        are recorded data).  Only a block whose gradient runs a recursion over its own
+        state (an IIR filter, a state-space block) needs them: it cuts that recursion
+        there.  A rule written without the ``resets`` argument is taken as not needing
+        them; such a block with unbounded memory refuses a truncated sweep.
+        """
         if self.parameters():
             raise ReciprocalNotDefinedError(
                 f"block {self.name!r} ({type(self).__name__}) has trainable parameters "
@@ -262,6 +276,22 @@ class Block:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
+
+
+def _without_resets(rule):
+    """Adapt a ``param_grads(u, y, dy)`` written without ``resets`` (see Block)."""
+
+    @functools.wraps(rule)
+    def param_grads(self, u, y, dy, resets=()):
+        if resets and self.stateful and self.memory is None:
+            raise ReciprocalNotDefinedError(
+                f"block {self.name!r} ({type(self).__name__}) has unbounded memory, and its "
+                "param_grads() takes no resets: a truncated sweep cannot hold its state at "
+                "the window's start; add resets=() to param_grads, or sweep in full"
+            )
+        return rule(self, u, y, dy)
+
+    return param_grads
 
 
 def step_through(block: Block, x, U: tuple):

@@ -15,16 +15,15 @@ with memory bounded by ``D`` steps.  The gradients equal the full sweep's.
 from __future__ import annotations
 
 import networkx as nx
-import numpy as np
-
-from blocks.discrete import Delay  # the delay lines that hold early deltas back
 
 from .adjoint import Anticausal
+from .cache import cached
 from .errors import SimulationError
 from .execute import run_plan
+from .lines import DelayLine
 from .model import Model, propagate_types
 from .plan import FlatModel, _compile
-from .trace import Trace
+from .trace import Trace, read_span
 
 
 def retime(rflat: FlatModel, rtypes: dict) -> tuple[FlatModel, dict, dict]:
@@ -73,7 +72,7 @@ def retime(rflat: FlatModel, rtypes: dict) -> tuple[FlatModel, dict, dict]:
         need = port_lag[dst] - lag[s]
         if need:
             name = f"{t}.{d['dst_port']}<{need}"
-            causal.add(name, Delay(need, name="lag"))
+            causal.add(name, DelayLine(need, name="lag"))
             causal.connect(src, (name, "u"))
             src = (name, "y")
             port_lag[src] = port_lag[dst]
@@ -86,29 +85,22 @@ def causal_sweep(model: Model, trace: Trace, dL_dy: dict):
     from .sweep import Gradients, bind_output_deltas, param_grads, reciprocal_plan
 
     rplan = reciprocal_plan(model)
-    cache = model.__dict__.setdefault("_cplan", {})
-    key = model.version()
-    if key not in cache:
-        cache.clear()
+
+    def build():
         flat, lag, port_lag = retime(rplan.flat, rplan.types)
         propagate_types(flat)
-        cache[key] = (_compile(rplan.model, "auto", flat), lag, port_lag)
-    cplan, lag, port_lag = cache[key]
+        return _compile(rplan.model, "auto", flat), lag, port_lag
+
+    cplan, lag, port_lag = cached(model, "causal", build)
     D = max(lag.values(), default=0)
     T, B = trace.T, trace.B
-
-    def pad(a: np.ndarray, shift: int) -> np.ndarray:
-        """The sequence delayed by ``shift`` steps, over ``T + D`` steps."""
-        out = np.zeros((T + D, *a.shape[1:]), a.dtype)
-        out[shift:shift + T] = a
-        return out
 
     bufs: list = [None] * len(cplan.slot_types)
     for slot, g in bind_output_deltas(rplan, dL_dy, T, B, model.name).items():
         port = next(n for n, s in rplan.inports.items() if s == slot)
-        bufs[cplan.inports[port]] = pad(g, 0)
+        bufs[cplan.inports[port]] = read_span(g, 0, T + D)
     for slot, path, port in cplan.trace_reads:
-        bufs[slot] = pad(trace[(path, port)], lag[path])
+        bufs[slot] = read_span(trace[(path, port)], -lag[path], T + D)
     run_plan(cplan, T + D, B, bufs)
     # undo each signal's lag: deltas for true times 0..T-1
     slot_lag = {}

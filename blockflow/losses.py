@@ -3,7 +3,7 @@
 Conventions: ``e = d - y``.  ``sse`` is the paper's ``J = sum_k ||e(k)||^2`` (so
 ``dL/dy = -2 e(k)``), summed over time and batch; ``mse`` is its mean over every
 element; ``cross_entropy`` treats ``y`` as logits and averages the softmax
-cross-entropy over time and batch.
+cross-entropy (binary cross-entropy for scalar samples) over time and batch.
 """
 
 from __future__ import annotations
@@ -29,16 +29,34 @@ def mse(y: np.ndarray, d: np.ndarray) -> tuple[float, np.ndarray]:
 
 
 def cross_entropy(y: np.ndarray, d: np.ndarray) -> tuple[float, np.ndarray]:
-    """Softmax cross-entropy of logits ``y`` (last axis) against targets ``d``.
+    """Cross-entropy of logits ``y`` against targets ``d``, averaged over time and batch.
 
-    ``d`` holds class probabilities (one-hot) of ``y``'s shape, or integer labels of
-    shape ``y.shape[:-1]``.  Averaged over time and batch: ``dJ/dy = (softmax(y) - d)/N``.
+    Vector samples: softmax over the last axis; ``d`` holds class probabilities of ``y``'s
+    shape (one-hot or soft, any total) or integer labels of shape ``y.shape[:-1]``;
+    ``dJ/dy = (softmax(y) sum(d) - d) / N``.  Scalar samples: ``y`` is the logit of class
+    1 (binary cross-entropy, ``-d log s(y) - (1-d) log(1-s(y))`` with ``s`` the logistic
+    function); ``d`` holds probabilities or 0/1 labels; ``dJ/dy = (s(y) - d) / N``.
     """
-    if d.shape == y.shape[:-1] and np.issubdtype(d.dtype, np.integer):
-        d = np.eye(y.shape[-1], dtype=y.dtype)[d]
-    n = int(np.prod(y.shape[:-1]))
+    scalar = y.ndim == 2  # (T, B): one logit per sample
+    n = int(np.prod(y.shape if scalar else y.shape[:-1]))
+    labels = np.issubdtype(d.dtype, np.integer) or d.dtype == bool
+    if scalar:
+        if labels and ((d < 0) | (d > 1)).any():
+            raise SimulationError("binary cross-entropy labels must be 0 or 1, got "
+                                  f"{sorted(set(np.unique(d).tolist()) - {0, 1})[:5]}")
+        d = d.astype(y.dtype)
+        value = float((np.logaddexp(0.0, y) - d * y).sum() / n)  # softplus(y) - d y
+        return value, (scipy.special.expit(y) - d) / n
+    if labels and d.shape == y.shape[:-1]:
+        c = y.shape[-1]
+        if ((d < 0) | (d >= c)).any():
+            bad = d[(d < 0) | (d >= c)]
+            raise SimulationError(f"class labels must lie in 0..{c - 1} for {c} logits, "
+                                  f"got {int(bad.flat[0])}")
+        d = np.eye(c, dtype=y.dtype)[d]
     logp = y - scipy.special.logsumexp(y, axis=-1, keepdims=True)
-    return float(-(d * logp).sum() / n), (np.exp(logp) - d) / n
+    return (float(-(d * logp).sum() / n),
+            (np.exp(logp) * d.sum(-1, keepdims=True) - d) / n)
 
 
 mse.averaged = cross_entropy.averaged = True  # means over time: streaming rescales them

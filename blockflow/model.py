@@ -98,12 +98,7 @@ class Model(Block):
         """An independent deep copy (parameters too), e.g. to use a subsystem twice."""
         import copy
 
-        caches = {k: self.__dict__.pop(k) for k in ("_plans", "_rplan", "_cplan")
-                  if k in self.__dict__}
-        try:
-            new = copy.deepcopy(self)
-        finally:
-            self.__dict__.update(caches)
+        new = copy.deepcopy(self)
         if name is not None:
             new.name = name
         return new

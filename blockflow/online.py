@@ -15,11 +15,20 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .cache import cached
 from .errors import SimulationError
 from .execute import run_plan
 from .losses import resolve
 from .model import Model
 from .plan import _compile, compile
+from .schedules import Streamed
+from .trace import read_span
+
+
+def streamer(model: Model, chunk: int) -> OnlineBackprop:
+    """The streaming sweep of ``model`` in chunks of ``chunk`` steps, compiled once
+    (cached like every plan: rebuilt when the model or a parameter array is replaced)."""
+    return cached(model, f"streamed:{chunk}", lambda: OnlineBackprop(model, chunk=chunk))
 
 
 class OnlineBackprop:
@@ -29,7 +38,7 @@ class OnlineBackprop:
     ----------
     model : Model
     loss : str or callable
-        As for :func:`blockflow.grad` (applied chunk by chunk).
+        As for :func:`blockflow.grad` (applied chunk by chunk); ``run`` may override it.
     chunk : int
         Steps per chunk: 1 is the pure online algorithm; larger chunks run faster.
     """
@@ -38,9 +47,7 @@ class OnlineBackprop:
         from .causal import retime
         from .sweep import reciprocal_plan
 
-        if int(chunk) != chunk or chunk < 1:
-            raise SimulationError(f"chunk must be a positive integer, got {chunk!r}")
-        self.model, self.chunk, self.loss = model, int(chunk), resolve(loss)
+        self.model, self.chunk, self.loss = model, Streamed(chunk).chunk, loss
         self.fplan = compile(model, "step")
         rplan = reciprocal_plan(model)
         flat, self.lag, port_lag = retime(rplan.flat, rplan.types)
@@ -54,20 +61,25 @@ class OnlineBackprop:
                 self.blocks.append((path, b, lag, b.memory or 0))
         mem = max((m for *_, m in self.blocks), default=0)
         self.keep = self.D + mem + 1  # forward history needed beyond the current chunk
-        self.out_slot = {n: self.cplan.inports[n] for n in self.cplan.inports}
 
-    def run(self, inputs: dict, targets, update: Callable[[dict, int], None] | None = None):
+    def run(self, inputs: dict, targets, update: Callable[[dict, int], None] | None = None,
+            *, loss=None):
         """Stream one pass over ``inputs``/``targets``; returns ``(loss, summed gradients)``.
 
         ``update(grads, k)`` is called after each chunk with that chunk's gradient
         contributions (for steps up to ``k - D``), e.g. to take an optimizer step.
         """
         from .simulate import bind_inputs
-        from .sweep import block_param_grads
+        from .sweep import block_param_grads, broadcast_target
 
+        f = resolve(self.loss if loss is None else loss)
         T, B, xbufs = bind_inputs(self.fplan, inputs, None, None)
         if not isinstance(targets, dict):
             targets = {next(iter(self.fplan.outports)): targets}
+        unknown = set(targets) - set(self.fplan.outports)
+        if unknown:
+            raise SimulationError(f"targets name {sorted(unknown)}, which are not Outports; "
+                                  f"the Outports are {sorted(self.fplan.outports)}")
         fstates, cstates = {}, {}
         hist = {s: np.zeros((0, B, *t.shape), t.dtype)
                 for s, t in enumerate(self.fplan.slot_types)}
@@ -78,8 +90,7 @@ class OnlineBackprop:
             n_real = max(0, min(C, T - t))  # steps of real data in this chunk
             fb: list = [None] * len(self.fplan.slot_types)
             for slot in self.fplan.inports.values():
-                x = xbufs[slot][t:t + n_real]
-                fb[slot] = np.concatenate([x, np.zeros((C - n_real, *x.shape[1:]), x.dtype)])
+                fb[slot] = read_span(xbufs[slot], t, C)
             fstates = run_plan(self.fplan, C, B, fb, states=fstates)
             for s in hist:
                 step = fb[s] if fb[s] is not None else np.zeros((C, *hist[s].shape[1:]),
@@ -89,39 +100,43 @@ class OnlineBackprop:
             cb: list = [None] * len(self.cplan.slot_types)
             for name, slot in self.cplan.inports.items():
                 y = fb[self.fplan.outports[name]][:n_real]
-                d = targets.get(name)
-                g = np.zeros((C, B, *y.shape[2:]), y.dtype)
-                if d is not None and n_real:
-                    d = np.asarray(d)
-                    d = d[t:t + n_real]
-                    d = d[:, None] if d.ndim == y.ndim - 1 else d
-                    value, g[:n_real] = self.loss(y, np.broadcast_to(d, y.shape))
-                    if getattr(self.loss, "averaged", False):  # a mean over the whole run
+                g = self.cplan.slot_types[slot].zeros(C, B)
+                if name in targets and n_real:
+                    d = broadcast_target(name, y, read_span(np.asarray(targets[name]), t,
+                                                            n_real))
+                    value, g[:n_real] = f(y, d)
+                    if getattr(f, "averaged", False):  # a mean over the whole run
                         value *= n_real / T
                         g[:n_real] *= n_real / T
                     total_loss += value
                 cb[slot] = g
             for slot, path, port in self.cplan.trace_reads:
-                cb[slot] = self._past(hist, t0, self.fplan.slots[(path, port)],
-                                      t - self.lag[path], C)
+                cb[slot] = read_span(hist[self.fplan.slots[(path, port)]], t - self.lag[path],
+                                     C, t0)
             cstates = run_plan(self.cplan, C, B, cb, states=cstates)
             grads = {}
             for path, b, lag, mem in self.blocks:
                 start = t - lag  # true time of this chunk's deltas
-                # deltas before k = 0 belong to initial states, after T to nothing: drop both
+                # deltas before k = 0 belong to initial states, after T to nothing: drop
+                # both; the block sees its history back to lo, and time 0 where it begins
                 keep = slice(max(0, -start), max(0, min(C, T - start)))
+                lo = max(0, start - mem)
+                n = start + C - lo
+                if n <= 0:  # the deltas have not reached k = 0 yet
+                    grads.update({f"{path}.{k}": np.zeros_like(v)
+                                  for k, v in b.parameters().items()})
+                    continue
                 dy = []
                 for p in b.outputs:
                     d = cb[self.cplan.slots[(path, p)]]
-                    full = np.zeros((mem + C, *d.shape[1:]), d.dtype)
-                    full[mem + keep.start:mem + keep.stop] = d[keep]
+                    full = np.zeros((n, *d.shape[1:]), d.dtype)
+                    full[start - lo + keep.start:start - lo + keep.stop] = d[keep]
                     dy.append(full)
-                dy = tuple(dy)
-                u = tuple(self._past(hist, t0, self.fplan.slots[(path, p)], start - mem, C + mem)
+                u = tuple(read_span(hist[self.fplan.slots[(path, p)]], lo, n, t0)
                           for p in b.inputs)
-                y = tuple(self._past(hist, t0, self.fplan.slots[(path, p)], start - mem, C + mem)
+                y = tuple(read_span(hist[self.fplan.slots[(path, p)]], lo, n, t0)
                           for p in b.outputs)
-                grads.update(block_param_grads(b, path, u, y, dy))
+                grads.update(block_param_grads(b, path, u, y, tuple(dy)))
             for k, v in grads.items():
                 total[k] = v if k not in total else total[k] + v
             if update is not None:
@@ -131,13 +146,3 @@ class OnlineBackprop:
                 hist = {s: h[drop:] for s, h in hist.items()}
                 t0, held = t0 + drop, held - drop
         return total_loss, total
-
-    @staticmethod
-    def _past(hist: dict, t0: int, slot: int, start: int, n: int) -> np.ndarray:
-        """Forward values of ``slot`` at true times ``start .. start+n-1`` (0 before k=0)."""
-        h = hist[slot]
-        out = np.zeros((n, *h.shape[1:]), h.dtype)
-        a, b = max(start, t0), min(start + n, t0 + h.shape[0])
-        if b > a:
-            out[a - start:b - start] = h[a - t0:b - t0]
-        return out

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from .block import Block
+from .cache import cached
 from .errors import AlgebraicLoopError, SignalTypeError, SimulationError, WiringError
 from .execute import make_loop
 from .model import Model, feedthrough_graph, propagate_types
@@ -130,7 +131,8 @@ class Plan:
 
 
 def compile(model: Model, mode: str = "auto") -> Plan:  # noqa: A001 - networkx-style name
-    """Compile ``model`` into a :class:`Plan`, caching it until the model is edited.
+    """Compile ``model`` into a :class:`Plan`, cached until the model or a parameter
+    array of it is replaced (see :mod:`blockflow.cache`).
 
     Parameters
     ----------
@@ -150,12 +152,7 @@ def compile(model: Model, mode: str = "auto") -> Plan:  # noqa: A001 - networkx-
     """
     if mode not in ("auto", "step"):
         raise SimulationError(f"mode must be 'auto' or 'step', got {mode!r}")
-    cache = model.__dict__.setdefault("_plans", {})
-    key = (mode, model.version())
-    if key not in cache:
-        cache.clear()
-        cache[key] = _compile(model, mode)
-    return cache[key]
+    return cached(model, f"plan:{mode}", lambda: _compile(model, mode))
 
 
 def _compile(model: Model, mode: str, flat: FlatModel | None = None) -> Plan:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .block import Block
-from .types import SignalType
+from .types import SignalType, delta_type
 
 
 class Inport(Block):
@@ -40,7 +40,7 @@ class Inport(Block):
         return Outport(self.name, inputs=self.outputs)
 
     def tangent(self) -> Block:
-        t = self.type
+        t = delta_type(self.type)
         return Inport(self.name, shape=None if t is None else t.shape,
                       dtype=np.float64 if t is None else t.dtype, outputs=self.outputs)
 

@@ -25,6 +25,7 @@ from .block import Block
 from .errors import ReciprocalNotDefinedError
 from .model import Model
 from .plan import compile
+from .types import delta_type
 
 
 def reciprocal(model: Model) -> Model:
@@ -61,7 +62,7 @@ def _reciprocal_block(b: Block, path: str, types: dict) -> Block:
     rb.name = b.name
     if getattr(rb, "fwd_types", 0) is None:
         rb.fwd_types = port_types(b, path, types)
-    rb.type_hints = tuple(types[(path, p)] for p in rb.outputs)
+    rb.type_hints = tuple(delta_type(types[(path, p)]) for p in rb.outputs)
     if set(rb.inputs) != set(b.outputs) or set(rb.outputs) != set(b.inputs):
         raise ReciprocalNotDefinedError(
             f"block {path!r} ({type(b).__name__}): its reciprocal must take the forward "
@@ -114,7 +115,8 @@ def _reciprocal(m: Model, prefix: str, types: dict) -> Model:
             while jname in rm.blocks or jname in m.blocks:
                 jname += "+"
             if not readers:
-                rm.connect(rm.add(ZeroSource(out_type(name, port), name=jname)), dst)
+                rm.connect(rm.add(ZeroSource(delta_type(out_type(name, port)), name=jname)),
+                           dst)
                 continue
             j = rm.add(Junction(len(readers), name=jname))
             for i, (d, dp) in enumerate(readers):

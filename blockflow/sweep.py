@@ -13,12 +13,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .cache import cached
 from .errors import SimulationError
 from .execute import run_plan
 from .losses import resolve
 from .model import Model
 from .plan import Plan, compile
 from .reciprocal import reciprocal
+from .schedules import Causal, Schedule, Streamed, as_schedule
 from .simulate import simulate
 from .trace import Trace
 
@@ -46,21 +48,18 @@ class Gradients:
 
 
 def reciprocal_plan(model: Model) -> Plan:
-    """The compiled reciprocal of ``model``, cached until the model is edited.
+    """The compiled reciprocal of ``model``, cached until the model is edited or a
+    parameter array is replaced.
 
     Reciprocal blocks share the forward parameter arrays, so in-place training updates
     need no rebuild.
     """
-    cache = model.__dict__.setdefault("_rplan", {})
-    key = model.version()
-    if key not in cache:
-        cache.clear()
-        cache[key] = compile(reciprocal(model))
-    return cache[key]
+    return cached(model, "reciprocal", lambda: compile(reciprocal(model)))
 
 
-def sweep(model: Model, trace: Trace, dL_dy: dict, *, window: int | None = None,
-          chunked: bool = False, online: bool = False) -> Gradients:
+def sweep(model: Model, trace: Trace, dL_dy: dict, schedule: Schedule | None = None, *,
+          window: int | None = None, chunked: bool = False, online: bool = False
+          ) -> Gradients:
     """Backward sweep of ``model`` over ``trace`` with output deltas ``dL_dy``.
 
     Parameters
@@ -70,45 +69,46 @@ def sweep(model: Model, trace: Trace, dL_dy: dict, *, window: int | None = None,
         The forward trace of ``model``.
     dL_dy : dict
         ``{outport: (T, B, *shape) array}``; Outports left out get zero.
-    window : int, optional
-        Truncated BPTT: sweep the last ``window`` steps only (``window >= T``: exact).
-    chunked : bool
-        With ``window=h``: truncated BPTT over the whole run, in consecutive windows of
-        ``h`` steps, each swept from zero terminal state; the gradients add up.
-    online : bool
-        Run the reciprocal causally, delayed by its bound ``D`` on advances (temporal
-        backprop; see :mod:`blockflow.causal`).  Same gradients as the full sweep.
+    schedule : Schedule, default Full()
+        How the sweep covers time (:mod:`blockflow.schedules`).
+    window, chunked, online
+        Shorthands: ``window=h`` is ``Window(h)``, with ``chunked=True`` ``Chunked(h)``;
+        ``online=True`` is ``Causal()``.
 
     Returns
     -------
     Gradients
+        Deltas cover all ``T`` steps (zero outside the swept windows).
     """
-    if online:
+    schedule = as_schedule(schedule, window=window, chunked=chunked, online=online)
+    if isinstance(schedule, Streamed):
+        raise SimulationError("a Streamed schedule runs beside the forward model: call "
+                              "backward(model, inputs, ..., schedule=Streamed(chunk))")
+    if isinstance(schedule, Causal):
         from .causal import causal_sweep
 
         return causal_sweep(model, trace, dL_dy)
     rplan = reciprocal_plan(model)
     T, B = trace.T, trace.B
     dl = bind_output_deltas(rplan, dL_dy, T, B, model.name)
-    if window is None:
-        spans = [(0, T)]
-    else:
-        if isinstance(window, bool) or int(window) != window or window < 1:
-            raise SimulationError(f"window must be a positive integer, got {window!r}")
-        h = int(window)
-        spans = [(a, min(a + h, T)) for a in range(0, T, h)] if chunked else \
-            [(max(0, T - h), T)]
-    parts = [_sweep_span(rplan, trace, dl, a, b) for a, b in spans]
-    if len(parts) == 1:
-        deltas = parts[0]
-    else:
-        bufs = [None if parts[0].bufs[i] is None else
-                np.concatenate([p.bufs[i] for p in parts]) for i in range(len(parts[0].bufs))]
-        deltas = Trace(rplan, bufs, T, B, parts[-1].final_states)
-    grads: dict = {}
-    for (a, b), d in zip(spans, parts, strict=True):
-        for k, g in param_grads(trace, d, slice(a, b)).items():
-            grads[k] = g if k not in grads else grads[k] + g
+    spans = schedule.spans(T)
+    bufs: list = [None] * len(rplan.slot_types)
+    finals = {}
+    for a, b in spans:
+        part = _sweep_span(rplan, trace, dl, a, b)
+        finals = part.final_states
+        if len(spans) == 1 and (a, b) == (0, T):
+            bufs = part.bufs
+            break
+        for i, arr in enumerate(part.bufs):
+            if arr is None:
+                continue
+            if bufs[i] is None:
+                bufs[i] = np.zeros((T, *arr.shape[1:]), arr.dtype)
+            bufs[i][a:b] = arr
+    deltas = Trace(rplan, bufs, T, B, finals)
+    resets = tuple(a for a, _ in spans if a > 0)
+    grads = param_grads(trace, deltas, resets=resets, start=spans[0][0])
     return Gradients(grads, {n: deltas[n] for n in rplan.outports}, deltas)
 
 
@@ -141,39 +141,51 @@ def bind_output_deltas(rplan: Plan, dL_dy: dict, T: int, B: int, name: str) -> d
     return out
 
 
-def param_grads(trace: Trace, deltas: Trace, span: slice = slice(None)) -> dict:
+def param_grads(trace: Trace, deltas: Trace, *, resets: tuple = (), start: int = 0) -> dict:
     """``dJ/dw`` for every trainable parameter: one contraction per block over time.
 
-    ``deltas`` covers the forward steps ``span`` of ``trace``.  A block with a tapped
-    delay line (finite ``memory``) also sees the inputs recorded just before the span,
-    its deltas there being zero: ``sum_k delta(k) u(k-m)`` over the span, exactly.
+    ``deltas`` covers the steps of ``trace`` and is zero before ``start`` (the first
+    swept step).  A block sees its recorded inputs and outputs from as far back as its
+    memory reaches (everything, for a recursive block) and the steps ``resets`` at which
+    a truncated sweep holds its state as data (see :mod:`blockflow.schedules`).
     """
-    start = span.start or 0
     params = {}
     for path, b in trace.plan.flat.blocks.items():
         if not b.parameters():
             continue
-        back = min(b.memory or 0, start)
-        window = slice(start - back, span.stop)
-        u = tuple(trace[(path, p)][window] for p in b.inputs)
-        y = tuple(trace[(path, p)][window] for p in b.outputs)
-        dy = tuple(_pad_front(deltas[(path, p)], back) for p in b.outputs)
-        params.update(block_param_grads(b, path, u, y, dy))
+        mem = b.memory if b.stateful else 0
+        lo = 0 if mem is None else max(0, start - mem)
+        u = tuple(trace[(path, p)][lo:] for p in b.inputs)
+        y = tuple(trace[(path, p)][lo:] for p in b.outputs)
+        dy = tuple(deltas[(path, p)][lo:] for p in b.outputs)
+        params.update(block_param_grads(b, path, u, y, dy,
+                                        tuple(k - lo for k in resets if k > lo)))
     return params
 
 
-def _pad_front(a: np.ndarray, n: int) -> np.ndarray:
-    return a if not n else np.concatenate([np.zeros((n, *a.shape[1:]), a.dtype), a])
-
-
-def block_param_grads(b, path: str, u: tuple, y: tuple, dy: tuple) -> dict:
+def block_param_grads(b, path: str, u: tuple, y: tuple, dy: tuple, resets: tuple = ()
+                      ) -> dict:
     """One block's ``dJ/dw``, each shaped and typed like its parameter."""
     own = b.parameters()
     out = {}
-    for n, g in b.param_grads(u, y, dy).items():
+    for n, g in b.param_grads(u, y, dy, resets=resets).items():
         p = own[n]
         out[f"{path}.{n}"] = np.asarray(g, dtype=p.dtype).reshape(p.shape)
     return out
+
+
+def broadcast_target(name: str, y: np.ndarray, d) -> np.ndarray:
+    """Target ``d`` for output ``y`` (T, B, *shape): given per run, or as (T, *shape) for
+    every run alike; integer class labels drop the class axis."""
+    d = np.asarray(d)
+    labels = np.issubdtype(d.dtype, np.integer) and y.ndim > 2  # class labels
+    want = y.shape[:-1] if labels else y.shape
+    if d.shape == (want[0], *want[2:]):
+        d = np.broadcast_to(d[:, None], want)  # (T, *shape): same for every run
+    if d.shape != want:
+        raise SimulationError(f"target for Outport {name!r} must have shape {want} or "
+                              f"{(want[0], *want[2:])}, got {d.shape}")
+    return d
 
 
 def output_deltas(trace: Trace, loss, targets) -> tuple[float, dict]:
@@ -190,14 +202,7 @@ def output_deltas(trace: Trace, loss, targets) -> tuple[float, dict]:
             raise SimulationError(f"targets name {name!r}, which is not an Outport; the "
                                   f"Outports are {sorted(outs)}")
         y = trace[name]
-        d = np.asarray(d)
-        want = y.shape[:-1] if np.issubdtype(d.dtype, np.integer) else y.shape  # labels
-        if d.shape == (want[0], *want[2:]):
-            d = np.broadcast_to(d[:, None], want)  # (T, *shape): same for every run
-        if d.shape != want:
-            raise SimulationError(f"target for Outport {name!r} must have shape {want} or "
-                                  f"{(want[0], *want[2:])}, got {d.shape}")
-        value, g = f(y, d)
+        value, g = f(y, broadcast_target(name, y, d))
         total += value
         dL[name] = g
     return total, dL
@@ -205,13 +210,28 @@ def output_deltas(trace: Trace, loss, targets) -> tuple[float, dict]:
 
 def backward(model: Model, inputs: dict | None = None, *, loss="sse", targets=None,
              dL_dy: dict | None = None, steps: int | None = None, batch: int | None = None,
-             window: int | None = None, chunked: bool = False, online: bool = False,
-             trace: Trace | None = None) -> Gradients:
+             schedule: Schedule | None = None, window: int | None = None,
+             chunked: bool = False, online: bool = False, trace: Trace | None = None,
+             update=None) -> Gradients:
     """Simulate ``model``, apply the loss, sweep back: every gradient at once.
 
     Either ``targets`` (with ``loss``: ``"sse"``, ``"mse"``, ``"cross_entropy"`` or a
-    callable ``(y, d) -> (value, dL/dy)``) or ``dL_dy`` directly.
+    callable ``(y, d) -> (value, dL/dy)``) or ``dL_dy`` directly.  ``schedule`` (or the
+    shorthands ``window``, ``chunked``, ``online``) picks the gradient mode
+    (:mod:`blockflow.schedules`).  ``Streamed(chunk)`` runs the forward model and the
+    causal reciprocal side by side from ``inputs`` and calls ``update(grads, k)`` after
+    each chunk; it gives parameter gradients and the loss (no input deltas).
     """
+    schedule = as_schedule(schedule, window=window, chunked=chunked, online=online)
+    if isinstance(schedule, Streamed):
+        if targets is None or trace is not None or dL_dy is not None:
+            raise SimulationError("Streamed(chunk) runs from inputs and targets: give "
+                                  "inputs= and targets=, not trace= or dL_dy=")
+        from .online import streamer
+
+        value, params = streamer(model, schedule.chunk).run(inputs, targets, loss=loss,
+                                                            update=update)
+        return Gradients(params, {}, None, value)
     tr = trace if trace is not None else simulate(model, inputs, steps=steps, batch=batch)
     if dL_dy is None:
         if targets is None and loss == "sum":  # the outputs are losses already
@@ -221,8 +241,10 @@ def backward(model: Model, inputs: dict | None = None, *, loss="sse", targets=No
         value, dL_dy = output_deltas(tr, loss, targets)
     else:
         value = None
-    g = sweep(model, tr, dL_dy, window=window, chunked=chunked, online=online)
+    g = sweep(model, tr, dL_dy, schedule)
     g.loss = value
+    if update is not None:
+        update(g.params, tr.T)
     return g
 
 

@@ -22,6 +22,7 @@ from .plan import compile
 from .reciprocal import port_types
 from .simulate import bind_inputs
 from .trace import Trace
+from .types import delta_type
 
 
 def tangent(model: Model, dparams: dict | None = None) -> Model:
@@ -43,12 +44,12 @@ def _tangent_block(b: Block, path: str, types: dict, dparams: dict) -> Block:
     tb.name = b.name
     if getattr(tb, "fwd_types", 0) is None:
         tb.fwd_types = fwd
-    tb.type_hints = fwd[1]
+    tb.type_hints = tuple(delta_type(t) for t in fwd[1])
     mine = {k.rpartition(".")[2]: np.asarray(v) for k, v in dparams.items()
             if k.rpartition(".")[0] == path}
     if mine:
         tb = Forced(tb, b, mine, fwd)
-        tb.type_hints = fwd[1]
+        tb.type_hints = tuple(delta_type(t) for t in fwd[1])
     return tb
 
 

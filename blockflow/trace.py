@@ -80,3 +80,19 @@ class Trace:
     def __repr__(self) -> str:
         return f"<Trace of {self.plan.model.name!r}: T={self.T}, B={self.B}, " \
                f"{len(self.names())} signals>"
+
+
+def read_span(a: np.ndarray, start: int, n: int, t0: int = 0) -> np.ndarray:
+    """Values of a recorded signal at times ``start .. start+n-1``, zero where it has none.
+
+    ``a`` holds the signal at times ``t0 .. t0+len(a)-1``.  The one way the gradient
+    schedules read forward values and deltas shifted in time (causal lags, streamed
+    history, steps before ``k = 0``).
+    """
+    lo, hi = max(start, t0), min(start + n, t0 + a.shape[0])
+    if lo == start and hi == start + n:
+        return a[lo - t0:hi - t0]
+    out = np.zeros((n, *a.shape[1:]), a.dtype)
+    if hi > lo:
+        out[lo - start:hi - start] = a[lo - t0:hi - t0]
+    return out

@@ -31,6 +31,7 @@ import numpy as np
 from .errors import BlockflowError, ParameterError, SimulationError, TrainingError
 from .fsutil import atomic_write
 from .model import Model
+from .schedules import Chunked, Full, Schedule, Streamed
 
 
 # ------------------------------------------------------------------ optimizers
@@ -191,6 +192,19 @@ def _batch_size(inputs: dict, targets) -> int:
     return int(np.asarray(arrays[0]).shape[1])
 
 
+def training_schedule(mode: str, window: int | None = None, chunk: int = 1) -> Schedule:
+    """The gradient schedule of a training ``mode`` (see :mod:`blockflow.schedules`)."""
+    if mode == "bptt":
+        return Full()
+    if mode == "truncated":
+        if window is None:
+            raise SimulationError("mode='truncated' needs window=h (steps per window)")
+        return Chunked(window)
+    if mode == "online":
+        return Streamed(chunk)
+    raise SimulationError(f"mode must be 'bptt', 'truncated' or 'online', got {mode!r}")
+
+
 def train(model: Model, inputs: dict, targets, *, loss="sse", params=None,
           optimizer: Optimizer | None = None, epochs: int = 100, mode: str = "bptt",
           window: int | None = None, chunk: int = 1, batch_size: int | None = None,
@@ -223,14 +237,10 @@ def train(model: Model, inputs: dict, targets, *, loss="sse", params=None,
     callback : callable, optional
         ``callback(epoch, record)`` after every epoch.
     """
-    from .online import OnlineBackprop
     from .simulate import simulate
     from .sweep import backward
 
-    if mode not in ("bptt", "truncated", "online"):
-        raise SimulationError(f"mode must be 'bptt', 'truncated' or 'online', got {mode!r}")
-    if mode == "truncated" and window is None:
-        raise SimulationError("mode='truncated' needs window=h (steps per window)")
+    sched = training_schedule(mode, window, chunk)
     optimizer = optimizer or Adam(1e-3)
     trained = select(model, params)
     hist = history or History()
@@ -239,7 +249,6 @@ def train(model: Model, inputs: dict, targets, *, loss="sse", params=None,
     if checkpoint is not None and resume and Path(checkpoint).exists():
         start = _restore(checkpoint, trained, optimizer, rng, hist)
     B = _batch_size(inputs, targets)
-    streamer = OnlineBackprop(model, loss=loss, chunk=chunk) if mode == "online" else None
 
     def apply(grads: dict, lr: float) -> float:
         g = {k: grads[k] for k in trained}
@@ -262,13 +271,13 @@ def train(model: Model, inputs: dict, targets, *, loss="sse", params=None,
         for i in range(0, B, size):
             idx = np.sort(order[i:i + size])
             x, d = _take(inputs, idx), _take(targets, idx)
-            if streamer is not None:
-                value, _ = streamer.run(x, d, update=online_update)
+            if isinstance(sched, Streamed):  # weights updated after every chunk
+                value = backward(model, x, targets=d, loss=loss, schedule=sched,
+                                 update=online_update).loss
                 _check_finite("loss", value, None, epoch)
             else:
                 tr = simulate(model, x)
-                res = backward(model, trace=tr, targets=d, loss=loss, window=window,
-                               chunked=mode == "truncated")
+                res = backward(model, trace=tr, targets=d, loss=loss, schedule=sched)
                 value = res.loss
                 _check_finite("loss", value, tr, epoch)
                 for k in trained:

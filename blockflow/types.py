@@ -53,6 +53,17 @@ class SignalType:
         return np.zeros((*lead, *self.shape), dtype=self.dtype)
 
 
+def delta_type(t: SignalType | None) -> SignalType | None:
+    """The type of a gradient (delta or tangent) of a signal of type ``t``.
+
+    Floating signals keep their precision; integer and boolean signals get float64
+    deltas (``dJ/du`` of an integer input is a real number, not a rounded one).
+    """
+    if t is None or np.issubdtype(t.dtype, np.inexact):
+        return t
+    return SignalType(t.shape, np.float64)
+
+
 def same_type(where: str, *types: SignalType | None) -> SignalType | None:
     """Return the common type of ``types`` (ignoring unknowns), or raise naming ``where``.
 

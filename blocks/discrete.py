@@ -15,7 +15,7 @@ import scipy.signal
 from blockflow.adjoint import Anticausal
 from blockflow.block import Block, sum_to
 from blockflow.errors import ParameterError
-from blockflow.ports import Passthrough
+from blockflow.lines import Wire
 from blockflow.types import SignalType
 
 
@@ -90,7 +90,7 @@ class UnitDelay(Block):
     memory = 1
 
     def reversed_taps(self) -> Block:
-        return Passthrough(name=self.name, inputs=self.inputs, outputs=self.outputs)
+        return Wire(name=self.name, inputs=self.inputs, outputs=self.outputs)
 
     def config(self) -> dict:
         return {"x0": self.x0, "shape": self.shape, "train_x0": self._params["x0"]}
@@ -128,8 +128,10 @@ class Delay(Block):
     def sequence(self, x0, U):
         return np.concatenate([x0, U])[: U.shape[0]]
 
-    def param_grads(self, u, y, dy):  # dJ/dx0 = sum_{k<n} delta_y(k)
-        return {"x0": sum_to(dy[0][: self.n], self.x0.shape)} if self._params["x0"] else {}
+    def param_grads(self, u, y, dy, resets=()):
+        # dJ/dx0 = sum_{k<n} delta_y(k), up to the first step whose state is held as data
+        n = min(self.n, *resets) if resets else self.n
+        return {"x0": sum_to(dy[0][:n], self.x0.shape)} if self._params["x0"] else {}
 
     def param_jvp(self, u, y, dp):  # dy(k) = dx0 for k < n
         out = np.zeros_like(y[0])
@@ -148,7 +150,7 @@ class Delay(Block):
         return self.n
 
     def reversed_taps(self) -> Block:
-        return Passthrough(name=self.name, inputs=self.inputs, outputs=self.outputs)
+        return Wire(name=self.name, inputs=self.inputs, outputs=self.outputs)
 
     def label(self) -> str:
         return f"z⁻{self.n}"
@@ -284,9 +286,12 @@ class DiscreteFilter(Block):
     def sequence(self, x0, U):
         return scipy.signal.lfilter(self.b, self.a, U, axis=0)
 
-    def grads_ba(self, u, y, dy):
-        """(dJ/db, dJ/da) from whole sequences."""
-        g = _rev(scipy.signal.lfilter([1.0], self.a, _rev(dy), axis=0))
+    def grads_ba(self, u, y, dy, resets=()):
+        """(dJ/db, dJ/da) from whole sequences; the adjoint ``g`` restarts at ``resets``."""
+        g = np.zeros_like(dy)
+        edges = [0, *resets, dy.shape[0]]
+        for a, b in zip(edges, edges[1:], strict=False):
+            g[a:b] = _rev(scipy.signal.lfilter([1.0], self.a, _rev(dy[a:b]), axis=0))
         gb = np.array([_shift_corr(g, u, m) for m in range(self.b.size)])
         ga = -np.array([_shift_corr(g, y, m) for m in range(self.a.size)])
         if not self.feedthrough:
@@ -295,8 +300,8 @@ class DiscreteFilter(Block):
             ga[0] = 0.0
         return gb, ga
 
-    def param_grads(self, u, y, dy):
-        gb, ga = self.grads_ba(u[0], y[0], dy[0])
+    def param_grads(self, u, y, dy, resets=()):
+        gb, ga = self.grads_ba(u[0], y[0], dy[0], resets)
         return {n: g for n, g in (("b", gb), ("a", ga)) if self._params[n]}
 
     def jvp_ba(self, u, y, db, da):
@@ -372,8 +377,8 @@ class DiscreteTransferFcn(DiscreteFilter):
         self._expose(self._params["num"])
         return self
 
-    def param_grads(self, u, y, dy):
-        gb, ga = self.grads_ba(u[0], y[0], dy[0])
+    def param_grads(self, u, y, dy, resets=()):
+        gb, ga = self.grads_ba(u[0], y[0], dy[0], resets)
         return {"num": gb[self.pad:], "den": ga} if self._params["num"] else {}
 
     def param_jvp(self, u, y, dp):
@@ -447,15 +452,18 @@ class StateSpace(Block):
         Y = self.states(x0, U) @ self.C.T
         return Y + U @ self.D.T if self.feedthrough else Y
 
-    def param_grads(self, u, y, dy):
+    def param_grads(self, u, y, dy, resets=()):
         (U,), (dY,) = u, dy
         X = self.states(np.broadcast_to(self.x0, (U.shape[1], self.A.shape[0])), U)
         lam = np.zeros_like(X)  # lam[k] = dJ/dx(k+1)
         nxt = np.zeros_like(X[0])
         CtdY = dY @ self.C
+        held = set(resets)  # x(k) held as data there: the adjoint stops
         for k in range(U.shape[0] - 1, -1, -1):
             lam[k] = nxt
             nxt = nxt @ self.A + CtdY[k]
+            if k in held:
+                nxt = np.zeros_like(nxt)
         grads = {"A": np.einsum("tbi,tbj->ij", lam, X), "B": np.einsum("tbi,tbj->ij", lam, U),
                  "C": np.einsum("tbi,tbj->ij", dY, X), "D": np.einsum("tbi,tbj->ij", dY, U),
                  "x0": sum_to(nxt, self.x0.shape)}  # lambda(0) = dJ/dx(0)

@@ -146,7 +146,8 @@ def test_truncated_sweep_with_full_window_is_exact_and_shorter_window_differs():
         np.testing.assert_array_equal(full.params[k], same.params[k])
         np.testing.assert_array_equal(full.params[k], longer.params[k])
     short = backward(m, trace=tr, dL_dy=w, window=5)
-    assert short.deltas.T == 5
+    assert short.deltas.T == 30  # addressed like the forward trace: zero before the window
+    assert not short.deltas["out.y"][:25].any() and short.deltas["out.y"][25:].any()
     np.testing.assert_allclose(short.deltas["out.y"][-1], full.deltas["out.y"][-1])
     assert not np.allclose(short.params["layer1.W"], full.params["layer1.W"])
 
