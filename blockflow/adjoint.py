@@ -214,8 +214,7 @@ class Anticausal(Block):
         return tuple(np.flip(a, 0) for a in Y)
 
     def reciprocal(self) -> Block:
-        r = self.block.reciprocal()
-        return r.block if isinstance(r, Anticausal) else Anticausal(r)
+        return self.block.transposed()  # (H^T)^T: the causal block again
 
     def tangent(self) -> Block:
         return self
@@ -277,9 +276,6 @@ class Junction(Block):
 
     def vjp(self, u, y, dy):
         return dy if len(self.inputs) == 1 else tuple(dy for _ in self.inputs)
-
-    def jvp(self, u, y, *du):
-        return self.output(None, *du)
 
     def config(self) -> dict:
         return {"n": len(self.inputs)}

@@ -193,11 +193,17 @@ class Block:
         """
         raise ReciprocalNotDefinedError(
             f"block {self.name!r} ({type(self).__name__}) has no reciprocal rule: define "
-            "vjp() (stateless) or reciprocal() (stateful), or set nondifferentiable = True"
+            "vjp() (stateless) or transposed() (stateful linear), or set "
+            "nondifferentiable = True"
         )
 
     def jvp(self, u: tuple, y: tuple, *du):
-        """Tangent rule of a stateless block: output tangents ``J(k) du(k)``."""
+        """Tangent rule of a stateless block: output tangents ``J(k) du(k)``.
+
+        A ``linear`` block's tangent is its own output on the tangents (derived).
+        """
+        if self.linear:
+            return self.output(None, *du)
         raise ReciprocalNotDefinedError(
             f"block {self.name!r} ({type(self).__name__}) has no tangent rule: define jvp()"
         )
@@ -230,31 +236,22 @@ class Block:
             )
         return tuple(None for _ in self.outputs)
 
-    def reciprocal(self) -> Block:
-        """The reciprocal block: ports kept by name with directions swapped."""
-        from .adjoint import JacobianT, Zero
+    def reciprocal(self) -> Block | None:
+        """The whole reciprocal block (ports kept by name, directions swapped), or
+        ``None`` to have it derived (:mod:`blockflow.derive`): zero for a
+        nondifferentiable block, ``Anticausal(transposed())`` for an LTI block,
+        ``J(k)^T`` from ``vjp`` for a stateless one."""
+        return None
 
-        if self.nondifferentiable:
-            return Zero(self)
-        if self.stateful:
-            raise ReciprocalNotDefinedError(
-                f"block {self.name!r} ({type(self).__name__}) is stateful and defines no "
-                "reciprocal(); return its transposed, anticausal realisation"
-            )
-        return JacobianT(self)
+    def tangent(self) -> Block | None:
+        """The linearised block of forward mode, or ``None`` to have it derived."""
+        return None
 
-    def tangent(self) -> Block:
-        """The linearised block used by forward mode (delays stay delays)."""
-        from .adjoint import JacobianV, Zero
-
-        if self.nondifferentiable:
-            return Zero(self, tangent=True)
-        if self.stateful:
-            raise ReciprocalNotDefinedError(
-                f"block {self.name!r} ({type(self).__name__}) is stateful and defines no "
-                "tangent()"
-            )
-        return JacobianV(self)
+    def transposed(self) -> Block | None:
+        """LTI blocks: the transposed realisation ``H^T`` (ports swapped, zero initial
+        state, sharing this block's parameter arrays).  Its reversed-time run is the
+        reciprocal, and its own transpose is the tangent."""
+        return None
 
     def reversed_taps(self) -> Block:
         """A causal block whose impulse response is this one's reversed within ``memory``.

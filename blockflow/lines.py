@@ -24,9 +24,6 @@ class Wire(Block):
     def vjp(self, u, y, dy):
         return dy
 
-    def jvp(self, u, y, du):
-        return du
-
     def label(self) -> str:
         return "1"
 

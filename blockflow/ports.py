@@ -99,9 +99,6 @@ class Passthrough(Block):
     def vjp(self, u, y, dy):
         return dy
 
-    def jvp(self, u, y, du):
-        return du
-
     def config(self) -> dict:
         return {"declared": self.declared}
 

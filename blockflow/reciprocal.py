@@ -22,10 +22,11 @@ from __future__ import annotations
 
 from .adjoint import Junction, ZeroSource
 from .block import Block
+from .derive import reciprocal_block
 from .errors import ReciprocalNotDefinedError
 from .model import Model
 from .plan import compile
-from .types import delta_type
+from .types import PortTypes, delta_type
 
 
 def reciprocal(model: Model) -> Model:
@@ -51,17 +52,15 @@ def reciprocal(model: Model) -> Model:
     return rm
 
 
-def port_types(block: Block, path: str, types: dict) -> tuple[tuple, tuple]:
-    """(input types, output types) of the block at ``path`` of a compiled model."""
-    return (tuple(types[(path, p)] for p in block.inputs),
-            tuple(types[(path, p)] for p in block.outputs))
+def port_types(block: Block, path: str, types: dict) -> PortTypes:
+    """The input and output types of the block at ``path`` of a compiled model."""
+    return PortTypes(tuple(types[(path, p)] for p in block.inputs),
+                     tuple(types[(path, p)] for p in block.outputs))
 
 
 def _reciprocal_block(b: Block, path: str, types: dict) -> Block:
-    rb = b.reciprocal()
+    rb = reciprocal_block(b, port_types(b, path, types))
     rb.name = b.name
-    if getattr(rb, "fwd_types", 0) is None:
-        rb.fwd_types = port_types(b, path, types)
     rb.type_hints = tuple(delta_type(types[(path, p)]) for p in rb.outputs)
     if set(rb.inputs) != set(b.outputs) or set(rb.outputs) != set(b.inputs):
         raise ReciprocalNotDefinedError(

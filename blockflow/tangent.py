@@ -15,6 +15,7 @@ import numpy as np
 
 from .adjoint import Forced
 from .block import Block
+from .derive import tangent_block
 from .errors import ReciprocalNotDefinedError
 from .execute import run_plan
 from .model import Model
@@ -40,10 +41,8 @@ def tangent(model: Model, dparams: dict | None = None) -> Model:
 
 def _tangent_block(b: Block, path: str, types: dict, dparams: dict) -> Block:
     fwd = port_types(b, path, types)
-    tb = b.tangent()
+    tb = tangent_block(b, fwd)
     tb.name = b.name
-    if getattr(tb, "fwd_types", 0) is None:
-        tb.fwd_types = fwd
     tb.type_hints = tuple(delta_type(t) for t in fwd[1])
     mine = {k.rpartition(".")[2]: np.asarray(v) for k, v in dparams.items()
             if k.rpartition(".")[0] == path}

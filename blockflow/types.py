@@ -7,6 +7,7 @@ At run time every signal carries a leading batch axis, ``(B, *shape)`` per step 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -51,6 +52,13 @@ class SignalType:
     def zeros(self, *lead: int) -> np.ndarray:
         """An array of zeros with leading axes ``lead`` and this type's shape."""
         return np.zeros((*lead, *self.shape), dtype=self.dtype)
+
+
+class PortTypes(NamedTuple):
+    """The signal types at a block's input ports and output ports, in port order."""
+
+    inputs: tuple
+    outputs: tuple
 
 
 def delta_type(t: SignalType | None) -> SignalType | None:

@@ -1,8 +1,9 @@
 """Discrete-time linear blocks: UnitDelay, Delay, FIR, DiscreteFilter, DiscreteTransferFcn,
 StateSpace.
 
-Each is stateful and linear; its reciprocal is the transposed realisation run in reversed
-time (:class:`~blockflow.adjoint.Anticausal`): ``H(q^-1)`` becomes ``H^T(q^+1)``.  The
+Each is stateful and linear and gives its transposed realisation (``transposed()``); its
+reciprocal is that realisation run in reversed time, ``H(q^-1)`` becomes ``H^T(q^+1)``,
+and its tangent the transpose of the transpose (:mod:`blockflow.derive`).  The
 reciprocal shares the forward block's parameter arrays, so it stays current as they are
 trained in place.  Filters start from zero initial conditions; delays from ``x0``.
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 import numpy as np
 import scipy.signal
 
-from blockflow.adjoint import Anticausal
 from blockflow.block import Block, sum_to
 from blockflow.errors import ParameterError
 from blockflow.lines import Wire
@@ -81,11 +81,9 @@ class UnitDelay(Block):
         out[0] = dp.get("x0", 0.0)
         return (out,)
 
-    def reciprocal(self) -> Block:
-        return Anticausal(UnitDelay(name=self.name, inputs=self.outputs, outputs=self.inputs))
-
-    def tangent(self) -> Block:
-        return UnitDelay(name=self.name, inputs=self.inputs, outputs=self.outputs)
+    def transposed(self) -> Block:
+        return UnitDelay(name=self.name, shape=self.shape, inputs=self.outputs,
+                         outputs=self.inputs)
 
     memory = 1
 
@@ -138,12 +136,9 @@ class Delay(Block):
         out[: self.n] = dp.get("x0", 0.0)
         return (out,)
 
-    def reciprocal(self) -> Block:
-        return Anticausal(Delay(self.n, name=self.name, inputs=self.outputs,
-                                outputs=self.inputs))
-
-    def tangent(self) -> Block:
-        return Delay(self.n, name=self.name, inputs=self.inputs, outputs=self.outputs)
+    def transposed(self) -> Block:
+        return Delay(self.n, name=self.name, shape=self.shape, inputs=self.outputs,
+                     outputs=self.inputs)
 
     @property
     def memory(self) -> int:
@@ -197,14 +192,9 @@ class FIR(Block):
         return (scipy.signal.lfilter(dp["h"], [1.0], u[0], axis=0) if "h" in dp
                 else np.zeros_like(y[0]),)
 
-    def reciprocal(self) -> Block:
+    def transposed(self) -> Block:
         r = FIR(self.h, name=self.name, inputs=self.outputs, outputs=self.inputs)
-        r.h = self.h
-        return Anticausal(r)
-
-    def tangent(self) -> Block:
-        r = FIR(self.h, name=self.name)
-        r.h = self.h
+        r.h = self.h  # shared: training in place reaches the reciprocal
         return r
 
     @property
@@ -323,11 +313,8 @@ class DiscreteFilter(Block):
         r.b, r.a = self.b, self.a
         return r
 
-    def reciprocal(self) -> Block:
-        return Anticausal(self._like(inputs=self.outputs, outputs=self.inputs))
-
-    def tangent(self) -> Block:
-        return self._like(inputs=self.inputs, outputs=self.outputs)
+    def transposed(self) -> Block:  # a scalar filter is its own transpose
+        return self._like(inputs=self.outputs, outputs=self.inputs)
 
     @property
     def memory(self) -> int | None:
@@ -495,13 +482,9 @@ class StateSpace(Block):
             r.D = D
         return r
 
-    def reciprocal(self) -> Block:
-        return Anticausal(self._like(self.A.T, self.C.T, self.B.T, self.D.T,
-                                     inputs=self.outputs, outputs=self.inputs))
-
-    def tangent(self) -> Block:
-        return self._like(self.A, self.B, self.C, self.D, inputs=self.inputs,
-                          outputs=self.outputs)
+    def transposed(self) -> Block:  # the adjoint realisation (A^T, C^T, B^T, D^T)
+        return self._like(self.A.T, self.C.T, self.B.T, self.D.T, inputs=self.outputs,
+                          outputs=self.inputs)
 
     def label(self) -> str:
         return f"SS (n={self.A.shape[0]})"

@@ -55,9 +55,6 @@ class Sum(Block):
         out = tuple(dy if s == "+" else -dy for s in self.signs)
         return out[0] if len(out) == 1 else out
 
-    def jvp(self, u, y, *du):
-        return self.output(None, *du)
-
     def label(self) -> str:
         return f"Σ {self.signs}"
 
@@ -116,9 +113,6 @@ class Gain(Block):
 
     def vjp(self, u, y, dy):
         return dy @ self.K if self.matrix else dy * self.K
-
-    def jvp(self, u, y, du):
-        return self.output(None, du)
 
     def param_grads(self, u, y, dy):
         (u,), (dy,) = u, dy

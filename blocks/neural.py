@@ -277,14 +277,8 @@ class FIRDense(Block):
         r.W = W
         return r
 
-    def reciprocal(self) -> Block:
-        from blockflow.adjoint import Anticausal
-
-        return Anticausal(self._like(np.swapaxes(self.W, 1, 2), inputs=self.outputs,
-                                     outputs=self.inputs))
-
-    def tangent(self) -> Block:
-        return self._like(self.W, inputs=self.inputs, outputs=self.outputs)
+    def transposed(self) -> Block:  # taps W[m]^T, no bias
+        return self._like(np.swapaxes(self.W, 1, 2), inputs=self.outputs, outputs=self.inputs)
 
     @property
     def memory(self) -> int:

@@ -161,7 +161,7 @@ def test_every_library_block_has_a_rule_and_an_equation():
         equation = "=" in doc.split("Parameters")[0]
         assert equation or cls.source or not cls.outputs, f"{cls.__name__}: no equation"
         has_rule = (cls.nondifferentiable or cls.reciprocal is not Block.reciprocal
-                    or cls.vjp is not Block.vjp)
+                    or cls.transposed is not Block.transposed or cls.vjp is not Block.vjp)
         assert has_rule, f"{cls.__name__} has no reciprocal rule"
 
 
