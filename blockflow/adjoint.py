@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .block import Block, as_tuple
+from .block import Block, Read, as_tuple
 from .types import SignalType, delta_type
 
 
@@ -30,10 +30,14 @@ class JacobianT(Block):
         super().__init__(name=block.name, inputs=block.outputs, outputs=block.inputs)
         self.block = block
         self.fwd_types = types  # (input types, output types) of the forward block
-        self.trace_reads = () if block.linear else block.inputs + block.outputs
+        self.trace_reads = () if block.linear else \
+            tuple(Read(p) for p in block.inputs + block.outputs)
         n_y = len(block.outputs)
         self._split = (n_y, n_y + (0 if block.linear else len(block.inputs)))
         self._vjp = block.vjp
+
+    def block_ports(self):
+        return self.block.inputs, self.block.outputs
 
     def infer(self, *dy_types):
         if self.fwd_types is None:
@@ -63,10 +67,14 @@ class JacobianV(Block):
         super().__init__(name=block.name, inputs=block.inputs, outputs=block.outputs)
         self.block = block
         self.fwd_types = types
-        self.trace_reads = () if block.linear else block.inputs + block.outputs
+        self.trace_reads = () if block.linear else \
+            tuple(Read(p) for p in block.inputs + block.outputs)
         n_u = len(block.inputs)
         self._split = (n_u, n_u + (0 if block.linear else n_u))
         self._jvp = block.jvp
+
+    def block_ports(self):
+        return self.block.inputs, self.block.outputs
 
     def infer(self, *du_types):
         if self.fwd_types is None:
@@ -97,15 +105,12 @@ class Forced(Block):
         self.inner, self.block, self.dparams, self.fwd_types = inner, block, dparams, types
         self.feedthrough = inner.feedthrough
         self.stateful = inner.stateful
-        own = tuple(getattr(inner, "trace_reads", ()))
+        own = inner.trace_reads
         self._n = len(inner.inputs) + len(own)
-        self.trace_reads = own + tuple(f"~{p}" for p in inner.outputs)
+        self.trace_reads = own + tuple(Read(p, forcing=True) for p in inner.outputs)
 
-    def read_type(self, port: str):
-        fin, fout = self.fwd_types
-        p = port.lstrip("~")
-        b = self.block
-        return fin[b.inputs.index(p)] if p in b.inputs else fout[b.outputs.index(p)]
+    def block_ports(self):
+        return self.block.inputs, self.block.outputs
 
     def forcing(self, trace, path: str) -> tuple:
         u = tuple(trace[(path, p)] for p in self.block.inputs)

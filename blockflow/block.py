@@ -15,6 +15,12 @@ A block declares its ports and whether inputs reach outputs within the same step
   Jacobian transpose applied to output deltas), ``jvp`` (its tangent), ``param_grads``
   (``dJ/dw = sum_k delta(k) a(k)``), or ``reciprocal()`` returning a whole reciprocal block
   (stateful linear blocks: their transposed, anticausal realisation).
+
+Everything the engine reads from a block is declared on :class:`Block` below, with its
+default: the class flags (``feedthrough``, ``stateful``, ``linear``, ``nondifferentiable``,
+``source``, ``alias``, ``junction``, ``display``), the attributes a transform fills in
+(``fwd_types``, ``type_hints``, ``trace_reads``), and the methods (``read_type``,
+``config``, the rules above).  The engine never probes for them with ``getattr``.
 """
 
 from __future__ import annotations
@@ -22,12 +28,12 @@ from __future__ import annotations
 import functools
 import inspect
 import itertools
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
 from .errors import ReciprocalNotDefinedError, SignalTypeError, WiringError
-from .types import SignalType
+from .types import PortTypes, SignalType
 
 _counter = itertools.count()
 
@@ -43,6 +49,18 @@ class PortRef:
 
     def __repr__(self) -> str:
         return f"{self.block.name}.{self.port}"
+
+
+class Read(NamedTuple):
+    """A forward signal a derived block reads at every step (bound to a slot by the plan).
+
+    ``forcing=False``: the recorded value of the forward block's port ``port``;
+    ``forcing=True``: the output change at ``port`` that parameter directions cause
+    (forward mode, :class:`~blockflow.adjoint.Forced`).
+    """
+
+    port: str
+    forcing: bool = False
 
 
 class Block:
@@ -73,6 +91,19 @@ class Block:
     symbol: ClassVar[str | None] = None
     #: stateful linear blocks: how many steps back the output reaches (None: unbounded)
     memory: int | None = None
+    #: a pass-through: its output *is* its input's signal (no operation, no slot)
+    alias: ClassVar[bool] = False
+    #: the reciprocal of a branching point: a summing junction made by the transform
+    junction: ClassVar[bool] = False
+    #: a sink whose input plots show (Scope)
+    display: ClassVar[bool] = False
+    #: derived blocks: the forward block's port types
+    fwd_types: PortTypes | None = None
+    #: output types a transform knew from the forward model, used where ``infer`` cannot
+    #: tell (a loop of delays with no shape of its own)
+    type_hints: tuple | None = None
+    #: derived blocks: forward signals read at every step, after the block's inputs
+    trace_reads: tuple[Read, ...] = ()
 
     def __init__(
         self,
@@ -262,7 +293,26 @@ class Block:
             f"block {self.name!r} ({type(self).__name__}) has no finite-memory reversal"
         )
 
+    def read_type(self, read: Read) -> SignalType:
+        """The type of the forward signal a trace read binds (from ``fwd_types``)."""
+        ins, outs = self.fwd_types
+        ports = self.block_ports()
+        if read.port in ports[0]:
+            return ins[ports[0].index(read.port)]
+        return outs[ports[1].index(read.port)]
+
+    def block_ports(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(inputs, outputs) of the forward block a derived block stands for."""
+        return self.inputs, self.outputs
+
     # ------------------------------------------------------------------- misc
+    def config(self) -> dict:
+        """The constructor arguments that rebuild this block (model files)."""
+        raise NotImplementedError(
+            f"block {self.name!r} ({type(self).__name__}) defines no config(); return its "
+            "constructor arguments as a dict (and @register_block the class) to save it"
+        )
+
     def label(self) -> str:
         """Short text for diagrams."""
         return self.symbol or type(self).__name__

@@ -99,8 +99,8 @@ def causal_sweep(model: Model, trace: Trace, dL_dy: dict):
     for slot, g in bind_output_deltas(rplan, dL_dy, T, B, model.name).items():
         port = next(n for n, s in rplan.inports.items() if s == slot)
         bufs[cplan.inports[port]] = read_span(g, 0, T + D)
-    for slot, path, port in cplan.trace_reads:
-        bufs[slot] = read_span(trace[(path, port)], -lag[path], T + D)
+    for slot, path, read in cplan.trace_reads:
+        bufs[slot] = read_span(trace[(path, read.port)], -lag[path], T + D)
     run_plan(cplan, T + D, B, bufs)
     # undo each signal's lag: deltas for true times 0..T-1
     slot_lag = {}

@@ -13,6 +13,7 @@ import numpy as np
 
 from .block import as_tuple
 from .errors import BlockflowError
+from .ops import SegmentKind
 
 
 def make_loop(ops):
@@ -84,12 +85,12 @@ def run_plan(plan, T: int, B: int, bufs: list, *, reverse: bool = False,
     finals = {}
     st = plan.slot_types
     for seg in plan.segments:
-        if seg.kind == "external":
+        if seg.kind is SegmentKind.EXTERNAL:
             continue
-        if seg.kind == "source":
+        if seg.kind is SegmentKind.SOURCE:
             op = seg.ops[0]
             _store(op, op.block.generate(T, B), bufs, T, B, st)
-        elif seg.kind == "sequence":
+        elif seg.kind is SegmentKind.SEQUENCE:
             op = seg.ops[0]
             x0 = _init_state(op, B, st) if op.block.stateful else None
             _store(op, op.block.sequence(x0, *(bufs[s] for s in op.ins)), bufs, T, B, st)

@@ -51,7 +51,7 @@ def _shape(t) -> str:
 class _Drawer:
     def __init__(self, model: Model, collapse: bool):
         self.collapse = collapse
-        self.reciprocal = getattr(model, "reciprocal_of", None) is not None
+        self.reciprocal = model.reciprocal_of is not None
         self.ids: dict[str, str] = {}
         try:
             from .plan import compile
@@ -122,7 +122,7 @@ class _Drawer:
             sp, dp = data["src_port"], data["dst_port"]
             label = _shape(self.signal_type(m, prefix, s, sp))
             if self.reciprocal:
-                fwd = s.replace("+", ".", 1) if getattr(m.blocks[s], "junction", False) \
+                fwd = s.replace("+", ".", 1) if m.blocks[s].junction \
                     else f"{s}.{sp}"
                 label = f"δ {prefix}{fwd}\n{label}"
             graph.add_edge(pydot.Edge(self.endpoint(m, prefix, s, sp, "o"),

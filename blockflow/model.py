@@ -38,6 +38,9 @@ class Model(Block):
     SignalType(shape=(), dtype=float64)
     """
 
+    #: the name of the forward model, when this model is a reciprocal (diagrams, files)
+    reciprocal_of: str | None = None
+
     def __init__(self, name: str | None = None):
         self.graph = nx.MultiDiGraph()
         self.blocks: dict[str, Block] = {}
@@ -213,10 +216,6 @@ class Model(Block):
         """Cast every parameter and typed Inport of the model to ``dtype`` in place."""
         for b in self.blocks.values():
             b.astype(dtype)
-            if isinstance(b, Inport) and b.type is not None:
-                b.type = SignalType(b.type.shape, dtype)
-            if getattr(b, "dtype", None) is not None and not isinstance(b, Model):
-                b.dtype = np.dtype(dtype)
         self._version += 1
         self._types = propagate_types(self)
         return self
@@ -300,7 +299,7 @@ def propagate_types(model, *, seeds: dict | None = None, start: Iterable[str] | 
             except Exception as e:  # a block's infer failed on these types
                 raise b.type_error(f"cannot infer output types from inputs "
                                    f"{[str(t) for t in ins]}: {e}") from None
-        hints = getattr(b, "type_hints", None)
+        hints = b.type_hints
         if hints is not None:  # types known from elsewhere (a transform's forward model)
             outs = tuple(t if t is not None else h for t, h in zip(outs, hints, strict=True))
         if len(outs) != len(b.outputs):

@@ -22,8 +22,10 @@ registry: the library's blocks are in it; your own blocks opt in with
 
 from __future__ import annotations
 
+import importlib.metadata
 import inspect
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -38,6 +40,7 @@ from .types import SignalType
 FORMAT = "blockflow-model"
 VERSION = 1
 _REGISTRY: dict[str, type] = {}
+log = logging.getLogger(__name__)
 _DTYPES = {"float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8",
            "bool"}
 
@@ -54,16 +57,30 @@ def register_block(cls: type) -> type:
 
 
 def _register_library() -> None:
-    if _REGISTRY.get("Gain") is not None:
+    """Fill the registry: the engine's own blocks, then every block library installed
+    under the entry-point group ``blockflow.blocks`` (the standard library is one; its
+    package registers its classes when imported)."""
+    if _REGISTRY.get("JacobianT") is not None:
         return
-    import blocks
+    from . import adjoint, lines, ports
 
-    from . import adjoint, ports
-
-    for mod in (blocks, adjoint, ports):
+    for mod in (adjoint, lines, ports):
         for v in vars(mod).values():
             if isinstance(v, type) and issubclass(v, Block) and v is not Block:
                 _REGISTRY.setdefault(v.__name__, v)
+    for ep in importlib.metadata.entry_points(group="blockflow.blocks"):
+        try:
+            ep.load()
+        except ImportError as e:  # a broken plug-in must not stop other models loading
+            log.warning("block library %r could not be imported: %s", ep.value, e)
+
+
+def register_library(module) -> None:
+    """Register every Block subclass a library module exports (called by the library)."""
+    for v in vars(module).values():
+        own = getattr(v, "__module__", "").partition(".")[0] == module.__name__
+        if own and isinstance(v, type) and issubclass(v, Block):
+            _REGISTRY.setdefault(v.__name__, v)
 
 
 # ---------------------------------------------------------------------------- save
@@ -101,7 +118,7 @@ def _block_spec(b: Block, where: str) -> dict:
     for attr in ("inputs", "outputs"):
         if attr in b.__dict__ and tuple(b.__dict__[attr]) != getattr(type(b), attr):
             spec[attr] = list(b.__dict__[attr])
-    hints = getattr(b, "type_hints", None)
+    hints = b.type_hints
     if hints is not None:
         spec["type_hints"] = _encode(list(hints), where)
     return spec
@@ -112,7 +129,7 @@ def _model_spec(m: Model, where: str) -> dict:
             "blocks": [_block_spec(b, where) for b in m.blocks.values()],
             "connections": [[s, d["src_port"], t, d["dst_port"]]
                             for s, t, d in m.graph.edges(data=True)]}
-    if getattr(m, "reciprocal_of", None) is not None:
+    if m.reciprocal_of is not None:
         spec["reciprocal_of"] = m.reciprocal_of
     return spec
 

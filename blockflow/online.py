@@ -110,9 +110,9 @@ class OnlineBackprop:
                         g[:n_real] *= n_real / T
                     total_loss += value
                 cb[slot] = g
-            for slot, path, port in self.cplan.trace_reads:
-                cb[slot] = read_span(hist[self.fplan.slots[(path, port)]], t - self.lag[path],
-                                     C, t0)
+            for slot, path, read in self.cplan.trace_reads:
+                cb[slot] = read_span(hist[self.fplan.slots[(path, read.port)]],
+                                     t - self.lag[path], C, t0)
             cstates = run_plan(self.cplan, C, B, cb, states=cstates)
             grads = {}
             for path, b, lag, mem in self.blocks:

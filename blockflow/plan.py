@@ -19,6 +19,7 @@ from .cache import cached
 from .errors import AlgebraicLoopError, SignalTypeError, SimulationError, WiringError
 from .execute import make_loop
 from .model import Model, feedthrough_graph, propagate_types
+from .ops import Op, Segment, SegmentKind, TraceRead
 from .ports import Inport, Outport, Passthrough
 from .types import SignalType
 
@@ -79,24 +80,6 @@ def flatten(model: Model) -> FlatModel:
 
 
 @dataclass
-class Op:
-    """One block bound into the plan: its input and output slots and its state index."""
-
-    path: str
-    block: Block
-    ins: tuple[int, ...]
-    outs: tuple[int, ...]
-    state: int | None = None
-
-
-@dataclass
-class Segment:
-    kind: str  # "source", "external", "sequence" or "loop"
-    ops: list[Op]
-    loop: object = None  # the generated step function of a loop segment
-
-
-@dataclass
 class Plan:
     """A compiled model: the schedule, the slots and their types."""
 
@@ -108,7 +91,7 @@ class Plan:
     segments: list[Segment]
     inports: dict[str, int]
     outports: dict[str, int]
-    trace_reads: list[tuple[int, str, str]] = field(default_factory=list)
+    trace_reads: list[TraceRead] = field(default_factory=list)
     n_states: int = 0
 
     @property
@@ -119,14 +102,15 @@ class Plan:
     @property
     def loops(self) -> list[list[str]]:
         """The feedback loops run step by step, each as its block paths in step order."""
-        return [[op.path for op in s.ops] for s in self.segments if s.kind == "loop"]
+        return [[op.path for op in s.ops] for s in self.segments
+                if s.kind is SegmentKind.LOOP]
 
     def describe(self) -> str:
         lines = [f"plan for {self.model.name!r}: {len(self.order)} operations, "
                  f"{len(self.slot_types)} signals"]
         for s in self.segments:
             names = ", ".join(op.path for op in s.ops)
-            lines.append(f"  {s.kind:9s} {names}")
+            lines.append(f"  {s.kind.value:9s} {names}")
         return "\n".join(lines)
 
 
@@ -202,7 +186,7 @@ def _schedule(model: Model, flat: FlatModel, types: dict, mode: str) -> Plan:
     for path in nx.lexicographical_topological_sort(ft, key=index.__getitem__):
         b = flat.blocks[path]
         for p in b.outputs:
-            if getattr(b, "alias", False):
+            if b.alias:
                 slots[(path, p)] = slots[flat.source_of(path, b.inputs[0])]
             else:
                 slots[(path, p)] = len(slot_types)
@@ -214,14 +198,13 @@ def _schedule(model: Model, flat: FlatModel, types: dict, mode: str) -> Plan:
     ops: dict[str, Op] = {}
     n_states = 0
     for path, b in flat.blocks.items():
-        if getattr(b, "alias", False) or (not b.outputs and not b.stateful):
+        if b.alias or (not b.outputs and not b.stateful):
             continue
         ins = [slots[(path, p)] for p in b.inputs]
-        for p in getattr(b, "trace_reads", ()):
-            t = _trace_type(b, p)
+        for r in b.trace_reads:
             ins.append(len(slot_types))
-            trace_reads.append((len(slot_types), path, p))
-            slot_types.append(t)
+            trace_reads.append(TraceRead(len(slot_types), path, r))
+            slot_types.append(b.read_type(r))
         state = None
         if b.stateful:
             state, n_states = n_states, n_states + 1
@@ -245,15 +228,15 @@ def _schedule(model: Model, flat: FlatModel, types: dict, mode: str) -> Plan:
     def is_source(o: Op) -> bool:
         return o.block.source or isinstance(o.block, Inport)
 
-    def kind_of(o: Op) -> str:
-        return "external" if isinstance(o.block, Inport) else "source"
+    def kind_of(o: Op) -> SegmentKind:
+        return SegmentKind.EXTERNAL if isinstance(o.block, Inport) else SegmentKind.SOURCE
 
     if mode == "step":
         order = list(nx.lexicographical_topological_sort(dep_ft, key=index.__getitem__))
         segments += [Segment(kind_of(ops[p]), [ops[p]]) for p in order if is_source(ops[p])]
         body = [ops[p] for p in order if not is_source(ops[p])]
         if body:
-            segments.append(Segment("loop", body))
+            segments.append(Segment(SegmentKind.LOOP, body))
     else:
         cond = nx.condensation(dep)
         first = {c: min(index[p] for p in cond.nodes[c]["members"]) for c in cond}
@@ -262,14 +245,14 @@ def _schedule(model: Model, flat: FlatModel, types: dict, mode: str) -> Plan:
             if len(members) == 1:
                 (p,) = members
                 if not dep.has_edge(p, p):
-                    kind = kind_of(ops[p]) if is_source(ops[p]) else "sequence"
+                    kind = kind_of(ops[p]) if is_source(ops[p]) else SegmentKind.SEQUENCE
                     segments.append(Segment(kind, [ops[p]]))
                     continue
             sub = dep_ft.subgraph(members)
             order = nx.lexicographical_topological_sort(sub, key=index.__getitem__)
-            segments.append(Segment("loop", [ops[p] for p in order]))
+            segments.append(Segment(SegmentKind.LOOP, [ops[p] for p in order]))
     for seg in segments:
-        if seg.kind == "loop":
+        if seg.kind is SegmentKind.LOOP:
             seg.loop = make_loop(seg.ops)
     inports = {p: slots[(p, b.outputs[0])]
                for p, b in flat.blocks.items() if isinstance(b, Inport)}
@@ -277,13 +260,3 @@ def _schedule(model: Model, flat: FlatModel, types: dict, mode: str) -> Plan:
                 for p, b in flat.blocks.items() if isinstance(b, Outport)}
     return Plan(model, flat, types, slots, slot_types, segments, inports, outports,
                 trace_reads, n_states)
-
-
-def _trace_type(b: Block, port: str) -> SignalType:
-    if hasattr(b, "read_type"):
-        return b.read_type(port)
-    fin, fout = b.fwd_types
-    fb = b.block
-    if port in fb.inputs:
-        return fin[fb.inputs.index(port)]
-    return fout[fb.outputs.index(port)]

@@ -80,7 +80,7 @@ def plot_trace(trace, signals: Sequence[str] | None = None, path: str | Path | N
 
 
 def _scopes(trace) -> list[str]:
-    return [p for p, b in trace.plan.flat.blocks.items() if getattr(b, "display", False)]
+    return [p for p, b in trace.plan.flat.blocks.items() if b.display]
 
 
 def plot_scopes(trace, path: str | Path | None = None, **kw):

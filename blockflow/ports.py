@@ -36,6 +36,11 @@ class Inport(Block):
     def infer(self):
         return (self.type,)
 
+    def astype(self, dtype) -> Inport:
+        if self.type is not None:
+            self.type = SignalType(self.type.shape, dtype)
+        return self
+
     def reciprocal(self) -> Block:
         return Outport(self.name, inputs=self.outputs)
 

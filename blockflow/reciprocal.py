@@ -74,7 +74,7 @@ def _reciprocal_block(b: Block, path: str, types: dict) -> Block:
 def _reciprocal(m: Model, prefix: str, types: dict) -> Model:
     rm = Model(m.name)
     rm.reciprocal_of = m.name
-    junctions = {n for n, b in m.blocks.items() if getattr(b, "junction", False)}
+    junctions = {n for n, b in m.blocks.items() if b.junction}
     for name, b in m.blocks.items():
         if name in junctions:
             continue

@@ -117,8 +117,8 @@ def _sweep_span(rplan: Plan, trace: Trace, dl: dict, start: int, stop: int) -> T
     bufs: list = [None] * len(rplan.slot_types)
     for slot, g in dl.items():
         bufs[slot] = g[start:stop]
-    for slot, path, port in rplan.trace_reads:
-        bufs[slot] = trace[(path, port)][start:stop]
+    for slot, path, read in rplan.trace_reads:
+        bufs[slot] = trace[(path, read.port)][start:stop]
     finals = run_plan(rplan, stop - start, trace.B, bufs, reverse=True)
     return Trace(rplan, bufs, stop - start, trace.B, finals)
 

@@ -75,13 +75,13 @@ def directional(model: Model, trace: Trace, dx: dict | None = None,
             dx[name] = tplan.slot_types[slot].zeros(trace.T, trace.B)
     T, B, bufs = bind_inputs(tplan, dx, trace.T, trace.B, what="direction for Inport")
     forcing: dict = {}
-    for slot, path, port in tplan.trace_reads:
-        if port.startswith("~"):  # a parameter direction's effect, over the whole trace
+    for slot, path, read in tplan.trace_reads:
+        if read.forcing:  # a parameter direction's effect, over the whole trace
             b = tplan.flat.blocks[path]
             if path not in forcing:
                 forcing[path] = dict(zip(b.outputs, b.forcing(trace, path), strict=True))
-            bufs[slot] = np.asarray(forcing[path][port[1:]], dtype=tplan.slot_types[slot].dtype)
+            bufs[slot] = np.asarray(forcing[path][read.port], dtype=tplan.slot_types[slot].dtype)
         else:
-            bufs[slot] = trace[(path, port)]
+            bufs[slot] = trace[(path, read.port)]
     finals = run_plan(tplan, T, B, bufs)
     return Trace(tplan, bufs, T, B, finals)

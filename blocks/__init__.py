@@ -1,5 +1,9 @@
 """The standard block library."""
 
+import sys
+
+from blockflow.modelfile import register_library
+
 from .discrete import FIR, Delay, DiscreteFilter, DiscreteTransferFcn, StateSpace, UnitDelay
 from .losses import CrossEntropy, SquaredError
 from .math import ELEMENTWISE, Function, Gain, Product, Saturation, Sum
@@ -7,6 +11,8 @@ from .neural import MLP, Dense, FIRDense, LSTMCell, RNNCell, Softmax
 from .routing import Demux, Mux
 from .sinks import Scope, ToArray
 from .sources import Constant, FromArray, Noise, Sine, Square, Step
+
+register_library(sys.modules[__name__])  # model files load these blocks by class name
 
 __all__ = [
     "ELEMENTWISE", "FIR", "MLP", "Constant", "CrossEntropy", "Delay", "Demux", "Dense",

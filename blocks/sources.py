@@ -27,6 +27,11 @@ class _Source(Block):
     def infer(self):
         return (SignalType(self.shape, self.dtype),)
 
+    def astype(self, dtype) -> _Source:
+        super().astype(dtype)
+        self.dtype = np.dtype(dtype)
+        return self
+
     def _fill(self, wave: np.ndarray, T: int, B: int) -> np.ndarray:
         """Broadcast a (T,) waveform to (T, B, *shape)."""
         w = wave.reshape((T,) + (1,) * (1 + len(self.shape))).astype(self.dtype)

@@ -177,3 +177,38 @@ def test_gain_keeps_working_after_load():
     assert m2.blocks["g"].matrix
     x = {"u": np.ones((3, 2))}
     np.testing.assert_array_equal(simulate(m2, x)["y"], simulate(m, x)["y"])
+
+
+def test_engine_loads_library_blocks_without_importing_the_library(tmp_path):
+    """The engine finds the standard library through its entry point, not by name."""
+    import subprocess
+    import sys
+
+    from models.closed_loop import tanh_loop
+
+    save(tanh_loop(), tmp_path / "m.json")
+    code = ("import sys, blockflow; assert 'blocks' not in sys.modules; "
+            f"m = blockflow.load({str(tmp_path / 'm.json')!r}); "
+            "print(sorted(type(b).__name__ for b in m.blocks.values())[:3])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert "Constant" in out or "Gain" in out or "DiscreteFilter" in out
+
+
+def test_a_user_block_without_config_is_refused_at_save(tmp_path):
+    from blockflow import Block, Inport, Model, ModelFileError, Outport
+
+    class Twice(Block):
+        """``y(k) = 2 u(k)``."""
+
+        linear = True
+
+        def output(self, x, u):
+            return 2 * u
+
+    m = Model("t")
+    u, b, y = m.add(Inport("u"), Twice(name="tw"), Outport("y"))
+    m.chain(u, b, y)
+    with pytest.raises(ModelFileError, match=r"'tw' \(Twice\) defines no config\(\)"):
+        save(m, tmp_path / "t.json")
+    assert not (tmp_path / "t.json").exists()

@@ -1,0 +1,44 @@
+"""The parts of a compiled plan: operations, segments and trace reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import NamedTuple
+
+from .block import Block, Read
+
+
+@dataclass
+class Op:
+    """One block bound into the plan: its input and output slots and its state index."""
+
+    path: str
+    block: Block
+    ins: tuple[int, ...]
+    outs: tuple[int, ...]
+    state: int | None = None
+
+
+class SegmentKind(Enum):
+    """How a segment of the plan runs."""
+
+    EXTERNAL = "external"  # an Inport: filled by the caller
+    SOURCE = "source"  # a source: its whole sequence at once (generate)
+    SEQUENCE = "sequence"  # a block outside every loop: its whole sequence at once
+    LOOP = "loop"  # a feedback loop: step by step, as one generated function
+
+
+@dataclass
+class Segment:
+    kind: SegmentKind
+    ops: list[Op]
+    loop: object = None  # the generated step function of a loop segment
+
+
+class TraceRead(NamedTuple):
+    """A slot the caller fills with a forward signal: ``read`` of the block at ``path``."""
+
+    slot: int
+    path: str
+    read: Read
