@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m blockflow.demo
+	$(PY) -m models.demo
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -20,6 +20,7 @@ from .adjoint import Anticausal
 from .cache import cached
 from .errors import SimulationError
 from .execute import run_plan
+from .gradients import Gradients, bind_output_deltas, param_grads, reciprocal_plan
 from .lines import DelayLine
 from .model import Model, propagate_types
 from .plan import FlatModel, _compile
@@ -82,8 +83,6 @@ def retime(rflat: FlatModel, rtypes: dict) -> tuple[FlatModel, dict, dict]:
 
 def causal_sweep(model: Model, trace: Trace, dL_dy: dict):
     """The online sweep (see module docs); returns Gradients with ``.delay = D``."""
-    from .sweep import Gradients, bind_output_deltas, param_grads, reciprocal_plan
-
     rplan = reciprocal_plan(model)
 
     def build():

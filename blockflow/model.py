@@ -238,16 +238,6 @@ class Model(Block):
 
         return render_svg(to_pydot(self).to_string()).decode()
 
-    def reciprocal(self) -> Model:
-        from .reciprocal import reciprocal
-
-        return reciprocal(self)
-
-    def tangent(self) -> Model:
-        from .tangent import tangent
-
-        return tangent(self)
-
 
 def feedthrough_graph(model) -> nx.DiGraph:
     """Block-to-block edges along which a signal passes within one step (no delay);

@@ -16,12 +16,15 @@ from collections.abc import Callable
 import numpy as np
 
 from .cache import cached
+from .causal import retime
 from .errors import SimulationError
 from .execute import run_plan
+from .gradients import block_param_grads, broadcast_target, reciprocal_plan
 from .losses import resolve
 from .model import Model
 from .plan import _compile, compile
 from .schedules import Streamed
+from .simulate import bind_inputs
 from .trace import read_span
 
 
@@ -44,9 +47,6 @@ class OnlineBackprop:
     """
 
     def __init__(self, model: Model, *, loss="sse", chunk: int = 1):
-        from .causal import retime
-        from .sweep import reciprocal_plan
-
         self.model, self.chunk, self.loss = model, Streamed(chunk).chunk, loss
         self.fplan = compile(model, "step")
         rplan = reciprocal_plan(model)
@@ -69,9 +69,6 @@ class OnlineBackprop:
         ``update(grads, k)`` is called after each chunk with that chunk's gradient
         contributions (for steps up to ``k - D``), e.g. to take an optimizer step.
         """
-        from .simulate import bind_inputs
-        from .sweep import block_param_grads, broadcast_target
-
         f = resolve(self.loss if loss is None else loss)
         T, B, xbufs = bind_inputs(self.fplan, inputs, None, None)
         if not isinstance(targets, dict):
