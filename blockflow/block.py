@@ -25,6 +25,7 @@ default: the class flags (``feedthrough``, ``stateful``, ``linear``, ``nondiffer
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import itertools
@@ -32,7 +33,13 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
-from .errors import ReciprocalNotDefinedError, SignalTypeError, WiringError
+from .errors import (
+    ParameterError,
+    PortError,
+    ReciprocalNotDefinedError,
+    SignalTypeError,
+    WiringError,
+)
 from .types import PortTypes, SignalType
 
 _counter = itertools.count()
@@ -73,6 +80,8 @@ class Block:
     inputs, outputs : tuple of str, optional
         Port names overriding the class defaults (reciprocal blocks keep their forward
         block's port names with the directions swapped).
+    allow_nonfinite : bool, default False
+        Accept NaN or infinite parameter values (refused otherwise, at construction).
     """
 
     inputs: tuple[str, ...] = ("u",)
@@ -111,16 +120,19 @@ class Block:
         name: str | None = None,
         inputs: tuple[str, ...] | None = None,
         outputs: tuple[str, ...] | None = None,
+        allow_nonfinite: bool = False,
     ):
+        if name is not None and not isinstance(name, str):
+            raise WiringError(f"a block name must be a string, got {name!r}")
         self.name = name or f"{type(self).__name__.lower()}{next(_counter)}"
         if inputs is not None:
             self.inputs = tuple(inputs)
         if outputs is not None:
             self.outputs = tuple(outputs)
-        if len(set(self.inputs) | set(self.outputs)) != len(self.inputs) + len(self.outputs):
-            raise WiringError(f"block {self.name!r}: port names must be unique, got inputs "
-                              f"{list(self.inputs)} and outputs {list(self.outputs)}")
+        check_ports(self.name, self.inputs, self.outputs)
+        self.allow_nonfinite = bool(allow_nonfinite)
         self._params: dict[str, bool] = {}  # name -> trainable
+        self._model = None  # the model this block was added to (one only)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -138,9 +150,14 @@ class Block:
     # ------------------------------------------------------------------ ports
     def __getattr__(self, attr: str) -> PortRef:
         # only reached when normal lookup fails: ``block.y`` refers to port ``y``
-        if not attr.startswith("_") and (attr in self.inputs or attr in self.outputs):
+        if attr.startswith("_") or "name" not in self.__dict__:
+            raise AttributeError(f"{type(self).__name__} has no attribute {attr!r}")
+        if attr in self.inputs or attr in self.outputs:
             return PortRef(self, attr)
-        raise AttributeError(f"{type(self).__name__} has no attribute or port {attr!r}")
+        raise PortError(
+            f"block {self.name!r} ({type(self).__name__}) has no port or attribute {attr!r}; "
+            f"its inputs are {list(self.inputs)}, its outputs {list(self.outputs)}"
+        )
 
     def __getitem__(self, port: str) -> PortRef:
         if port not in self.inputs and port not in self.outputs:
@@ -160,15 +177,42 @@ class Block:
         return frozenset(ft)
 
     # ------------------------------------------------------------- parameters
-    def param(self, name: str, value: Any, *, trainable: bool = True, dtype=None) -> np.ndarray:
-        """Register ``value`` as parameter ``name`` (an attribute too) and return it."""
+    def param(self, name: str, value: Any, *, trainable: bool = True, dtype=None,
+              ndim: int | tuple | None = None) -> np.ndarray:
+        """Register ``value`` as parameter ``name`` (an attribute too) and return it.
+
+        The value must be numeric (``ndim`` dimensions when given) and finite unless the
+        block was made with ``allow_nonfinite=True``; otherwise a ParameterError names
+        the block and the parameter.
+        """
+        where = f"block {self.name!r} ({type(self).__name__}), parameter {name!r}"
         if dtype is None:  # floating arrays keep their precision; anything else is float64
             kind = getattr(value, "dtype", np.dtype(object)).kind
             dtype = value.dtype if kind == "f" else np.float64
-        arr = np.array(value, dtype=dtype)
+        try:
+            arr = np.array(value, dtype=dtype)
+        except (TypeError, ValueError, OverflowError) as e:
+            raise ParameterError(f"{where}: must be a number or an array of numbers, got "
+                                 f"{value!r:.60} ({e})") from None
+        if ndim is not None and arr.ndim not in np.atleast_1d(ndim):
+            raise ParameterError(f"{where}: must have {ndim} dimension(s), got shape "
+                                 f"{arr.shape}")
+        if not self.allow_nonfinite and not np.all(np.isfinite(arr)):
+            raise ParameterError(f"{where}: holds NaN or infinite values; pass finite values "
+                                 "(or allow_nonfinite=True if you mean it)")
         self._params[name] = trainable
         setattr(self, name, arr)
         return arr
+
+    def copy(self, name: str | None = None) -> Block:
+        """An independent deep copy (parameters too), in no model yet: to use a block or
+        a subsystem a second time."""
+        memo = {id(self.__dict__.get("_model")): None}  # the owner is not copied
+        new = copy.deepcopy(self, memo)
+        new._model = None
+        if name is not None:
+            new.name = name
+        return new
 
     def parameters(self, *, trainable_only: bool = True) -> dict[str, np.ndarray]:
         """The block's parameters by name (the arrays themselves, not copies)."""
@@ -323,6 +367,17 @@ class Block:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
+
+
+def check_ports(name: str, inputs, outputs) -> None:
+    """Port names: non-empty strings without ``. / :``, unique across inputs and outputs."""
+    for p in (*inputs, *outputs):
+        if not isinstance(p, str) or not p or any(c in p for c in "./:"):
+            raise WiringError(f"block {name!r}: port name {p!r} must be a non-empty string "
+                              "without '.', '/' or ':'")
+    if len(set(inputs) | set(outputs)) != len(inputs) + len(outputs):
+        raise WiringError(f"block {name!r}: port names must be unique, got inputs "
+                          f"{list(inputs)} and outputs {list(outputs)}")
 
 
 def _without_resets(rule):

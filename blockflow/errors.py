@@ -20,6 +20,10 @@ class WiringError(BlockflowError, ValueError):
     """A connection is impossible or missing: unknown port, two sources, unconnected input."""
 
 
+class PortError(WiringError, AttributeError):
+    """``block.name`` names no port of the block (also an AttributeError)."""
+
+
 class SignalTypeError(BlockflowError, TypeError):
     """Signal types (shape, dtype) do not agree, or cannot be inferred."""
 

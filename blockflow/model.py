@@ -91,20 +91,20 @@ class Model(Block):
                 )
             if any(c in b.name for c in "/:.") or not b.name:
                 raise WiringError(f"block name {b.name!r} may not be empty or contain / : .")
+            owner = b.__dict__.get("_model")
+            if owner is not None and owner is not self:
+                raise WiringError(
+                    f"block {b.name!r} ({type(b).__name__}) already belongs to model "
+                    f"{owner.name!r}; a block (and its parameters) lives in one model: "
+                    "add block.copy() instead"
+                )
+            b._model = self
             self.blocks[b.name] = b
             self.graph.add_node(b.name, block=b)
         self._version += 1
         self._types = propagate_types(self, start=[b.name for b in blocks], types=self._types)
         return blocks[0] if len(blocks) == 1 else blocks
 
-    def copy(self, name: str | None = None) -> Model:
-        """An independent deep copy (parameters too), e.g. to use a subsystem twice."""
-        import copy
-
-        new = copy.deepcopy(self)
-        if name is not None:
-            new.name = name
-        return new
 
     def block(self, path: str) -> Block:
         """The block at ``path`` (``"sub/inner"`` reaches into subsystems)."""

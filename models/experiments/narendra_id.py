@@ -67,7 +67,7 @@ def run(quick: bool = False, seed: int = 0, plot=None) -> dict:
     uv = validation_input(300)
     yv = plant(uv)[1:]
     y_sp = simulate(sp, {"y": plant(uv)[:-1], "u": uv})["y_next"][:, 0]
-    y_par = simulate(parallel(net), {"u": uv})["y_next"][:, 0]
+    y_par = simulate(parallel(net.copy()), {"u": uv})["y_next"][:, 0]
     # linear baseline, least squares on the same data, run in parallel
     X = np.column_stack([ys[:-1].ravel(), u.ravel(), np.ones(T * B)])
     a, b, c = np.linalg.lstsq(X, ys[1:].ravel(), rcond=None)[0]
