@@ -29,6 +29,8 @@ import copy
 import functools
 import inspect
 import itertools
+import math
+import operator
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
@@ -213,6 +215,40 @@ class Block:
         if name is not None:
             new.name = name
         return new
+
+    def scalar(self, name: str, value, *, integer: bool = False, minimum=None, above=None,
+               below=None, finite: bool = True):
+        """A scalar constructor argument, checked: a ParameterError names the block, the
+        argument and the allowed range."""
+        where = f"block {self.name!r} ({type(self).__name__}): {name}"
+        try:
+            if integer:
+                if isinstance(value, bool):
+                    raise TypeError
+                if isinstance(value, float | np.floating) and float(value).is_integer():
+                    value = int(value)
+                v = operator.index(value)
+            else:
+                v = float(value)
+        except (TypeError, ValueError, OverflowError):
+            kind = "an integer" if integer else "a number"
+            raise ParameterError(f"{where} must be {kind}, got {value!r:.60}") from None
+        if finite and not integer and not math.isfinite(v) and not self.allow_nonfinite:
+            raise ParameterError(f"{where} must be finite, got {v}")
+        if minimum is not None and v < minimum:
+            raise ParameterError(f"{where} must be >= {minimum}, got {v}")
+        if above is not None and not v > above:
+            raise ParameterError(f"{where} must be > {above}, got {v}")
+        if below is not None and not v < below:
+            raise ParameterError(f"{where} must be < {below}, got {v}")
+        return v
+
+    def signal_type(self, shape, dtype) -> SignalType:
+        """A SignalType from constructor arguments (a ParameterError names the block)."""
+        try:
+            return SignalType(shape, dtype)
+        except SignalTypeError as e:
+            raise ParameterError(f"block {self.name!r} ({type(self).__name__}): {e}") from None
 
     def parameters(self, *, trainable_only: bool = True) -> dict[str, np.ndarray]:
         """The block's parameters by name (the arrays themselves, not copies)."""

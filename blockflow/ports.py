@@ -31,7 +31,7 @@ class Inport(Block):
 
     def __init__(self, name: str, shape: tuple | None = (), dtype=np.float64, **kw):
         super().__init__(name=name, **kw)
-        self.type = None if shape is None else SignalType(shape, dtype)
+        self.type = None if shape is None else self.signal_type(shape, dtype)
 
     def infer(self):
         return (self.type,)

@@ -35,8 +35,24 @@ class SignalType:
     dtype: np.dtype = np.dtype(np.float64)
 
     def __post_init__(self):
-        object.__setattr__(self, "shape", tuple(int(n) for n in self.shape))
-        object.__setattr__(self, "dtype", np.dtype(self.dtype))
+        try:
+            shape = tuple(self.shape)
+        except TypeError:
+            raise SignalTypeError(f"a sample shape is a tuple of sizes, got {self.shape!r}") \
+                from None
+        if not all(isinstance(n, int | np.integer) and not isinstance(n, bool) and n >= 0
+                   for n in shape):
+            raise SignalTypeError(f"a sample shape holds non-negative integers, got {shape}")
+        try:
+            dtype = np.dtype(self.dtype)
+        except (TypeError, ValueError):
+            raise SignalTypeError(f"unknown dtype {self.dtype!r}; use e.g. 'float64', "
+                                  "'float32', 'int32' or 'bool'") from None
+        if dtype.kind not in "biuf":
+            raise SignalTypeError(f"signals carry numbers (bool, integer or floating), not "
+                                  f"{dtype} samples")
+        object.__setattr__(self, "shape", tuple(int(n) for n in shape))
+        object.__setattr__(self, "dtype", dtype)
 
     def __repr__(self) -> str:
         return f"SignalType(shape={self.shape}, dtype={self.dtype})"

@@ -31,6 +31,17 @@ def _shift_corr(g: np.ndarray, v: np.ndarray, m: int) -> float:
     return float(np.vdot(g[m:], v[: T - m]))
 
 
+def _delay_shape(b: Block, shape) -> tuple | None:
+    """The sample shape a delay declares (``shape=``, else its x0's), or None."""
+    if shape is None:
+        return b.x0.shape if b.x0.ndim else None
+    t = b.signal_type(shape, b.x0.dtype)
+    if np.broadcast_shapes(b.x0.shape, t.shape) != t.shape:
+        raise ParameterError(f"block {b.name!r} ({type(b).__name__}): initial value of shape "
+                             f"{b.x0.shape} does not fit samples of shape {t.shape}")
+    return t.shape
+
+
 class UnitDelay(Block):
     """``y(k) = x(k)``, ``x(k+1) = u(k)``, ``x(0) = x0``: the unit delay ``z^-1``.
 
@@ -49,8 +60,7 @@ class UnitDelay(Block):
         super().__init__(**kw)
         self.param("x0", x0, trainable=train_x0)
         # the signal's shape, when neither x0 nor the input tells it (a loop of delays)
-        self.shape = tuple(shape) if shape is not None else (self.x0.shape if self.x0.ndim
-                                                             else None)
+        self.shape = _delay_shape(self, shape)
 
     def infer(self, t):
         if t is None:
@@ -102,13 +112,10 @@ class Delay(Block):
 
     def __init__(self, n: int, x0=0.0, *, shape: tuple | None = None, train_x0: bool = False,
                  **kw):
-        if int(n) != n or n < 1:
-            raise ParameterError(f"Delay(n) needs an integer n >= 1, got {n!r}")
         super().__init__(**kw)
-        self.n = int(n)
+        self.n = self.scalar("n", n, integer=True, minimum=1)
         self.param("x0", x0, trainable=train_x0)
-        self.shape = tuple(shape) if shape is not None else (self.x0.shape if self.x0.ndim
-                                                             else None)
+        self.shape = _delay_shape(self, shape)
 
     feedthrough = False
     infer = UnitDelay.infer
@@ -238,11 +245,11 @@ class DiscreteFilter(Block):
     def __init__(self, b, a=(1.0,), *, trainable: bool = True, fix_a0: bool = False, **kw):
         super().__init__(**kw)
         self.fix_a0 = fix_a0  # a[0] only scales b and a together: hold it in training
-        self.param("b", np.atleast_1d(b), trainable=trainable)
-        self.param("a", np.atleast_1d(a), trainable=trainable)
-        if self.b.ndim != 1 or self.a.ndim != 1 or self.a[0] == 0:
-            raise ParameterError(f"block {self.name!r}: b and a must be 1-D with a[0] != 0, "
-                             f"got b={self.b}, a={self.a}")
+        self.param("b", np.atleast_1d(b), trainable=trainable, ndim=1)
+        self.param("a", np.atleast_1d(a), trainable=trainable, ndim=1)
+        if self.b.size == 0 or self.a.size == 0 or self.a[0] == 0:
+            raise ParameterError(f"block {self.name!r} ({type(self).__name__}): b and a must be "
+                                 f"non-empty with a[0] != 0, got b={self.b}, a={self.a}")
         self.feedthrough = bool(self.b[0] != 0)
 
     def init_state(self, batch, in_types, out_types):
@@ -346,7 +353,15 @@ class DiscreteTransferFcn(DiscreteFilter):
     """
 
     def __init__(self, num, den, *, trainable: bool = True, **kw):
-        num, den = np.atleast_1d(np.asarray(num, float)), np.atleast_1d(np.asarray(den, float))
+        try:
+            num, den = (np.atleast_1d(np.asarray(num, float)),
+                        np.atleast_1d(np.asarray(den, float)))
+        except (TypeError, ValueError) as e:
+            raise ParameterError(f"DiscreteTransferFcn: num and den must be arrays of numbers "
+                                 f"({e})") from None
+        if num.ndim != 1 or den.ndim != 1 or num.size == 0 or den.size == 0:
+            raise ParameterError(f"DiscreteTransferFcn: num and den must be non-empty 1-D, "
+                                 f"got shapes {num.shape}, {den.shape}")
         pad = den.size - num.size
         if pad < 0:
             raise ParameterError(f"transfer function num={num}, den={den} is improper "
@@ -395,9 +410,9 @@ class StateSpace(Block):
     def __init__(self, A, B, C, D=None, x0=None, *, trainable: bool = True,
                  train_x0: bool = False, **kw):
         super().__init__(**kw)
-        self.param("A", np.atleast_2d(A), trainable=trainable)
-        self.param("B", np.atleast_2d(B), trainable=trainable)
-        self.param("C", np.atleast_2d(C), trainable=trainable)
+        self.param("A", np.atleast_2d(A), trainable=trainable, ndim=2)
+        self.param("B", np.atleast_2d(B), trainable=trainable, ndim=2)
+        self.param("C", np.atleast_2d(C), trainable=trainable, ndim=2)
         n, m, p = self.A.shape[0], self.B.shape[1], self.C.shape[0]
         if self.A.shape != (n, n) or self.B.shape != (n, m) or self.C.shape != (p, n):
             raise ParameterError(f"block {self.name!r}: StateSpace needs A (n,n), B (n,m), "
@@ -408,6 +423,9 @@ class StateSpace(Block):
         if self.D.shape != (p, m):
             raise ParameterError(f"block {self.name!r}: D must be {(p, m)}, got {self.D.shape}")
         self.param("x0", np.zeros(n) if x0 is None else x0, trainable=train_x0)
+        if self.x0.shape not in ((n,), (), (1,)):
+            raise ParameterError(f"block {self.name!r} (StateSpace): x0 must have shape ({n},) "
+                                 f"for {n} states, got {self.x0.shape}")
 
     def infer(self, t):
         m, p = self.B.shape[1], self.C.shape[0]

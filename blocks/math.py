@@ -253,7 +253,7 @@ class Function(Block):
         return f"× {self.fname}′(u(k))"
 
     def config(self) -> dict:
-        if ELEMENTWISE.get(self.fname, (None,))[0] is not self.f:
+        if ELEMENTWISE.get(self.fname) != (self.f, self.df):
             raise ParameterError("a Function with a user callable cannot be saved as data; "
                              "add (f, df) to blocks.math.ELEMENTWISE under a name")
         return {"f": self.fname}
@@ -263,10 +263,9 @@ class Saturation(Block):
     """``y(k) = min(max(u(k), lower), upper)``; its derivative is 1 inside, 0 outside."""
 
     def __init__(self, lower: float = -1.0, upper: float = 1.0, **kw):
-        if not lower < upper:
-            raise ParameterError(f"Saturation needs lower < upper, got {lower}, {upper}")
         super().__init__(**kw)
-        self.lower, self.upper = float(lower), float(upper)
+        self.lower = self.scalar("lower", lower, finite=False)
+        self.upper = self.scalar("upper", upper, finite=False, above=self.lower)
 
     def output(self, x, u):
         return np.clip(u, self.lower, self.upper)

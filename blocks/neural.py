@@ -17,6 +17,13 @@ def _outer_sum(d: np.ndarray, a: np.ndarray) -> np.ndarray:
     return d.reshape(-1, d.shape[-1]).T @ a.reshape(-1, a.shape[-1])
 
 
+def _bias_fits(b: Block, name: str, n: int) -> None:
+    shape = getattr(b, name).shape
+    if shape != (n,):
+        raise ParameterError(f"block {b.name!r} ({type(b).__name__}): bias {name} must have "
+                             f"shape ({n},) to match the weights, got {shape}")
+
+
 def _glorot(rng, n_in: int, n_out: int) -> np.ndarray:
     return rng.uniform(-1, 1, (n_out, n_in)) * np.sqrt(6.0 / (n_in + n_out))
 
@@ -31,8 +38,9 @@ class Dense(Block):
 
     def __init__(self, W, b=None, *, trainable: bool = True, **kw):
         super().__init__(**kw)
-        self.param("W", np.atleast_2d(W), trainable=trainable)
+        self.param("W", np.atleast_2d(W), trainable=trainable, ndim=2)
         self.param("b", np.zeros(self.W.shape[0]) if b is None else b, trainable=trainable)
+        _bias_fits(self, "b", self.W.shape[0])
 
     @classmethod
     def random(cls, n_in: int, n_out: int, *, seed: int = 0, **kw) -> Dense:
@@ -86,11 +94,23 @@ class MLP(Block):
     def __init__(self, weights, biases, activation: str = "tanh",
                  output_activation: str = "identity", *, trainable: bool = True, **kw):
         super().__init__(**kw)
-        if len(weights) != len(biases) or not weights:
-            raise ParameterError("MLP needs one bias per weight matrix, at least one layer")
+        if len(weights) != len(biases) or not len(weights):
+            raise ParameterError(f"block {self.name!r} (MLP): needs one bias per weight matrix "
+                                 f"and at least one layer, got {len(weights)} weights and "
+                                 f"{len(biases)} biases")
         for i, (W, b) in enumerate(zip(weights, biases, strict=True)):
-            self.param(f"W{i}", np.atleast_2d(W), trainable=trainable)
+            self.param(f"W{i}", np.atleast_2d(W), trainable=trainable, ndim=2)
             self.param(f"b{i}", b, trainable=trainable)
+            _bias_fits(self, f"b{i}", getattr(self, f"W{i}").shape[0])
+            if i and getattr(self, f"W{i}").shape[1] != getattr(self, f"W{i - 1}").shape[0]:
+                raise ParameterError(
+                    f"block {self.name!r} (MLP): layers do not chain: W{i - 1} gives "
+                    f"{getattr(self, f'W{i - 1}').shape[0]} outputs but W{i} takes "
+                    f"{getattr(self, f'W{i}').shape[1]} inputs")
+        for what, fn in (("activation", activation), ("output_activation", output_activation)):
+            if fn not in ELEMENTWISE:
+                raise ParameterError(f"block {self.name!r} (MLP): unknown {what} {fn!r}; "
+                                     f"known: {sorted(ELEMENTWISE)}")
         self.n_layers = len(weights)
         self.activation, self.output_activation = activation, output_activation
         self._acts = [ELEMENTWISE[activation]] * (self.n_layers - 1) + \
@@ -219,6 +239,7 @@ class FIRDense(Block):
         self.bias = bias
         if bias:
             self.param("b", np.zeros(self.W.shape[1]) if b is None else b, trainable=trainable)
+            _bias_fits(self, "b", self.W.shape[1])
 
     @classmethod
     def random(cls, n_in: int, n_out: int, taps: int, *, seed: int = 0, **kw) -> FIRDense:
@@ -303,8 +324,13 @@ class RNNCell(Block):
 
     def __init__(self, W, b, **kw):
         super().__init__(**kw)
-        self.param("W", W)
+        self.param("W", W, ndim=2)
         self.param("b", b)
+        H = self.W.shape[0]
+        if self.W.shape[1] <= H:
+            raise ParameterError(f"block {self.name!r} (RNNCell): W must be (H, n + H) with "
+                                 f"n >= 1 inputs, got {self.W.shape}")
+        _bias_fits(self, "b", H)
 
     @classmethod
     def random(cls, n_in: int, hidden: int, *, seed: int = 0, **kw) -> RNNCell:
@@ -364,10 +390,12 @@ class LSTMCell(Block):
 
     def __init__(self, W, b, **kw):
         super().__init__(**kw)
-        self.param("W", W)
+        self.param("W", W, ndim=2)
         self.param("b", b)
-        if self.W.shape[0] % 4 or self.b.shape != (self.W.shape[0],):
-            raise ParameterError(f"block {self.name!r}: LSTM W must be (4H, n+H), b (4H,)")
+        if self.W.shape[0] % 4 or not self.W.shape[0] or self.b.shape != (self.W.shape[0],) \
+                or self.W.shape[1] <= self.W.shape[0] // 4:
+            raise ParameterError(f"block {self.name!r} (LSTMCell): W must be (4H, n + H) with "
+                                 f"n >= 1 and b (4H,), got W {self.W.shape}, b {self.b.shape}")
 
     @classmethod
     def random(cls, n_in: int, hidden: int, *, seed: int = 0, forget_bias: float = 1.0,

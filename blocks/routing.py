@@ -2,10 +2,30 @@
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 
 from blockflow.block import Block
+from blockflow.errors import ParameterError
 from blockflow.types import SignalType
+
+
+def _sizes(kind: str, sizes) -> list[int]:
+    """Widths of a Mux/Demux: ``n`` (n scalars) or a sequence of positive integers."""
+    try:
+        if np.ndim(sizes) == 0:
+            n = operator.index(sizes)
+            out = [1] * n
+        else:
+            out = [operator.index(s) for s in sizes]
+    except TypeError:
+        raise ParameterError(f"{kind} sizes must be an integer or a sequence of integers, got "
+                             f"{sizes!r}") from None
+    if not out or min(out) < 1:
+        raise ParameterError(f"{kind} needs at least one width and every width >= 1, got "
+                             f"{sizes!r}")
+    return out
 
 
 class Mux(Block):
@@ -20,7 +40,7 @@ class Mux(Block):
     linear = True
 
     def __init__(self, sizes=2, **kw):
-        sizes = [1] * int(sizes) if np.ndim(sizes) == 0 else [int(s) for s in sizes]
+        sizes = _sizes(type(self).__name__, sizes)
         kw.setdefault("inputs", tuple(f"u{i + 1}" for i in range(len(sizes))))
         super().__init__(**kw)
         self.sizes = sizes
@@ -60,7 +80,7 @@ class Demux(Block):
     linear = True
 
     def __init__(self, sizes=2, **kw):
-        sizes = [1] * int(sizes) if np.ndim(sizes) == 0 else [int(s) for s in sizes]
+        sizes = _sizes(type(self).__name__, sizes)
         kw.setdefault("outputs", tuple(f"y{i + 1}" for i in range(len(sizes))))
         super().__init__(**kw)
         self.sizes = sizes

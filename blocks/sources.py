@@ -21,8 +21,8 @@ class _Source(Block):
 
     def __init__(self, shape=(), dtype=np.float64, **kw):
         super().__init__(**kw)
-        self.shape = tuple(np.atleast_1d(shape)) if np.ndim(shape) else tuple(shape)
-        self.dtype = np.dtype(dtype)
+        t = self.signal_type(tuple(np.atleast_1d(shape)) if np.ndim(shape) else shape, dtype)
+        self.shape, self.dtype = t.shape, t.dtype
 
     def infer(self):
         return (SignalType(self.shape, self.dtype),)
@@ -42,9 +42,8 @@ class Constant(_Source):
     """``y(k) = c``."""
 
     def __init__(self, value=0.0, *, trainable: bool = False, dtype=np.float64, **kw):
-        value = np.asarray(value, dtype=dtype)
-        super().__init__(shape=value.shape, dtype=dtype, **kw)
-        self.param("value", value, trainable=trainable, dtype=dtype)
+        super().__init__(shape=np.shape(value), dtype=dtype, **kw)
+        self.param("value", value, trainable=trainable, dtype=self.dtype)
 
     def generate(self, T, B):
         return np.broadcast_to(self.value.astype(self.dtype), (T, B, *self.shape))
@@ -69,7 +68,8 @@ class Step(_Source):
 
     def __init__(self, time: int = 0, before: float = 0.0, after: float = 1.0, **kw):
         super().__init__(**kw)
-        self.time, self.before, self.after = int(time), float(before), float(after)
+        self.time = self.scalar("time", time, integer=True)
+        self.before, self.after = self.scalar("before", before), self.scalar("after", after)
 
     def generate(self, T, B):
         return self._fill(np.where(np.arange(T) < self.time, self.before, self.after), T, B)
@@ -84,8 +84,9 @@ class Sine(_Source):
 
     def __init__(self, amplitude=1.0, frequency=0.05, phase=0.0, bias=0.0, **kw):
         super().__init__(**kw)
-        self.amplitude, self.frequency = float(amplitude), float(frequency)
-        self.phase, self.bias = float(phase), float(bias)
+        self.amplitude = self.scalar("amplitude", amplitude)
+        self.frequency = self.scalar("frequency", frequency)
+        self.phase, self.bias = self.scalar("phase", phase), self.scalar("bias", bias)
 
     def generate(self, T, B):
         k = np.arange(T)
@@ -104,11 +105,10 @@ class Square(_Source):
     """``y(k) = +-amplitude + bias``: high for the first ``duty`` of every ``period`` steps."""
 
     def __init__(self, amplitude=1.0, period: int = 20, duty: float = 0.5, bias=0.0, **kw):
-        if period < 1 or not 0 < duty < 1:
-            raise ParameterError(f"Square needs period >= 1 and 0 < duty < 1, got {period}, {duty}")
         super().__init__(**kw)
-        self.amplitude, self.period, self.duty, self.bias = (float(amplitude), int(period),
-                                                             float(duty), float(bias))
+        self.amplitude, self.bias = self.scalar("amplitude", amplitude), self.scalar("bias", bias)
+        self.period = self.scalar("period", period, integer=True, minimum=1)
+        self.duty = self.scalar("duty", duty, above=0, below=1)
 
     def generate(self, T, B):
         high = (np.arange(T) % self.period) < self.duty * self.period
@@ -126,10 +126,15 @@ class FromArray(_Source):
     """
 
     def __init__(self, data, *, batched: bool = False, dtype=np.float64, **kw):
-        data = np.asarray(data, dtype=dtype)
-        self.batched = batched
-        super().__init__(shape=data.shape[2:] if batched else data.shape[1:], dtype=dtype, **kw)
-        self.data = data
+        self.batched = bool(batched)
+        shape = np.shape(data)
+        lead = 2 if batched else 1
+        super().__init__(shape=shape[lead:], dtype=dtype, **kw)
+        if len(shape) < lead or shape[0] == 0:
+            raise ParameterError(f"block {self.name!r} (FromArray): data must be "
+                                 f"{'(T, B, *shape)' if batched else '(T, *shape)'} with T >= 1, "
+                                 f"got shape {shape}")
+        self.param("data", data, trainable=False, dtype=self.dtype)
 
     def generate(self, T, B):
         d = self.data
@@ -151,7 +156,9 @@ class Noise(_Source):
 
     def __init__(self, std=1.0, mean=0.0, *, seed: int = 0, shape=(), **kw):
         super().__init__(shape=shape, **kw)
-        self.std, self.mean, self.seed = float(std), float(mean), int(seed)
+        self.std = self.scalar("std", std, minimum=0)
+        self.mean = self.scalar("mean", mean)
+        self.seed = self.scalar("seed", seed, integer=True, minimum=0)
 
     def generate(self, T, B):
         rng = np.random.default_rng(self.seed)

@@ -199,7 +199,7 @@ def test_bad_parameters_raise_parameter_errors_naming_the_block():
 
     with pytest.raises(ParameterError, match="block 'g'.*'elementwise' or 'matrix'"):
         Gain(1.0, multiplication="x", name="g")
-    with pytest.raises(ParameterError, match="Delay\\(n\\) needs an integer n >= 1"):
+    with pytest.raises(ParameterError, match=r"\(Delay\): n must be >= 1, got 0"):
         Delay(0)
     with pytest.raises(ParameterError, match="block 'h'.*non-empty"):
         FIR([], name="h")
