@@ -9,10 +9,12 @@ backward sweep: advances run in reversed time are delays).
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from .block import as_tuple
-from .errors import BlockflowError
+from .errors import BlockflowError, SimulationError
 from .ops import SegmentKind
 
 
@@ -72,6 +74,43 @@ def _init_state(op, B, slot_types):
                                tuple(slot_types[s] for s in op.outs))
 
 
+def available_memory() -> int:
+    """Bytes of memory available to a run (MemAvailable where the OS tells it)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62  # unknown: do not refuse
+
+
+def check_memory(plan, T: int, B: int) -> None:
+    """Refuse a run that cannot fit, before allocating: every signal ``(T, B, *shape)``
+    plus the delay lines of blocks with finite memory, against the memory available."""
+    need = sum(T * B * t.size * t.dtype.itemsize for t in plan.slot_types)
+    lines = 0
+    for seg in plan.segments:
+        for op in seg.ops:
+            b = op.block
+            if b.stateful and b.memory and op.ins:
+                t = plan.slot_types[op.ins[0]]
+                lines += int(b.memory) * B * t.size * t.dtype.itemsize
+    have = available_memory()
+    if need + lines > 0.9 * have:
+        gib = 1024.0**3
+        raise SimulationError(
+            f"the run of {plan.model.name!r} needs about {(need + lines) / gib:.3g} GiB "
+            f"(T={T}, B={B}, {len(plan.slot_types)} signals: {need / gib:.3g} GiB; delay "
+            f"lines: {lines / gib:.3g} GiB) but {have / gib:.3g} GiB are available; run "
+            "fewer steps or a smaller batch, or stream it (Streamed schedules)"
+        )
+
+
 def run_plan(plan, T: int, B: int, bufs: list, *, reverse: bool = False,
              progress=None, states: dict | None = None) -> dict:
     """Fill ``bufs`` (one array per slot) by running ``plan`` for ``T`` steps.
@@ -81,6 +120,7 @@ def run_plan(plan, T: int, B: int, bufs: list, *, reverse: bool = False,
     may wrap the steps of each loop (a progress bar).  ``states`` (by path, as returned)
     continues loops from where an earlier run stopped (streaming, chunk by chunk).
     """
+    check_memory(plan, T, B)
     states_in = states or {}
     finals = {}
     st = plan.slot_types

@@ -9,7 +9,7 @@ import numpy as np
 from .errors import SimulationError
 from .execute import run_plan
 from .plan import Plan, compile
-from .trace import Trace
+from .trace import Trace, check_finite_data, first_nonfinite
 
 
 def check_steps(steps, what: str = "steps") -> int:
@@ -18,7 +18,8 @@ def check_steps(steps, what: str = "steps") -> int:
     return int(steps)
 
 
-def bind_inputs(plan: Plan, inputs, steps, batch, *, what: str = "Inport") -> tuple[int, int, list]:
+def bind_inputs(plan: Plan, inputs, steps, batch, *, what: str = "Inport",
+                check_finite: bool = True) -> tuple[int, int, list]:
     """Validate external inputs against the plan's Inports; return ``T, B`` and slot buffers.
 
     Each input is ``(T, B, *shape)`` or ``(T, *shape)`` (the same for every batch member).
@@ -56,6 +57,8 @@ def bind_inputs(plan: Plan, inputs, steps, batch, *, what: str = "Inport") -> tu
                 f"{what} {name!r} (port 'y') takes samples of shape {t.shape}: give an "
                 f"array of shape (T, B, *{t.shape}) or (T, *{t.shape}), got {a.shape}"
             )
+        if check_finite:
+            check_finite_data(what, name, a)
         Ts.add(a.shape[0])
         if a.ndim == n + 2:
             Bs.add(a.shape[1])
@@ -93,7 +96,8 @@ def bind_inputs(plan: Plan, inputs, steps, batch, *, what: str = "Inport") -> tu
 
 
 def simulate(model, inputs: dict | None = None, *, steps: int | None = None,
-             batch: int | None = None, mode: str = "auto", progress=None) -> Trace:
+             batch: int | None = None, mode: str = "auto", progress=None,
+             check_finite: bool = True) -> Trace:
     """Simulate ``model`` and return the :class:`Trace` of every signal.
 
     Parameters
@@ -109,6 +113,10 @@ def simulate(model, inputs: dict | None = None, *, steps: int | None = None,
         ``"step"`` forces step-by-step execution of every block.
     progress : callable, optional
         ``progress(steps, total)`` wraps each feedback loop's steps (e.g. a tqdm bar).
+    check_finite : bool, default True
+        Refuse inputs holding NaN or infinity (naming the Inport and step), and a run in
+        which a block produces one (naming the first block and step).  ``False`` returns
+        the trace as it is.
 
     Returns
     -------
@@ -127,6 +135,15 @@ def simulate(model, inputs: dict | None = None, *, steps: int | None = None,
         raise SimulationError(f"simulate() takes a Model or a compiled Plan, got "
                               f"{type(model).__name__}")
     plan = model if isinstance(model, Plan) else compile(model, mode)
-    T, B, bufs = bind_inputs(plan, inputs, steps, batch)
+    T, B, bufs = bind_inputs(plan, inputs, steps, batch, check_finite=check_finite)
     finals = run_plan(plan, T, B, bufs, progress=progress)
-    return Trace(plan, bufs, T, B, finals)
+    trace = Trace(plan, bufs, T, B, finals)
+    if check_finite:
+        where = first_nonfinite(trace)
+        if where is not None:
+            raise SimulationError(
+                f"the run of {plan.model.name!r} produced a non-finite value, first at "
+                f"{where[0]}, step {where[1]}: the model is unstable there or a block "
+                "divided by zero; pass check_finite=False to get the trace anyway"
+            )
+    return trace

@@ -27,7 +27,7 @@ from .online import streamer
 from .plan import Plan
 from .schedules import Causal, Schedule, Streamed, as_schedule
 from .simulate import simulate
-from .trace import Trace
+from .trace import Trace, check_finite_data
 
 
 def sweep(model: Model, trace: Trace, dL_dy: dict, schedule: Schedule | None = None, *,
@@ -118,7 +118,7 @@ def backward(model: Model, inputs: dict | None = None, *, loss="sse", targets=No
              dL_dy: dict | None = None, steps: int | None = None, batch: int | None = None,
              schedule: Schedule | None = None, window: int | None = None,
              chunked: bool = False, online: bool = False, trace: Trace | None = None,
-             update=None) -> Gradients:
+             update=None, check_finite: bool = True) -> Gradients:
     """Simulate ``model``, apply the loss, sweep back: every gradient at once.
 
     Either ``targets`` (with ``loss``: ``"sse"``, ``"mse"``, ``"cross_entropy"`` or a
@@ -127,8 +127,16 @@ def backward(model: Model, inputs: dict | None = None, *, loss="sse", targets=No
     (:mod:`blockflow.schedules`).  ``Streamed(chunk)`` runs the forward model and the
     causal reciprocal side by side from ``inputs`` and calls ``update(grads, k)`` after
     each chunk; it gives parameter gradients and the loss (no input deltas).
+    ``check_finite`` refuses inputs, targets and output deltas holding NaN or infinity,
+    and a forward run producing one (see :func:`~blockflow.simulate`).
     """
     schedule = as_schedule(schedule, window=window, chunked=chunked, online=online)
+    if check_finite:
+        for what, data in (("target", targets), ("dL_dy", dL_dy)):
+            items = data.items() if isinstance(data, dict) else [("", data)]
+            for name, a in items:
+                if a is not None:
+                    check_finite_data(what, name, a)
     if isinstance(schedule, Streamed):
         if targets is None or trace is not None or dL_dy is not None:
             raise SimulationError("Streamed(chunk) runs from inputs and targets: give "
@@ -136,7 +144,8 @@ def backward(model: Model, inputs: dict | None = None, *, loss="sse", targets=No
         value, params = streamer(model, schedule.chunk).run(inputs, targets, loss=loss,
                                                             update=update)
         return Gradients(params, {}, None, value)
-    tr = trace if trace is not None else simulate(model, inputs, steps=steps, batch=batch)
+    tr = trace if trace is not None else simulate(model, inputs, steps=steps, batch=batch,
+                                                  check_finite=check_finite)
     if dL_dy is None:
         if targets is None and loss == "sum":  # the outputs are losses already
             targets = {n: np.zeros_like(a) for n, a in tr.outputs().items()}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import BlockflowError
+from .errors import BlockflowError, SimulationError
 
 
 class Trace:
@@ -96,3 +96,42 @@ def read_span(a: np.ndarray, start: int, n: int, t0: int = 0) -> np.ndarray:
     if hi > lo:
         out[lo - start:hi - start] = a[lo - t0:hi - t0]
     return out
+
+
+def first_nonfinite(trace, *, backward: bool = False):
+    """``(path.port, k)`` of the first non-finite value in ``trace``, or ``None``.
+
+    Forward: the smallest step, then the first block in execution order.  For a backward
+    sweep (``backward=True``) time runs down, so the largest step comes first.
+    """
+    plan = trace.plan
+    best = None
+    rank = {p: i for i, p in enumerate(plan.order)}
+    for path, b in plan.flat.blocks.items():
+        for p in b.outputs:
+            a = trace[(path, p)]
+            bad = ~np.isfinite(a.reshape(a.shape[0], -1)).all(axis=1)
+            if not bad.any():
+                continue
+            k = int(np.flatnonzero(bad)[-1 if backward else 0])
+            key = (-k if backward else k, rank.get(path, len(rank)))
+            if best is None or key < best[0]:
+                best = (key, f"{path}.{p}", k)
+    return None if best is None else best[1:]
+
+
+def check_finite_data(what: str, name: str, a: np.ndarray, exc=None) -> None:
+    """Refuse data holding NaN or infinity, naming where the first such value is.
+
+    ``a`` is ``(T, B, *shape)`` or ``(T, *shape)``; the message gives the step (and the
+    batch member and sample index).
+    """
+    a = np.asarray(a)
+    if a.dtype.kind not in "fc" or np.isfinite(a).all():
+        return
+    idx = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
+    raise (exc or SimulationError)(
+        f"{what} {name!r} holds {a[idx]} at step {idx[0]}"
+        f"{f', index {idx[1:]}' if len(idx) > 1 else ''}; clean the data, or pass "
+        "check_finite=False to run with it anyway"
+    )

@@ -32,6 +32,7 @@ from .errors import BlockflowError, ParameterError, SimulationError, TrainingErr
 from .fsutil import atomic_write
 from .model import Model
 from .schedules import Chunked, Full, Schedule, Streamed
+from .trace import check_finite_data, first_nonfinite
 
 
 # ------------------------------------------------------------------ optimizers
@@ -128,28 +129,6 @@ class History:
 
 
 # ----------------------------------------------------------------- non-finite
-def first_nonfinite(trace, *, backward: bool = False):
-    """``(path.port, k)`` of the first non-finite value in ``trace``, or ``None``.
-
-    Forward: the smallest step, then the first block in execution order.  For a backward
-    sweep (``backward=True``) time runs down, so the largest step comes first.
-    """
-    plan = trace.plan
-    best = None
-    rank = {p: i for i, p in enumerate(plan.order)}
-    for path, b in plan.flat.blocks.items():
-        for p in b.outputs:
-            a = trace[(path, p)]
-            bad = ~np.isfinite(a.reshape(a.shape[0], -1)).all(axis=1)
-            if not bad.any():
-                continue
-            k = int(np.flatnonzero(bad)[-1 if backward else 0])
-            key = (-k if backward else k, rank.get(path, len(rank)))
-            if best is None or key < best[0]:
-                best = (key, f"{path}.{p}", k)
-    return None if best is None else best[1:]
-
-
 def _check_finite(what: str, value, trace, epoch: int, *, backward=False) -> None:
     if np.all(np.isfinite(value)):
         return
@@ -190,6 +169,12 @@ def _batch_size(inputs: dict, targets) -> int:
     arrays = list(inputs.values()) + (list(targets.values()) if isinstance(targets, dict)
                                       else [targets])
     return int(np.asarray(arrays[0]).shape[1])
+
+
+def _count(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ParameterError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
 
 
 def training_schedule(mode: str, window: int | None = None, chunk: int = 1) -> Schedule:
@@ -241,6 +226,18 @@ def train(model: Model, inputs: dict, targets, *, loss="sse", params=None,
     from .sweep import backward
 
     sched = training_schedule(mode, window, chunk)
+    epochs = _count("epochs", epochs)
+    checkpoint_every = _count("checkpoint_every", checkpoint_every)
+    if clip_norm is not None and not (isinstance(clip_norm, int | float) and clip_norm > 0):
+        raise ParameterError(f"clip_norm must be a positive number (the largest gradient "
+                             f"norm allowed), got {clip_norm!r}")
+    if not isinstance(inputs, dict):
+        raise SimulationError(f"inputs must be a dict {{inport name: array}}, got "
+                              f"{type(inputs).__name__}")
+    for name, a in inputs.items():
+        check_finite_data("Inport", name, a)
+    for name, a in (targets.items() if isinstance(targets, dict) else [("", targets)]):
+        check_finite_data("target", name, a)
     optimizer = optimizer or Adam(1e-3)
     trained = select(model, params)
     hist = history or History()
@@ -249,6 +246,11 @@ def train(model: Model, inputs: dict, targets, *, loss="sse", params=None,
     if checkpoint is not None and resume and Path(checkpoint).exists():
         start = _restore(checkpoint, trained, optimizer, rng, hist)
     B = _batch_size(inputs, targets)
+    if batch_size is not None:
+        batch_size = _count("batch_size", batch_size)
+        if batch_size > B:
+            raise ParameterError(f"batch_size={batch_size} is larger than the {B} runs in the "
+                                 "data; use at most that, or None for all of them")
 
     def apply(grads: dict, lr: float) -> float:
         g = {k: grads[k] for k in trained}
@@ -273,11 +275,12 @@ def train(model: Model, inputs: dict, targets, *, loss="sse", params=None,
             x, d = _take(inputs, idx), _take(targets, idx)
             if isinstance(sched, Streamed):  # weights updated after every chunk
                 value = backward(model, x, targets=d, loss=loss, schedule=sched,
-                                 update=online_update).loss
+                                 update=online_update, check_finite=False).loss
                 _check_finite("loss", value, None, epoch)
             else:
-                tr = simulate(model, x)
-                res = backward(model, trace=tr, targets=d, loss=loss, schedule=sched)
+                tr = simulate(model, x, check_finite=False)  # located below, per epoch
+                res = backward(model, trace=tr, targets=d, loss=loss, schedule=sched,
+                               check_finite=False)
                 value = res.loss
                 _check_finite("loss", value, tr, epoch)
                 for k in trained:

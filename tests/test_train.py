@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import scipy.signal as ss
 
-from blockflow import Inport, Model, Outport, TrainingError, simulate
+from blockflow import Inport, Model, Outport, SimulationError, TrainingError, simulate
 from blockflow.online import OnlineBackprop
 from blockflow.sweep import backward
 from blockflow.train import SGD, Adam, Momentum, exponential_decay, first_nonfinite, train
@@ -103,8 +103,10 @@ def test_non_finite_loss_names_the_first_block_and_step():
     m.chain(u, s, g, f, y)
     m.chain(f, z, m.add(Function("identity", name="sink")))
     x = {"u": np.concatenate([np.zeros((5, 1)), np.full((5, 1), 20.0)])}
-    tr = simulate(m, x)
+    tr = simulate(m, x, check_finite=False)
     assert first_nonfinite(tr) == ("expo.y", 5)
+    with pytest.raises(SimulationError, match=r"non-finite value, first at expo\.y, step 5"):
+        simulate(m, x)
     with pytest.raises(TrainingError, match=r"non-finite loss in epoch 0: first at expo\.y, "
                                             "step 5"):
         train(m, x, np.zeros((10, 1)), optimizer=SGD(0.1), epochs=2)
