@@ -8,6 +8,7 @@ bad arguments exit 2.
 from __future__ import annotations
 
 import argparse
+import os
 import runpy
 import sys
 from pathlib import Path
@@ -26,7 +27,7 @@ def load_model(spec: str) -> Model:
     """A Model from ``file.json``, ``file.py`` (its ``build()``) or ``file.py:builder``."""
     path, _, func = spec.rpartition(":") if ".py:" in spec else (spec, "", "")
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise CliError(f"model file {path!r} not found")
     if p.suffix == ".json":
         from .modelfile import load
@@ -34,6 +35,8 @@ def load_model(spec: str) -> Model:
         return load(p)
     if p.suffix != ".py":
         raise CliError(f"model file {path!r}: expected a .json model or a .py file with build()")
+    if not p.is_file():
+        raise CliError(f"model file {path!r} is not a regular file")
     func = func or "build"
     try:
         namespace = runpy.run_path(str(p))
@@ -43,6 +46,10 @@ def load_model(spec: str) -> Model:
         model = builder()
     except (CliError, BlockflowError):
         raise
+    except SystemExit as e:  # the user's file called sys.exit() instead of returning
+        raise CliError(f"{path}: exited with sys.exit({e.code!r}) while building the model; "
+                       "define build() returning a Model and leave exiting to blockflow") \
+            from None
     except Exception as e:  # the user's own file failed: say where, in one line
         raise CliError(f"{path}: {type(e).__name__}: {e}") from None
     if not isinstance(model, Model):
@@ -79,6 +86,9 @@ def _inputs(model: Model, args) -> dict:
         rng = np.random.default_rng(args.random_inputs)
         if args.steps is None:
             raise CliError("--random-inputs needs --steps")
+        from .execute import check_memory
+
+        check_memory(plan, args.steps, args.batch or 1)  # before generating the inputs
         for n in missing:
             t = plan.slot_types[plan.inports[n]]
             inputs[n] = rng.standard_normal((args.steps, args.batch or 1, *t.shape))
@@ -95,6 +105,22 @@ def _progress(quiet: bool):
 
     return lambda ks, total: tqdm(ks, total=total, unit="step", mininterval=0.2,
                                   disable=total < 20_000, leave=False)
+
+
+def _writable(path: str | None, suffixes: tuple, what: str) -> None:
+    """Check an output file before any work starts: its suffix and its folder."""
+    if path is None:
+        return
+    p = Path(path)
+    if p.suffix not in suffixes:
+        raise CliError(f"{what} {path!r}: use {' or '.join(suffixes)}")
+    if p.is_dir():
+        raise CliError(f"{what} {path!r} is a directory; give a file name")
+    folder = p.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise CliError(f"{what} {path!r}: cannot write into {str(folder)!r}")
 
 
 def _save_trace(trace, path: str) -> None:
@@ -127,6 +153,8 @@ def _save_trace(trace, path: str) -> None:
 def cmd_run(args) -> int:
     from .simulate import simulate
 
+    _writable(args.out, (".npz", ".csv"), "--out")
+    _writable(args.plot, (".png", ".svg", ".pdf"), "--plot")
     model = load_model(args.model)
     inputs = _inputs(model, args)
     trace = simulate(model, inputs, steps=args.steps, batch=args.batch,
@@ -238,6 +266,10 @@ def cmd_train(args) -> int:
     script = Path(args.script)
     if not script.is_file():
         raise CliError(f"experiment script {args.script!r} not found")
+    if script.suffix != ".py":
+        raise CliError(f"{args.script!r} is not an experiment script: 'blockflow train' runs "
+                       "a Python file such as models/experiments/neural_control.py; train a "
+                       "model from Python with blockflow.train(model, inputs, targets)")
     old = sys.argv
     sys.argv = [str(script), *args.args]
     try:
@@ -253,14 +285,34 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return n
+
+
+def _seed(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
+    return n
+
+
 def _common(p, data: bool = True) -> None:
     p.add_argument("model", help="model file: .json, or .py defining build() (file.py:func)")
     if data:
-        p.add_argument("--steps", type=int, help="number of steps T")
-        p.add_argument("--batch", type=int, help="batch size B (parallel runs)")
+        p.add_argument("--steps", type=_positive, help="number of steps T")
+        p.add_argument("--batch", type=_positive, help="batch size B (parallel runs)")
         p.add_argument("--input", action="append", metavar="NAME=FILE",
                        help="data for an Inport (.npy or .csv, (T, ...) or (T, B, ...))")
-        p.add_argument("--random-inputs", type=int, metavar="SEED",
+        p.add_argument("--random-inputs", type=_seed, metavar="SEED",
                        help="drive Inports without --input by seeded Gaussian noise")
 
 
@@ -306,6 +358,13 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (BlockflowError, CliError) as e:
         print(f"blockflow: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # a file could not be read or written
+        print(f"blockflow: error: {e.strerror or e}: {e.filename or ''}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print("blockflow: error: out of memory; run fewer steps or a smaller batch",
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("blockflow: interrupted", file=sys.stderr)

@@ -27,11 +27,13 @@ import inspect
 import json
 import logging
 import math
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
 
-from .block import Block
+from .block import Block, check_ports
 from .errors import BlockflowError, ModelFileError
 from .fsutil import atomic_write
 from .model import Model
@@ -39,6 +41,7 @@ from .types import SignalType
 
 FORMAT = "blockflow-model"
 VERSION = 1
+MAX_FILE_BYTES = 256 * 2**20  # a bound on what load() reads
 _REGISTRY: dict[str, type] = {}
 log = logging.getLogger(__name__)
 _DTYPES = {"float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8",
@@ -141,10 +144,26 @@ def dumps(model: Model) -> str:
 
 
 def save(model: Model, path: str | Path) -> Path:
-    """Write ``model`` to ``path`` as JSON, atomically (see module docs)."""
+    """Write ``model`` to ``path`` as JSON, atomically (see module docs).
+
+    Raises
+    ------
+    ModelFileError
+        Something in the model cannot be written as data (a Python callable without a
+        registered name, a block without ``config()``), or the file cannot be written.
+    """
     if not isinstance(model, Model):
         raise ModelFileError(f"save() takes a Model, got {type(model).__name__}")
-    return atomic_write(path, dumps(model).encode())
+    path = Path(path)
+    if path.is_dir():
+        raise ModelFileError(f"cannot save model {model.name!r} to {str(path)!r}: it is a "
+                             "directory; give a file name such as model.json")
+    text = dumps(model).encode()
+    try:
+        return atomic_write(path, text)
+    except OSError as e:
+        raise ModelFileError(f"cannot save model {model.name!r} to {str(path)!r}: "
+                             f"{e.strerror or e}; choose a writable location") from None
 
 
 # ---------------------------------------------------------------------------- load
@@ -183,7 +202,10 @@ def _decode_array(a, where: str) -> np.ndarray:
             "array data must be a flat list of numbers")
     _expect(len(data) == math.prod(shape), where,
             f"array of shape {shape} needs {math.prod(shape)} numbers, got {len(data)}")
-    return np.array(data, dtype=dtype).reshape(shape)
+    try:
+        return np.array(data, dtype=dtype).reshape(shape)
+    except (OverflowError, ValueError, TypeError) as e:
+        raise ModelFileError(f"{where}: array data do not fit dtype {dtype}: {e}") from None
 
 
 def _ports(spec: dict, key: str, where: str):
@@ -193,6 +215,15 @@ def _ports(spec: dict, key: str, where: str):
     _expect(isinstance(ports, list) and all(isinstance(p, str) for p in ports), where,
             f"{key!r} must be a list of port names")
     return tuple(ports)
+
+
+def _unique_keys(pairs: list) -> dict:
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        dup = next(k for k in keys if keys.count(k) > 1)
+        raise ModelFileError(f"duplicate key {dup!r} in one JSON object: the file is "
+                             "ambiguous (which value is meant?)")
+    return dict(pairs)
 
 
 def _build_block(spec, where: str) -> Block:
@@ -227,6 +258,10 @@ def _build_block(spec, where: str) -> Block:
             _expect(len(ports) == len(getattr(b, key)), where,
                     f"{key} {list(ports)} do not match the block's {list(getattr(b, key))}")
             setattr(b, key, ports)
+    try:
+        check_ports(name, b.inputs, b.outputs)
+    except BlockflowError as e:
+        raise ModelFileError(f"{where}: {e}") from None
     if "type_hints" in spec:
         hints = _decode(spec["type_hints"], where)
         _expect(isinstance(hints, list) and len(hints) == len(b.outputs)
@@ -272,10 +307,14 @@ def loads(text: str | bytes) -> Model:
     """A model from the text of a model file."""
     _register_library()
     try:
-        doc = json.loads(text)
+        doc = json.loads(text, object_pairs_hook=_unique_keys)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ModelFileError(f"not a blockflow model file (invalid JSON, truncated?): {e}") \
             from None
+    except RecursionError:
+        raise ModelFileError("not a blockflow model file: JSON nested too deeply") from None
+    except ValueError as e:  # e.g. an integer of thousands of digits
+        raise ModelFileError(f"not a blockflow model file: {e}") from None
     _expect(isinstance(doc, dict) and doc.get("format") == FORMAT, "file",
             f"not a blockflow model file (expected \"format\": \"{FORMAT}\")")
     version = doc.get("version")
@@ -301,7 +340,16 @@ def load(path: str | Path) -> Model:
     """
     path = Path(path)
     try:
-        data = path.read_bytes()
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):  # a FIFO would block, a device never end
+            raise ModelFileError(f"{str(path)!r} is not a regular file (a directory, pipe or "
+                                 "device); give the path of a model file")
+        if st.st_size > MAX_FILE_BYTES:
+            raise ModelFileError(f"model file {str(path)!r} is {st.st_size / 2**20:.0f} MiB, "
+                                 f"larger than the {MAX_FILE_BYTES // 2**20} MiB a model file "
+                                 "may be; is it really one?")
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
     except OSError as e:
         raise ModelFileError(f"cannot read model file {str(path)!r}: {e.strerror}") from None
     try:

@@ -22,6 +22,8 @@ from __future__ import annotations
 import io
 import json
 import time
+import zipfile
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -309,10 +311,15 @@ def _save(path, epoch: int, params: dict, opt: Optimizer, rng, hist: History) ->
     arrays["meta"] = np.array(json.dumps(meta))
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    atomic_write(path, buf.getvalue())
+    try:
+        atomic_write(path, buf.getvalue())
+    except OSError as e:
+        raise TrainingError(f"cannot write checkpoint {str(path)!r}: {e.strerror or e}; "
+                            "choose a writable location") from None
 
 
 def _restore(path, params: dict, opt: Optimizer, rng, hist: History) -> int:
+    """Read a checkpoint completely and check it before changing anything."""
     try:
         with np.load(path, allow_pickle=False) as f:
             meta = json.loads(str(f["meta"]))
@@ -321,12 +328,25 @@ def _restore(path, params: dict, opt: Optimizer, rng, hist: History) -> int:
                 raise TrainingError(f"checkpoint {str(path)!r} belongs to another run "
                                     "(parameters or optimizer differ); remove it or "
                                     "resume=False")
-            for k, v in params.items():
-                v[...] = f[f"param/{k}"]
-            opt.state = {k[4:]: np.array(f[k]) for k in f.files if k.startswith("opt/")}
-    except (OSError, KeyError, ValueError) as e:
-        raise TrainingError(f"cannot resume from checkpoint {str(path)!r}: {e}") from None
-    opt.t = meta["t"]
+            values = {k: np.array(f[f"param/{k}"]) for k in params}
+            state = {k[4:]: np.array(f[k]) for k in f.files if k.startswith("opt/")}
+        epoch, t = int(meta["epoch"]), int(meta["t"])
+        records = [dict(r) for r in meta["history"]]
+        probe = np.random.default_rng()
+        probe.bit_generator.state = meta["rng"]  # validates the saved random state
+        for k, v in values.items():
+            if v.shape != params[k].shape or not np.isfinite(v).all():
+                raise ValueError(f"parameter {k} is damaged")
+    except TrainingError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile,
+            zlib.error) as e:
+        raise TrainingError(f"cannot resume from checkpoint {str(path)!r}: it is damaged or "
+                            f"not a checkpoint ({type(e).__name__}: {e}); remove it or pass "
+                            "resume=False") from None
+    for k, v in values.items():
+        params[k][...] = v
+    opt.state, opt.t = state, t
     rng.bit_generator.state = meta["rng"]
-    hist.records[:] = meta["history"]
-    return int(meta["epoch"])
+    hist.records[:] = records
+    return epoch

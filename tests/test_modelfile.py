@@ -48,7 +48,7 @@ def test_write_is_atomic(tmp_path, monkeypatch):
 
     monkeypatch.setattr(fsutil.os, "replace", crash)
     m = tanh_loop(kc=9.0)
-    with pytest.raises(OSError):
+    with pytest.raises(ModelFileError, match="disk full"):
         save(m, path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.json"]  # no temporary left behind
