@@ -36,7 +36,11 @@ def _delay_shape(b: Block, shape) -> tuple | None:
     if shape is None:
         return b.x0.shape if b.x0.ndim else None
     t = b.signal_type(shape, b.x0.dtype)
-    if np.broadcast_shapes(b.x0.shape, t.shape) != t.shape:
+    try:
+        fits = np.broadcast_shapes(b.x0.shape, t.shape) == t.shape
+    except ValueError:
+        fits = False
+    if not fits:
         raise ParameterError(f"block {b.name!r} ({type(b).__name__}): initial value of shape "
                              f"{b.x0.shape} does not fit samples of shape {t.shape}")
     return t.shape
