@@ -245,6 +245,8 @@ class Block:
 
     def signal_type(self, shape, dtype) -> SignalType:
         """A SignalType from constructor arguments (a ParameterError names the block)."""
+        if isinstance(shape, int | np.integer) and not isinstance(shape, bool):
+            shape = (int(shape),)  # shape=3 means (3,)
         try:
             return SignalType(shape, dtype)
         except SignalTypeError as e:

@@ -80,6 +80,9 @@ def bind_inputs(plan: Plan, inputs, steps, batch, *, what: str = "Inport",
                               "steps=...")
     check_steps(T, "the number of steps")
     B = Bs.pop() if Bs else None
+    if B == 0:
+        raise SimulationError(f"inputs of model {model!r} have batch size 0: give at least "
+                              "one run, (T, B, ...) with B >= 1")
     if batch is not None:
         batch = check_steps(batch, "batch")
         if B is not None and batch != B:

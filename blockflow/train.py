@@ -241,6 +241,11 @@ def train(model: Model, inputs: dict, targets, *, loss="sse", params=None,
     for name, a in (targets.items() if isinstance(targets, dict) else [("", targets)]):
         check_finite_data("target", name, a)
     optimizer = optimizer or Adam(1e-3)
+    if not isinstance(optimizer, Optimizer):
+        raise ParameterError(f"optimizer must be an Optimizer (SGD(lr), Momentum(lr), "
+                             f"Adam(lr)), got {optimizer!r:.60}")
+    if schedule is not None and not callable(schedule):
+        raise ParameterError(f"schedule must be a callable epoch -> factor, got {schedule!r}")
     trained = select(model, params)
     hist = history or History()
     rng = np.random.default_rng(seed)
@@ -264,7 +269,12 @@ def train(model: Model, inputs: dict, targets, *, loss="sse", params=None,
 
     for epoch in range(start, epochs):
         t0 = time.perf_counter()
-        lr = optimizer.lr * (schedule(epoch) if schedule else 1.0)
+        factor = schedule(epoch) if schedule else 1.0
+        if not (isinstance(factor, int | float | np.number) and np.isfinite(factor)
+                and factor > 0):
+            raise ParameterError(f"the learning-rate schedule returned {factor!r} for epoch "
+                                 f"{epoch}; it must give a positive factor")
+        lr = optimizer.lr * float(factor)
         order = rng.permutation(B) if batch_size else np.arange(B)
         size = batch_size or B
         total, norms = 0.0, []

@@ -226,13 +226,16 @@ class Function(Block):
         if isinstance(f, str):
             if f not in ELEMENTWISE:
                 raise ParameterError(f"unknown function {f!r}; known: {sorted(ELEMENTWISE)}, or "
-                                 "pass a callable f with its derivative df(a, y)")
+                                     "pass a callable f with its derivative df(a, y)")
+            if df is not None:
+                raise ParameterError(f"Function({f!r}) has its derivative already; pass df "
+                                     "only with a callable f")
             self.fname = f
             f, df = ELEMENTWISE[f]
         else:
-            if df is None:
-                raise ParameterError("Function(f) with a callable f needs its derivative "
-                                 "df(a, y) too")
+            if not callable(f) or not callable(df):
+                raise ParameterError("Function(f, df) takes a callable f and its derivative "
+                                     f"df(a, y), got f={f!r:.40}, df={df!r:.40}")
             self.fname = getattr(f, "__name__", "f")
         super().__init__(**kw)
         self.f, self.df = f, df

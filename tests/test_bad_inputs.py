@@ -230,6 +230,17 @@ CASES = [
      SimulationError, "needs about .* GiB"),
     ("port name with a dot", lambda: Gain(1.0, inputs=("a.b",)), WiringError,
      "port name 'a.b'"),
+    ("optimizer not an Optimizer", lambda: train(gain_model(), X, D, optimizer="adam"),
+     ParameterError, "optimizer must be an Optimizer"),
+    ("negative schedule", lambda: train(gain_model(), X, D, epochs=2,
+                                        schedule=lambda e: -1.0),
+     ParameterError, "schedule returned -1.0 for epoch 0"),
+    ("batch of zero runs", lambda: simulate(gain_model(), {"u": np.ones((5, 0))}),
+     SimulationError, "batch size 0"),
+    ("named function with a derivative", lambda: Function("tanh", lambda a, y: a),
+     ParameterError, "has its derivative already"),
+    ("function not callable", lambda: Function(3, lambda a, y: a),
+     ParameterError, "takes a callable f"),
     ("block name not a string", lambda: Gain(1.0, name=3), WiringError,
      "block name must be a string"),
 ]
@@ -274,7 +285,7 @@ def test_bad_input_catalogue(case):
 
 def test_catalogue_size():
     """The catalogue only grows (update the number when you add cases)."""
-    assert len(CASES) >= 57
+    assert len(CASES) >= 62
 
 
 # ------------------------------------------------------------------- files on disk

@@ -166,7 +166,7 @@ def test_bad_block_parameters():
         Sum("+*")
     with pytest.raises(ValueError, match="unknown function 'tanhh'"):
         Function("tanhh")
-    with pytest.raises(ValueError, match="needs its derivative"):
+    with pytest.raises(ValueError, match="takes a callable f and its derivative"):
         Function(np.tanh)
 
 
