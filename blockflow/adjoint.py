@@ -31,13 +31,13 @@ class JacobianT(Block):
         self.block = block
         self.fwd_types = types  # (input types, output types) of the forward block
         self.trace_reads = () if block.linear else \
-            tuple(Read(p) for p in block.inputs + block.outputs)
+            tuple(Read(p) for p in block.inputs + block.recorded)
         n_y = len(block.outputs)
         self._split = (n_y, n_y + (0 if block.linear else len(block.inputs)))
         self._vjp = block.vjp
 
     def block_ports(self):
-        return self.block.inputs, self.block.outputs
+        return self.block.inputs, self.block.outputs, self.block.residuals
 
     def infer(self, *dy_types):
         if self.fwd_types is None:
@@ -68,13 +68,13 @@ class JacobianV(Block):
         self.block = block
         self.fwd_types = types
         self.trace_reads = () if block.linear else \
-            tuple(Read(p) for p in block.inputs + block.outputs)
+            tuple(Read(p) for p in block.inputs + block.recorded)
         n_u = len(block.inputs)
         self._split = (n_u, n_u + (0 if block.linear else n_u))
         self._jvp = block.jvp
 
     def block_ports(self):
-        return self.block.inputs, self.block.outputs
+        return self.block.inputs, self.block.outputs, self.block.residuals
 
     def infer(self, *du_types):
         if self.fwd_types is None:
@@ -110,11 +110,11 @@ class Forced(Block):
         self.trace_reads = own + tuple(Read(p, forcing=True) for p in inner.outputs)
 
     def block_ports(self):
-        return self.block.inputs, self.block.outputs
+        return self.block.inputs, self.block.outputs, self.block.residuals
 
     def forcing(self, trace, path: str) -> tuple:
         u = tuple(trace[(path, p)] for p in self.block.inputs)
-        y = tuple(trace[(path, p)] for p in self.block.outputs)
+        y = tuple(trace[(path, p)] for p in self.block.recorded)
         return tuple(self.block.param_jvp(u, y, self.dparams))  # one array per output
 
     def infer(self, *t):

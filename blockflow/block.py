@@ -115,6 +115,11 @@ class Block:
     type_hints: tuple | None = None
     #: derived blocks: forward signals read at every step, after the block's inputs
     trace_reads: tuple[Read, ...] = ()
+    #: what the gradient rules need from the forward pass beyond inputs and outputs
+    #: (pre-activations, states): ``output`` returns these after the outputs, the trace
+    #: records them (``trace["mlp.s0"]``), and ``vjp``/``jvp``/``param_grads`` find them in
+    #: ``y`` after the outputs.  Diagrams and the reciprocal transform ignore them.
+    residuals: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -375,17 +380,25 @@ class Block:
             f"block {self.name!r} ({type(self).__name__}) has no finite-memory reversal"
         )
 
+    def residual_types(self, in_types: tuple, out_types: tuple) -> tuple:
+        """The types of ``residuals`` from the port types (blocks that record some)."""
+        return ()
+
     def read_type(self, read: Read) -> SignalType:
         """The type of the forward signal a trace read binds (from ``fwd_types``)."""
-        ins, outs = self.fwd_types
-        ports = self.block_ports()
-        if read.port in ports[0]:
-            return ins[ports[0].index(read.port)]
-        return outs[ports[1].index(read.port)]
+        for ports, types in zip(self.block_ports(), self.fwd_types, strict=False):
+            if read.port in ports:
+                return types[ports.index(read.port)]
+        raise KeyError(read.port)
 
-    def block_ports(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """(inputs, outputs) of the forward block a derived block stands for."""
-        return self.inputs, self.outputs
+    def block_ports(self) -> tuple[tuple[str, ...], ...]:
+        """(inputs, outputs, residuals) of the forward block a derived block stands for."""
+        return self.inputs, self.outputs, self.residuals
+
+    @property
+    def recorded(self) -> tuple[str, ...]:
+        """The signals ``output`` returns: the outputs, then the residuals."""
+        return self.outputs + self.residuals
 
     # ------------------------------------------------------------------- misc
     def config(self) -> dict:
@@ -442,14 +455,14 @@ def step_through(block: Block, x, U: tuple):
         uk = tuple(a[k] for a in U)
         outs.append(block.output(x, *uk))
         x = block.update(x, *uk)
-    if len(block.outputs) == 1:
+    if len(block.recorded) == 1:
         return np.stack(outs)
     return tuple(np.stack(col) for col in zip(*outs, strict=True))
 
 
 def as_tuple(block: Block, result) -> tuple:
-    """Normalise a block's return value to one entry per output port."""
-    return (result,) if len(block.outputs) == 1 else tuple(result)
+    """Normalise a block's return value to one entry per output port and residual."""
+    return (result,) if len(block.recorded) == 1 else tuple(result)
 
 
 def sum_to(g: np.ndarray, shape: tuple) -> np.ndarray:

@@ -56,7 +56,8 @@ def make_loop(ops):
 
 
 def _store(op, result, bufs, T, B, slot_types):
-    for s, arr, port in zip(op.outs, as_tuple(op.block, result), op.block.outputs, strict=True):
+    for s, arr, port in zip(op.outs, as_tuple(op.block, result), op.block.recorded,
+                            strict=True):
         t = slot_types[s]
         arr = np.asarray(arr)
         if arr.shape != (T, B, *t.shape):

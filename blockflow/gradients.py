@@ -81,7 +81,7 @@ def param_grads(trace: Trace, deltas: Trace, *, resets: tuple = (), start: int =
         mem = b.memory if b.stateful else 0
         lo = 0 if mem is None else max(0, start - mem)
         u = tuple(trace[(path, p)][lo:] for p in b.inputs)
-        y = tuple(trace[(path, p)][lo:] for p in b.outputs)
+        y = tuple(trace[(path, p)][lo:] for p in b.recorded)
         dy = tuple(deltas[(path, p)][lo:] for p in b.outputs)
         params.update(block_param_grads(b, path, u, y, dy,
                                         tuple(k - lo for k in resets if k > lo)))

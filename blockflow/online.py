@@ -132,7 +132,7 @@ class OnlineBackprop:
                 u = tuple(read_span(hist[self.fplan.slots[(path, p)]], lo, n, t0)
                           for p in b.inputs)
                 y = tuple(read_span(hist[self.fplan.slots[(path, p)]], lo, n, t0)
-                          for p in b.outputs)
+                          for p in b.recorded)
                 grads.update(block_param_grads(b, path, u, y, tuple(dy)))
             for k, v in grads.items():
                 total[k] = v if k not in total else total[k] + v

@@ -191,6 +191,13 @@ def _schedule(model: Model, flat: FlatModel, types: dict, mode: str) -> Plan:
             else:
                 slots[(path, p)] = len(slot_types)
                 slot_types.append(types[(path, p)])
+        if b.residuals:  # recorded for the gradient rules, typed from the port types
+            rt = b.residual_types(tuple(types[(path, p)] for p in b.inputs),
+                                  tuple(types[(path, p)] for p in b.outputs))
+            for p, t in zip(b.residuals, rt, strict=True):
+                types[(path, p)] = t
+                slots[(path, p)] = len(slot_types)
+                slot_types.append(t)
     for path, b in flat.blocks.items():
         for p in b.inputs:
             slots[(path, p)] = slots[flat.source_of(path, p)]
@@ -208,7 +215,7 @@ def _schedule(model: Model, flat: FlatModel, types: dict, mode: str) -> Plan:
         state = None
         if b.stateful:
             state, n_states = n_states, n_states + 1
-        ops[path] = Op(path, b, tuple(ins), tuple(slots[(path, p)] for p in b.outputs), state)
+        ops[path] = Op(path, b, tuple(ins), tuple(slots[(path, p)] for p in b.recorded), state)
     producer = {s: op.path for op in ops.values() for s in op.outs}
     dep = nx.DiGraph()
     dep.add_nodes_from(ops)

@@ -53,9 +53,10 @@ def reciprocal(model: Model) -> Model:
 
 
 def port_types(block: Block, path: str, types: dict) -> PortTypes:
-    """The input and output types of the block at ``path`` of a compiled model."""
+    """The input, output and residual types of the block at ``path`` of a compiled model."""
     return PortTypes(tuple(types[(path, p)] for p in block.inputs),
-                     tuple(types[(path, p)] for p in block.outputs))
+                     tuple(types[(path, p)] for p in block.outputs),
+                     tuple(types[(path, p)] for p in block.residuals))
 
 
 def _reciprocal_block(b: Block, path: str, types: dict) -> Block:

@@ -71,10 +71,11 @@ class SignalType:
 
 
 class PortTypes(NamedTuple):
-    """The signal types at a block's input ports and output ports, in port order."""
+    """The signal types at a block's input ports, output ports and residuals, in order."""
 
     inputs: tuple
     outputs: tuple
+    residuals: tuple = ()
 
 
 def delta_type(t: SignalType | None) -> SignalType | None:

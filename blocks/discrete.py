@@ -427,6 +427,7 @@ class StateSpace(Block):
         if self.D.shape != (p, m):
             raise ParameterError(f"block {self.name!r}: D must be {(p, m)}, got {self.D.shape}")
         self.param("x0", np.zeros(n) if x0 is None else x0, trainable=train_x0)
+        self.residuals = ("x",)  # the state x(k), recorded for param_grads
         if self.x0.shape not in ((n,), (), (1,)):
             raise ParameterError(f"block {self.name!r} (StateSpace): x0 must have shape ({n},) "
                                  f"for {n} states, got {self.x0.shape}")
@@ -440,9 +441,13 @@ class StateSpace(Block):
     def init_state(self, batch, in_types, out_types):
         return np.broadcast_to(self.x0, (batch, self.A.shape[0])).astype(out_types[0].dtype)
 
+    def residual_types(self, in_types, out_types):  # the state x(k), for param_grads
+        return (SignalType((self.A.shape[0],), out_types[0].dtype),)
+
     def output(self, x, u):
         y = x @ self.C.T
-        return y + u @ self.D.T if self.feedthrough else y
+        y = y + u @ self.D.T if self.feedthrough else y
+        return (y, x) if self.residuals else y
 
     def update(self, x, u):
         return x @ self.A.T + u @ self.B.T
@@ -458,12 +463,13 @@ class StateSpace(Block):
         return X
 
     def sequence(self, x0, U):
-        Y = self.states(x0, U) @ self.C.T
-        return Y + U @ self.D.T if self.feedthrough else Y
+        X = self.states(x0, U)
+        Y = X @ self.C.T
+        Y = Y + U @ self.D.T if self.feedthrough else Y
+        return (Y, X) if self.residuals else Y
 
     def param_grads(self, u, y, dy, resets=()):
-        (U,), (dY,) = u, dy
-        X = self.states(np.broadcast_to(self.x0, (U.shape[1], self.A.shape[0])), U)
+        (U,), (_, X), (dY,) = u, y, dy  # X: the states recorded in the forward pass
         lam = np.zeros_like(X)  # lam[k] = dJ/dx(k+1)
         nxt = np.zeros_like(X[0])
         CtdY = dY @ self.C
@@ -481,9 +487,8 @@ class StateSpace(Block):
     def param_jvp(self, u, y, dp):
         """Forced response: ``e(k+1) = A e + dA x + dB u``, ``e(0) = dx0``,
         ``dy = C e + dC x + dD u``."""
-        (U,) = u
+        (U,), (_, X) = u, y
         n = self.A.shape[0]
-        X = self.states(np.broadcast_to(self.x0, (U.shape[1], n)), U)
         z = np.zeros((n, n))
         dA, dB = dp.get("A", z), dp.get("B", np.zeros_like(self.B))
         force = X @ np.transpose(dA) + U @ np.transpose(dB)
@@ -499,6 +504,7 @@ class StateSpace(Block):
 
     def _like(self, A, B, C, D, **kw) -> StateSpace:
         r = StateSpace(A, B, C, D if self.feedthrough else None, name=self.name, **kw)
+        r.residuals = ()  # transposed realisations record nothing
         r.A, r.B, r.C = A, B, C
         if self.feedthrough:
             r.D = D

@@ -112,6 +112,7 @@ class MLP(Block):
                 raise ParameterError(f"block {self.name!r} (MLP): unknown {what} {fn!r}; "
                                      f"known: {sorted(ELEMENTWISE)}")
         self.n_layers = len(weights)
+        self.residuals = tuple(f"s{i}" for i in range(self.n_layers))
         self.activation, self.output_activation = activation, output_activation
         self._acts = [ELEMENTWISE[activation]] * (self.n_layers - 1) + \
                      [ELEMENTWISE[output_activation]]
@@ -134,6 +135,9 @@ class MLP(Block):
             raise self.type_error(f"takes ({W0.shape[1]},) samples, got {t.shape}", port="u")
         return (SignalType((self.layers()[-1][0].shape[0],), t.dtype),)
 
+    def residual_types(self, in_types, out_types):
+        return tuple(SignalType((W.shape[0],), in_types[0].dtype) for W, _ in self.layers())
+
     def forward(self, u):
         """All pre-activations ``s_l`` and activations ``a_l`` (``a_0 = u``)."""
         a, S, A = u, [], [u]
@@ -144,11 +148,16 @@ class MLP(Block):
             A.append(a)
         return S, A
 
-    def output(self, x, u):
-        return self.forward(u)[1][-1]
-
-    def _backprop(self, u, dy):
+    def output(self, x, u):  # y, then the pre-activations s_0 .. s_{L-1} (residuals)
         S, A = self.forward(u)
+        return (A[-1], *S)
+
+    def _activations(self, u, S):
+        """``a_0 = u, a_l = f(s_{l-1})`` from the recorded pre-activations (elementwise)."""
+        return [u] + [f(s) for (f, _), s in zip(self._acts, S, strict=True)]
+
+    def _backprop(self, u, S, dy):
+        A = self._activations(u, S)
         deltas = []  # delta at each s_l
         d = dy
         for layer in range(self.n_layers - 1, -1, -1):
@@ -158,17 +167,18 @@ class MLP(Block):
         return d, deltas[::-1], A
 
     def vjp(self, u, y, dy):
-        return self._backprop(u[0], dy)[0]
+        return self._backprop(u[0], y[1:], dy)[0]
 
     def jvp(self, u, y, du):
-        S, A = self.forward(u[0])
+        S = y[1:]
+        A = self._activations(u[0], S)
         d = du
         for (W, _), (_, df), s, a in zip(self.layers(), self._acts, S, A[1:], strict=True):
             d = (d @ W.T) * df(s, a)
         return d
 
     def param_grads(self, u, y, dy):
-        _, deltas, A = self._backprop(u[0], dy[0])
+        _, deltas, A = self._backprop(u[0], y[1:], dy[0])
         g = {}
         for i, (d, a) in enumerate(zip(deltas, A[:-1], strict=True)):
             g[f"W{i}"] = _outer_sum(d, a)
@@ -176,7 +186,8 @@ class MLP(Block):
         return g
 
     def param_jvp(self, u, y, dp):
-        S, A = self.forward(u[0])
+        S = y[1:]
+        A = self._activations(u[0], S)
         d = 0.0
         for i, ((W, _), (_, df), s, a_in, a) in enumerate(
                 zip(self.layers(), self._acts, S, A[:-1], A[1:], strict=True)):
@@ -416,8 +427,14 @@ class LSTMCell(Block):
         t = SignalType((H,), tx.dtype if tx else np.float64)
         return t, t
 
-    def gates(self, x, h, c_prev):
-        z = np.concatenate([x, h], -1) @ self.W.T + self.b
+    residuals = ("z",)  # the gates' pre-activations W [x; h_prev] + b
+
+    def residual_types(self, in_types, out_types):
+        return (SignalType((self.W.shape[0],), out_types[0].dtype),)
+
+    @staticmethod
+    def gates(z, c_prev):
+        """The gates and the new cell state from the pre-activations ``z``."""
         i, f, g, o = np.split(z, 4, axis=-1)
         i, f, o = scipy.special.expit(i), scipy.special.expit(f), scipy.special.expit(o)
         g = np.tanh(g)
@@ -425,39 +442,40 @@ class LSTMCell(Block):
         return i, f, g, o, c, np.tanh(c)
 
     def output(self, s, x, h, c_prev):
-        i, f, g, o, c, tc = self.gates(x, h, c_prev)
-        return o * tc, c
+        z = np.concatenate([x, h], -1) @ self.W.T + self.b
+        i, f, g, o, c, tc = self.gates(z, c_prev)
+        return o * tc, c, z
 
-    def _dz(self, u, dh, dc):
-        i, f, g, o, c, tc = self.gates(*u)
+    def _dz(self, u, z, dh, dc):
+        i, f, g, o, c, tc = self.gates(z, u[2])
         dc = dc + dh * o * (1.0 - tc * tc)
         dz = np.concatenate([dc * g * i * (1 - i), dc * u[2] * f * (1 - f),
                              dc * i * (1 - g * g), dh * tc * o * (1 - o)], -1)
         return dz, dc * f
 
     def vjp(self, u, y, dh, dc):
-        dz, dc_prev = self._dz(u, dh, dc)
+        dz, dc_prev = self._dz(u, y[2], dh, dc)
         dxh = dz @ self.W
         n = u[0].shape[-1]
         return dxh[..., :n], dxh[..., n:], dc_prev
 
-    def _tangent(self, u, dz, dc_prev):
-        i, f, g, o, c, tc = self.gates(*u)
+    def _tangent(self, u, z, dz, dc_prev):
+        i, f, g, o, c, tc = self.gates(z, u[2])
         di, df, dg, do = np.split(dz, 4, axis=-1)
         dc = df * f * (1 - f) * u[2] + f * dc_prev + di * i * (1 - i) * g + i * dg * (1 - g * g)
         return do * o * (1 - o) * tc + o * (1 - tc * tc) * dc, dc
 
     def jvp(self, u, y, dx, dh, dc_prev):
-        return self._tangent(u, np.concatenate([dx, dh], -1) @ self.W.T, dc_prev)
+        return self._tangent(u, y[2], np.concatenate([dx, dh], -1) @ self.W.T, dc_prev)
 
     def param_grads(self, u, y, dy):
-        dz, _ = self._dz(u, *dy)
+        dz, _ = self._dz(u, y[2], *dy)
         return {"W": _outer_sum(dz, np.concatenate(u[:2], -1)),
                 "b": dz.reshape(-1, dz.shape[-1]).sum(0)}
 
     def param_jvp(self, u, y, dp):
         dz = np.concatenate(u[:2], -1) @ dp.get("W", np.zeros_like(self.W)).T + dp.get("b", 0.0)
-        return self._tangent(u, dz, np.zeros_like(u[2]))
+        return self._tangent(u, y[2], dz, np.zeros_like(u[2]))
 
     def label(self) -> str:
         return f"LSTM H={self.W.shape[0] // 4}"
