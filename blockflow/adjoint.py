@@ -101,7 +101,8 @@ class Forced(Block):
     forward trace, precomputed and read like a trace signal named ``~port``)."""
 
     def __init__(self, inner: Block, block: Block, dparams: dict, types: tuple):
-        super().__init__(name=block.name, inputs=inner.inputs, outputs=inner.outputs)
+        super().__init__(name=block.name, inputs=inner.inputs, outputs=inner.outputs,
+                         type_hints=inner.type_hints)
         self.inner, self.block, self.dparams, self.fwd_types = inner, block, dparams, types
         self.feedthrough = inner.feedthrough
         self.stateful = inner.stateful
@@ -194,8 +195,9 @@ class Anticausal(Block):
     this is ``block`` itself; over whole sequences it is ``flip(block(flip(U)))``.
     """
 
-    def __init__(self, block: Block):
-        super().__init__(name=block.name, inputs=block.inputs, outputs=block.outputs)
+    def __init__(self, block: Block, type_hints: tuple | None = None):
+        super().__init__(name=block.name, inputs=block.inputs, outputs=block.outputs,
+                         type_hints=type_hints)
         self.block = block
         self.feedthrough = block.feedthrough
         self.stateful = block.stateful

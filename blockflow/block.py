@@ -84,6 +84,8 @@ class Block:
         block's port names with the directions swapped).
     allow_nonfinite : bool, default False
         Accept NaN or infinite parameter values (refused otherwise, at construction).
+    type_hints : tuple, optional
+        Output types known from elsewhere (transforms pass the forward model's types).
     """
 
     inputs: tuple[str, ...] = ("u",)
@@ -128,6 +130,7 @@ class Block:
         inputs: tuple[str, ...] | None = None,
         outputs: tuple[str, ...] | None = None,
         allow_nonfinite: bool = False,
+        type_hints: tuple | None = None,
     ):
         if name is not None and not isinstance(name, str):
             raise WiringError(f"a block name must be a string, got {name!r}")
@@ -138,6 +141,8 @@ class Block:
             self.outputs = tuple(outputs)
         check_ports(self.name, self.inputs, self.outputs)
         self.allow_nonfinite = bool(allow_nonfinite)
+        if type_hints is not None:
+            self.type_hints = tuple(type_hints)
         self._params: dict[str, bool] = {}  # name -> trainable
         self._model = None  # the model this block was added to (one only)
 

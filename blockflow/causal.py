@@ -18,6 +18,7 @@ import networkx as nx
 
 from .adjoint import Anticausal
 from .cache import cached
+from .derive import causal_block
 from .errors import SimulationError
 from .execute import run_plan
 from .gradients import Gradients, bind_output_deltas, param_grads, reciprocal_plan
@@ -56,10 +57,7 @@ def retime(rflat: FlatModel, rtypes: dict) -> tuple[FlatModel, dict, dict]:
     causal = FlatModel(rflat.name)
     for v, b in rflat.blocks.items():
         if isinstance(b, Anticausal):
-            cb = b.block.reversed_taps()
-            cb.name = b.name
-            cb.type_hints = tuple(rtypes[(v, p)] for p in cb.outputs)
-            causal.add(v, cb)
+            causal.add(v, causal_block(b, tuple(rtypes[(v, p)] for p in b.outputs)))
         else:
             causal.add(v, b)
     port_lag = {}

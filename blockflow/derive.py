@@ -21,7 +21,7 @@ from __future__ import annotations
 from .adjoint import Anticausal, JacobianT, JacobianV, Zero
 from .block import Block
 from .errors import ReciprocalNotDefinedError
-from .types import PortTypes
+from .types import PortTypes, delta_type
 
 
 def _missing(b: Block, what: str, how: str) -> ReciprocalNotDefinedError:
@@ -31,11 +31,22 @@ def _missing(b: Block, what: str, how: str) -> ReciprocalNotDefinedError:
     )
 
 
+def adopt(rb: Block, name: str, hints: tuple) -> Block:
+    """A rule a block supplies itself is built without the model's types: give it the
+    forward block's name and the types the transform knows (the one place this is done;
+    derived blocks get both at construction)."""
+    rb.name = name
+    if rb.type_hints is None:
+        rb.type_hints = hints
+    return rb
+
+
 def reciprocal_block(b: Block, types: PortTypes) -> Block:
     """The reciprocal of ``b`` (ports kept by name, directions swapped)."""
+    hints = tuple(delta_type(t) for t in types.inputs)  # its outputs: the forward inputs
     rb = b.reciprocal()
     if rb is not None:
-        return rb
+        return adopt(rb, b.name, hints)
     if b.nondifferentiable:
         return Zero(b, types)
     if b.stateful:
@@ -43,15 +54,16 @@ def reciprocal_block(b: Block, types: PortTypes) -> Block:
         if lti is None:
             raise _missing(b, "reciprocal rule", "a stateful block defines transposed() "
                            "(its transposed realisation) or reciprocal()")
-        return Anticausal(lti)
+        return Anticausal(lti, hints)
     return JacobianT(b, types)
 
 
 def tangent_block(b: Block, types: PortTypes) -> Block:
     """The linearisation of ``b`` used by forward mode (delays stay delays)."""
+    hints = tuple(delta_type(t) for t in types.outputs)
     tb = b.tangent()
     if tb is not None:
-        return tb
+        return adopt(tb, b.name, hints)
     if b.nondifferentiable:
         return Zero(b, types, tangent=True)
     if b.stateful:
@@ -59,5 +71,11 @@ def tangent_block(b: Block, types: PortTypes) -> Block:
         if lti is None:
             raise _missing(b, "tangent rule", "a stateful block defines transposed() or "
                            "tangent()")
-        return lti.transposed()
+        return adopt(lti.transposed(), b.name, hints)
     return JacobianV(b, types)
+
+
+def causal_block(b: Anticausal, types: tuple) -> Block:
+    """The causal run of an anticausal block of finite memory: its transposed
+    realisation with the taps reversed, ``q^-M H^T(q^+1)`` (the online sweep)."""
+    return adopt(b.block.reversed_taps(), b.name, types)

@@ -61,8 +61,6 @@ def port_types(block: Block, path: str, types: dict) -> PortTypes:
 
 def _reciprocal_block(b: Block, path: str, types: dict) -> Block:
     rb = reciprocal_block(b, port_types(b, path, types))
-    rb.name = b.name
-    rb.type_hints = tuple(delta_type(types[(path, p)]) for p in rb.outputs)
     if set(rb.inputs) != set(b.outputs) or set(rb.outputs) != set(b.inputs):
         raise ReciprocalNotDefinedError(
             f"block {path!r} ({type(b).__name__}): its reciprocal must take the forward "

@@ -23,7 +23,6 @@ from .plan import compile
 from .reciprocal import port_types
 from .simulate import bind_inputs
 from .trace import Trace
-from .types import delta_type
 
 
 def tangent(model: Model, dparams: dict | None = None) -> Model:
@@ -42,14 +41,9 @@ def tangent(model: Model, dparams: dict | None = None) -> Model:
 def _tangent_block(b: Block, path: str, types: dict, dparams: dict) -> Block:
     fwd = port_types(b, path, types)
     tb = tangent_block(b, fwd)
-    tb.name = b.name
-    tb.type_hints = tuple(delta_type(t) for t in fwd[1])
     mine = {k.rpartition(".")[2]: np.asarray(v) for k, v in dparams.items()
             if k.rpartition(".")[0] == path}
-    if mine:
-        tb = Forced(tb, b, mine, fwd)
-        tb.type_hints = tuple(delta_type(t) for t in fwd[1])
-    return tb
+    return Forced(tb, b, mine, fwd) if mine else tb
 
 
 def _tangent(m: Model, prefix: str, types: dict, dparams: dict) -> Model:
