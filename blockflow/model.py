@@ -45,6 +45,7 @@ class Model(Block):
         self.graph = nx.MultiDiGraph()
         self.blocks: dict[str, Block] = {}
         self._types: dict[PortKey, SignalType] = {}
+        self._src: dict[PortKey, PortKey] = {}  # (block, input) -> (block, output) driving it
         self._version = 0
         super().__init__(name=name or "model")
 
@@ -147,10 +148,7 @@ class Model(Block):
 
     def source_of(self, block: str, port: str) -> PortKey | None:
         """The ``(block, port)`` output feeding input ``port`` of ``block``, if any."""
-        for s, _, data in self.graph.in_edges(block, data=True):
-            if data["dst_port"] == port:
-                return s, data["src_port"]
-        return None
+        return self._src.get((block, port))
 
     def connect(self, src, dst) -> None:
         """Wire output ``src`` to input ``dst``.
@@ -166,12 +164,14 @@ class Model(Block):
                 f"an input takes one source (add a Sum to combine {s} with it)"
             )
         self.graph.add_edge(s.block.name, d.block.name, src_port=s.port, dst_port=d.port)
+        self._src[(d.block.name, d.port)] = (s.block.name, s.port)
         self._version += 1
         try:
             self._types = propagate_types(self, start=[d.block.name], types=self._types)
         except SignalTypeError as e:
             self.graph.remove_edge(s.block.name, d.block.name,
                                    key=self._edge_key(s.block.name, d.block.name, d.port))
+            del self._src[(d.block.name, d.port)]
             self._types = propagate_types(self)
             raise SignalTypeError(f"connecting {s} -> {d}: {e}") from None
 
@@ -189,6 +189,7 @@ class Model(Block):
             raise WiringError(f"input {d} is not connected")
         self.graph.remove_edge(src[0], d.block.name,
                                key=self._edge_key(src[0], d.block.name, d.port))
+        del self._src[(d.block.name, d.port)]
         self._version += 1
         self._types = propagate_types(self)
 

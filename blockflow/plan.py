@@ -163,10 +163,14 @@ def _compile(model: Model, mode: str, flat: FlatModel | None = None) -> Plan:
 
 def _check_algebraic_loops(flat: FlatModel) -> None:
     g = feedthrough_graph(flat)
-    try:
-        cycle = nx.find_cycle(g)
-    except nx.NetworkXNoCycle:
+    if nx.is_directed_acyclic_graph(g):  # linear time; the usual case
         return
+    # the loop to report: inside one strongly connected component (found once, linear)
+    scc = next(c for c in nx.strongly_connected_components(g)
+               if len(c) > 1 or any(g.has_edge(n, n) for n in c))
+    sub = g.subgraph(scc)
+    order = {p: i for i, p in enumerate(flat.blocks)}
+    cycle = nx.find_cycle(sub, source=min(scc, key=order.__getitem__))
     loop = [s for s, _ in cycle]
     wires = " -> ".join(f"{s}.{g.edges[s, d]['port'][0]}" for s, d in cycle)
     raise AlgebraicLoopError(
