@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from .block import Block, Read, as_tuple
+from .kernels import Kernel, kernel
 from .types import SignalType, delta_type
 
 
@@ -49,6 +50,9 @@ class JacobianT(Block):
         # from the trace (none for a linear block)
         n_y, n_yu = self._split
         return self._vjp(args[n_y:n_yu], args[n_yu:], *args[:n_y])
+
+    def kernel(self):
+        return self.block.vjp_kernel()
 
     def reciprocal(self) -> Block:
         return JacobianV(self.block, self.fwd_types)
@@ -220,6 +224,9 @@ class Anticausal(Block):
             return np.flip(Y, 0)
         return tuple(np.flip(a, 0) for a in Y)
 
+    def kernel(self):  # step by step, reversed time is the block itself
+        return self.block.kernel()
+
     def reciprocal(self) -> Block:
         return self.block.transposed()  # (H^T)^T: the causal block again
 
@@ -257,6 +264,14 @@ class ZeroSource(Block):
         return {"type_": self.type}
 
 
+@kernel
+def junction_output(*u):
+    y = u[0]
+    for i in range(1, len(u)):
+        y = y + u[i]
+    return y
+
+
 class Junction(Block):
     """``y(k) = sum_i u_i(k)``: the summing junction made from a forward branching point.
 
@@ -276,10 +291,10 @@ class Junction(Block):
         return (same_type(f"junction {self.name!r}", *t),)
 
     def output(self, x, *u):
-        y = u[0]
-        for v in u[1:]:
-            y = y + v
-        return y
+        return junction_output(*u)
+
+    def kernel(self):
+        return Kernel(junction_output)
 
     def vjp(self, u, y, dy):
         return dy if len(self.inputs) == 1 else tuple(dy for _ in self.inputs)

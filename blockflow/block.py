@@ -359,6 +359,17 @@ class Block:
             )
         return tuple(None for _ in self.outputs)
 
+    def kernel(self):
+        """The block's step equations for compiled loops (:class:`blockflow.kernels.Kernel`:
+        ``@kernel`` functions and the current parameters), or ``None``: then a loop
+        holding this block runs on the numpy path."""
+        return None
+
+    def vjp_kernel(self):
+        """The reciprocal rule for compiled loops: a Kernel whose output is
+        ``f(*params, *dy, *u, *y)`` returning the input deltas, or ``None``."""
+        return None
+
     def reciprocal(self) -> Block | None:
         """The whole reciprocal block (ports kept by name, directions swapped), or
         ``None`` to have it derived (:mod:`blockflow.derive`): zero for a

@@ -11,6 +11,12 @@ from __future__ import annotations
 import numpy as np
 
 from .block import Block
+from .kernels import Kernel, kernel
+
+
+@kernel
+def wire_output(u):
+    return u
 
 
 class Wire(Block):
@@ -19,7 +25,10 @@ class Wire(Block):
     linear = True
 
     def output(self, x, u):
-        return u
+        return wire_output(u)
+
+    def kernel(self):
+        return Kernel(wire_output)
 
     def vjp(self, u, y, dy):
         return dy
@@ -29,6 +38,16 @@ class Wire(Block):
 
     def config(self) -> dict:
         return {}
+
+
+@kernel
+def line_output(x, u):  # a delay line of n samples: the oldest comes out
+    return x[0]
+
+
+@kernel
+def line_update(x, u):
+    return np.concatenate((x[1:], np.expand_dims(u, 0)))
 
 
 class DelayLine(Block):
@@ -46,10 +65,13 @@ class DelayLine(Block):
         return in_types[0].zeros(self.n, batch)
 
     def output(self, x, u):
-        return x[0]
+        return line_output(x, u)
 
     def update(self, x, u):
-        return np.concatenate([x[1:], u[None]])
+        return line_update(x, u)
+
+    def kernel(self):
+        return Kernel(line_output, line_update)
 
     def sequence(self, x0, U):
         return np.concatenate([x0, U])[: U.shape[0]]

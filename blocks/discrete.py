@@ -15,7 +15,8 @@ import scipy.signal
 
 from blockflow.block import Block, sum_to
 from blockflow.errors import ParameterError
-from blockflow.lines import Wire
+from blockflow.kernels import Kernel, kernel
+from blockflow.lines import Wire, line_output, line_update
 from blockflow.types import SignalType
 
 
@@ -29,6 +30,72 @@ def _shift_corr(g: np.ndarray, v: np.ndarray, m: int) -> float:
     if m >= T:
         return 0.0
     return float(np.vdot(g[m:], v[: T - m]))
+
+
+@kernel
+def delay_output(x, u):
+    return x
+
+
+@kernel
+def delay_update(x, u):
+    return u
+
+
+@kernel
+def fir_output(h, x, u):  # y = h[0] u + sum_m h[m] u(k-m), the past inputs held in x
+    y = h[0] * u
+    for m in range(1, h.shape[0]):
+        y = y + h[m] * x[m - 1]
+    return y
+
+
+@kernel
+def fir_update(h, x, u):
+    if x.shape[0] == 0:
+        return x
+    return np.concatenate((np.expand_dims(u, 0), x[:-1]))
+
+
+@kernel
+def filter_output(feed, x, u):
+    z, b0 = x[0], x[1]
+    if z.shape[0] == 0:
+        return b0 * u
+    if feed:
+        return b0 * u + z[0]
+    return z[0]  # u is not read: no direct feedthrough
+
+
+@kernel
+def filter_update(feed, x, u):
+    z, b0, c, an1 = x
+    if z.shape[0] == 0:
+        return x
+    z_next = c * u - an1 * z[0]
+    z_next[:-1] += z[1:]
+    return z_next, b0, c, an1
+
+
+@kernel
+def ss_output(AT, BT, CT, DT, feed, x, u):  # y = C x + D u; the state is recorded too
+    y = x @ CT
+    if feed:
+        y = y + u @ DT
+    return y, x
+
+
+@kernel
+def ss_output_plain(AT, BT, CT, DT, feed, x, u):  # transposed realisations record nothing
+    y = x @ CT
+    if feed:
+        y = y + u @ DT
+    return y
+
+
+@kernel
+def ss_update(AT, BT, CT, DT, feed, x, u):  # x(k+1) = A x + B u
+    return x @ AT + u @ BT
 
 
 def _delay_shape(b: Block, shape) -> tuple | None:
@@ -79,10 +146,13 @@ class UnitDelay(Block):
         return np.broadcast_to(self.x0, (batch, *t.shape)).astype(t.dtype)
 
     def output(self, x, u):
-        return x
+        return delay_output(x, u)
 
     def update(self, x, u):
-        return u
+        return delay_update(x, u)
+
+    def kernel(self):
+        return Kernel(delay_output, delay_update)
 
     def sequence(self, x0, U):
         return np.concatenate([x0[None], U[:-1]])
@@ -129,10 +199,13 @@ class Delay(Block):
         return np.broadcast_to(self.x0, (self.n, batch, *t.shape)).astype(t.dtype)
 
     def output(self, x, u):
-        return x[0]
+        return line_output(x, u)
 
     def update(self, x, u):
-        return np.concatenate([x[1:], u[None]])
+        return line_update(x, u)
+
+    def kernel(self):
+        return Kernel(line_output, line_update)
 
     def sequence(self, x0, U):
         return np.concatenate([x0, U])[: U.shape[0]]
@@ -187,10 +260,13 @@ class FIR(Block):
         return t.zeros(self.h.size - 1, batch)
 
     def output(self, x, u):
-        return self.h[0] * u + np.tensordot(self.h[1:], x, axes=(0, 0))
+        return fir_output(self.h, x, u)
 
     def update(self, x, u):
-        return np.concatenate([u[None], x[:-1]]) if x.shape[0] else x
+        return fir_update(self.h, x, u)
+
+    def kernel(self):
+        return Kernel(fir_output, fir_update, (self.h,))
 
     def sequence(self, x0, U):
         return scipy.signal.lfilter(self.h, [1.0], U, axis=0)
@@ -271,18 +347,13 @@ class DiscreteFilter(Block):
         return t.zeros(n - 1, batch), b0, c, an1
 
     def output(self, x, u):
-        z, b0 = x[0], x[1]
-        if z.shape[0] == 0:
-            return b0 * u
-        return b0 * u + z[0] if self.feedthrough else z[0]
+        return filter_output(self.feedthrough, x, u)
 
     def update(self, x, u):
-        z, b0, c, an1 = x
-        if z.shape[0] == 0:
-            return x
-        z_next = c * u - an1 * z[0]
-        z_next[:-1] += z[1:]
-        return z_next, b0, c, an1
+        return filter_update(self.feedthrough, x, u)
+
+    def kernel(self):
+        return Kernel(filter_output, filter_update, (self.feedthrough,))
 
     def sequence(self, x0, U):
         return scipy.signal.lfilter(self.b, self.a, U, axis=0)
@@ -444,13 +515,20 @@ class StateSpace(Block):
     def residual_types(self, in_types, out_types):  # the state x(k), for param_grads
         return (SignalType((self.A.shape[0],), out_types[0].dtype),)
 
+    def _params_t(self, contiguous=lambda a: a):
+        return (contiguous(self.A.T), contiguous(self.B.T), contiguous(self.C.T),
+                contiguous(self.D.T), self.feedthrough)
+
     def output(self, x, u):
-        y = x @ self.C.T
-        y = y + u @ self.D.T if self.feedthrough else y
-        return (y, x) if self.residuals else y
+        out = ss_output if self.residuals else ss_output_plain
+        return out(*self._params_t(), x, u)
 
     def update(self, x, u):
-        return x @ self.A.T + u @ self.B.T
+        return ss_update(*self._params_t(), x, u)
+
+    def kernel(self):
+        return Kernel(ss_output if self.residuals else ss_output_plain, ss_update,
+                      self._params_t(np.ascontiguousarray))
 
     def states(self, x0, U) -> np.ndarray:
         """x(0..T-1) for inputs ``U`` (T, B, m)."""

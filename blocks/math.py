@@ -9,11 +9,33 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-import scipy.special
 
 from blockflow.block import Block, sum_to
 from blockflow.errors import ParameterError
+from blockflow.kernels import Kernel, kernel
 from blockflow.types import SignalType, same_type
+
+
+@kernel
+def sum_output(signs, *u):
+    """``y = sum_i s_i u_i``; ``signs`` holds +-1 in the signals' dtype."""
+    y = signs[0] * u[0]
+    for i in range(1, len(u)):
+        y = y + signs[i] * u[i]
+    return y
+
+
+@kernel
+def sum_vjp2(signs, dy):
+    return signs[0] * dy, signs[1] * dy
+
+
+@kernel
+def sum_vjp3(signs, dy):
+    return signs[0] * dy, signs[1] * dy, signs[2] * dy
+
+
+_SUM_VJP = {2: sum_vjp2, 3: sum_vjp3}
 
 
 class Sum(Block):
@@ -55,11 +77,41 @@ class Sum(Block):
         out = tuple(dy if s == "+" else -dy for s in self.signs)
         return out[0] if len(out) == 1 else out
 
+    def _signs(self):
+        return np.array([1.0 if s == "+" else -1.0 for s in self.signs])
+
+    def kernel(self):
+        return Kernel(sum_output, params=(self._signs(),))
+
+    def vjp_kernel(self):
+        rule = _SUM_VJP.get(len(self.signs))
+        return None if rule is None else Kernel(rule, params=(self._signs(),))
+
     def label(self) -> str:
         return f"Σ {self.signs}"
 
     def config(self) -> dict:
         return {"signs": self.signs}
+
+
+@kernel
+def gain_elementwise(K, u):
+    return u * K
+
+
+@kernel
+def gain_matrix(K, u):
+    return u @ K.T
+
+
+@kernel
+def gain_matrix_t(KT, u):  # the compiled form: K^T stored contiguous
+    return u @ KT
+
+
+@kernel
+def gain_matrix_vjp(K, dy):
+    return dy @ K
 
 
 class Gain(Block):
@@ -109,10 +161,18 @@ class Gain(Block):
         return (SignalType(t.shape, dtype),)
 
     def output(self, x, u):
-        return u @ self.K.T if self.matrix else u * self.K
+        return gain_matrix(self.K, u) if self.matrix else gain_elementwise(self.K, u)
 
     def vjp(self, u, y, dy):
-        return dy @ self.K if self.matrix else dy * self.K
+        return gain_matrix_vjp(self.K, dy) if self.matrix else gain_elementwise(self.K, dy)
+
+    def kernel(self):
+        if self.matrix:
+            return Kernel(gain_matrix_t, params=(np.ascontiguousarray(self.K.T),))
+        return Kernel(gain_elementwise, params=(self.K,))
+
+    def vjp_kernel(self):
+        return Kernel(gain_matrix_vjp if self.matrix else gain_elementwise, params=(self.K,))
 
     def param_grads(self, u, y, dy):
         (u,), (dy,) = u, dy
@@ -190,16 +250,38 @@ class Product(Block):
 
 
 # name -> (f(a), f'(a) given a and the recorded output y)
+def _pair(name: str, f, df):
+    """``(f, df)`` as kernels, with the reciprocal rule ``dy f'(a)`` built from ``df``."""
+    f = kernel(f, name=f"blocks.math.{name}")
+    df = kernel(df, name=f"blocks.math.d{name}")
+
+    def vjp(dy, a, y):
+        return dy * df(a, y)
+
+    _VJP[name] = kernel(vjp, name=f"blocks.math.{name}_vjp")
+    return f, df
+
+
+_VJP: dict[str, Callable] = {}
+
+
+def _sigmoid(a):
+    return 0.5 + 0.5 * np.tanh(0.5 * a)  # the logistic function, without overflow
+
+
+#: name -> (f(a), f'(a) given a and the recorded output y): one line each
 ELEMENTWISE: dict[str, tuple[Callable, Callable]] = {
-    "tanh": (np.tanh, lambda a, y: 1.0 - y * y),
-    "sigmoid": (scipy.special.expit, lambda a, y: y * (1.0 - y)),
-    "relu": (lambda a: np.maximum(a, 0), lambda a, y: (a > 0).astype(a.dtype)),
-    "identity": (lambda a: a, lambda a, y: np.ones_like(a)),
-    "exp": (np.exp, lambda a, y: y),
-    "sin": (np.sin, lambda a, y: np.cos(a)),
-    "cos": (np.cos, lambda a, y: -np.sin(a)),
-    "square": (np.square, lambda a, y: 2.0 * a),
-    "softplus": (lambda a: np.logaddexp(0, a), lambda a, y: scipy.special.expit(a)),
+    "tanh": _pair("tanh", lambda a: np.tanh(a), lambda a, y: 1.0 - y * y),
+    "sigmoid": _pair("sigmoid", _sigmoid, lambda a, y: y * (1.0 - y)),
+    "relu": _pair("relu", lambda a: np.maximum(a, np.zeros_like(a)),
+                  lambda a, y: (a > 0) * np.ones_like(a)),
+    "identity": _pair("identity", lambda a: a.copy(), lambda a, y: np.ones_like(a)),
+    "exp": _pair("exp", lambda a: np.exp(a), lambda a, y: y.copy()),
+    "sin": _pair("sin", lambda a: np.sin(a), lambda a, y: np.cos(a)),
+    "cos": _pair("cos", lambda a: np.cos(a), lambda a, y: -np.sin(a)),
+    "square": _pair("square", lambda a: a * a, lambda a, y: 2.0 * a),
+    "softplus": _pair("softplus", lambda a: np.logaddexp(np.zeros_like(a), a),
+                      lambda a, y: 0.5 + 0.5 * np.tanh(0.5 * a)),
 }
 
 
@@ -248,6 +330,13 @@ class Function(Block):
 
     def jvp(self, u, y, du):
         return du * self.df(u[0], y[0])
+
+    def kernel(self):
+        return Kernel(self.f) if ELEMENTWISE.get(self.fname, (None,))[0] is self.f else None
+
+    def vjp_kernel(self):
+        rule = _VJP.get(self.fname)
+        return None if rule is None or ELEMENTWISE[self.fname][0] is not self.f else Kernel(rule)
 
     def label(self) -> str:
         return self.fname

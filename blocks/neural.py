@@ -7,6 +7,7 @@ import scipy.special
 
 from blockflow.block import Block
 from blockflow.errors import ParameterError
+from blockflow.kernels import Kernel, kernel
 from blockflow.types import SignalType
 
 from .math import ELEMENTWISE
@@ -15,6 +16,27 @@ from .math import ELEMENTWISE
 def _outer_sum(d: np.ndarray, a: np.ndarray) -> np.ndarray:
     """``sum over leading axes of d a^T``: the dJ/dW = sum_k delta(k) a(k)^T contraction."""
     return d.reshape(-1, d.shape[-1]).T @ a.reshape(-1, a.shape[-1])
+
+
+@kernel
+def dense_output(WT, b, u):
+    return u @ WT + b
+
+
+@kernel
+def dense_vjp(W, dy):
+    return dy @ W
+
+
+@kernel
+def rnn_output(WT, b, x, h):
+    return np.tanh(np.concatenate((x, h), axis=-1) @ WT + b)
+
+
+@kernel
+def rnn_vjp(W, n, dh, x, h, y):
+    dxh = (dh * (1.0 - y * y)) @ W
+    return dxh[..., :n], dxh[..., n:]
 
 
 def _bias_fits(b: Block, name: str, n: int) -> None:
@@ -56,10 +78,16 @@ class Dense(Block):
         return (SignalType((self.W.shape[0],), np.result_type(t.dtype, self.W.dtype)),)
 
     def output(self, x, u):
-        return u @ self.W.T + self.b
+        return dense_output(self.W.T, self.b, u)
 
     def vjp(self, u, y, dy):
-        return dy @ self.W
+        return dense_vjp(self.W, dy)
+
+    def kernel(self):
+        return Kernel(dense_output, params=(np.ascontiguousarray(self.W.T), self.b))
+
+    def vjp_kernel(self):
+        return Kernel(dense_vjp, params=(self.W,))
 
     def jvp(self, u, y, du):
         return du @ self.W.T
@@ -358,13 +386,17 @@ class RNNCell(Block):
         return (SignalType((H,), tx.dtype if tx else np.float64),)
 
     def output(self, s, x, h):
-        return np.tanh(np.concatenate([x, h], -1) @ self.W.T + self.b)
+        return rnn_output(self.W.T, self.b, x, h)
 
     def vjp(self, u, y, dh):
-        dz = dh * (1.0 - y[0] ** 2)
-        dxh = dz @ self.W
-        n = u[0].shape[-1]
-        return dxh[..., :n], dxh[..., n:]
+        return rnn_vjp(self.W, u[0].shape[-1], dh, *u, *y)
+
+    def kernel(self):
+        return Kernel(rnn_output, params=(np.ascontiguousarray(self.W.T), self.b))
+
+    def vjp_kernel(self):
+        H = self.W.shape[0]
+        return Kernel(rnn_vjp, params=(self.W, self.W.shape[1] - H))
 
     def jvp(self, u, y, dx, dh):
         return (np.concatenate([dx, dh], -1) @ self.W.T) * (1.0 - y[0] ** 2)
