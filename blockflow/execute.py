@@ -15,6 +15,7 @@ import numpy as np
 
 from .block import as_tuple
 from .errors import BlockflowError, SimulationError
+from .kernels import AUTO_MIN_WORK, compile_loop, run_compiled
 from .ops import SegmentKind
 
 
@@ -112,6 +113,15 @@ def check_memory(plan, T: int, B: int) -> None:
         )
 
 
+def _compiled(plan, seg, T: int) -> bool:
+    """Whether a loop runs compiled: it has a compiled form and the backend asks for it
+    (``"auto"``: when the loop has enough work to pay for compiling)."""
+    if seg.why_numpy is not None:
+        return False
+    backend = getattr(plan, "backend", "numpy")
+    return backend == "numba" or (backend == "auto" and T * len(seg.ops) >= AUTO_MIN_WORK)
+
+
 def run_plan(plan, T: int, B: int, bufs: list, *, reverse: bool = False,
              progress=None, states: dict | None = None) -> dict:
     """Fill ``bufs`` (one array per slot) by running ``plan`` for ``T`` steps.
@@ -140,12 +150,19 @@ def run_plan(plan, T: int, B: int, bufs: list, *, reverse: bool = False,
                       else _init_state(op, B, st) for op in seg.ops if op.state is not None}
             rec = {s: st[s].zeros(T, B) for op in seg.ops for s in op.outs}
             ks = range(T - 1, -1, -1) if reverse else range(T)
-            if progress is not None:
-                ks = progress(ks, T)
             try:
-                out = seg.loop(ks, bufs, [op.block.output for op in seg.ops],
-                               [op.block.update if op.state is not None else None
-                                for op in seg.ops], states, rec)
+                if _compiled(plan, seg, T):
+                    kernels = [op.block.kernel() for op in seg.ops]  # current parameters
+                    if seg.compiled is None:
+                        seg.compiled = compile_loop(seg.ops, kernels, st)
+                    out = run_compiled(seg, kernels, np.asarray(ks, dtype=np.int64), bufs,
+                                       states, rec, st)
+                else:
+                    if progress is not None:
+                        ks = progress(ks, T)
+                    out = seg.loop(ks, bufs, [op.block.output for op in seg.ops],
+                                   [op.block.update if op.state is not None else None
+                                    for op in seg.ops], states, rec)
             except ValueError as e:
                 names = ", ".join(f"{op.path} ({type(op.block).__name__})" for op in seg.ops)
                 raise BlockflowError(

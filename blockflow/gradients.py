@@ -10,6 +10,7 @@ import numpy as np
 
 from .cache import cached
 from .errors import SimulationError
+from .kernels import resolve_backend
 from .model import Model
 from .plan import Plan, compile
 from .reciprocal import reciprocal
@@ -45,7 +46,9 @@ def reciprocal_plan(model: Model) -> Plan:
     Reciprocal blocks share the forward parameter arrays, so in-place training updates
     need no rebuild.
     """
-    return cached(model, "reciprocal", lambda: compile(reciprocal(model)))
+    backend = resolve_backend(None)
+    return cached(model, f"reciprocal:{backend}",
+                  lambda: compile(reciprocal(model), backend=backend))
 
 
 def bind_output_deltas(rplan: Plan, dL_dy: dict, T: int, B: int, name: str) -> dict:

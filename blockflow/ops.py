@@ -33,7 +33,9 @@ class SegmentKind(Enum):
 class Segment:
     kind: SegmentKind
     ops: list[Op]
-    loop: object = None  # the generated step function of a loop segment
+    loop: object = None  # the generated step function of a loop segment (numpy path)
+    why_numpy: str | None = None  # why a loop has no compiled form (None: it has one)
+    compiled: object = None  # the numba-compiled loop, made on first use
 
 
 class TraceRead(NamedTuple):

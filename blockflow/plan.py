@@ -18,6 +18,7 @@ from .block import Block
 from .cache import cached
 from .errors import AlgebraicLoopError, SignalTypeError, SimulationError, WiringError
 from .execute import make_loop
+from .kernels import AUTO_MIN_WORK, loop_kernels, resolve_backend
 from .model import Model, feedthrough_graph, propagate_types
 from .ops import Op, Segment, SegmentKind, TraceRead
 from .ports import Inport, Outport, Passthrough
@@ -93,6 +94,7 @@ class Plan:
     outports: dict[str, int]
     trace_reads: list[TraceRead] = field(default_factory=list)
     n_states: int = 0
+    backend: str = "auto"
 
     @property
     def order(self) -> list[str]:
@@ -111,10 +113,24 @@ class Plan:
         for s in self.segments:
             names = ", ".join(op.path for op in s.ops)
             lines.append(f"  {s.kind.value:9s} {names}")
+            if s.kind is SegmentKind.LOOP:
+                lines.append(f"            {self.loop_backend(s)}")
         return "\n".join(lines)
 
+    def loop_backend(self, seg) -> str:
+        """How a loop runs under this plan's backend, and why."""
+        if seg.why_numpy is not None:
+            return f"numpy path ({seg.why_numpy})"
+        if self.backend == "numba":
+            return "compiled (numba)"
+        if self.backend == "numpy":
+            return "numpy path (backend='numpy')"
+        return (f"compiled (numba) when T x {len(seg.ops)} blocks >= {AUTO_MIN_WORK}, "
+                "else numpy path")
 
-def compile(model: Model, mode: str = "auto") -> Plan:  # noqa: A001 - networkx-style name
+
+def compile(model: Model, mode: str = "auto",  # noqa: A001 - networkx-style name
+            backend: str | None = None) -> Plan:
     """Compile ``model`` into a :class:`Plan`, cached until the model or a parameter
     array of it is replaced (see :mod:`blockflow.cache`).
 
@@ -124,6 +140,9 @@ def compile(model: Model, mode: str = "auto") -> Plan:  # noqa: A001 - networkx-
     mode : {"auto", "step"}
         ``"auto"`` runs blocks outside feedback loops over whole sequences; ``"step"``
         runs every block step by step (for testing the two paths against each other).
+    backend : {"auto", "numpy", "numba"}, optional
+        How feedback loops run (:mod:`blockflow.kernels`); default ``BLOCKFLOW_BACKEND``
+        or ``"auto"``: compiled by numba where a loop has enough work.
 
     Raises
     ------
@@ -136,7 +155,14 @@ def compile(model: Model, mode: str = "auto") -> Plan:  # noqa: A001 - networkx-
     """
     if mode not in ("auto", "step"):
         raise SimulationError(f"mode must be 'auto' or 'step', got {mode!r}")
-    return cached(model, f"plan:{mode}", lambda: _compile(model, mode))
+    backend = resolve_backend(backend)
+
+    def build():
+        plan = _compile(model, mode)
+        plan.backend = backend
+        return plan
+
+    return cached(model, f"plan:{mode}:{backend}", build)
 
 
 def _compile(model: Model, mode: str, flat: FlatModel | None = None) -> Plan:
@@ -265,6 +291,7 @@ def _schedule(model: Model, flat: FlatModel, types: dict, mode: str) -> Plan:
     for seg in segments:
         if seg.kind is SegmentKind.LOOP:
             seg.loop = make_loop(seg.ops)
+            seg.why_numpy = loop_kernels(seg.ops)[1]
     inports = {p: slots[(p, b.outputs[0])]
                for p, b in flat.blocks.items() if isinstance(b, Inport)}
     outports = {p: slots[(p, b.inputs[0])]

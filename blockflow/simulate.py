@@ -100,7 +100,7 @@ def bind_inputs(plan: Plan, inputs, steps, batch, *, what: str = "Inport",
 
 def simulate(model, inputs: dict | None = None, *, steps: int | None = None,
              batch: int | None = None, mode: str = "auto", progress=None,
-             check_finite: bool = True) -> Trace:
+             check_finite: bool = True, backend: str | None = None) -> Trace:
     """Simulate ``model`` and return the :class:`Trace` of every signal.
 
     Parameters
@@ -116,6 +116,8 @@ def simulate(model, inputs: dict | None = None, *, steps: int | None = None,
         ``"step"`` forces step-by-step execution of every block.
     progress : callable, optional
         ``progress(steps, total)`` wraps each feedback loop's steps (e.g. a tqdm bar).
+    backend : {"auto", "numpy", "numba"}, optional
+        How feedback loops run (see :func:`~blockflow.plan.compile`).
     check_finite : bool, default True
         Refuse inputs holding NaN or infinity (naming the Inport and step), and a run in
         which a block produces one (naming the first block and step).  ``False`` returns
@@ -137,7 +139,7 @@ def simulate(model, inputs: dict | None = None, *, steps: int | None = None,
     if not isinstance(model, Model | Plan):
         raise SimulationError(f"simulate() takes a Model or a compiled Plan, got "
                               f"{type(model).__name__}")
-    plan = model if isinstance(model, Plan) else compile(model, mode)
+    plan = model if isinstance(model, Plan) else compile(model, mode, backend)
     T, B, bufs = bind_inputs(plan, inputs, steps, batch, check_finite=check_finite)
     finals = run_plan(plan, T, B, bufs, progress=progress)
     trace = Trace(plan, bufs, T, B, finals)

@@ -12,7 +12,7 @@ import numpy as np
 
 from blockflow.block import Block, sum_to
 from blockflow.errors import ParameterError
-from blockflow.kernels import Kernel, kernel
+from blockflow.kernels import Kernel, generated_kernel, kernel
 from blockflow.types import SignalType, same_type
 
 
@@ -25,17 +25,12 @@ def sum_output(signs, *u):
     return y
 
 
-@kernel
-def sum_vjp2(signs, dy):
-    return signs[0] * dy, signs[1] * dy
-
-
-@kernel
-def sum_vjp3(signs, dy):
-    return signs[0] * dy, signs[1] * dy, signs[2] * dy
-
-
-_SUM_VJP = {2: sum_vjp2, 3: sum_vjp3}
+def sum_vjp(n: int):
+    """The reciprocal rule of an n-input Sum as a kernel: ``(s_1 dy, ..., s_n dy)``."""
+    terms = ", ".join(f"signs[{i}] * dy" for i in range(n))
+    ret = terms if n == 1 else f"({terms},)"
+    return generated_kernel(f"blocks.math.sum_vjp{n}",
+                            f"def f(signs, dy):\n    return {ret}\n", "f", globals())
 
 
 class Sum(Block):
@@ -84,8 +79,7 @@ class Sum(Block):
         return Kernel(sum_output, params=(self._signs(),))
 
     def vjp_kernel(self):
-        rule = _SUM_VJP.get(len(self.signs))
-        return None if rule is None else Kernel(rule, params=(self._signs(),))
+        return Kernel(sum_vjp(len(self.signs)), params=(self._signs(),))
 
     def label(self) -> str:
         return f"Σ {self.signs}"

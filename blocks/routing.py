@@ -3,12 +3,35 @@
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable
 
 import numpy as np
 
 from blockflow.block import Block
 from blockflow.errors import ParameterError
+from blockflow.kernels import Kernel, generated_kernel
 from blockflow.types import SignalType
+
+
+def mux_kernel(sizes) -> Callable:
+    """``y = [u1; u2; ...]`` on one step's ``(B, ...)`` arrays, for widths ``sizes``."""
+    args = [f"u{i}" for i in range(len(sizes))]
+    parts = ", ".join(f"{a}.reshape(({a}.shape[0], 1))" if s == 1 else a
+                      for a, s in zip(args, sizes, strict=True))
+    src = f"def f({', '.join(args)}):\n    return np.concatenate(({parts},), axis=1)\n"
+    key = "blocks.routing.mux_" + "_".join(map(str, sizes))
+    return generated_kernel(key, src, "f", globals())
+
+
+def demux_kernel(sizes) -> Callable:
+    """``[y1; y2; ...] = u`` on one step's ``(B, n)`` array, for widths ``sizes``."""
+    outs, i = [], 0
+    for s in sizes:
+        outs.append(f"u[:, {i}].copy()" if s == 1 else f"u[:, {i}:{i + s}].copy()")
+        i += s
+    ret = outs[0] if len(outs) == 1 else f"({', '.join(outs)},)"
+    key = "blocks.routing.demux_" + "_".join(map(str, sizes))
+    return generated_kernel(key, f"def f(u):\n    return {ret}\n", "f", globals())
 
 
 def _sizes(kind: str, sizes) -> list[int]:
@@ -61,6 +84,12 @@ class Mux(Block):
     def vjp(self, u, y, dy):
         return Demux.output(self, None, dy)
 
+    def kernel(self):  # compiled form of the same equation, on one step's arrays
+        return Kernel(mux_kernel(self.sizes))
+
+    def vjp_kernel(self):
+        return Kernel(demux_kernel(self.sizes))
+
     def jvp(self, u, y, *du):
         return self.output(None, *du)
 
@@ -102,6 +131,12 @@ class Demux(Block):
 
     def vjp(self, u, y, *dy):
         return Mux.output(self, None, *dy)
+
+    def kernel(self):
+        return Kernel(demux_kernel(self.sizes))
+
+    def vjp_kernel(self):
+        return Kernel(mux_kernel(self.sizes))
 
     def jvp(self, u, y, du):
         return self.output(None, du)

@@ -6,6 +6,9 @@ import pytest
 from hypothesis import settings
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# the suite runs feedback loops on the numpy path; tests/test_compiled.py compares the
+# compiled path with it explicitly (compiling every test's loops would cost minutes)
+os.environ.setdefault("BLOCKFLOW_BACKEND", "numpy")
 
 settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True)
 settings.load_profile("ci")
