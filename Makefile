@@ -22,6 +22,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/bench_simulate.py
 	$(PY) bench/bench_gradient.py
+	$(PY) bench/bench_compiled.py
+	$(PY) bench/bench_scale.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -32,6 +32,7 @@ from .errors import SimulationError
 
 BACKENDS = ("auto", "numpy", "numba")
 AUTO_MIN_WORK = 200_000  # block-steps from which "auto" compiles a loop
+MAX_COMPILED_OPS = 300  # numba's compile time grows fast with the size of one function
 _KERNELS: dict[str, Callable] = {}
 _REGISTERED: set = set()
 
@@ -79,6 +80,9 @@ def loop_kernels(ops) -> tuple[list[Kernel] | None, str | None]:
     """The kernels of a loop's operations, or ``None`` and why not."""
     if not numba_available():
         return None, "numba is not installed"
+    if len(ops) > MAX_COMPILED_OPS:
+        return None, (f"a loop of {len(ops)} blocks; compiling one function that large "
+                      f"takes minutes (limit {MAX_COMPILED_OPS})")
     out = []
     for op in ops:
         k = op.block.kernel()

@@ -1,0 +1,106 @@
+"""Compiled loops: the closed loop ARMA + tanh controller on the numba path, next to the
+numpy path, a hand-written numba loop of the same equations and the same loop on Python
+floats, in one run; forward + gradient against forward; compile cost in a fresh process
+and in a second one (the disk cache).
+
+Run: ``make bench`` (or ``.venv/bin/python bench/bench_compiled.py``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from timing import best  # noqa: E402
+
+from blockflow import backward, compile, simulate  # noqa: E402
+from models.closed_loop import tanh_loop  # noqa: E402
+
+KC, B_, A_ = 1.5, (0.4, 0.2, 0.1), (1.0, -0.5, 0.2)
+
+
+def python_floats(r):
+    out = [0.0] * len(r)
+    yd, z0, z1 = 0.0, 0.0, 0.0
+    for k, rk in enumerate(r):
+        u = math.tanh(KC * (rk - yd))
+        y = B_[0] * u + z0
+        z0, z1 = B_[1] * u - A_[1] * y + z1, B_[2] * u - A_[2] * y
+        out[k] = y
+        yd = y
+    return out
+
+
+def numba_loop():
+    from numba import njit
+
+    @njit(cache=True)
+    def loop(r, out):
+        yd, z0, z1 = 0.0, 0.0, 0.0
+        for k in range(r.shape[0]):
+            u = math.tanh(1.5 * (r[k] - yd))
+            y = 0.4 * u + z0
+            z0, z1 = 0.2 * u + 0.5 * y + z1, 0.1 * u - 0.2 * y
+            out[k] = y
+            yd = y
+        return out
+
+    return loop
+
+
+def compile_cost() -> tuple[float, float]:
+    """Seconds to a first simulation in a fresh process with an empty cache, and in a
+    second process that finds the cache (Python and imports excluded)."""
+    code = ("import time, numpy as np; from blockflow import simulate; "
+            "from models.closed_loop import tanh_loop; m = tanh_loop(); "
+            "r = np.zeros((1000, 1)); t0 = time.perf_counter(); "
+            "simulate(m, {'r': r}, backend='numba'); print(time.perf_counter() - t0)")
+    env = dict(os.environ, BLOCKFLOW_CACHE=tempfile.mkdtemp(prefix="bf-bench-"),
+               PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    runs = [float(subprocess.run([sys.executable, "-c", code], env=env, check=True,
+                                 capture_output=True, text=True).stdout) for _ in range(2)]
+    return runs[0], runs[1]
+
+
+def main() -> None:
+    T = 100_000
+    m = tanh_loop(KC, B_, A_)
+    r = np.random.default_rng(0).standard_normal((T, 1))
+    rl = r[:, 0].tolist()
+    compile(m, backend="numba")
+    t_nb = best(lambda: simulate(m, {"r": r}, backend="numba"), 5)
+    t_np = best(lambda: simulate(m, {"r": r}, backend="numpy"), 2)
+    loop = numba_loop()
+    out = np.empty(T)
+    t_hand = best(lambda: loop(r[:, 0], out), 5)
+    t_py = best(lambda: python_floats(rl), 3)
+    ref = python_floats(rl)
+    np.testing.assert_allclose(simulate(m, {"r": r}, backend="numba")["y"][:, 0], ref,
+                               rtol=1e-12, atol=1e-12)
+    print(f"closed loop ARMA + tanh controller, B=1, T={T} (us per step)")
+    us = 1e6 / T
+    print(f"  blockflow, numba path     {us * t_nb:8.3f}")
+    print(f"  blockflow, numpy path     {us * t_np:8.3f}   ({t_np / t_nb:6.1f}x the numba path)")
+    print(f"  hand-written numba loop   {us * t_hand:8.3f}   (numba path: {t_nb / t_hand:.1f}x it)")
+    print(f"  Python floats loop        {us * t_py:8.3f}   ({t_py / t_nb:6.1f}x the numba path)")
+    os.environ["BLOCKFLOW_BACKEND"] = "numba"
+    tr = simulate(m, {"r": r})
+    w = {"y": np.ones((T, 1))}
+    backward(m, trace=tr, dL_dy=w)
+    t_fwd = best(lambda: simulate(m, {"r": r}), 5)
+    t_grad = best(lambda: backward(m, trace=simulate(m, {"r": r}), dL_dy=w), 5)
+    print(f"  forward + gradient        {us * t_grad:8.3f}   ({t_grad / t_fwd:4.2f}x the forward)")
+    first, second = compile_cost()
+    print(f"  first simulation, empty cache {first:6.2f} s; second process {second:6.2f} s")
+
+
+if __name__ == "__main__":
+    main()

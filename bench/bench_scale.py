@@ -1,0 +1,101 @@
+"""Models of thousands of blocks: build, compile, reciprocal compile, and forward +
+gradient of 200 steps, for parallel chains, one feedback ring and many separate loops,
+at 100 and 5,000 blocks (per-block cost side by side).
+
+Run: ``make bench`` (or ``.venv/bin/python bench/bench_scale.py``).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from blockflow import Inport, Model, Outport, backward, compile, simulate  # noqa: E402
+from blockflow.gradients import reciprocal_plan  # noqa: E402
+from blocks import Function, Gain, Sum, UnitDelay  # noqa: E402
+
+PER = 20  # blocks per chain or loop
+
+
+def chains(n: int) -> Model:
+    m = Model("chains")
+    for c in range(n // PER):
+        prev = m.add(Inport(f"u{c}"))
+        for i in range(PER - 2):
+            g = m.add(Gain(0.9, name=f"g{c}_{i}"))
+            m.connect(prev, g)
+            prev = g
+        m.connect(prev, m.add(Outport(f"y{c}")))
+    return m
+
+
+def ring(n: int) -> Model:
+    m = Model("ring")
+    u, s = m.add(Inport("u"), Sum("++", name="s"))
+    m.connect(u, s.u1)
+    prev = s
+    for i in range(n - 4):
+        b = m.add(Function("tanh", name=f"f{i}") if i % 2 else Gain(0.99, name=f"g{i}"))
+        m.connect(prev, b)
+        prev = b
+    z = m.add(UnitDelay(name="z"))
+    m.connect(prev, z)
+    m.connect(z, s.u2)
+    m.connect(prev, m.add(Outport("y")))
+    return m
+
+
+def loops(n: int) -> Model:
+    m = Model("loops")
+    for c in range(n // PER):
+        u, s = m.add(Inport(f"u{c}"), Sum("++", name=f"s{c}"))
+        m.connect(u, s.u1)
+        prev = s
+        for i in range(PER - 4):
+            b = m.add(Gain(0.9, name=f"g{c}_{i}"))
+            m.connect(prev, b)
+            prev = b
+        z = m.add(UnitDelay(name=f"z{c}"))
+        m.connect(prev, z)
+        m.connect(z, s.u2)
+        m.connect(prev, m.add(Outport(f"y{c}")))
+    return m
+
+
+def measure(kind, n: int, T: int = 200) -> dict:
+    t0 = time.perf_counter()
+    m = kind(n)
+    t1 = time.perf_counter()
+    plan = compile(m)
+    t2 = time.perf_counter()
+    reciprocal_plan(m)
+    t3 = time.perf_counter()
+    x = {k: np.ones((T, 1)) for k in plan.inports}
+    tr = simulate(m, x)
+    t4 = time.perf_counter()
+    backward(m, trace=tr, dL_dy={k: np.ones((T, 1)) for k in plan.outports})
+    t5 = time.perf_counter()
+    return {"build": t1 - t0, "compile": t2 - t1, "reciprocal": t3 - t2,
+            "forward": t4 - t3, "gradient": t5 - t4, "n": len(plan.flat.blocks)}
+
+
+def main() -> None:
+    print(f"{'model':8s} {'blocks':>6s} {'build':>7s} {'compile':>8s} {'recip.':>7s} "
+          f"{'setup':>7s} {'fwd':>6s} {'grad':>6s} {'fwd+grad':>8s} {'us/block-step':>14s}")
+    for kind in (chains, ring, loops):
+        for n in (100, 5000):
+            r = measure(kind, n)
+            setup = r["build"] + r["compile"] + r["reciprocal"]
+            run = r["forward"] + r["gradient"]
+            print(f"{kind.__name__:8s} {r['n']:6d} {r['build']:7.2f} {r['compile']:8.2f} "
+                  f"{r['reciprocal']:7.2f} {setup:7.2f} {r['forward']:6.2f} "
+                  f"{r['gradient']:6.2f} {run:8.2f} {1e6 * run / (200 * r['n']):14.2f}")
+
+
+if __name__ == "__main__":
+    main()
