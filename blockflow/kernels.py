@@ -171,11 +171,13 @@ def _source(ops, kernels, slot_types) -> tuple[str, list[str]]:
         if op.outs:
             # results in the signal's precision (a float literal in a kernel would make
             # float32 signals float64 under numba's typing, and states could not unify)
-            cast = {s: slot_types[s].dtype.name for s in op.outs
-                    if slot_types[s].dtype != np.float64}
-            tgt = ", ".join(f"t{s}" if s in cast else f"v{s}" for s in op.outs)
+            # (and contiguous, so that every signal has one array type in the loop)
+            tgt = ", ".join(f"t{s}" for s in op.outs)
             w.append(f"        {tgt} = {call(i, op, kernels[i].output)}")
-            w += [f"        v{s} = t{s}.astype(np.{d})" for s, d in cast.items()]
+            for s in op.outs:
+                d = slot_types[s].dtype
+                w.append(f"        v{s} = np.ascontiguousarray(t{s})" if d == np.float64
+                         else f"        v{s} = t{s}.astype(np.{d.name})")
             w += [f"        r{s}[k] = v{s}" for s in op.outs]
             done.update(op.outs)
     for i, op in stateful:
@@ -215,9 +217,12 @@ def run_compiled(seg, kernels, ks: np.ndarray, bufs: list, states: dict, rec: di
     for op, k in zip(ops, kernels, strict=True):
         dtype = st[op.outs[0]].dtype if op.outs else None
         for p in k.params:  # parameters in the signals' precision (float32 runs stay so)
-            a = np.asarray(p)
-            args.append(a.astype(dtype) if dtype is not None and a.dtype.kind == "f"
-                        and a.dtype != dtype else a)
+            if isinstance(p, np.ndarray) and p.dtype.kind == "f" and dtype is not None \
+                    and p.dtype != dtype:
+                p = p.astype(dtype)
+            elif isinstance(p, float) and dtype is not None and dtype.kind == "f":
+                p = dtype.type(p)
+            args.append(p)
     stateful = [op for op in ops if op.state is not None]
     args += [states[op.state] for op in stateful]
     args += [rec[s] for op in ops for s in op.outs]

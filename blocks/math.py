@@ -188,6 +188,31 @@ class Gain(Block):
                 "trainable": self._params["K"]}
 
 
+def product_kernels(ops: str) -> tuple[Callable, Callable]:
+    """``y = prod u_i^(+-1)`` and its reciprocal ``(dy dy/du_1, ...)`` as kernels, written
+    out for the operators ``ops`` (``*`` multiplies, ``/`` divides)."""
+    n = len(ops)
+    args = ", ".join(f"u{i}" for i in range(n))
+
+    def term(j):
+        return f"u{j}" if ops[j] == "*" else f"(1.0 / u{j})"
+
+    def partial(i):
+        if ops[i] == "/":
+            return f"-y / u{i}"
+        others = [term(j) for j in range(n) if j != i]
+        return " * ".join(others) if others else "np.ones_like(y)"
+
+    parts = ", ".join(f"dy * {partial(i)}" for i in range(n))
+    ret = parts if n == 1 else f"({parts},)"
+    key = "blocks.math.product_" + ops.replace("*", "m").replace("/", "d")
+    out = generated_kernel(key, f"def f({args}):\n    return {' * '.join(map(term, range(n)))}"
+                           "\n", "f", globals())
+    vjp = generated_kernel(key + "_vjp", f"def f(dy, {args}, y):\n    return {ret}\n", "f",
+                           globals())
+    return out, vjp
+
+
 class Product(Block):
     """Elementwise product and quotient: ``y(k) = u1(k)^e1 * u2(k)^e2 ...``, ``e_i = +-1``.
 
@@ -210,31 +235,21 @@ class Product(Block):
         return (same_type(f"block {self.name!r} (Product)", *t),)
 
     def output(self, x, *u):
-        y = u[0] if self.ops[0] == "*" else 1.0 / u[0]
-        for o, v in zip(self.ops[1:], u[1:], strict=True):
-            y = y * v if o == "*" else y / v
-        return y
-
-    def _partials(self, u, y):
-        # d y / d u_i, without dividing by u_i where it multiplies
-        parts = []
-        for i, o in enumerate(self.ops):
-            if o == "/":
-                parts.append(-y / u[i])
-            else:
-                p = np.ones_like(y)
-                for j, (oj, v) in enumerate(zip(self.ops, u, strict=True)):
-                    if j != i:
-                        p = p * v if oj == "*" else p / v
-                parts.append(p)
-        return parts
+        return product_kernels(self.ops)[0](*u)
 
     def vjp(self, u, y, dy):
-        out = tuple(dy * p for p in self._partials(u, y[0]))
-        return out[0] if len(out) == 1 else out
+        return product_kernels(self.ops)[1](dy, *u, y[0])
 
-    def jvp(self, u, y, *du):
-        return sum(d * p for d, p in zip(du, self._partials(u, y[0]), strict=True))
+    def jvp(self, u, y, *du):  # the partials are the reciprocal rule applied to ones
+        parts = self.vjp(u, y, np.ones_like(y[0]))
+        parts = (parts,) if len(self.ops) == 1 else parts
+        return sum(d * p for d, p in zip(du, parts, strict=True))
+
+    def kernel(self):
+        return Kernel(product_kernels(self.ops)[0])
+
+    def vjp_kernel(self):
+        return Kernel(product_kernels(self.ops)[1])
 
     def label(self) -> str:
         return f"Π {self.ops}"
@@ -345,6 +360,16 @@ class Function(Block):
         return {"f": self.fname}
 
 
+@kernel
+def saturation(lower, upper, u):
+    return np.minimum(np.maximum(u, lower), upper)
+
+
+@kernel
+def saturation_vjp(lower, upper, dy, u, y):  # 1 inside the limits, 0 outside
+    return dy * ((u > lower) & (u < upper))
+
+
 class Saturation(Block):
     """``y(k) = min(max(u(k), lower), upper)``; its derivative is 1 inside, 0 outside."""
 
@@ -354,10 +379,16 @@ class Saturation(Block):
         self.upper = self.scalar("upper", upper, finite=False, above=self.lower)
 
     def output(self, x, u):
-        return np.clip(u, self.lower, self.upper)
+        return saturation(self.lower, self.upper, u)
 
     def vjp(self, u, y, dy):
-        return dy * ((u[0] > self.lower) & (u[0] < self.upper))
+        return saturation_vjp(self.lower, self.upper, dy, u[0], y[0])
+
+    def kernel(self):
+        return Kernel(saturation, params=(self.lower, self.upper))
+
+    def vjp_kernel(self):
+        return Kernel(saturation_vjp, params=(self.lower, self.upper))
 
     def jvp(self, u, y, du):
         return self.vjp(u, y, du)

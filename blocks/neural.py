@@ -7,10 +7,11 @@ import scipy.special
 
 from blockflow.block import Block
 from blockflow.errors import ParameterError
-from blockflow.kernels import Kernel, kernel
+from blockflow.kernels import Kernel, generated_kernel, kernel
 from blockflow.types import SignalType
 
-from .math import ELEMENTWISE
+from .discrete import fir_update
+from .math import ELEMENTWISE, _sigmoid
 
 
 def _outer_sum(d: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -37,6 +38,65 @@ def rnn_output(WT, b, x, h):
 def rnn_vjp(W, n, dh, x, h, y):
     dxh = (dh * (1.0 - y * y)) @ W
     return dxh[..., :n], dxh[..., n:]
+
+
+@kernel
+def fir_layer_output(WT, b, x, u):  # y = sum_m W[m] u(k-m) + b, past inputs held in x
+    y = u @ WT[0] + b
+    for m in range(1, WT.shape[0]):
+        y = y + x[m - 1] @ WT[m]
+    return y
+
+
+@kernel
+def fir_layer_update(WT, b, x, u):
+    return fir_update(WT, x, u)
+
+
+def mlp_kernels(acts: tuple) -> tuple:
+    """An MLP's forward rule (``y``, then the pre-activations) and its reciprocal rule
+    as kernels, written out for the layer activations ``acts``."""
+    L = len(acts)
+    ns = {"np": np}
+    for i, a in enumerate(acts):
+        ns[f"act{i}"], ns[f"dact{i}"] = ELEMENTWISE[a]
+    Ws = [f"W{i}T, b{i}" for i in range(L)]
+    fwd = [f"def f({', '.join(Ws)}, u):", "    a = u"]
+    for i in range(L):
+        fwd += [f"    s{i} = a @ W{i}T + b{i}", f"    a = act{i}(s{i})"]
+    fwd.append(f"    return ({', '.join(['a'] + [f's{i}' for i in range(L)])})")
+    ss = ", ".join(f"s{i}" for i in range(L))
+    back = [f"def f({', '.join(f'W{i}' for i in range(L))}, dy, u, y, {ss}):", "    d = dy"]
+    for i in range(L - 1, -1, -1):
+        a = "y" if i == L - 1 else f"act{i}(s{i})"
+        back += [f"    d = (d * dact{i}(s{i}, {a})) @ W{i}"]
+    back.append("    return d")
+    key = "blocks.neural.mlp_" + "_".join(acts)
+    return (generated_kernel(key, "\n".join(fwd) + "\n", "f", ns),
+            generated_kernel(key + "_vjp", "\n".join(back) + "\n", "f", dict(ns)))
+
+
+@kernel
+def lstm_output(WT, b, x, h, c_prev):
+    z = np.concatenate((x, h), axis=-1) @ WT + b
+    H = c_prev.shape[-1]
+    i, f = _sigmoid(z[..., :H]), _sigmoid(z[..., H:2 * H])
+    g, o = np.tanh(z[..., 2 * H:3 * H]), _sigmoid(z[..., 3 * H:])
+    c = f * c_prev + i * g
+    return o * np.tanh(c), c, z
+
+
+@kernel
+def lstm_vjp(W, n, dh, dc, x, h, c_prev, h_out, c_out, z):
+    H = c_prev.shape[-1]
+    i, f = _sigmoid(z[..., :H]), _sigmoid(z[..., H:2 * H])
+    g, o = np.tanh(z[..., 2 * H:3 * H]), _sigmoid(z[..., 3 * H:])
+    tc = np.tanh(c_out)
+    dc = dc + dh * o * (1.0 - tc * tc)
+    dz = np.concatenate((dc * g * i * (1 - i), dc * c_prev * f * (1 - f),
+                         dc * i * (1 - g * g), dh * tc * o * (1 - o)), axis=-1)
+    dxh = dz @ W
+    return dxh[..., :n], dxh[..., n:], dc * f
 
 
 def _bias_fits(b: Block, name: str, n: int) -> None:
@@ -176,9 +236,20 @@ class MLP(Block):
             A.append(a)
         return S, A
 
+    def _acts_names(self) -> tuple:
+        return (self.activation,) * (self.n_layers - 1) + (self.output_activation,)
+
     def output(self, x, u):  # y, then the pre-activations s_0 .. s_{L-1} (residuals)
-        S, A = self.forward(u)
-        return (A[-1], *S)
+        Ws = [a for W, b in self.layers() for a in (W.T, b)]
+        return mlp_kernels(self._acts_names())[0](*Ws, u)
+
+    def kernel(self):
+        Ws = [a for W, b in self.layers() for a in (np.ascontiguousarray(W.T), b)]
+        return Kernel(mlp_kernels(self._acts_names())[0], params=tuple(Ws))
+
+    def vjp_kernel(self):
+        return Kernel(mlp_kernels(self._acts_names())[1],
+                      params=tuple(W for W, _ in self.layers()))
 
     def _activations(self, u, S):
         """``a_0 = u, a_l = f(s_{l-1})`` from the recorded pre-activations (elementwise)."""
@@ -195,7 +266,8 @@ class MLP(Block):
         return d, deltas[::-1], A
 
     def vjp(self, u, y, dy):
-        return self._backprop(u[0], y[1:], dy)[0]
+        return mlp_kernels(self._acts_names())[1](*(W for W, _ in self.layers()), dy, u[0],
+                                                  *y)
 
     def jvp(self, u, y, du):
         S = y[1:]
@@ -297,12 +369,19 @@ class FIRDense(Block):
     def init_state(self, batch, in_types, out_types):
         return in_types[0].zeros(self.W.shape[0] - 1, batch)
 
+    def _kernel_params(self, contiguous=lambda a: a):
+        b = self.b if self.bias else np.zeros(self.W.shape[1], self.W.dtype)
+        return contiguous(np.transpose(self.W, (0, 2, 1))), b
+
     def output(self, x, u):
-        y = u @ self.W[0].T + np.einsum("mbi,moi->bo", x, self.W[1:])
-        return y + self.b if self.bias else y
+        return fir_layer_output(*self._kernel_params(), x, u)
 
     def update(self, x, u):
-        return np.concatenate([u[None], x[:-1]]) if x.shape[0] else x
+        return fir_update(None, x, u)
+
+    def kernel(self):
+        return Kernel(fir_layer_output, fir_layer_update,
+                      self._kernel_params(np.ascontiguousarray))
 
     def sequence(self, x0, U):
         T = U.shape[0]
@@ -474,9 +553,13 @@ class LSTMCell(Block):
         return i, f, g, o, c, np.tanh(c)
 
     def output(self, s, x, h, c_prev):
-        z = np.concatenate([x, h], -1) @ self.W.T + self.b
-        i, f, g, o, c, tc = self.gates(z, c_prev)
-        return o * tc, c, z
+        return lstm_output(self.W.T, self.b, x, h, c_prev)
+
+    def kernel(self):
+        return Kernel(lstm_output, params=(np.ascontiguousarray(self.W.T), self.b))
+
+    def vjp_kernel(self):
+        return Kernel(lstm_vjp, params=(self.W, self.W.shape[1] - self.W.shape[0] // 4))
 
     def _dz(self, u, z, dh, dc):
         i, f, g, o, c, tc = self.gates(z, u[2])
@@ -486,10 +569,7 @@ class LSTMCell(Block):
         return dz, dc * f
 
     def vjp(self, u, y, dh, dc):
-        dz, dc_prev = self._dz(u, y[2], dh, dc)
-        dxh = dz @ self.W
-        n = u[0].shape[-1]
-        return dxh[..., :n], dxh[..., n:], dc_prev
+        return lstm_vjp(self.W, u[0].shape[-1], dh, dc, *u, *y)
 
     def _tangent(self, u, z, dz, dc_prev):
         i, f, g, o, c, tc = self.gates(z, u[2])

@@ -11,7 +11,8 @@ from models import CATALOGUE
 
 pytestmark = pytest.mark.skipif(not numba_available(), reason="numba is not installed")
 
-LOOPED = ["tanh_loop", "pid_loop", "arma_blocks", "output_feedback_rnn"]
+LOOPED = ["tanh_loop", "pid_loop", "arma_blocks", "output_feedback_rnn", "lstm",
+          "lstm_from_blocks"]
 
 
 def _both(monkeypatch, name, dtype=np.float64, T=40):
