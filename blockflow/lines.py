@@ -59,7 +59,7 @@ class DelayLine(Block):
 
     def __init__(self, n: int, **kw):
         super().__init__(**kw)
-        self.n = int(n)
+        self.n = self.scalar("n", n, integer=True, minimum=1)
 
     def init_state(self, batch, in_types, out_types):
         return in_types[0].zeros(self.n, batch)

@@ -50,26 +50,24 @@ class Full(Schedule):
 
 
 @dataclass(frozen=True)
-class Window(Schedule):
-    """Truncated BPTT over the last ``h`` steps (``h >= T``: exact)."""
-
+class _Windowed(Schedule):
     h: int
 
     def __post_init__(self):
         object.__setattr__(self, "h", _positive(self.h, "window"))
+
+
+@dataclass(frozen=True)
+class Window(_Windowed):
+    """Truncated BPTT over the last ``h`` steps (``h >= T``: exact)."""
 
     def spans(self, T):
         return [(max(0, T - self.h), T)]
 
 
 @dataclass(frozen=True)
-class Chunked(Schedule):
+class Chunked(_Windowed):
     """Truncated BPTT in consecutive windows of ``h`` steps; their gradients add up."""
-
-    h: int
-
-    def __post_init__(self):
-        object.__setattr__(self, "h", _positive(self.h, "window"))
 
     def spans(self, T):
         return [(a, min(a + self.h, T)) for a in range(0, T, self.h)]

@@ -16,7 +16,7 @@ import scipy.signal
 from blockflow.block import Block, sum_to
 from blockflow.errors import ParameterError
 from blockflow.kernels import Kernel, kernel
-from blockflow.lines import Wire, line_output, line_update
+from blockflow.lines import DelayLine, Wire
 from blockflow.types import SignalType
 
 
@@ -178,7 +178,7 @@ class UnitDelay(Block):
         return {"x0": self.x0, "shape": self.shape, "train_x0": self._params["x0"]}
 
 
-class Delay(Block):
+class Delay(DelayLine):
     """``y(k) = u(k - n)``, with ``y(k) = x0`` for ``k < n``: the delay ``z^-n``."""
 
     stateful = True
@@ -186,29 +186,15 @@ class Delay(Block):
 
     def __init__(self, n: int, x0=0.0, *, shape: tuple | None = None, train_x0: bool = False,
                  **kw):
-        super().__init__(**kw)
-        self.n = self.scalar("n", n, integer=True, minimum=1)
+        super().__init__(n, **kw)  # the delay line's equations, from initial value x0
         self.param("x0", x0, trainable=train_x0)
         self.shape = _delay_shape(self, shape)
 
-    feedthrough = False
     infer = UnitDelay.infer
 
     def init_state(self, batch, in_types, out_types):
         t = out_types[0]
         return np.broadcast_to(self.x0, (self.n, batch, *t.shape)).astype(t.dtype)
-
-    def output(self, x, u):
-        return line_output(x, u)
-
-    def update(self, x, u):
-        return line_update(x, u)
-
-    def kernel(self):
-        return Kernel(line_output, line_update)
-
-    def sequence(self, x0, U):
-        return np.concatenate([x0, U])[: U.shape[0]]
 
     def param_grads(self, u, y, dy, resets=()):
         # dJ/dx0 = sum_{k<n} delta_y(k), up to the first step whose state is held as data
