@@ -89,6 +89,9 @@ class JacobianV(Block):
         n_u, n_uu = self._split
         return self._jvp(args[n_u:n_uu], args[n_uu:], *args[:n_u])
 
+    def kernel(self):
+        return self.block.jvp_kernel()
+
     def reciprocal(self) -> Block:
         return JacobianT(self.block, self.fwd_types)
 

@@ -370,6 +370,14 @@ class Block:
         ``f(*params, *dy, *u, *y)`` returning the input deltas, or ``None``."""
         return None
 
+    def jvp_kernel(self):
+        """The tangent rule for compiled loops: ``f(*params, *du, *u, *y)``, or ``None``.
+        A linear block whose tangent is its own output (the default ``jvp``) gives its
+        own kernel."""
+        if self.linear and not self.stateful and type(self).jvp is Block.jvp:
+            return self.kernel()
+        return None
+
     def reciprocal(self) -> Block | None:
         """The whole reciprocal block (ports kept by name, directions swapped), or
         ``None`` to have it derived (:mod:`blockflow.derive`): zero for a

@@ -347,6 +347,8 @@ class Function(Block):
         rule = _VJP.get(self.fname)
         return None if rule is None or ELEMENTWISE[self.fname][0] is not self.f else Kernel(rule)
 
+    jvp_kernel = vjp_kernel  # f'(a) du: the same time-varying gain
+
     def label(self) -> str:
         return self.fname
 

@@ -11,7 +11,7 @@ from blockflow.kernels import Kernel, generated_kernel, kernel
 from blockflow.types import SignalType
 
 from .discrete import fir_update
-from .math import ELEMENTWISE, _sigmoid
+from .math import ELEMENTWISE, _sigmoid, gain_matrix_t
 
 
 def _outer_sum(d: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -148,6 +148,9 @@ class Dense(Block):
 
     def vjp_kernel(self):
         return Kernel(dense_vjp, params=(self.W,))
+
+    def jvp_kernel(self):  # du W^T: the weights without the bias
+        return Kernel(gain_matrix_t, params=(np.ascontiguousarray(self.W.T),))
 
     def jvp(self, u, y, du):
         return du @ self.W.T

@@ -90,9 +90,6 @@ class Mux(Block):
     def vjp_kernel(self):
         return Kernel(demux_kernel(self.sizes))
 
-    def jvp(self, u, y, *du):
-        return self.output(None, *du)
-
     def config(self) -> dict:
         return {"sizes": self.sizes}
 
@@ -137,9 +134,6 @@ class Demux(Block):
 
     def vjp_kernel(self):
         return Kernel(mux_kernel(self.sizes))
-
-    def jvp(self, u, y, du):
-        return self.output(None, du)
 
     def config(self) -> dict:
         return {"sizes": self.sizes}

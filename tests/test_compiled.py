@@ -92,3 +92,23 @@ def test_parameters_are_read_when_the_loop_runs(monkeypatch):
     c = simulate(m, x, backend="numpy")["y"]
     assert not np.allclose(a, b)
     np.testing.assert_allclose(b, c, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["tanh_loop", "output_feedback_rnn"])
+def test_tangent_loops_compile_and_agree(monkeypatch, name):
+    from blockflow.tangent import directional, tangent
+
+    build, make_inputs = CATALOGUE[name]
+    res = {}
+    for backend in ("numpy", "numba"):
+        monkeypatch.setenv("BLOCKFLOW_BACKEND", backend)
+        m = build()
+        x = make_inputs(30, 2, seed=3)
+        dx = {k: np.random.default_rng(4).standard_normal(np.shape(v)) for k, v in x.items()}
+        res[backend] = directional(m, simulate(m, x), dx)
+        if backend == "numba":
+            plan = compile(tangent(m))
+            assert all("compiled" in plan.loop_backend(s) for s in plan.segments
+                       if s.loop is not None)
+    for k in res["numpy"].plan.outports:
+        np.testing.assert_allclose(res["numba"][k], res["numpy"][k], rtol=1e-12, atol=1e-13)
