@@ -9,6 +9,7 @@ backward sweep: advances run in reversed time are delays).
 
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
@@ -17,6 +18,8 @@ from .block import as_tuple
 from .errors import BlockflowError, SimulationError
 from .kernels import AUTO_MIN_WORK, compile_loop, run_compiled
 from .ops import SegmentKind
+
+log = logging.getLogger(__name__)
 
 
 def make_loop(ops):
@@ -122,6 +125,27 @@ def _compiled(plan, seg, T: int) -> bool:
     return backend == "numba" or (backend == "auto" and T * len(seg.ops) >= AUTO_MIN_WORK)
 
 
+def _run_compiled(seg, ks, bufs, states, rec, st):
+    """Run a loop compiled; ``None`` when numba cannot compile it (the loop then stays on
+    the numpy path for good, and ``describe()`` says why)."""
+    kernels = [op.block.kernel() for op in seg.ops]  # the current parameters
+    try:
+        if seg.compiled is None:
+            seg.compiled = compile_loop(seg.ops, kernels, st)
+        return run_compiled(seg, kernels, np.asarray(ks, dtype=np.int64), bufs, states, rec,
+                            st)
+    except Exception as e:
+        from numba.core.errors import NumbaError
+
+        if not isinstance(e, NumbaError):
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        seg.why_numpy, seg.compiled = f"numba could not compile it: {first}", None
+        log.warning("loop [%s] runs on the numpy path: %s",
+                    ", ".join(op.path for op in seg.ops), seg.why_numpy)
+        return None
+
+
 def run_plan(plan, T: int, B: int, bufs: list, *, reverse: bool = False,
              progress=None, states: dict | None = None) -> dict:
     """Fill ``bufs`` (one array per slot) by running ``plan`` for ``T`` steps.
@@ -151,13 +175,10 @@ def run_plan(plan, T: int, B: int, bufs: list, *, reverse: bool = False,
             rec = {s: st[s].zeros(T, B) for op in seg.ops for s in op.outs}
             ks = range(T - 1, -1, -1) if reverse else range(T)
             try:
+                out = None
                 if _compiled(plan, seg, T):
-                    kernels = [op.block.kernel() for op in seg.ops]  # current parameters
-                    if seg.compiled is None:
-                        seg.compiled = compile_loop(seg.ops, kernels, st)
-                    out = run_compiled(seg, kernels, np.asarray(ks, dtype=np.int64), bufs,
-                                       states, rec, st)
-                else:
+                    out = _run_compiled(seg, ks, bufs, states, rec, st)
+                if out is None:
                     if progress is not None:
                         ks = progress(ks, T)
                     out = seg.loop(ks, bufs, [op.block.output for op in seg.ops],
