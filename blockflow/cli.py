@@ -285,6 +285,15 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("blockflow")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def _positive(text: str) -> int:
     try:
         n = int(text)
@@ -319,6 +328,7 @@ def _common(p, data: bool = True) -> None:
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="blockflow", description="Discrete-time block diagrams "
                                  "with exact gradients by reciprocal networks.")
+    ap.add_argument("--version", action="version", version=f"blockflow {_version()}")
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="simulate a model, save and plot its trace")
     _common(p)
