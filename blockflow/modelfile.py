@@ -124,6 +124,8 @@ def _block_spec(b: Block, where: str) -> dict:
     hints = b.type_hints
     if hints is not None:
         spec["type_hints"] = _encode(list(hints), where)
+    if b.allow_nonfinite:
+        spec["allow_nonfinite"] = True
     return spec
 
 
@@ -244,6 +246,8 @@ def _build_block(spec, where: str) -> Block:
     params = inspect.signature(cls).parameters
     if "name" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
         kwargs["name"] = name
+        if spec.get("allow_nonfinite") is True:
+            kwargs["allow_nonfinite"] = True
     try:
         b = cls(**kwargs)
     except BlockflowError as e:
