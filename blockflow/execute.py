@@ -121,7 +121,7 @@ def _compiled(plan, seg, T: int) -> bool:
     (``"auto"``: when the loop has enough work to pay for compiling)."""
     if seg.why_numpy is not None:
         return False
-    backend = getattr(plan, "backend", "numpy")
+    backend = plan.backend
     return backend == "numba" or (backend == "auto" and T * len(seg.ops) >= AUTO_MIN_WORK)
 
 

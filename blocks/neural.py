@@ -229,16 +229,6 @@ class MLP(Block):
     def residual_types(self, in_types, out_types):
         return tuple(SignalType((W.shape[0],), in_types[0].dtype) for W, _ in self.layers())
 
-    def forward(self, u):
-        """All pre-activations ``s_l`` and activations ``a_l`` (``a_0 = u``)."""
-        a, S, A = u, [], [u]
-        for (W, b), (f, _) in zip(self.layers(), self._acts, strict=True):
-            s = a @ W.T + b
-            a = f(s)
-            S.append(s)
-            A.append(a)
-        return S, A
-
     def _acts_names(self) -> tuple:
         return (self.activation,) * (self.n_layers - 1) + (self.output_activation,)
 
