@@ -137,7 +137,7 @@ def _run_compiled(seg, ks, bufs, states, rec, st):
     except Exception as e:
         from numba.core.errors import NumbaError
 
-        if not isinstance(e, NumbaError):
+        if not isinstance(e, NumbaError | NotImplementedError):  # numba's, not the model's
             raise
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         seg.why_numpy, seg.compiled = f"numba could not compile it: {first}", None
