@@ -11,8 +11,9 @@ from models import CATALOGUE
 
 pytestmark = pytest.mark.skipif(not numba_available(), reason="numba is not installed")
 
-LOOPED = ["tanh_loop", "pid_loop", "arma_blocks", "output_feedback_rnn", "lstm",
-          "lstm_from_blocks"]
+# (the LSTM drawn from elementary blocks compiles too; its Product and Mux kernels are
+# covered by random model 96 below, which keeps the suite's cold compiles shorter)
+LOOPED = ["tanh_loop", "pid_loop", "arma_blocks", "output_feedback_rnn", "lstm"]
 
 
 def _both(monkeypatch, name, dtype=np.float64, T=40):
