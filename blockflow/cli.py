@@ -285,6 +285,16 @@ def cmd_train(args) -> int:
     return 0
 
 
+class _Help(argparse.HelpFormatter):
+    """Shows a default where there is one worth showing (not None or off)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" not in text and action.default not in (None, False, argparse.SUPPRESS):
+            text += " (default: %(default)s)"
+        return text
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -330,23 +340,26 @@ def parser() -> argparse.ArgumentParser:
                                  "with exact gradients by reciprocal networks.")
     ap.add_argument("--version", action="version", version=f"blockflow {_version()}")
     sub = ap.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("run", help="simulate a model, save and plot its trace")
+    fmt = _Help
+    p = sub.add_parser("run", formatter_class=fmt, help="simulate a model, save and plot its trace")
     _common(p)
     p.add_argument("--out", help="save the trace: .npz (every signal) or .csv (the outputs)")
     p.add_argument("--plot", help="plot the outputs to an image (.png, .svg, .pdf)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_run)
-    p = sub.add_parser("check", help="types, schedule, loops and delays, parameter count")
+    p = sub.add_parser("check", formatter_class=fmt,
+                       help="types, schedule, loops and delays, parameter count")
     _common(p, data=False)
     p.add_argument("--types", action="store_true", help="list every signal's type")
     p.set_defaults(func=cmd_check)
-    p = sub.add_parser("draw", help="draw the diagram (or its reciprocal)")
+    p = sub.add_parser("draw", formatter_class=fmt, help="draw the diagram (or its reciprocal)")
     _common(p, data=False)
     p.add_argument("-o", "--output", help="output file: .svg (default), .dot, .png, .pdf")
     p.add_argument("--reciprocal", action="store_true", help="draw the reciprocal network")
     p.add_argument("--collapse", action="store_true", help="subsystems as single nodes")
     p.set_defaults(func=cmd_draw)
-    p = sub.add_parser("grad", help="loss and gradient norms, optionally checked")
+    p = sub.add_parser("grad", formatter_class=fmt,
+                       help="loss and gradient norms, optionally checked")
     _common(p)
     p.add_argument("--target", action="append", metavar="OUTPORT=FILE",
                    help="desired output (default: zero)")
@@ -355,7 +368,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--fd-check", action="store_true",
                    help="check each gradient against central finite differences")
     p.set_defaults(func=cmd_grad)
-    p = sub.add_parser("train", help="run an experiment script (see models/)")
+    p = sub.add_parser("train", formatter_class=fmt, help="run an experiment script (see models/)")
     p.add_argument("script", help="the experiment's Python file")
     p.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script")
     p.set_defaults(func=cmd_train)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 
 from .errors import BlockflowError, SimulationError
@@ -76,6 +78,19 @@ class Trace:
         from .plot import plot_trace
 
         return plot_trace(self, signals, path, **kw)
+
+    def _repr_html_(self) -> str:
+        """A table of the signals (notebooks): name, shape, dtype, min, max."""
+        rows = []
+        for n in self.names():
+            a = self[n]
+            lo, hi = (f"{a.min():.4g}", f"{a.max():.4g}") if a.size else ("", "")
+            rows.append(f"<tr><td>{html.escape(n)}</td><td>{a.shape[2:] or 'scalar'}</td>"
+                        f"<td>{a.dtype}</td><td>{lo}</td><td>{hi}</td></tr>")
+        head = (f"<b>Trace of {html.escape(self.plan.model.name)}</b>: T={self.T}, "
+                f"B={self.B}, {len(rows)} signals")
+        return (f"{head}<table><tr><th>signal</th><th>sample</th><th>dtype</th><th>min</th>"
+                f"<th>max</th></tr>{''.join(rows)}</table>")
 
     def __repr__(self) -> str:
         return f"<Trace of {self.plan.model.name!r}: T={self.T}, B={self.B}, " \

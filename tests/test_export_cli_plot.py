@@ -213,3 +213,10 @@ def test_cli_broken_user_files_fail_in_one_line(tmp_path):
     (tmp_path / "exp.py").write_text("raise RuntimeError('diverged')\n")
     r = blockflow("train", "exp.py", cwd=tmp_path)
     assert r.returncode == 1 and "exp.py: RuntimeError: diverged" in r.stderr
+
+
+def test_trace_displays_as_a_table_in_notebooks():
+    tr = simulate(tanh_loop(), {"r": np.ones((4, 2))})
+    page = tr._repr_html_()
+    assert "Trace of tanh_loop" in page and "T=4, B=2" in page
+    assert page.count("<tr>") == len(tr.names()) + 1 and "<td>kc.y</td>" in page
