@@ -189,8 +189,9 @@ class Gain(Block):
 
 
 def product_kernels(ops: str) -> tuple[Callable, Callable]:
-    """``y = prod u_i^(+-1)`` and its reciprocal ``(dy dy/du_1, ...)`` as kernels, written
-    out for the operators ``ops`` (``*`` multiplies, ``/`` divides)."""
+    """``y = prod u_i^(+-1)``, its reciprocal ``(dy dy/du_1, ...)`` and its tangent
+    ``sum_i du_i dy/du_i`` as kernels, written out for the operators ``ops`` (``*``
+    multiplies, ``/`` divides)."""
     n = len(ops)
     args = ", ".join(f"u{i}" for i in range(n))
 
@@ -205,12 +206,16 @@ def product_kernels(ops: str) -> tuple[Callable, Callable]:
 
     parts = ", ".join(f"dy * {partial(i)}" for i in range(n))
     ret = parts if n == 1 else f"({parts},)"
+    dus = ", ".join(f"du{i}" for i in range(n))
+    tangent = " + ".join(f"du{i} * {partial(i)}" for i in range(n))
     key = "blocks.math.product_" + ops.replace("*", "m").replace("/", "d")
     out = generated_kernel(key, f"def f({args}):\n    return {' * '.join(map(term, range(n)))}"
                            "\n", "f", globals())
     vjp = generated_kernel(key + "_vjp", f"def f(dy, {args}, y):\n    return {ret}\n", "f",
                            globals())
-    return out, vjp
+    jvp = generated_kernel(key + "_jvp", f"def f({dus}, {args}, y):\n    return {tangent}\n",
+                           "f", globals())
+    return out, vjp, jvp
 
 
 class Product(Block):
@@ -240,10 +245,11 @@ class Product(Block):
     def vjp(self, u, y, dy):
         return product_kernels(self.ops)[1](dy, *u, y[0])
 
-    def jvp(self, u, y, *du):  # the partials are the reciprocal rule applied to ones
-        parts = self.vjp(u, y, np.ones_like(y[0]))
-        parts = (parts,) if len(self.ops) == 1 else parts
-        return sum(d * p for d, p in zip(du, parts, strict=True))
+    def jvp(self, u, y, *du):
+        return product_kernels(self.ops)[2](*du, *u, y[0])
+
+    def jvp_kernel(self):
+        return Kernel(product_kernels(self.ops)[2])
 
     def kernel(self):
         return Kernel(product_kernels(self.ops)[0])

@@ -35,6 +35,11 @@ def rnn_output(WT, b, x, h):
 
 
 @kernel
+def rnn_jvp(WT, dx, dh, x, h, y):
+    return (np.concatenate((dx, dh), axis=-1) @ WT) * (1.0 - y * y)
+
+
+@kernel
 def rnn_vjp(W, n, dh, x, h, y):
     dxh = (dh * (1.0 - y * y)) @ W
     return dxh[..., :n], dxh[..., n:]
@@ -71,9 +76,15 @@ def mlp_kernels(acts: tuple) -> tuple:
         a = "y" if i == L - 1 else f"act{i}(s{i})"
         back += [f"    d = (d * dact{i}(s{i}, {a})) @ W{i}"]
     back.append("    return d")
+    tan = [f"def f({', '.join(f'W{i}T' for i in range(L))}, du, u, y, {ss}):", "    d = du"]
+    for i in range(L):
+        a = "y" if i == L - 1 else f"act{i}(s{i})"
+        tan += [f"    d = (d @ W{i}T) * dact{i}(s{i}, {a})"]
+    tan.append("    return d")
     key = "blocks.neural.mlp_" + "_".join(acts)
     return (generated_kernel(key, "\n".join(fwd) + "\n", "f", ns),
-            generated_kernel(key + "_vjp", "\n".join(back) + "\n", "f", dict(ns)))
+            generated_kernel(key + "_vjp", "\n".join(back) + "\n", "f", dict(ns)),
+            generated_kernel(key + "_jvp", "\n".join(tan) + "\n", "f", dict(ns)))
 
 
 @kernel
@@ -84,6 +95,23 @@ def lstm_output(WT, b, x, h, c_prev):
     g, o = np.tanh(z[..., 2 * H:3 * H]), _sigmoid(z[..., 3 * H:])
     c = f * c_prev + i * g
     return o * np.tanh(c), c, z
+
+
+@kernel
+def lstm_tangent(dz, dc_prev, c_prev, c_out, z):
+    """Output tangents of the cell for a tangent ``dz`` of the gates' pre-activations."""
+    H = c_prev.shape[-1]
+    i, f = _sigmoid(z[..., :H]), _sigmoid(z[..., H:2 * H])
+    g, o = np.tanh(z[..., 2 * H:3 * H]), _sigmoid(z[..., 3 * H:])
+    tc = np.tanh(c_out)
+    di, df, dg, do = dz[..., :H], dz[..., H:2 * H], dz[..., 2 * H:3 * H], dz[..., 3 * H:]
+    dc = df * f * (1 - f) * c_prev + f * dc_prev + di * i * (1 - i) * g + i * dg * (1 - g * g)
+    return do * o * (1 - o) * tc + o * (1 - tc * tc) * dc, dc
+
+
+@kernel
+def lstm_jvp(WT, dx, dh, dc_prev, x, h, c_prev, h_out, c_out, z):
+    return lstm_tangent(np.concatenate((dx, dh), axis=-1) @ WT, dc_prev, c_prev, c_out, z)
 
 
 @kernel
@@ -263,12 +291,12 @@ class MLP(Block):
                                                   *y)
 
     def jvp(self, u, y, du):
-        S = y[1:]
-        A = self._activations(u[0], S)
-        d = du
-        for (W, _), (_, df), s, a in zip(self.layers(), self._acts, S, A[1:], strict=True):
-            d = (d @ W.T) * df(s, a)
-        return d
+        return mlp_kernels(self._acts_names())[2](*(W.T for W, _ in self.layers()), du, u[0],
+                                                  *y)
+
+    def jvp_kernel(self):
+        return Kernel(mlp_kernels(self._acts_names())[2],
+                      params=tuple(np.ascontiguousarray(W.T) for W, _ in self.layers()))
 
     def param_grads(self, u, y, dy):
         _, deltas, A = self._backprop(u[0], y[1:], dy[0])
@@ -471,7 +499,10 @@ class RNNCell(Block):
         return Kernel(rnn_vjp, params=(self.W, self.W.shape[1] - H))
 
     def jvp(self, u, y, dx, dh):
-        return (np.concatenate([dx, dh], -1) @ self.W.T) * (1.0 - y[0] ** 2)
+        return rnn_jvp(self.W.T, dx, dh, *u, *y)
+
+    def jvp_kernel(self):
+        return Kernel(rnn_jvp, params=(np.ascontiguousarray(self.W.T),))
 
     def param_grads(self, u, y, dy):
         dz = y[0] * y[0]
@@ -564,14 +595,11 @@ class LSTMCell(Block):
     def vjp(self, u, y, dh, dc):
         return lstm_vjp(self.W, u[0].shape[-1], dh, dc, *u, *y)
 
-    def _tangent(self, u, z, dz, dc_prev):
-        i, f, g, o, c, tc = self.gates(z, u[2])
-        di, df, dg, do = np.split(dz, 4, axis=-1)
-        dc = df * f * (1 - f) * u[2] + f * dc_prev + di * i * (1 - i) * g + i * dg * (1 - g * g)
-        return do * o * (1 - o) * tc + o * (1 - tc * tc) * dc, dc
-
     def jvp(self, u, y, dx, dh, dc_prev):
-        return self._tangent(u, y[2], np.concatenate([dx, dh], -1) @ self.W.T, dc_prev)
+        return lstm_jvp(self.W.T, dx, dh, dc_prev, *u, *y)
+
+    def jvp_kernel(self):
+        return Kernel(lstm_jvp, params=(np.ascontiguousarray(self.W.T),))
 
     def param_grads(self, u, y, dy):
         dz, _ = self._dz(u, y[2], *dy)
@@ -580,7 +608,7 @@ class LSTMCell(Block):
 
     def param_jvp(self, u, y, dp):
         dz = np.concatenate(u[:2], -1) @ dp.get("W", np.zeros_like(self.W)).T + dp.get("b", 0.0)
-        return self._tangent(u, y[2], dz, np.zeros_like(u[2]))
+        return lstm_tangent(dz, np.zeros_like(u[2]), u[2], y[1], y[2])
 
     def label(self) -> str:
         return f"LSTM H={self.W.shape[0] // 4}"

@@ -95,7 +95,7 @@ def test_parameters_are_read_when_the_loop_runs(monkeypatch):
     np.testing.assert_allclose(b, c, rtol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["tanh_loop", "output_feedback_rnn"])
+@pytest.mark.parametrize("name", ["lstm", "lstm_from_blocks"])
 def test_tangent_loops_compile_and_agree(monkeypatch, name):
     from blockflow.tangent import directional, tangent
 
