@@ -136,11 +136,19 @@ def cache_dir() -> Path:
     return path
 
 
-def _source(ops, kernels, slot_types) -> tuple[str, list[str]]:
-    """The loop module's source and its argument names (in call order)."""
+def _layout(ops) -> tuple[list, list, list]:
+    """The loop's argument order, for the generator and the caller alike: the slots it
+    produces, the slots it reads from outside, and its stateful operations."""
     produced = [s for op in ops for s in op.outs]
     prod = set(produced)
     external = sorted({s for op in ops for s in op.ins if s not in prod})
+    return produced, external, [op for op in ops if op.state is not None]
+
+
+def _source(ops, kernels, slot_types) -> tuple[str, list[str]]:
+    """The loop module's source and its argument names (in call order)."""
+    produced, external, _ = _layout(ops)
+    prod = set(produced)
     keys = sorted({f.kernel_key for k in kernels for f in (k.output, k.update) if f})
     names = {key: f"k{i}" for i, key in enumerate(keys)}
     args = ["ks"] + [f"e{s}" for s in external]
@@ -211,8 +219,7 @@ def compile_loop(ops, kernels, slot_types):
 def run_compiled(seg, kernels, ks: np.ndarray, bufs: list, states: dict, rec: dict, st):
     """Call a compiled loop with the current parameters, states and buffers."""
     ops = seg.ops
-    prod = {s for op in ops for s in op.outs}
-    external = sorted({s for op in ops for s in op.ins if s not in prod})
+    produced, external, stateful = _layout(ops)
     args = [ks] + [bufs[s] for s in external]
     for op, k in zip(ops, kernels, strict=True):
         dtype = st[op.outs[0]].dtype if op.outs else None
@@ -223,8 +230,7 @@ def run_compiled(seg, kernels, ks: np.ndarray, bufs: list, states: dict, rec: di
             elif isinstance(p, float) and dtype is not None and dtype.kind == "f":
                 p = dtype.type(p)
             args.append(p)
-    stateful = [op for op in ops if op.state is not None]
     args += [states[op.state] for op in stateful]
-    args += [rec[s] for op in ops for s in op.outs]
+    args += [rec[s] for s in produced]
     out = seg.compiled(*args)
     return dict(zip((op.state for op in stateful), out, strict=True))
