@@ -188,6 +188,11 @@ class Block:
             return frozenset()
         return frozenset(ft)
 
+    def period(self) -> float:
+        """The sample period (s) this block runs at: its model's ``dt`` (1 outside a
+        model)."""
+        return self._model.dt if self._model is not None else 1.0
+
     # ------------------------------------------------------------- parameters
     def param(self, name: str, value: Any, *, trainable: bool = True, dtype=None,
               ndim: int | tuple | None = None) -> np.ndarray:

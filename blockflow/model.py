@@ -27,6 +27,9 @@ class Model(Block):
     Parameters
     ----------
     name : str, optional
+    dt : float, optional
+        The base sample period in seconds.  A subsystem without one runs at its parent's;
+        a top-level model without one at 1 (time in steps).
 
     Examples
     --------
@@ -41,13 +44,30 @@ class Model(Block):
     #: the name of the forward model, when this model is a reciprocal (diagrams, files)
     reciprocal_of: str | None = None
 
-    def __init__(self, name: str | None = None):
+    def __init__(self, name: str | None = None, *, dt: float | None = None):
         self.graph = nx.MultiDiGraph()
+        self._dt: float | None = None
         self.blocks: dict[str, Block] = {}
         self._types: dict[PortKey, SignalType] = {}
         self._src: dict[PortKey, PortKey] = {}  # (block, input) -> (block, output) driving it
         self._version = 0
         super().__init__(name=name or "model")
+        if dt is not None:
+            self.dt = dt
+
+    @property
+    def dt(self) -> float:
+        """The base sample period (s): this model's own, else its parent's, else 1."""
+        if self._dt is not None:
+            return self._dt
+        return self._model.dt if self._model is not None else 1.0
+
+    @dt.setter
+    def dt(self, value: float | None) -> None:
+        if value is not None:
+            value = self.scalar("dt", value, above=0.0)
+        self._dt = None if value is None else float(value)
+        self._version += 1
 
     # ---------------------------------------------------------- as a block
     @property

@@ -136,6 +136,8 @@ def _model_spec(m: Model, where: str) -> dict:
                             for s, t, d in m.graph.edges(data=True)]}
     if m.reciprocal_of is not None:
         spec["reciprocal_of"] = m.reciprocal_of
+    if m._dt is not None:
+        spec["dt"] = m._dt
     return spec
 
 
@@ -285,6 +287,11 @@ def _build_model(spec, where: str) -> Model:
     _expect(isinstance(blocks, list), where, "'blocks' must be a list")
     _expect(isinstance(conns, list), where, "'connections' must be a list")
     m = Model(name)
+    if "dt" in spec:
+        try:
+            m.dt = spec["dt"]
+        except BlockflowError as e:
+            raise ModelFileError(f"{where}: {e}") from None
     if "reciprocal_of" in spec:
         m.reciprocal_of = str(spec["reciprocal_of"])
     for i, bspec in enumerate(blocks):

@@ -1,0 +1,266 @@
+"""Continuous-time blocks: ``TransferFcn``, ``ContinuousStateSpace``, ``Integrator``.
+
+Each is discretised for the sample period it runs at (its model's ``dt``) with
+``method="zoh" | "foh" | "tustin" | "euler" | "backward_euler"``
+(:func:`scipy.signal.cont2discrete`), and runs as the discrete :class:`StateSpace` of
+that realisation.  Gradients with respect to the continuous parameters flow through the
+discretisation (:mod:`blockflow.discretize`): the discrete state-space rule gives
+``dJ/d(Ad, Bd, Cd, Dd)``, the chain rule carries it to ``(A, B, C, D)`` or ``(num, den)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from blockflow.block import Block
+from blockflow.discretize import (
+    c2d,
+    c2d_jvp,
+    c2d_vjp,
+    check_method,
+    has_feedthrough,
+    tf2ss,
+    tf2ss_jvp,
+    tf2ss_vjp,
+)
+from blockflow.errors import ParameterError
+
+from .discrete import StateSpace
+
+_SUP = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def poly_text(c, var: str = "s") -> str:
+    """``[1, 3, 2]`` -> ``"s² + 3s + 2"`` (descending powers)."""
+    c = np.asarray(c, float)
+    terms = []
+    for i, v in enumerate(c):
+        p = c.size - 1 - i
+        if v == 0:
+            continue
+        mag = abs(v)
+        coef = "" if mag == 1 and p else f"{mag:.4g}"
+        x = "" if p == 0 else var if p == 1 else var + str(p).translate(_SUP)
+        sign = "-" if v < 0 else "+"
+        terms.append((sign, coef + x))
+    if not terms:
+        return "0"
+    text = ("-" if terms[0][0] == "-" else "") + terms[0][1]
+    return text + "".join(f" {s} {t}" for s, t in terms[1:])
+
+
+class _Discretised(StateSpace):
+    """A continuous system run as the discrete state space of its realisation at the
+    block's period; subclasses say what the continuous realisation is."""
+
+    def continuous(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The continuous ``(A, B, C, D)``."""
+        raise NotImplementedError
+
+    def matrices(self):
+        h = self.period()
+        cont = self.continuous()
+        key = (h, self.method, *(M.tobytes() for M in cont))
+        cached = self.__dict__.get("_discrete")
+        if cached is None or cached[0] != key:
+            dtype = cont[0].dtype
+            cached = (key, tuple(M.astype(dtype) for M in c2d(*cont, h, self.method)))
+            self._discrete = cached
+        return cached[1]
+
+    def continuous_grads(self, u, y, dy, resets=()) -> tuple[tuple, np.ndarray]:
+        """``dJ/d(A, B, C, D)`` of the continuous realisation, and ``dJ/dx0``."""
+        g = self.matrix_grads(u, y, dy, resets)
+        cont = c2d_vjp(*self.continuous(), self.period(), self.method,
+                       (g["A"], g["B"], g["C"], g["D"]))
+        return cont, g["x0"]
+
+    def discrete_directions(self, dcont: tuple, dp: dict) -> dict:
+        """Discrete directions for continuous ones, for :meth:`StateSpace.param_jvp`."""
+        dA, dB, dC, dD = c2d_jvp(*self.continuous(), self.period(), self.method, dcont)
+        out = {"A": dA, "B": dB, "C": dC, "D": dD}
+        if "x0" in dp:
+            out["x0"] = dp["x0"]
+        return out
+
+    def transposed(self) -> Block:
+        return Realisation(self, adjoint=True, name=self.name, inputs=self.outputs,
+                           outputs=self.inputs)
+
+
+class Realisation(StateSpace):
+    """The current discrete realisation of a continuous block (``adjoint=True``: its
+    adjoint ``(A^T, C^T, B^T, D^T)``), read from the block whenever it runs, so that
+    training the block in place reaches its reciprocal."""
+
+    def __init__(self, source: _Discretised, *, adjoint: bool, **kw):
+        A, B, C, D = source.matrices()
+        if adjoint:
+            A, B, C, D = A.T, C.T, B.T, D.T
+        super().__init__(A, B, C, D, elementwise=source.elementwise, trainable=False, **kw)
+        self.source, self.adjoint = source, adjoint
+        self.feedthrough = source.feedthrough
+        self.residuals = ()
+
+    def matrices(self):
+        A, B, C, D = self.source.matrices()
+        return (A.T, C.T, B.T, D.T) if self.adjoint else (A, B, C, D)
+
+    def transposed(self) -> Block:
+        return Realisation(self.source, adjoint=not self.adjoint, name=self.name,
+                           inputs=self.outputs, outputs=self.inputs)
+
+    def label(self) -> str:
+        return f"{self.source.label()}{'ᵀ' if self.adjoint else ''}"
+
+    def config(self) -> dict:
+        raise ParameterError(f"block {self.name!r} is the discrete realisation of "
+                             f"{self.source.name!r}; save the model that holds that block")
+
+
+class ContinuousStateSpace(_Discretised):
+    """``dx/dt = A x + B u``, ``y = C x + D u``: discretised for the period it runs at.
+
+    Parameters
+    ----------
+    A, B, C, D : array_like
+        The continuous realisation (``D`` optional: no feedthrough without it, unless the
+        method adds one).
+    x0 : array_like, optional
+        Initial state of the discrete realisation.
+    method : {"zoh", "foh", "tustin", "euler", "backward_euler"}, default "zoh"
+        How it is discretised (:func:`scipy.signal.cont2discrete`).  foh, tustin and
+        backward Euler give the discrete system direct feedthrough.
+    elementwise : bool, default False
+        A SISO system acting on each element of samples of any shape.
+
+    Examples
+    --------
+    >>> from blockflow import Inport, Model, Outport
+    >>> m = Model("lag", dt=0.1)
+    >>> u, p, y = m.add(Inport("u"), ContinuousStateSpace([[-1.0]], [[1.0]], [[1.0]]),
+    ...                 Outport("y"))
+    >>> m.chain(u, p, y)
+    >>> np.round(p.matrices()[0], 6)         # exp(-0.1)
+    array([[0.904837]])
+    """
+
+    def __init__(self, A, B, C, D=None, x0=None, *, method: str = "zoh",
+                 elementwise: bool = False, trainable: bool = True, train_x0: bool = False,
+                 **kw):
+        super().__init__(A, B, C, D, x0, elementwise=elementwise, trainable=trainable,
+                         train_x0=train_x0, **kw)
+        self.method = check_method(method, f"block {self.name!r} ({type(self).__name__})")
+        self.feedthrough = has_feedthrough(self.D, method)
+
+    def continuous(self):
+        return self.A, self.B, self.C, self.D
+
+    def param_grads(self, u, y, dy, resets=()):
+        (gA, gB, gC, gD), gx0 = self.continuous_grads(u, y, dy, resets)
+        grads = {"A": gA, "B": gB, "C": gC, "D": gD, "x0": gx0}
+        return {n: g for n, g in grads.items() if self._params[n]}
+
+    def param_jvp(self, u, y, dp):
+        zero = [np.zeros_like(M) for M in self.continuous()]
+        dcont = tuple(np.asarray(dp.get(n, z), float)
+                      for n, z in zip("ABCD", zero, strict=True))
+        return StateSpace.param_jvp(self, u, y, self.discrete_directions(dcont, dp))
+
+    def label(self) -> str:
+        return f"SS(s) (n={self.A.shape[0]})"
+
+    def config(self) -> dict:
+        cfg = super().config()
+        cfg["D"] = self.D if np.any(self.D) else None
+        cfg["method"] = self.method
+        return cfg
+
+
+class TransferFcn(_Discretised):
+    """``Y(s) = num(s) / den(s) U(s)`` (descending powers of ``s``), acting elementwise,
+    discretised for the period it runs at.
+
+    Realised in controllable canonical form (:func:`scipy.signal.tf2ss`); the trainable
+    parameters are ``num`` and ``den``.  An improper transfer function (more zeros than
+    poles) is an error.
+
+    Examples
+    --------
+    >>> TransferFcn([1.0], [1.0, 1.0]).label()
+    '1/(s + 1)'
+    """
+
+    def __init__(self, num, den, *, x0=None, method: str = "zoh", trainable: bool = True,
+                 train_x0: bool = False, **kw):
+        where = f"block {kw.get('name')!r} ({type(self).__name__})"
+        try:
+            num = np.atleast_1d(np.asarray(num, float))
+            den = np.atleast_1d(np.asarray(den, float))
+        except (TypeError, ValueError) as e:
+            raise ParameterError(f"{where}: num and den must be arrays of numbers ({e})"
+                                 ) from None
+        if num.ndim != 1 or den.ndim != 1 or num.size == 0 or den.size == 0:
+            raise ParameterError(f"{where}: num and den must be non-empty 1-D, got shapes "
+                                 f"{num.shape}, {den.shape}")
+        num = np.trim_zeros(num, "f") if np.any(num) else num[-1:]
+        if den[0] == 0:
+            raise ParameterError(f"{where}: the leading coefficient of den must not be 0, "
+                                 f"got den={den}")
+        if num.size > den.size:
+            raise ParameterError(f"{where}: transfer function num={num}, den={den} is "
+                                 "improper (more zeros than poles); it cannot run causally")
+        A, B, C, D = tf2ss(num, den)
+        super().__init__(A, B, C, D, x0, elementwise=True, trainable=False,
+                         train_x0=train_x0, **kw)
+        self.method = check_method(method, where)
+        self.feedthrough = has_feedthrough(D, method)
+        for n in "ABCD":  # the realisation follows num and den: they are the parameters
+            del self._params[n]
+        self.param("num", num, trainable=trainable, ndim=1)
+        self.param("den", den, trainable=trainable, ndim=1)
+
+    def continuous(self):
+        return tuple(M.astype(self.num.dtype) for M in tf2ss(self.num, self.den))
+
+    def param_grads(self, u, y, dy, resets=()):
+        gcont, gx0 = self.continuous_grads(u, y, dy, resets)
+        gnum, gden = tf2ss_vjp(self.num, self.den, gcont)
+        grads = {"num": gnum, "den": gden, "x0": gx0}
+        return {n: g for n, g in grads.items() if self._params[n]}
+
+    def param_jvp(self, u, y, dp):
+        dcont = tf2ss_jvp(self.num, self.den, dp.get("num", np.zeros_like(self.num)),
+                          dp.get("den", np.zeros_like(self.den)))
+        return StateSpace.param_jvp(self, u, y, self.discrete_directions(dcont, dp))
+
+    def label(self) -> str:
+        def group(t):
+            return f"({t})" if " " in t else t
+        return f"{group(poly_text(self.num))}/{group(poly_text(self.den))}"
+
+    def config(self) -> dict:
+        cfg = {"num": self.num, "den": self.den, "method": self.method,
+               "trainable": self._params["num"]}
+        if np.any(self.x0) or self._params["x0"]:
+            cfg["x0"], cfg["train_x0"] = self.x0, self._params["x0"]
+        return cfg
+
+
+class Integrator(TransferFcn):
+    """``y(t) = x0 + integral of u``: the transfer function ``1/s``, discretised (zoh: the
+    forward-Euler sum ``x(k+1) = x(k) + h u(k)``, ``y(k) = x(k)``; tustin: the trapezoidal
+    rule).  Acts elementwise; nothing to train.
+
+    Examples
+    --------
+    >>> Integrator(x0=2.0).label()
+    '1/s'
+    """
+
+    def __init__(self, x0=0.0, *, method: str = "zoh", **kw):
+        super().__init__([1.0], [1.0, 0.0], x0=np.atleast_1d(np.asarray(x0, float)),
+                         method=method, trainable=False, **kw)
+
+    def config(self) -> dict:
+        return {"x0": self.x0, "method": self.method}
