@@ -294,6 +294,19 @@ class Block:
         """Initial state for ``batch`` parallel runs (stateful blocks)."""
         return None
 
+    #: the batch axis of the state's arrays (``(n, B, ...)`` delay lines: 1)
+    state_batch_axis: int = 0
+
+    def state_parts(self, x) -> tuple[np.ndarray, ...]:
+        """The arrays of state ``x`` that evolve (what :func:`~blockflow.lti.linearize`
+        perturbs), each with the batch on ``state_batch_axis``; constants carried in a
+        state (filter coefficients) are left out."""
+        return (x,)
+
+    def with_state_parts(self, x, parts: tuple) -> Any:
+        """State ``x`` with its evolving arrays replaced by ``parts``."""
+        return parts[0]
+
     def output(self, x, *u):  # pragma: no cover - abstract
         raise NotImplementedError(f"{type(self).__name__} defines no output()")
 

@@ -56,6 +56,7 @@ class DelayLine(Block):
     stateful = True
     linear = True
     feedthrough = False
+    state_batch_axis = 1  # the state holds the last n inputs: (n, B, ...)
 
     def __init__(self, n: int, **kw):
         super().__init__(**kw)

@@ -98,24 +98,24 @@ class Realisation(StateSpace):
         if adjoint:
             A, B, C, D = A.T, C.T, B.T, D.T
         super().__init__(A, B, C, D, elementwise=source.elementwise, trainable=False, **kw)
-        self.source, self.adjoint = source, adjoint
+        self.of, self.adjoint = source, adjoint
         self.feedthrough = source.feedthrough
         self.residuals = ()
 
     def matrices(self):
-        A, B, C, D = self.source.matrices()
+        A, B, C, D = self.of.matrices()
         return (A.T, C.T, B.T, D.T) if self.adjoint else (A, B, C, D)
 
     def transposed(self) -> Block:
-        return Realisation(self.source, adjoint=not self.adjoint, name=self.name,
+        return Realisation(self.of, adjoint=not self.adjoint, name=self.name,
                            inputs=self.outputs, outputs=self.inputs)
 
     def label(self) -> str:
-        return f"{self.source.label()}{'ᵀ' if self.adjoint else ''}"
+        return f"{self.of.label()}{'ᵀ' if self.adjoint else ''}"
 
     def config(self) -> dict:
         raise ParameterError(f"block {self.name!r} is the discrete realisation of "
-                             f"{self.source.name!r}; save the model that holds that block")
+                             f"{self.of.name!r}; save the model that holds that block")
 
 
 class ContinuousStateSpace(_Discretised):

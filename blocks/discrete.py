@@ -257,6 +257,7 @@ class FIR(Block):
 
     stateful = True
     linear = True
+    state_batch_axis = 1  # the past inputs: (M, B, ...)
 
     def __init__(self, h, *, trainable: bool = True, **kw):
         super().__init__(**kw)
@@ -354,6 +355,14 @@ class DiscreteFilter(Block):
         # z'(i) = (b(i+1) - a(i+1) b0) u - a(i+1) z(0) + z(i+1)
         c, an1 = (bn[1:] - an[1:] * b0).reshape(shape), an[1:].reshape(shape)
         return t.zeros(n - 1, batch), b0, c, an1
+
+    state_batch_axis = 1  # z: (n - 1, B, ...)
+
+    def state_parts(self, x):
+        return (x[0],)  # z; b0, c and a carried along are constants
+
+    def with_state_parts(self, x, parts):
+        return (parts[0], *x[1:])
 
     def output(self, x, u):
         return filter_output(self.feedthrough, x, u)

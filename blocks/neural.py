@@ -362,6 +362,8 @@ class FIRDense(Block):
     stateful = True
     linear = True
 
+    state_batch_axis = 1  # the past inputs: (M, B, n_in)
+
     def __init__(self, W, b=None, *, bias: bool = True, trainable: bool = True, **kw):
         super().__init__(**kw)
         self.param("W", W, trainable=trainable)
