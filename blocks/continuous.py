@@ -138,7 +138,8 @@ class ContinuousStateSpace(_Discretised):
     --------
     >>> from blockflow import Inport, Model, Outport
     >>> m = Model("lag", dt=0.1)
-    >>> u, p, y = m.add(Inport("u"), ContinuousStateSpace([[-1.0]], [[1.0]], [[1.0]]),
+    >>> u, p, y = m.add(Inport("u", shape=(1,)),
+    ...                 ContinuousStateSpace([[-1.0]], [[1.0]], [[1.0]]),
     ...                 Outport("y"))
     >>> m.chain(u, p, y)
     >>> np.round(p.matrices()[0], 6)         # exp(-0.1)
