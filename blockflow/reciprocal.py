@@ -71,7 +71,7 @@ def _reciprocal_block(b: Block, path: str, types: dict) -> Block:
 
 
 def _reciprocal(m: Model, prefix: str, types: dict) -> Model:
-    rm = Model(m.name)
+    rm = Model(m.name, dt=m._dt)  # the same sample period: period-dependent rules agree
     rm.reciprocal_of = m.name
     junctions = {n for n, b in m.blocks.items() if b.junction}
     for name, b in m.blocks.items():

@@ -47,7 +47,7 @@ def _tangent_block(b: Block, path: str, types: dict, dparams: dict) -> Block:
 
 
 def _tangent(m: Model, prefix: str, types: dict, dparams: dict) -> Model:
-    tm = Model(m.name)
+    tm = Model(m.name, dt=m._dt)
     for name, b in m.blocks.items():
         tm.add(_tangent(b, f"{prefix}{name}/", types, dparams) if isinstance(b, Model)
                else _tangent_block(b, prefix + name, types, dparams))

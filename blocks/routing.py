@@ -1,4 +1,4 @@
-"""Routing: Mux (concatenate signals into a vector), Demux (split a vector)."""
+"""Routing: Mux (concatenate signals into a vector), Demux (split a vector), Switch."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 
 from blockflow.block import Block
 from blockflow.errors import ParameterError
-from blockflow.kernels import Kernel, generated_kernel
-from blockflow.types import SignalType
+from blockflow.kernels import Kernel, generated_kernel, kernel
+from blockflow.types import SignalType, same_type
 
 
 def mux_kernel(sizes) -> Callable:
@@ -139,3 +139,61 @@ class Demux(Block):
         return {"sizes": self.sizes}
 
 
+
+
+@kernel
+def switch(threshold, strict, u1, u2, u3):
+    on = u2 > threshold if strict else u2 >= threshold
+    return np.where(on, u1, u3)
+
+
+@kernel
+def switch_vjp(threshold, strict, dy, u1, u2, u3, y):  # the control input gets none
+    on = u2 > threshold if strict else u2 >= threshold
+    return dy * on, 0.0 * dy, dy * ~on
+
+
+class Switch(Block):
+    """``y(k) = u1(k)`` where ``u2(k) >= threshold`` (``>`` with ``strict=True``), else
+    ``u3(k)``, elementwise.  Its reciprocal routes ``delta_y`` back to the input that was
+    passed; the control input ``u2`` gets no gradient (the switch is piecewise constant
+    in it).
+
+    Examples
+    --------
+    >>> Switch(0.0).output(None, np.array([1.0, 2.0]), np.array([0.5, -0.5]),
+    ...                    np.array([7.0, 8.0]))
+    array([1., 8.])
+    """
+
+    inputs = ("u1", "u2", "u3")
+
+    def __init__(self, threshold: float = 0.0, *, strict: bool = False, **kw):
+        super().__init__(**kw)
+        self.threshold = self.scalar("threshold", threshold)
+        self.strict = bool(strict)
+
+    def infer(self, *t):
+        return (same_type(f"block {self.name!r} (Switch)", *t),)
+
+    def output(self, x, u1, u2, u3):
+        return switch(self.threshold, self.strict, u1, u2, u3)
+
+    def vjp(self, u, y, dy):
+        return switch_vjp(self.threshold, self.strict, dy, *u, y[0])
+
+    def jvp(self, u, y, du1, du2, du3):
+        on = u[1] > self.threshold if self.strict else u[1] >= self.threshold
+        return np.where(on, du1, du3)
+
+    def kernel(self):
+        return Kernel(switch, params=(self.threshold, self.strict))
+
+    def vjp_kernel(self):
+        return Kernel(switch_vjp, params=(self.threshold, self.strict))
+
+    def label(self) -> str:
+        return f"switch u2 {'>' if self.strict else '≥'} {self.threshold:g}"
+
+    def config(self) -> dict:
+        return {"threshold": self.threshold, "strict": self.strict}
