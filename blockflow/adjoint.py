@@ -21,6 +21,7 @@ import numpy as np
 
 from .block import Block, Read, as_tuple
 from .kernels import Kernel, kernel
+from .rates import HOLD, place, sample
 from .types import SignalType, delta_type
 
 
@@ -127,7 +128,13 @@ class Forced(Block):
     def forcing(self, trace, path: str) -> tuple:
         u = tuple(trace[(path, p)] for p in self.block.inputs)
         y = tuple(trace[(path, p)] for p in self.block.recorded)
-        return tuple(self.block.param_jvp(u, y, self.dparams))  # one array per output
+        rate = trace.plan.rates.get(path, (None,))[0]
+        if rate is None:
+            return tuple(self.block.param_jvp(u, y, self.dparams))  # one array per output
+        # a block off the base rate: on its hits, then held like its outputs
+        u, y = tuple(sample(a, rate) for a in u), tuple(sample(a, rate) for a in y)
+        return tuple(place(np.asarray(f), rate, trace.T, HOLD)
+                     for f in self.block.param_jvp(u, y, self.dparams))
 
     def infer(self, *t):
         return self.inner.infer(*t)

@@ -131,6 +131,7 @@ class Block:
         outputs: tuple[str, ...] | None = None,
         allow_nonfinite: bool = False,
         type_hints: tuple | None = None,
+        sample_time=None,
     ):
         if name is not None and not isinstance(name, str):
             raise WiringError(f"a block name must be a string, got {name!r}")
@@ -145,6 +146,8 @@ class Block:
             self.type_hints = tuple(type_hints)
         self._params: dict[str, bool] = {}  # name -> trainable
         self._model = None  # the model this block was added to (one only)
+        #: ``Ts`` or ``(Ts, offset)`` in seconds; None: the rate of its inputs
+        self.sample_time = sample_time
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -188,10 +191,33 @@ class Block:
             return frozenset()
         return frozenset(ft)
 
+    #: the rate and i/o convention a transform copies from the forward plan
+    rate_hint: tuple | None = None
+    #: how a block at a slow rate reads its inputs and writes its outputs on the stored
+    #: base-rate signals: sampled at its hits, held in between (see blockflow.rates)
+    rate_io: ClassVar[tuple[str, str]] = ("sample", "hold")
+
+    def rates(self, declared, known: list, dt: float, path: str) -> tuple:
+        """``(the rate it runs at, the rate of its outputs)`` from its declared rate and
+        the known rates of its inputs; rate transitions override this."""
+        from .rates import common_rate
+
+        r = common_rate(declared, known, dt, path, type(self).__name__)
+        return r, r
+
     def period(self) -> float:
-        """The sample period (s) this block runs at: its model's ``dt`` (1 outside a
-        model)."""
-        return self._model.dt if self._model is not None else 1.0
+        """The sample period (s) this block runs at: its model's ``dt`` times its rate
+        (1 outside a model)."""
+        dt = self._model.dt if self._model is not None else 1.0
+        rate = self.__dict__.get("_rate")
+        return dt * rate.n if rate is not None else dt
+
+    def sample_times(self, T: int) -> np.ndarray:
+        """The times (s) of this block's first ``T`` hits: ``(offset + n k) dt``."""
+        dt = self._model.dt if self._model is not None else 1.0
+        rate = self.__dict__.get("_rate")
+        n, o = (rate.n, rate.offset) if rate is not None else (1, 0)
+        return (o + n * np.arange(T)) * dt
 
     # ------------------------------------------------------------- parameters
     def param(self, name: str, value: Any, *, trainable: bool = True, dtype=None,

@@ -18,12 +18,19 @@ from .block import as_tuple
 from .errors import BlockflowError, SimulationError
 from .kernels import AUTO_MIN_WORK, compile_loop, run_compiled
 from .ops import SegmentKind
+from .rates import BASE as BASE_RATE
+from .rates import HOLD, SUM, hits_text, interval_sum, n_hits, place, sample
 
 log = logging.getLogger(__name__)
 
 
 def make_loop(ops):
-    """Generate the step function of one feedback loop (a list of plan ``Op``)."""
+    """Generate the step function of one feedback loop (a list of plan ``Op``).
+
+    An op off the base rate runs only on its hits (``if`` on ``k``): between them its
+    outputs hold (or stay zero: impulses) and its state waits; an op that sums its
+    inputs over the held interval (a reciprocal in reversed time) accumulates them.
+    """
     produced = [s for op in ops for s in op.outs]
     prod = set(produced)
     external = sorted({s for op in ops for s in op.ins if s not in prod})
@@ -35,28 +42,91 @@ def make_loop(ops):
     w += [f"    v{s} = None; r{s} = rec[{s}]" for s in produced]
     stateful = [op for op in ops if op.state is not None]
     w += [f"    x{op.state} = states[{op.state}]" for op in stateful]
+    w += [f"    a{i}_{j} = 0.0" for i, j, _, _ in loop_accumulators(ops)]
     w.append("    for k in ks:")
 
-    def args(op):
-        x = f"x{op.state}" if op.state is not None else "None"
-        return ", ".join([x] + [f"v{s}" if s in prod else f"e{s}[k]" for s in op.ins])
+    def read(s):
+        return f"v{s}" if s in prod else f"e{s}[k]"
 
-    for i, op in enumerate(ops):
-        if op.outs:
-            tgt = ", ".join(f"v{s}" for s in op.outs)
-            w.append(f"        {tgt} = f{i}({args(op)})")
-            w += [f"        r{s}[k] = v{s}" for s in op.outs]
-    for i, op in enumerate(ops):
-        if op.state is not None:
-            w.append(f"        x{op.state} = g{i}({args(op)})")
+    def call(i, op, fn):
+        x = f"x{op.state}" if op.state is not None else "None"
+        return f"{fn}{i}({', '.join([x] + step_args(i, op, read))})"
+
+    w += step_body(ops, read, lambda i, op: call(i, op, "f"), lambda i, op: call(i, op, "g"))
     if len(w) and w[-1] == "    for k in ks:":
         w.append("        pass")
     w.append("    return {" + ", ".join(f"{op.state}: x{op.state}" for op in stateful) + "}")
-    namespace: dict = {}
+    namespace: dict = {"np": np}
     source = "\n".join(w)
     exec(source, namespace)  # noqa: S102 - source built from integers only
     namespace["loop"].source = source  # for inspection: plan.segments[i].loop.source
     return namespace["loop"]
+
+
+def loop_accumulators(ops) -> list[tuple[int, int, int, bool]]:
+    """``(op, input index, slot, direct)`` of every input summed over held intervals;
+    a direct (feedthrough) input is summed before the op's output, any other one (known
+    only later in the step) before its update."""
+    out = []
+    for i, op in enumerate(ops):
+        if op.io[0] == SUM:
+            direct = op.block.direct_inputs()
+            out += [(i, j, s, op.block.inputs[j] in direct)
+                    for j, s in enumerate(op.ins[:len(op.block.inputs)])]
+    return out
+
+
+def step_args(i: int, op, read) -> list[str]:
+    """The input expressions of op ``i``: summed inputs come from their accumulators."""
+    n = len(op.block.inputs)
+    summed = op.io[0] == SUM
+    return [f"a{i}_{j}" if summed and j < n else read(s) for j, s in enumerate(op.ins)]
+
+
+def step_body(ops, read, output_call, update_call, store=None) -> list[str]:
+    """The statements of one step of a loop (both generators share them): outputs in
+    step order, then state updates; ops off the base rate guarded by their hits.
+
+    ``output_call(i, op)`` / ``update_call(i, op)`` render the calls; ``store(s, expr)``
+    the lines that bind ``v{s}`` and record ``r{s}[k]`` from an output expression.
+    """
+    if store is None:
+        def store(op, call):
+            tgt = ", ".join(f"v{s}" for s in op.outs)
+            return [f"{tgt} = {call}"] + [f"r{s}[k] = v{s}" for s in op.outs]
+
+    acc = loop_accumulators(ops)
+    w = []
+
+    def guarded(op, lines, other=()):
+        if op.rate == BASE_RATE:
+            return ["        " + ln for ln in lines]
+        out = [f"        if {hits_text(op.rate)}:"] + ["            " + ln for ln in lines]
+        if other:
+            out += ["        else:"] + ["            " + ln for ln in other]
+        return out
+
+    for i, op in enumerate(ops):
+        w += [f"        a{i}_{j} = a{i}_{j} + {read(s)}" for ii, j, s, d in acc if ii == i and d]
+        if not op.outs:
+            continue
+        held = []
+        if op.io[1] == HOLD:  # zero before the first hit (as recorded), then the last value
+            held = [f"if k > {op.rate.offset}:"] + [f"    r{s}[k] = r{s}[k - 1]"
+                                                     for s in op.outs]
+        lines = store(op, output_call(i, op))
+        if op.state is None:
+            lines += [f"a{i}_{j} = np.zeros_like(a{i}_{j})" for ii, j, _, _ in acc if ii == i]
+        w += guarded(op, lines, held + [f"v{s} = r{s}[k]" for s in op.outs])
+    for i, op in enumerate(ops):
+        if op.state is None:
+            continue
+        w += [f"        a{i}_{j} = a{i}_{j} + {read(s)}" for ii, j, s, d in acc
+              if ii == i and not d]
+        lines = [f"x{op.state} = {update_call(i, op)}"]
+        lines += [f"a{i}_{j} = np.zeros_like(a{i}_{j})" for ii, j, _, _ in acc if ii == i]
+        w += guarded(op, lines)
+    return w
 
 
 def _store(op, result, bufs, T, B, slot_types):
@@ -71,6 +141,21 @@ def _store(op, result, bufs, T, B, slot_types):
                 "check its output()/sequence() against its infer()"
             )
         bufs[s] = arr if arr.dtype == t.dtype else arr.astype(t.dtype)
+
+
+def _gather(op, bufs) -> list:
+    """The inputs of an op off the base rate on its hits: sampled, or summed over each
+    held interval (reciprocals); trace reads are always sampled."""
+    n = len(op.block.inputs)
+    summed = op.io[0] == SUM
+    return [interval_sum(bufs[s], op.rate) if summed and j < n else sample(bufs[s], op.rate)
+            for j, s in enumerate(op.ins)]
+
+
+def _place(op, bufs, T: int) -> None:
+    """Spread an op's outputs from its hits to every step: held, or impulses."""
+    for s in op.outs:
+        bufs[s] = place(bufs[s], op.rate, T, op.io[1])
 
 
 def _init_state(op, B, slot_types):
@@ -164,11 +249,23 @@ def run_plan(plan, T: int, B: int, bufs: list, *, reverse: bool = False,
             continue
         if seg.kind is SegmentKind.SOURCE:
             op = seg.ops[0]
-            _store(op, op.block.generate(T, B), bufs, T, B, st)
+            if op.multirate:
+                Ts = n_hits(op.rate, T)
+                _store(op, op.block.generate(Ts, B), bufs, Ts, B, st)
+                _place(op, bufs, T)
+            else:
+                _store(op, op.block.generate(T, B), bufs, T, B, st)
         elif seg.kind is SegmentKind.SEQUENCE:
             op = seg.ops[0]
             x0 = _init_state(op, B, st) if op.block.stateful else None
-            _store(op, op.block.sequence(x0, *(bufs[s] for s in op.ins)), bufs, T, B, st)
+            if op.multirate:  # on its hits only: sample (or sum) in, hold (or place) out
+                ins = _gather(op, bufs)
+                Ts = n_hits(op.rate, T)
+                _store(op, op.block.sequence(x0, *ins), bufs, Ts, B, st)
+                _place(op, bufs, T)
+            else:
+                _store(op, op.block.sequence(x0, *(bufs[s] for s in op.ins)), bufs, T, B,
+                       st)
         else:
             states = {op.state: states_in[op.path] if op.path in states_in
                       else _init_state(op, B, st) for op in seg.ops if op.state is not None}

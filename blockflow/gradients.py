@@ -13,6 +13,7 @@ from .errors import SimulationError
 from .kernels import resolve_backend
 from .model import Model
 from .plan import Plan, compile
+from .rates import interval_sum, sample
 from .reciprocal import reciprocal
 from .trace import Trace
 
@@ -86,6 +87,10 @@ def param_grads(trace: Trace, deltas: Trace, *, resets: tuple = (), start: int =
         u = tuple(trace[(path, p)][lo:] for p in b.inputs)
         y = tuple(trace[(path, p)][lo:] for p in b.recorded)
         dy = tuple(deltas[(path, p)][lo:] for p in b.outputs)
+        if path in trace.plan.rates:  # on its hits: sampled signals, deltas summed (H^T)
+            rate = trace.plan.rates[path][0]
+            u, y = (tuple(sample(a, rate) for a in u), tuple(sample(a, rate) for a in y))
+            dy = tuple(interval_sum(a, rate) for a in dy)
         params.update(block_param_grads(b, path, u, y, dy,
                                         tuple(k - lo for k in resets if k > lo)))
     return params

@@ -164,32 +164,36 @@ def _source(ops, kernels, slot_types) -> tuple[str, list[str]]:
     w += ["", "", "@njit(cache=True, nogil=True)", f"def loop({', '.join(args)}):",
           "    for i in range(ks.shape[0]):", "        k = ks[i]"]
 
-    done: set = set()  # slots computed so far in this step
+    from .execute import loop_accumulators, step_args, step_body
+
+    def read(s):
+        return f"v{s}" if s in prod else f"e{s}[k]"
+
+    # an input not computed yet in this step is one the block does not read in output()
+    # (no feedthrough): it gets the last value bound to it, first this step's (still
+    # empty) record row, of the same type
+    w[-2:-2] = [f"    v{s} = r{s}[0]" for s in produced]
+    w[-2:-2] = [f"    a{i}_{j} = np.zeros_like({read(s) if s not in prod else f'r{s}'}[0])"
+                .replace("[k][0]", "[0]") for i, j, s, _ in loop_accumulators(ops)]
 
     def call(i, op, fn):
         p = [f"p{i}_{j}" for j in range(len(kernels[i].params))]
         x = [f"x{op.state}"] if op.state is not None else []
-        # an input not computed yet is one the block does not read in output() (no
-        # feedthrough): it gets this step's (still empty) record row, of the same type
-        u = [(f"v{s}" if s in done else f"r{s}[k]") if s in prod else f"e{s}[k]"
-             for s in op.ins]
-        return f"{names[fn.kernel_key]}({', '.join(p + x + u)})"
+        return f"{names[fn.kernel_key]}({', '.join(p + x + step_args(i, op, read))})"
 
-    for i, op in enumerate(ops):
-        if op.outs:
-            # results in the signal's precision (a float literal in a kernel would make
-            # float32 signals float64 under numba's typing, and states could not unify)
-            # (and contiguous, so that every signal has one array type in the loop)
-            tgt = ", ".join(f"t{s}" for s in op.outs)
-            w.append(f"        {tgt} = {call(i, op, kernels[i].output)}")
-            for s in op.outs:
-                d = slot_types[s].dtype
-                w.append(f"        v{s} = np.ascontiguousarray(t{s})" if d == np.float64
-                         else f"        v{s} = t{s}.astype(np.{d.name})")
-            w += [f"        r{s}[k] = v{s}" for s in op.outs]
-            done.update(op.outs)
-    for i, op in stateful:
-        w.append(f"        x{op.state} = {call(i, op, kernels[i].update)}")
+    def store(op, expr):
+        # results in the signal's precision (a float literal in a kernel would make
+        # float32 signals float64 under numba's typing, and states could not unify)
+        # (and contiguous, so that every signal has one array type in the loop)
+        lines = [f"{', '.join(f't{s}' for s in op.outs)} = {expr}"]
+        for s in op.outs:
+            d = slot_types[s].dtype
+            lines.append(f"v{s} = np.ascontiguousarray(t{s})" if d == np.float64
+                         else f"v{s} = t{s}.astype(np.{d.name})")
+        return lines + [f"r{s}[k] = v{s}" for s in op.outs]
+
+    w += step_body(ops, read, lambda i, op: call(i, op, kernels[i].output),
+                   lambda i, op: call(i, op, kernels[i].update), store)
     states = ", ".join(f"x{op.state}" for _, op in stateful)
     w.append(f"    return ({states}{',' if len(stateful) == 1 else ''})")
     return "\n".join(w) + "\n", args

@@ -126,6 +126,8 @@ def _block_spec(b: Block, where: str) -> dict:
         spec["type_hints"] = _encode(list(hints), where)
     if b.allow_nonfinite:
         spec["allow_nonfinite"] = True
+    if b.sample_time is not None and "sample_time" not in config:
+        spec["sample_time"] = _encode(b.sample_time, where)
     return spec
 
 
@@ -274,6 +276,13 @@ def _build_block(spec, where: str) -> Block:
                 and all(h is None or isinstance(h, SignalType) for h in hints), where,
                 "type_hints must give one signal type per output")
         b.type_hints = tuple(hints)
+    if "sample_time" in spec:
+        st = _decode(spec["sample_time"], where)
+        ok = isinstance(st, int | float) or (isinstance(st, list) and 1 <= len(st) <= 2 and
+                                             all(isinstance(v, int | float) for v in st))
+        _expect(ok and not isinstance(st, bool), where,
+                f"sample_time must be Ts or [Ts, offset] in seconds, got {st!r}")
+        b.sample_time = tuple(st) if isinstance(st, list) else st
     return b
 
 

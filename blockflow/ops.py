@@ -7,6 +7,7 @@ from enum import Enum
 from typing import NamedTuple
 
 from .block import Block, Read
+from .rates import BASE, FORWARD_IO, Rate
 
 
 @dataclass
@@ -18,6 +19,12 @@ class Op:
     ins: tuple[int, ...]
     outs: tuple[int, ...]
     state: int | None = None
+    rate: Rate = BASE  # the steps it runs on
+    io: tuple[str, str] = FORWARD_IO  # how it reads inputs and writes outputs off its hits
+
+    @property
+    def multirate(self) -> bool:
+        return self.rate != BASE or self.io != FORWARD_IO
 
 
 class SegmentKind(Enum):

@@ -22,6 +22,7 @@ from .kernels import AUTO_MIN_WORK, loop_kernels, resolve_backend
 from .model import Model, feedthrough_graph, propagate_types
 from .ops import Op, Segment, SegmentKind, TraceRead
 from .ports import Inport, Outport, Passthrough
+from .rates import ADJOINT_IO, BASE, FORWARD_IO, infer_rates
 from .types import SignalType
 
 
@@ -95,6 +96,12 @@ class Plan:
     trace_reads: list[TraceRead] = field(default_factory=list)
     n_states: int = 0
     backend: str = "auto"
+    #: path -> (rate, i/o convention) of every block off the base rate (see rates.py)
+    rates: dict = field(default_factory=dict)
+
+    @property
+    def multirate(self) -> bool:
+        return bool(self.rates)
 
     @property
     def order(self) -> list[str]:
@@ -110,8 +117,10 @@ class Plan:
     def describe(self) -> str:
         lines = [f"plan for {self.model.name!r}: {len(self.order)} operations, "
                  f"{len(self.slot_types)} signals"]
+        dt = self.model.dt
         for s in self.segments:
-            names = ", ".join(op.path for op in s.ops)
+            names = ", ".join(op.path + (f" [{op.rate.text(dt)}]" if op.rate != BASE else "")
+                              for op in s.ops)
             lines.append(f"  {s.kind.value:9s} {names}")
             if s.kind is SegmentKind.LOOP:
                 lines.append(f"            {self.loop_backend(s)}")
@@ -246,6 +255,7 @@ def _schedule(model: Model, flat: FlatModel, types: dict, mode: str) -> Plan:
         if b.stateful:
             state, n_states = n_states, n_states + 1
         ops[path] = Op(path, b, tuple(ins), tuple(slots[(path, p)] for p in b.recorded), state)
+    rates = _assign_rates(model, flat, ops)
     producer = {s: op.path for op in ops.values() for s in op.outs}
     dep = nx.DiGraph()
     dep.add_nodes_from(ops)
@@ -297,4 +307,29 @@ def _schedule(model: Model, flat: FlatModel, types: dict, mode: str) -> Plan:
     outports = {p: slots[(p, b.inputs[0])]
                 for p, b in flat.blocks.items() if isinstance(b, Outport)}
     return Plan(model, flat, types, slots, slot_types, segments, inports, outports,
-                trace_reads, n_states)
+                trace_reads, n_states, rates=rates)
+
+
+def _assign_rates(model: Model, flat: FlatModel, ops: dict) -> dict:
+    """Give every op its rate and i/o convention; returns those off the base rate.
+
+    A forward model's rates are inferred along its wires; a transformed model (its
+    blocks carry ``rate_hint``) takes them from the forward plan, and a reciprocal reads
+    and writes as the transpose (summed over held steps in, impulses out).
+    """
+    hinted = any(b.rate_hint is not None for b in flat.blocks.values())
+    adjoint = model.reciprocal_of is not None
+    if hinted:
+        table = {p: b.rate_hint or (BASE, FORWARD_IO) for p, b in flat.blocks.items()}
+    else:
+        table = {p: (r, flat.blocks[p].rate_io) for p, r in infer_rates(flat, model.dt).items()}
+    off_base = {}
+    for path, b in flat.blocks.items():
+        rate, io = table[path]
+        b._rate = rate
+        if rate != BASE or io != FORWARD_IO:
+            off_base[path] = (rate, io)
+        op = ops.get(path)
+        if op is not None:
+            op.rate, op.io = rate, (ADJOINT_IO[io] if adjoint and hinted else io)
+    return off_base

@@ -66,13 +66,14 @@ def plot_trace(trace, signals: Sequence[str] | None = None, path: str | Path | N
         raise BlockflowError("nothing to plot: the trace has no signals")
     arrays = [(s, trace[s]) for s in signals]
     fig, axes = _figure(1 if shared else len(arrays))
-    k = np.arange(trace.T)
+    timed = trace.plan.model._dt is not None  # a model with a sample period: seconds
+    k = trace.time if timed else np.arange(trace.T)
     for i, (name, a) in enumerate(arrays):
         ax = axes[0 if shared else i]
         _draw_signal(ax, k, a, name, batch)
         ax.grid(True, alpha=0.3)
         ax.legend(loc="upper right", fontsize=8)
-    axes[-1].set_xlabel("step k")
+    axes[-1].set_xlabel("time t (s)" if timed else "step k")
     fig.suptitle(title or trace.plan.model.name)
     if path is not None:
         fig.savefig(path, dpi=110)

@@ -46,8 +46,8 @@ def reciprocal(model: Model) -> Model:
     >>> type(r.blocks["y"]).__name__, r.blocks["plant+y"].inputs   # output -> input; branch -> sum
     ('Inport', ('u1', 'u2'))
     """
-    types = compile(model).types
-    rm = _reciprocal(model, "", types)
+    plan = compile(model)
+    rm = _reciprocal(model, "", plan.types, plan.rates)
     compile(rm)  # the reciprocal is checked like any user model
     return rm
 
@@ -59,8 +59,10 @@ def port_types(block: Block, path: str, types: dict) -> PortTypes:
                      tuple(types[(path, p)] for p in block.residuals))
 
 
-def _reciprocal_block(b: Block, path: str, types: dict) -> Block:
+def _reciprocal_block(b: Block, path: str, types: dict, rates: dict) -> Block:
     rb = reciprocal_block(b, port_types(b, path, types))
+    if path in rates:  # runs on the forward block's hits (as the transpose)
+        rb.rate_hint = rates[path]
     if set(rb.inputs) != set(b.outputs) or set(rb.outputs) != set(b.inputs):
         raise ReciprocalNotDefinedError(
             f"block {path!r} ({type(b).__name__}): its reciprocal must take the forward "
@@ -70,15 +72,15 @@ def _reciprocal_block(b: Block, path: str, types: dict) -> Block:
     return rb
 
 
-def _reciprocal(m: Model, prefix: str, types: dict) -> Model:
+def _reciprocal(m: Model, prefix: str, types: dict, rates: dict) -> Model:
     rm = Model(m.name, dt=m._dt)  # the same sample period: period-dependent rules agree
     rm.reciprocal_of = m.name
     junctions = {n for n, b in m.blocks.items() if b.junction}
     for name, b in m.blocks.items():
         if name in junctions:
             continue
-        rb = (_reciprocal(b, f"{prefix}{name}/", types) if isinstance(b, Model)
-              else _reciprocal_block(b, prefix + name, types))
+        rb = (_reciprocal(b, f"{prefix}{name}/", types, rates) if isinstance(b, Model)
+              else _reciprocal_block(b, prefix + name, types, rates))
         rm.add(rb)
 
     def consumers(name: str, port: str):

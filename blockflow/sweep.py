@@ -24,8 +24,8 @@ from .gradients import (
 from .losses import resolve
 from .model import Model
 from .online import streamer
-from .plan import Plan
-from .schedules import Causal, Schedule, Streamed, as_schedule
+from .plan import Plan, compile
+from .schedules import Causal, Full, Schedule, Streamed, as_schedule
 from .simulate import simulate
 from .trace import Trace, check_finite_data
 
@@ -131,6 +131,11 @@ def backward(model: Model, inputs: dict | None = None, *, loss="sse", targets=No
     and a forward run producing one (see :func:`~blockflow.simulate`).
     """
     schedule = as_schedule(schedule, window=window, chunked=chunked, online=online)
+    if not isinstance(schedule, Full) and compile(model).multirate:
+        raise SimulationError(
+            f"model {model.name!r} runs blocks at several rates "
+            f"({', '.join(sorted(compile(model).rates))} off the base rate); its gradient "
+            f"takes the Full schedule, not {type(schedule).__name__}")
     if check_finite:
         for what, data in (("target", targets), ("dL_dy", dL_dy)):
             items = data.items() if isinstance(data, dict) else [("", data)]

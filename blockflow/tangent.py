@@ -28,29 +28,32 @@ from .trace import Trace
 def tangent(model: Model, dparams: dict | None = None) -> Model:
     """The tangent model; ``dparams`` are parameter directions keyed like
     ``model.parameters()`` (each block adds the output change they cause)."""
-    types = compile(model).types
+    plan = compile(model)
     dparams = dparams or {}
     known = set(model.parameters())
     unknown = set(dparams) - known
     if unknown:
         raise ReciprocalNotDefinedError(f"parameter directions for unknown parameters "
                                         f"{sorted(unknown)}; the model has {sorted(known)}")
-    return _tangent(model, "", types, dparams)
+    return _tangent(model, "", plan.types, dparams, plan.rates)
 
 
-def _tangent_block(b: Block, path: str, types: dict, dparams: dict) -> Block:
+def _tangent_block(b: Block, path: str, types: dict, dparams: dict, rates: dict) -> Block:
     fwd = port_types(b, path, types)
     tb = tangent_block(b, fwd)
     mine = {k.rpartition(".")[2]: np.asarray(v) for k, v in dparams.items()
             if k.rpartition(".")[0] == path}
-    return Forced(tb, b, mine, fwd) if mine else tb
+    tb = Forced(tb, b, mine, fwd) if mine else tb
+    if path in rates:  # runs on the forward block's hits
+        tb.rate_hint = rates[path]
+    return tb
 
 
-def _tangent(m: Model, prefix: str, types: dict, dparams: dict) -> Model:
+def _tangent(m: Model, prefix: str, types: dict, dparams: dict, rates: dict) -> Model:
     tm = Model(m.name, dt=m._dt)
     for name, b in m.blocks.items():
-        tm.add(_tangent(b, f"{prefix}{name}/", types, dparams) if isinstance(b, Model)
-               else _tangent_block(b, prefix + name, types, dparams))
+        tm.add(_tangent(b, f"{prefix}{name}/", types, dparams, rates) if isinstance(b, Model)
+               else _tangent_block(b, prefix + name, types, dparams, rates))
     for s, d, data in m.graph.edges(data=True):
         tm.connect(tm.blocks[s][data["src_port"]], tm.blocks[d][data["dst_port"]])
     return tm

@@ -30,6 +30,16 @@ class Trace:
         self.T, self.B = T, B
         self.final_states = final_states or {}
 
+    @property
+    def dt(self) -> float:
+        """The model's base sample period (s); 1 when it has none (time in steps)."""
+        return self.plan.model.dt
+
+    @property
+    def time(self) -> np.ndarray:
+        """The time of every step: ``k dt`` (seconds, or steps when ``dt`` is 1)."""
+        return np.arange(self.T) * self.dt
+
     def slot(self, key) -> int:
         plan = self.plan
         if isinstance(key, tuple):

@@ -9,6 +9,7 @@ from .discontinuities import DeadZone, Lookup1D, Quantizer, Relay
 from .discrete import FIR, Delay, DiscreteFilter, DiscreteTransferFcn, StateSpace, UnitDelay
 from .losses import CrossEntropy, SquaredError
 from .math import ELEMENTWISE, Function, Gain, Product, Saturation, Sum
+from .multirate import Downsample, RateTransition, Upsample, ZeroOrderHold
 from .neural import MLP, Dense, FIRDense, LSTMCell, RNNCell, Softmax
 from .routing import Demux, Mux, Switch
 from .sampled import DiscreteDerivative, DiscreteIntegrator, PeriodGain, RateLimiter
@@ -20,9 +21,9 @@ register_library(sys.modules[__name__])  # model files load these blocks by clas
 __all__ = [
     "ELEMENTWISE", "FIR", "MLP", "Constant", "ContinuousStateSpace", "CrossEntropy",
     "DeadZone", "Delay", "Demux", "Dense", "DiscreteDerivative", "DiscreteFilter",
-    "DiscreteIntegrator", "DiscreteTransferFcn", "FIRDense", "FromArray", "Function", "Gain",
-    "Integrator", "LSTMCell", "Lookup1D", "Mux", "Noise", "PeriodGain", "Product", "Quantizer",
-    "RNNCell", "RateLimiter", "Relay", "Saturation", "Scope", "Sine", "Softmax", "Square",
-    "SquaredError", "StateSpace", "Step", "Sum", "Switch", "ToArray", "TransferFcn",
-    "UnitDelay",
+    "DiscreteIntegrator", "DiscreteTransferFcn", "Downsample", "FIRDense", "FromArray",
+    "Function", "Gain", "Integrator", "LSTMCell", "Lookup1D", "Mux", "Noise", "PeriodGain",
+    "Product", "Quantizer", "RNNCell", "RateLimiter", "RateTransition", "Relay", "Saturation",
+    "Scope", "Sine", "Softmax", "Square", "SquaredError", "StateSpace", "Step", "Sum",
+    "Switch", "ToArray", "TransferFcn", "UnitDelay", "Upsample", "ZeroOrderHold",
 ]

@@ -80,25 +80,34 @@ class Step(_Source):
 
 
 class Sine(_Source):
-    """``y(k) = amplitude sin(2 pi frequency k + phase) + bias`` (frequency in cycles/sample)."""
+    """``y(k) = amplitude sin(2 pi frequency k + phase) + bias`` (frequency in cycles/sample),
+    or with ``freq_hz`` ``y = amplitude sin(2 pi freq_hz t + phase) + bias`` at the times
+    ``t`` (s) of its samples (the model's ``dt`` and the block's rate)."""
 
-    def __init__(self, amplitude=1.0, frequency=0.05, phase=0.0, bias=0.0, **kw):
+    def __init__(self, amplitude=1.0, frequency=0.05, phase=0.0, bias=0.0, *,
+                 freq_hz: float | None = None, **kw):
         super().__init__(**kw)
         self.amplitude = self.scalar("amplitude", amplitude)
         self.frequency = self.scalar("frequency", frequency)
+        self.freq_hz = None if freq_hz is None else self.scalar("freq_hz", freq_hz)
         self.phase, self.bias = self.scalar("phase", phase), self.scalar("bias", bias)
 
     def generate(self, T, B):
-        k = np.arange(T)
-        wave = self.amplitude * np.sin(2 * np.pi * self.frequency * k + self.phase) + self.bias
-        return self._fill(wave, T, B)
+        if self.freq_hz is None:
+            arg = 2 * np.pi * self.frequency * np.arange(T)
+        else:
+            arg = 2 * np.pi * self.freq_hz * self.sample_times(T)
+        return self._fill(self.amplitude * np.sin(arg + self.phase) + self.bias, T, B)
 
     def label(self) -> str:
-        return "sine"
+        return "sine" if self.freq_hz is None else f"sine {self.freq_hz:g} Hz"
 
     def config(self) -> dict:
-        return {"amplitude": self.amplitude, "frequency": self.frequency, "phase": self.phase,
-                "bias": self.bias, "shape": self.shape, "dtype": self.dtype.name}
+        cfg = {"amplitude": self.amplitude, "frequency": self.frequency, "phase": self.phase,
+               "bias": self.bias, "shape": self.shape, "dtype": self.dtype.name}
+        if self.freq_hz is not None:
+            cfg["freq_hz"] = self.freq_hz
+        return cfg
 
 
 class Square(_Source):
