@@ -212,6 +212,10 @@ class Block:
         rate = self.__dict__.get("_rate")
         return dt * rate.n if rate is not None else dt
 
+    def discretisation(self) -> str | None:
+        """How a continuous block was made discrete (plan descriptions), else None."""
+        return None
+
     def sample_times(self, T: int) -> np.ndarray:
         """The times (s) of this block's first ``T`` hits: ``(offset + n k) dt``."""
         dt = self._model.dt if self._model is not None else 1.0

@@ -23,6 +23,8 @@ from .fsutil import atomic_write
 from .model import Model
 from .ports import Inport, Outport
 
+_RATE_COLOURS = ["#d62728", "#2ca02c", "#1f77b4", "#ff7f0e", "#9467bd"]
+
 # record-label syntax; pydot itself escapes the double quotes of the DOT string
 _ESCAPE = str.maketrans({c: "\\" + c for c in "{}|<>\\"})
 
@@ -53,12 +55,18 @@ class _Drawer:
         self.collapse = collapse
         self.reciprocal = model.reciprocal_of is not None
         self.ids: dict[str, str] = {}
+        self.dt = model.dt
         try:
             from .plan import compile
 
-            self.types = compile(model).types
+            plan = compile(model)
+            self.types, self.rates = plan.types, plan.rates
         except BlockflowError:
-            self.types = {}  # draw what is there, even if it does not compile yet
+            self.types, self.rates = {}, {}  # draw what is there, even if it won't compile
+        # one border colour per rate, the slowest last (Simulink colours sample times)
+        distinct = sorted({r for r, _ in self.rates.values()})
+        self.colours = dict(zip(distinct, _RATE_COLOURS * (1 + len(distinct) // 5),
+                                strict=False))
 
     def node_id(self, path: str) -> str:
         return self.ids.setdefault(path, f"n{len(self.ids)}")
@@ -77,6 +85,8 @@ class _Drawer:
             style = {"style": "filled", "fillcolor": "#fdf1d6"}
         elif b.stateful:
             style = {"style": "filled", "fillcolor": "#e4f4e4"}
+        if path in self.rates:  # a block off the base rate: its colour
+            style.update(color=self.colours[self.rates[path][0]], penwidth="2")
         return pydot.Node(self.node_id(path), shape="record", label=label, fontname="Helvetica",
                           fontsize="10", tooltip=path, **style)
 
@@ -92,6 +102,9 @@ class _Drawer:
             lines.append(p)
         return "\n".join(lines)
 
+    def rate_text(self, path: str) -> str:
+        return self.rates[path][0].text(self.dt) if path in self.rates else ""
+
     def add_model(self, m: Model, prefix: str, graph) -> None:
         for name, b in m.blocks.items():
             path = prefix + name
@@ -101,7 +114,8 @@ class _Drawer:
                 self.add_model(b, path + "/", cluster)
                 graph.add_subgraph(cluster)
             else:
-                graph.add_node(self.record(path, b, self.title(name, b)))
+                title = "\n".join(t for t in (self.title(name, b), self.rate_text(path)) if t)
+                graph.add_node(self.record(path, b, title))
 
     def endpoint(self, m: Model, prefix: str, name: str, port: str, side: str) -> str:
         b = m.blocks[name]

@@ -122,6 +122,8 @@ class Plan:
             names = ", ".join(op.path + (f" [{op.rate.text(dt)}]" if op.rate != BASE else "")
                               for op in s.ops)
             lines.append(f"  {s.kind.value:9s} {names}")
+            lines += [f"            {op.path}: {op.block.discretisation()}" for op in s.ops
+                      if op.block.discretisation()]
             if s.kind is SegmentKind.LOOP:
                 lines.append(f"            {self.loop_backend(s)}")
         return "\n".join(lines)

@@ -25,7 +25,7 @@ from blockflow.discretize import (
 )
 from blockflow.errors import ParameterError
 
-from .discrete import StateSpace
+from .discrete import StateSpace, _refuse_lti_object
 
 _SUP = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 
@@ -67,6 +67,9 @@ class _Discretised(StateSpace):
             cached = (key, tuple(M.astype(dtype) for M in c2d(*cont, h, self.method)))
             self._discrete = cached
         return cached[1]
+
+    def discretisation(self) -> str:
+        return f"{self.label()} discretised by {self.method} at h={self.period():.6g} s"
 
     def continuous_grads(self, u, y, dy, resets=()) -> tuple[tuple, np.ndarray]:
         """``dJ/d(A, B, C, D)`` of the continuous realisation, and ``dJ/dx0``."""
@@ -192,9 +195,10 @@ class TransferFcn(_Discretised):
     '1/(s + 1)'
     """
 
-    def __init__(self, num, den, *, x0=None, method: str = "zoh", trainable: bool = True,
-                 train_x0: bool = False, **kw):
+    def __init__(self, num, den=None, *, x0=None, method: str = "zoh",
+                 trainable: bool = True, train_x0: bool = False, **kw):
         where = f"block {kw.get('name')!r} ({type(self).__name__})"
+        _refuse_lti_object(num, type(self).__name__)
         try:
             num = np.atleast_1d(np.asarray(num, float))
             den = np.atleast_1d(np.asarray(den, float))

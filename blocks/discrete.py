@@ -436,6 +436,14 @@ class DiscreteFilter(Block):
                 "fix_a0": self.fix_a0}
 
 
+def _refuse_lti_object(num, kind: str) -> None:
+    """A python-control or scipy system passed where coefficients go: say what to do."""
+    if hasattr(num, "num") and hasattr(num, "den"):
+        raise ParameterError(f"{kind} takes num and den coefficient arrays, got a "
+                             f"{type(num).__name__}; convert a python-control system with "
+                             "blockflow.lti.from_control(sys)")
+
+
 class DiscreteTransferFcn(DiscreteFilter):
     """``Y(z) = num(z) / den(z) U(z)``, ``num`` and ``den`` in descending powers of ``z``.
 
@@ -445,7 +453,8 @@ class DiscreteTransferFcn(DiscreteFilter):
     trainable parameters are ``num`` and ``den`` (views into ``b`` and ``a``).
     """
 
-    def __init__(self, num, den, *, trainable: bool = True, **kw):
+    def __init__(self, num, den=None, *, trainable: bool = True, **kw):
+        _refuse_lti_object(num, "DiscreteTransferFcn")
         try:
             num, den = (np.atleast_1d(np.asarray(num, float)),
                         np.atleast_1d(np.asarray(den, float)))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from blockflow import Inport, Model, Outport, ParameterError, simulate
+from blockflow import Inport, Model, Outport, ParameterError, compile, simulate
 from blockflow.discretize import METHODS, c2d, c2d_jvp, c2d_vjp, tf2ss, tf2ss_jvp, tf2ss_vjp
 from blockflow.modelfile import dumps, loads
 from blocks import ContinuousStateSpace, Gain, Integrator, Sum, TransferFcn, UnitDelay
@@ -183,6 +183,12 @@ def test_saved_and_loaded_with_the_period():
     assert not m2.block("plant").feedthrough
     U = np.random.default_rng(9).standard_normal((20, 1, 2))
     np.testing.assert_array_equal(simulate(m, {"u": U})["y"], simulate(m2, {"u": U})["y"])
+
+
+def test_the_plan_says_which_discretisation_ran():
+    m = plant_model(TransferFcn(NUM, DEN, method="tustin"), 0.002)
+    assert "plant: (2s + 1)/(s² + 3s + 2) discretised by tustin at h=0.002 s" in \
+        compile(m).describe()
 
 
 def test_labels_show_the_continuous_form():

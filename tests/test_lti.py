@@ -11,6 +11,7 @@ from blocks import (
     ContinuousStateSpace,
     Delay,
     DiscreteFilter,
+    DiscreteTransferFcn,
     Function,
     Gain,
     StateSpace,
@@ -156,5 +157,8 @@ def test_bad_requests_say_what_is_wrong():
         from_control("1/s")
     with pytest.raises(ParameterError, match="not a state-space"):
         to_control(Gain(2.0))
+    for cls in (TransferFcn, DiscreteTransferFcn):
+        with pytest.raises(ParameterError, match="from_control"):
+            cls(control.tf([1.0], [1.0, 1.0]))
     with pytest.raises(ParameterError, match="not a continuous block"):
         to_control(StateSpace([[0.5]], [[1.0]], [[1.0]]), continuous=True)
