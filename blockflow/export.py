@@ -85,8 +85,9 @@ class _Drawer:
             style = {"style": "filled", "fillcolor": "#fdf1d6"}
         elif b.stateful:
             style = {"style": "filled", "fillcolor": "#e4f4e4"}
-        if path in self.rates:  # a block off the base rate: its colour
-            style.update(color=self.colours[self.rates[path][0]], penwidth="2")
+        rate = self.rate_of(path)
+        if rate is not None:  # a block off the base rate: its colour
+            style.update(color=self.colours[rate], penwidth="2")
         return pydot.Node(self.node_id(path), shape="record", label=label, fontname="Helvetica",
                           fontsize="10", tooltip=path, **style)
 
@@ -102,8 +103,16 @@ class _Drawer:
             lines.append(p)
         return "\n".join(lines)
 
+    def rate_of(self, path: str):
+        """The rate of a block, or of a collapsed subsystem whose blocks share one."""
+        if path in self.rates:
+            return self.rates[path][0]
+        inner = {r for p, (r, _) in self.rates.items() if p.startswith(path + "/")}
+        return inner.pop() if len(inner) == 1 else None
+
     def rate_text(self, path: str) -> str:
-        return self.rates[path][0].text(self.dt) if path in self.rates else ""
+        rate = self.rate_of(path)
+        return rate.text(self.dt) if rate is not None else ""
 
     def add_model(self, m: Model, prefix: str, graph) -> None:
         for name, b in m.blocks.items():

@@ -105,6 +105,11 @@ def linearize(model: Model, inputs: dict | None = None, *, trace: Trace | None =
     """
     from .simulate import simulate
 
+    if compile(model).multirate:
+        raise SimulationError(
+            f"linearize: {model.name!r} runs blocks at several rates; its one-step map is "
+            "periodic, not a discrete LTI system.  Linearise the loop at one rate (the "
+            "plant at the controller's rate: a zero-order hold composes exactly)")
     if trace is None:
         plan = compile(model)
         if inputs is None:

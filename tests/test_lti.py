@@ -148,6 +148,10 @@ def test_discrete_state_space_block_converts_directly():
 
 
 def test_bad_requests_say_what_is_wrong():
+    from models.dc_motor import motor_loop
+
+    with pytest.raises(SimulationError, match="several rates"):
+        linearize(motor_loop())
     m = chain_model()
     with pytest.raises(SimulationError, match="no Inport"):
         linearize(m, input_names=["v"])
