@@ -191,6 +191,10 @@ class Block:
             return frozenset()
         return frozenset(ft)
 
+    #: parameters that may carry a leading batch axis (one value per batch member; see
+    #: blockflow.batched): those the block's equations broadcast against its signals
+    batchable: ClassVar[frozenset] = frozenset()
+
     #: the rate and i/o convention a transform copies from the forward plan
     rate_hint: tuple | None = None
     #: how a block at a slow rate reads its inputs and writes its outputs on the stored

@@ -11,10 +11,23 @@ a model shares nothing with the original.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 _ENTRIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_PINNED: weakref.WeakSet = weakref.WeakSet()
+
+
+@contextmanager
+def pinned(model) -> Iterator[None]:
+    """Keep serving the artefacts built so far while parameters are swapped for one run
+    (batched parameters): the plans do not depend on parameter values."""
+    _PINNED.add(model)
+    try:
+        yield
+    finally:
+        _PINNED.discard(model)
 
 
 def fingerprint(model) -> tuple:
@@ -28,6 +41,8 @@ def fingerprint(model) -> tuple:
 def cached(model, kind: str, build: Callable[[], Any]) -> Any:
     """The artefact ``kind`` of ``model``, rebuilt when its fingerprint changed."""
     entries = _ENTRIES.setdefault(model, {})
+    if model in _PINNED and kind in entries:
+        return entries[kind][2]
     key = fingerprint(model)
     hit = entries.get(kind)
     if hit is not None and hit[0] == key:

@@ -129,11 +129,7 @@ def _save_trace(trace, path: str) -> None:
     p = Path(path)
     names = trace.names()
     if p.suffix == ".npz":
-        import io
-
-        buf = io.BytesIO()
-        np.savez(buf, **{n: trace[n] for n in names})
-        atomic_write(p, buf.getvalue())
+        trace.save(p)
     elif p.suffix == ".csv":
         cols, header = [np.arange(trace.T)], ["k"]
         for n in list(trace.plan.outports) or names:

@@ -115,6 +115,9 @@ def broadcast_target(name: str, y: np.ndarray, d) -> np.ndarray:
     want = y.shape[:-1] if labels else y.shape
     if d.shape == (want[0], *want[2:]):
         d = np.broadcast_to(d[:, None], want)  # (T, *shape): same for every run
+    elif d.ndim == len(want) and d.shape[1] == 1 and d.shape[2:] == want[2:] \
+            and d.shape[0] == want[0]:
+        d = np.broadcast_to(d, want)  # one run's target, shared by every batch member
     if d.shape != want:
         raise SimulationError(f"target for Outport {name!r} must have shape {want} or "
                               f"{(want[0], *want[2:])}, got {d.shape}")

@@ -85,7 +85,7 @@ def bind_inputs(plan: Plan, inputs, steps, batch, *, what: str = "Inport",
                               "one run, (T, B, ...) with B >= 1")
     if batch is not None:
         batch = check_steps(batch, "batch")
-        if B is not None and batch != B:
+        if B is not None and batch != B and B != 1:
             raise SimulationError(f"batch={batch} but the inputs have batch size {B}")
         B = batch
     B = B or 1
@@ -94,13 +94,16 @@ def bind_inputs(plan: Plan, inputs, steps, batch, *, what: str = "Inport",
         t = plan.slot_types[plan.inports[name]]
         if a.ndim == len(t.shape) + 1:
             a = np.broadcast_to(a[:, None], (T, B, *t.shape))
+        elif a.shape[1] != B:  # one run's inputs, shared by every batch member
+            a = np.broadcast_to(a, (T, B, *t.shape))
         bufs[plan.inports[name]] = a
     return T, B, bufs
 
 
 def simulate(model, inputs: dict | None = None, *, steps: int | None = None,
              batch: int | None = None, mode: str = "auto", progress=None,
-             check_finite: bool = True, backend: str | None = None) -> Trace:
+             check_finite: bool = True, backend: str | None = None,
+             params: dict | None = None) -> Trace:
     """Simulate ``model`` and return the :class:`Trace` of every signal.
 
     Parameters
@@ -118,6 +121,9 @@ def simulate(model, inputs: dict | None = None, *, steps: int | None = None,
         ``progress(steps, total)`` wraps each feedback loop's steps (e.g. a tqdm bar).
     backend : {"auto", "numpy", "numba"}, optional
         How feedback loops run (see :func:`~blockflow.plan.compile`).
+    params : dict, optional
+        Parameters given per batch member, ``{"block.param": (B, *shape) array}``, for
+        the parameters blocks declare ``batchable`` (see :mod:`blockflow.batched`).
     check_finite : bool, default True
         Refuse inputs holding NaN or infinity (naming the Inport and step), and a run in
         which a block produces one (naming the first block and step).  ``False`` returns
@@ -140,6 +146,14 @@ def simulate(model, inputs: dict | None = None, *, steps: int | None = None,
         raise SimulationError(f"simulate() takes a Model or a compiled Plan, got "
                               f"{type(model).__name__}")
     plan = model if isinstance(model, Plan) else compile(model, mode, backend)
+    if params:
+        from .batched import batched, check_batched
+        from .cache import pinned
+
+        batch, checked = check_batched(plan, params, batch)
+        with pinned(plan.model), batched(checked):
+            return simulate(plan, inputs, steps=steps, batch=batch, progress=progress,
+                            check_finite=check_finite)
     T, B, bufs = bind_inputs(plan, inputs, steps, batch, check_finite=check_finite)
     finals = run_plan(plan, T, B, bufs, progress=progress)
     trace = Trace(plan, bufs, T, B, finals)

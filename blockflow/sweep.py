@@ -118,7 +118,8 @@ def backward(model: Model, inputs: dict | None = None, *, loss="sse", targets=No
              dL_dy: dict | None = None, steps: int | None = None, batch: int | None = None,
              schedule: Schedule | None = None, window: int | None = None,
              chunked: bool = False, online: bool = False, trace: Trace | None = None,
-             update=None, check_finite: bool = True) -> Gradients:
+             update=None, check_finite: bool = True, params: dict | None = None
+             ) -> Gradients:
     """Simulate ``model``, apply the loss, sweep back: every gradient at once.
 
     Either ``targets`` (with ``loss``: ``"sse"``, ``"mse"``, ``"cross_entropy"`` or a
@@ -130,6 +131,22 @@ def backward(model: Model, inputs: dict | None = None, *, loss="sse", targets=No
     ``check_finite`` refuses inputs, targets and output deltas holding NaN or infinity,
     and a forward run producing one (see :func:`~blockflow.simulate`).
     """
+    if params:  # parameters per batch member: gradients per member
+        from .batched import batched, check_batched, per_member
+        from .cache import pinned
+
+        if update is not None:
+            raise SimulationError("backward(params=...) gives per-member gradients of "
+                                  "batched parameters; it cannot apply an update to them")
+        plan = compile(model)
+        reciprocal_plan(model)  # built before the parameters are swapped
+        batch, checked = check_batched(plan, params, batch)
+        with pinned(model), batched(checked):
+            g = backward(model, inputs, loss=loss, targets=targets, dL_dy=dL_dy, steps=steps,
+                         batch=batch, schedule=schedule, window=window, chunked=chunked,
+                         online=online, trace=trace, check_finite=check_finite)
+        g.params = per_member(g.params, checked)
+        return g
     schedule = as_schedule(schedule, window=window, chunked=chunked, online=online)
     if not isinstance(schedule, Full) and compile(model).multirate:
         raise SimulationError(

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import html
+import io
+import json
+from pathlib import Path
 
 import numpy as np
 
@@ -83,6 +86,59 @@ class Trace:
         """The model's Outport signals by name."""
         return {n: self.bufs[s] for n, s in self.plan.outports.items()}
 
+    def _pick(self, signals) -> list[str]:
+        if signals is None:
+            return list(self.plan.inports) + list(self.plan.outports) or self.names()
+        return [signals] if isinstance(signals, str) else list(signals)
+
+    def to_xarray(self, signals=None):
+        """The signals as an ``xarray.Dataset``: dims ``time`` (seconds when the model has
+        a sample period, else steps), ``batch`` and each signal's sample axes;
+        ``signals`` defaults to the Inports and Outports."""
+        xr = _require("xarray", "data")
+        data = {}
+        for name in self._pick(signals):
+            a = self[name]
+            dims = ("time", "batch", *(f"{name}_dim{i}" for i in range(a.ndim - 2)))
+            data[name] = (dims, np.asarray(a))
+        return xr.Dataset(data, coords={"time": self.time, "batch": np.arange(self.B)},
+                          attrs={"model": self.plan.model.name, "dt": self.dt})
+
+    def to_pandas(self, signals=None):
+        """The signals as a long ``pandas.DataFrame``: one row per step and batch member,
+        a column per scalar (``name[i]`` for vector samples)."""
+        pd = _require("pandas", "data")
+        cols = {"time": np.repeat(self.time, self.B),
+                "batch": np.tile(np.arange(self.B), self.T)}
+        for name in self._pick(signals):
+            a = self[name].reshape(self.T * self.B, -1)
+            if a.shape[1] == 1:
+                cols[name] = a[:, 0]
+            else:
+                cols.update({f"{name}[{i}]": a[:, i] for i in range(a.shape[1])})
+        return pd.DataFrame(cols)
+
+    def save(self, path) -> Path:
+        """Every signal to ``path`` (.npz), with the time axis and the model's name."""
+        from .fsutil import atomic_write
+
+        buf = io.BytesIO()
+        names = dict.fromkeys([*self.plan.inports, *self.plan.outports, *self.names()])
+        np.savez(buf, **{n: self[n] for n in names},
+                 **{"~time": self.time, "~meta": np.array(json.dumps(
+                     {"model": self.plan.model.name, "T": self.T, "B": self.B,
+                      "dt": self.dt}))})
+        return atomic_write(Path(path), buf.getvalue())
+
+    @staticmethod
+    def load(path) -> SavedTrace:
+        """A trace saved by :meth:`save`: signals by name, ``time``, ``T``, ``B``."""
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["~meta"]))
+            arrays = {k: z[k] for k in z.files if not k.startswith("~")}
+            time = z["~time"]
+        return SavedTrace(arrays, time, meta)
+
     def plot(self, signals=None, path=None, **kw):
         """Plot signals over time (see :func:`blockflow.plot.plot_trace`)."""
         from .plot import plot_trace
@@ -105,6 +161,38 @@ class Trace:
     def __repr__(self) -> str:
         return f"<Trace of {self.plan.model.name!r}: T={self.T}, B={self.B}, " \
                f"{len(self.names())} signals>"
+
+
+class SavedTrace:
+    """Signals loaded from a saved trace: ``saved["plant.y"]``, ``time``, ``T``, ``B``,
+    ``dt``, ``model``."""
+
+    def __init__(self, arrays: dict, time: np.ndarray, meta: dict):
+        self.arrays, self.time = arrays, time
+        self.model, self.T, self.B, self.dt = meta["model"], meta["T"], meta["B"], meta["dt"]
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self.arrays:
+            raise BlockflowError(f"the saved trace of {self.model!r} has no signal {name!r}; "
+                                 f"it has {sorted(self.arrays)}")
+        return self.arrays[name]
+
+    def names(self) -> list[str]:
+        return list(self.arrays)
+
+    def __repr__(self) -> str:
+        return f"<SavedTrace of {self.model!r}: T={self.T}, B={self.B}, {len(self.arrays)} " \
+               "signals>"
+
+
+def _require(module: str, extra: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise BlockflowError(f"this needs {module}: pip install 'blockflow[{extra}]'") \
+            from None
 
 
 def read_span(a: np.ndarray, start: int, n: int, t0: int = 0) -> np.ndarray:

@@ -140,6 +140,10 @@ class Gain(Block):
                              f"got shape {self.K.shape}")
         self.matrix = multiplication == "matrix"
 
+    @property
+    def batchable(self) -> frozenset:  # type: ignore[override]
+        return frozenset() if self.matrix else frozenset({"K"})
+
     def infer(self, t):
         if t is None:
             return (None,)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from blockflow.block import Block
+from blockflow.block import Block, sum_to
 from blockflow.errors import ParameterError
 from blockflow.types import SignalType
 
@@ -41,6 +41,8 @@ class _Source(Block):
 class Constant(_Source):
     """``y(k) = c``."""
 
+    batchable = frozenset({"value"})
+
     def __init__(self, value=0.0, *, trainable: bool = False, dtype=np.float64, **kw):
         super().__init__(shape=np.shape(value), dtype=dtype, **kw)
         self.param("value", value, trainable=trainable, dtype=self.dtype)
@@ -49,8 +51,7 @@ class Constant(_Source):
         return np.broadcast_to(self.value.astype(self.dtype), (T, B, *self.shape))
 
     def param_grads(self, u, y, dy):
-        g = dy[0].sum(axis=(0, 1))
-        return {"value": g} if self._params["value"] else {}
+        return {"value": sum_to(dy[0], self.value.shape)} if self._params["value"] else {}
 
     def param_jvp(self, u, y, dp):
         return (np.broadcast_to(dp.get("value", 0.0), y[0].shape),)

@@ -1,0 +1,561 @@
+"""Parameter sweeps, Monte-Carlo runs and many trainings: local processes by default, any
+``concurrent.futures.Executor``, or a Dask cluster.
+
+:func:`parameter_sweep` runs a model over a grid (or a list) of parameter sets times
+seeds.  Runs are grouped into *chunks*: runs that differ only in parameters their blocks
+take per batch member (``Block.batchable``, :mod:`blockflow.batched`) share one vectorised
+simulation, one run per batch member; the others run in chunks of their own.  Chunks go
+to the executor as plain data: the model as its model file (or pickled, when it holds
+Python callables), the runs' parameter values and seeds.  A chunk that fails is retried
+run by run, so a failure is reported with its parameter set and every other run
+finishes.  With ``out=`` each finished chunk is written to its own file at once, and a
+sweep started again with the same ``out`` loads those instead of running them again.
+
+:func:`train_many` trains a model from many tasks (seeds, learning rates, ...) the same
+way, each with its own checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import json
+import logging
+import os
+import pickle
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import BlockflowError, ModelFileError, ParameterError
+from .fsutil import atomic_write
+from .model import Model
+
+log = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------- transport
+def _pickler():
+    try:
+        import cloudpickle  # lambdas and local functions too (installed with dask)
+
+        return cloudpickle
+    except ImportError:
+        return pickle
+
+
+def pack_model(model: Model) -> tuple[str, bytes]:
+    """The model as it travels to a worker: its model file, or pickled when it holds
+    Python callables a model file cannot carry."""
+    from .modelfile import dumps
+
+    try:
+        return "file", dumps(model).encode()
+    except (ModelFileError, ParameterError):
+        return "pickle", _pickler().dumps(model)
+
+
+_MODELS: dict[str, Model] = {}  # per worker process: unpacked once per sweep
+
+
+def unpack_model(packed: tuple[str, bytes]) -> Model:
+    """A private copy of a packed model, cached per process (by content)."""
+    key = hashlib.sha1(packed[1]).hexdigest()
+    m = _MODELS.get(key)
+    if m is None:
+        from .modelfile import loads
+
+        m = loads(packed[1].decode()) if packed[0] == "file" else pickle.loads(packed[1])
+        if len(_MODELS) > 8:
+            _MODELS.clear()
+        _MODELS[key] = m
+    return m
+
+
+# ----------------------------------------------------------------------- runs
+@dataclass
+class Run:
+    """One run of a sweep: its position on the sweep axes, parameter values and seed."""
+
+    index: tuple
+    params: dict
+    seed: int
+
+
+@dataclass
+class Chunk:
+    """Runs sharing one simulation (their batchable parameters along the batch axis)."""
+
+    number: int
+    runs: list[Run]
+    batched: list[str] = field(default_factory=list)
+
+    def digest(self, model_key: str, spec: str) -> str:
+        text = json.dumps([model_key, spec, [(r.index, r.seed, {k: np.asarray(v).tolist()
+                                                                for k, v in r.params.items()})
+                                             for r in self.runs]], sort_keys=True)
+        return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def _axes(params) -> tuple[list[str], list[np.ndarray], list[dict], list[tuple]]:
+    """Sweep axes from a grid ``{key: values}`` (every combination) or a list of
+    parameter sets (one axis ``set``): names, coordinates, sets, their indices."""
+    if isinstance(params, dict):
+        names = list(params)
+        values = [list(np.asarray(v, dtype=float)) if np.ndim(v) == 1 else list(v)
+                  for v in params.values()]
+        for n, v in zip(names, values, strict=True):
+            if not v:
+                raise ParameterError(f"parameter_sweep: no values for {n!r}")
+        sets, idx = [], []
+        for combo in itertools.product(*(range(len(v)) for v in values)):
+            sets.append({n: values[i][j] for i, (n, j) in enumerate(zip(names, combo,
+                                                                        strict=True))})
+            idx.append(combo)
+        coords = [np.asarray(v) for v in values]
+        return names, coords, sets, idx
+    sets = [dict(s) for s in params]
+    if not sets or not all(isinstance(s, dict) for s in sets):
+        raise ParameterError("parameter_sweep: params is a dict {key: values} (a grid) or a "
+                             "non-empty list of dicts (parameter sets)")
+    return ["set"], [np.arange(len(sets))], sets, [(i,) for i in range(len(sets))]
+
+
+def _chunks(model: Model, sets, idx, seeds, chunk_size: int) -> list[Chunk]:
+    keys = list(sets[0]) if sets else []
+    for s in sets:
+        if list(s) != keys:
+            raise ParameterError("parameter_sweep: every parameter set must name the same "
+                                 f"parameters; {sorted(s)} differs from {sorted(keys)}")
+    known = model.parameters(trainable_only=False)
+    batchable = []
+    for k in keys:
+        if k not in known:
+            raise ParameterError(f"parameter_sweep: model {model.name!r} has no parameter "
+                                 f"{k!r}; it has {sorted(known)}")
+        path, _, name = k.rpartition(".")
+        for st in sets:
+            if np.shape(st[k]) != known[k].shape:
+                raise ParameterError(f"parameter_sweep: {k!r} has shape {known[k].shape}, "
+                                     f"got a value of shape {np.shape(st[k])}")
+        if name in model.block(path).batchable:
+            batchable.append(k)
+    groups: dict = {}
+    for s, i in zip(sets, idx, strict=True):
+        fixed = json.dumps({k: np.asarray(s[k]).tolist() for k in keys if k not in batchable},
+                           sort_keys=True)
+        for seed in seeds:
+            groups.setdefault(fixed, []).append(Run(i, s, int(seed)))
+    chunks = []
+    for runs in groups.values():
+        for a in range(0, len(runs), chunk_size):
+            chunks.append(Chunk(len(chunks), runs[a:a + chunk_size], batchable))
+    return chunks
+
+
+@dataclass
+class _Spec:
+    """What every chunk of a sweep shares (sent with each chunk)."""
+
+    model: tuple
+    inputs: object
+    steps: int | None
+    outputs: list | None
+    metric: Callable | None
+    backend: str | None
+
+
+def _inputs_for(spec: _Spec, runs: list[Run], plan) -> dict | None:
+    """The chunk's inputs: shared, or each run's ``inputs(seed)`` along the batch axis
+    (a run's array may be ``(T, *shape)`` or ``(T, 1, *shape)``)."""
+    if spec.inputs is None:
+        return None
+    if not callable(spec.inputs):
+        return spec.inputs
+    per = [spec.inputs(r.seed) for r in runs]
+    out = {}
+    for k in per[0]:
+        n = len(plan.slot_types[plan.inports[k]].shape) if k in plan.inports else None
+        arrays = [np.asarray(d[k]) for d in per]
+        arrays = [a[:, 0] if n is not None and a.ndim == n + 2 and a.shape[1] == 1 else a
+                  for a in arrays]
+        out[k] = np.stack(arrays, axis=1)
+    return out
+
+
+def run_chunk(spec: _Spec, chunk: Chunk) -> dict:
+    """Run one chunk (on a worker): signals ``(T, B_chunk, ...)`` or per-run metrics."""
+    from .simulate import simulate
+
+    model = unpack_model(spec.model)
+    fixed = {k: v for k, v in chunk.runs[0].params.items() if k not in chunk.batched}
+    own = model.parameters(trainable_only=False)
+    saved = {k: own[k].copy() for k in fixed}
+    try:
+        for k, v in fixed.items():
+            own[k][...] = v
+        batched = {k: np.stack([np.asarray(r.params[k], dtype=own[k].dtype)
+                                for r in chunk.runs]) for k in chunk.batched}
+        B = len(chunk.runs)
+        from .plan import compile
+
+        tr = simulate(model, _inputs_for(spec, chunk.runs, compile(model)), steps=spec.steps,
+                      batch=B,
+                      params=batched or None, backend=spec.backend)
+    finally:
+        for k, v in saved.items():
+            own[k][...] = v
+    names = spec.outputs or list(tr.plan.outports)
+    signals = {n: np.asarray(tr[n]) for n in names}
+    if spec.metric is None:
+        return {"signals": signals, "time": tr.time}
+    metrics = []
+    for b in range(B):
+        value = spec.metric({n: a[:, b] for n, a in signals.items()}, tr.time)
+        metrics.append(dict(value) if isinstance(value, dict) else {"metric": float(value)})
+    return {"metrics": metrics}
+
+
+def _save_chunk(path: Path, result: dict, errors: dict) -> None:
+    buf = io.BytesIO()
+    arrays = {f"s~{n}": a for n, a in result.get("signals", {}).items()}
+    if "time" in result:
+        arrays["time"] = result["time"]
+    meta = {"metrics": result.get("metrics"), "errors": {str(k): v for k, v in errors.items()}}
+    np.savez(buf, **arrays, meta=np.array(json.dumps(meta)))
+    atomic_write(path, buf.getvalue())
+
+
+def _load_chunk(path: Path) -> tuple[dict, dict]:
+    with np.load(path, allow_pickle=False) as z:
+        meta = json.loads(str(z["meta"]))
+        result = {"signals": {k[2:]: z[k] for k in z.files if k.startswith("s~")}}
+        if "time" in z.files:
+            result["time"] = z["time"]
+    if meta["metrics"] is not None:
+        result = {"metrics": meta["metrics"]}
+    return result, {int(k): v for k, v in meta["errors"].items()}
+
+
+class _Serial(Executor):
+    """Runs each task at submit time, in this process."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        from concurrent.futures import Future
+
+        f: Future = Future()
+        try:
+            f.set_result(fn(*args, **kwargs))
+        except Exception as e:  # noqa: BLE001 - reported per run by the sweep
+            f.set_exception(e)
+        return f
+
+
+def _executor(executor, workers: int | None, n_tasks: int):
+    """``(executor, owned)``: a Dask client's executor, a given one, or local processes."""
+    if executor == "serial" or (executor is None and n_tasks <= 1):
+        return _Serial(), False
+    if executor is None or executor == "processes":
+        import multiprocessing as mp
+
+        n = workers or os.cpu_count() or 1
+        return ProcessPoolExecutor(max_workers=min(n, n_tasks),
+                                   mp_context=mp.get_context("spawn")), True
+    if type(executor).__module__.startswith("distributed") and hasattr(executor,
+                                                                        "get_executor"):
+        return executor.get_executor(), False  # a dask.distributed.Client
+    if isinstance(executor, Executor):
+        return executor, False
+    raise ParameterError(f"executor must be None (local processes), 'serial', a "
+                         f"concurrent.futures.Executor or a dask.distributed.Client; got "
+                         f"{executor!r}")
+
+
+def _name(f) -> str | None:
+    return None if f is None else str(getattr(f, "__qualname__", f))
+
+
+def _payload(obj):
+    """Callables made picklable for the trip (cloudpickle when available)."""
+    return _pickler().dumps(obj)
+
+
+def _run_packed(spec_bytes: bytes, chunk: Chunk) -> dict:
+    return run_chunk(pickle.loads(spec_bytes), chunk)
+
+
+def parameter_sweep(model: Model, params, *, seeds=1, inputs=None, steps: int | None = None,
+                    outputs: Sequence[str] | None = None, metric: Callable | None = None,
+                    executor=None, workers: int | None = None, chunk_size: int = 256,
+                    out: str | Path | None = None, progress: bool = True,
+                    backend: str | None = None):
+    """Run ``model`` for every parameter set times every seed.
+
+    A chunk file under ``out`` is reused when the model, the runs' parameter values and
+    seeds, ``steps``, ``outputs`` and the shared inputs match; ``inputs`` and ``metric``
+    functions are recognised by their name.
+
+    Parameters
+    ----------
+    params : dict or list of dict
+        ``{"block.param": values}`` sweeps every combination (a grid; one axis per
+        parameter, scalar values or arrays of the parameter's shape); a list of dicts is
+        a list of parameter sets (one axis, ``set``).
+    seeds : int or sequence of int
+        ``n`` means seeds ``0 .. n-1``; each seed is one run per parameter set.
+    inputs : dict or callable, optional
+        Inport data shared by every run (``(T, *shape)``), or ``inputs(seed)`` returning
+        one run's ``{inport: (T, *shape)}`` (noise, random references).
+    steps : int, optional
+        Needed when the model has no Inports.
+    outputs : list of str, optional
+        Signals to keep (default: the Outports).
+    metric : callable, optional
+        ``metric(signals, time) -> float or {name: float}`` per run, with ``signals`` the
+        run's ``{name: (T, *shape)}``; the result is then a ``pandas.DataFrame`` of
+        metrics instead of traces.
+    executor : None, "serial", concurrent.futures.Executor or dask.distributed.Client
+        Where chunks run (default: local processes, one per core).
+    chunk_size : int
+        The most runs simulated together.
+    out : path, optional
+        A folder: each chunk's result is written there as it finishes, and a sweep
+        started again with the same folder reuses the finished chunks.
+
+    Returns
+    -------
+    xarray.Dataset or pandas.DataFrame
+        Without ``metric``: every kept signal with dims (sweep axes, ``seed``, ``time``,
+        sample axes), a coordinate per swept parameter and ``time`` in seconds; runs
+        that failed hold NaN and are listed in ``attrs["failed_runs"]``.  With ``metric``:
+        one row per run (parameter values, seed, metrics, ``error``).
+    """
+    names, coords, sets, idx = _axes(params)
+    seed_list = list(range(seeds)) if isinstance(seeds, int | np.integer) else list(seeds)
+    if not seed_list:
+        raise ParameterError("parameter_sweep: seeds must give at least one seed")
+    if not (isinstance(chunk_size, int) and chunk_size >= 1):
+        raise ParameterError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    chunks = _chunks(model, sets, idx, seed_list, chunk_size)
+    spec = _Spec(pack_model(model), inputs, steps, list(outputs) if outputs else None,
+                 metric, backend)
+    spec_bytes = _payload(spec)
+    model_key = hashlib.sha1(spec.model[1]).hexdigest()
+    # what a finished chunk's file must match to be reused (functions by their name)
+    spec_key = json.dumps([steps, spec.outputs, str(backend), _name(metric),
+                           _name(inputs) if callable(inputs) else None if inputs is None
+                           else {k: np.asarray(v).tolist() for k, v in inputs.items()}])
+    folder = Path(out) if out is not None else None
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+
+    results: dict[int, dict] = {}
+    errors: dict[int, dict] = {}  # chunk -> {run position: message}
+    todo = []
+    for c in chunks:
+        f = folder / f"chunk-{c.number:05d}-{c.digest(model_key, spec_key)}.npz" \
+            if folder else None
+        if f is not None and f.exists():
+            results[c.number], errors[c.number] = _load_chunk(f)
+            log.info("chunk %d: loaded from %s", c.number, f)
+        else:
+            todo.append((c, f))
+    pool, owned = _executor(executor, workers, len(todo))
+    bar = None
+    if progress and todo:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=sum(len(c.runs) for c, _ in todo), desc=model.name, unit="run")
+    def finished():  # (chunk, file, future) as each chunk finishes
+        if isinstance(pool, _Serial):  # one by one, each saved before the next starts
+            for c, f in todo:
+                yield c, f, pool.submit(run_chunk, spec, c)
+            return
+        futures = {pool.submit(_run_packed, spec_bytes, c): (c, f) for c, f in todo}
+        for fut in as_completed(futures):
+            yield (*futures[fut], fut)
+
+    try:
+        for c, f, fut in finished():
+            try:
+                res, errs = fut.result(), {}
+            except Exception as e:  # noqa: BLE001 - isolate the failing runs
+                res, errs = _retry_runs(pool, spec_bytes, c, e)
+            results[c.number], errors[c.number] = res, errs
+            if f is not None:
+                _save_chunk(f, res, errs)
+            if bar is not None:
+                bar.update(len(c.runs))
+    finally:
+        if bar is not None:
+            bar.close()
+        if owned:
+            pool.shutdown()
+    return _assemble(model, names, coords, seed_list, chunks, results, errors, metric)
+
+
+def _retry_runs(pool, spec_bytes: bytes, chunk: Chunk, error: Exception) -> tuple[dict, dict]:
+    """A failed chunk, run by run: what succeeds is kept, each failure is recorded."""
+    if len(chunk.runs) == 1:
+        return {}, {0: f"{type(error).__name__}: {error}"}
+    parts, errs = [], {}
+    singles = [Chunk(chunk.number, [r], chunk.batched) for r in chunk.runs]
+    if isinstance(pool, _Serial):
+        futs = [pool.submit(run_chunk, pickle.loads(spec_bytes), s) for s in singles]
+    else:
+        futs = [pool.submit(_run_packed, spec_bytes, s) for s in singles]
+    for i, fut in enumerate(futs):
+        try:
+            parts.append(fut.result())
+        except Exception as e:  # noqa: BLE001
+            parts.append(None)
+            errs[i] = f"{type(e).__name__}: {e}"
+            log.warning("run %s (seed %d) failed: %s", chunk.runs[i].params,
+                        chunk.runs[i].seed, errs[i])
+    good = next((p for p in parts if p is not None), None)
+    if good is None:
+        return {}, errs
+    if "metrics" in good:
+        return {"metrics": [p["metrics"][0] if p else {} for p in parts]}, errs
+    sig = {}
+    for n, a in good["signals"].items():
+        sig[n] = np.concatenate([p["signals"][n] if p else np.full_like(a, np.nan)
+                                 for p in parts], axis=1)
+    return {"signals": sig, "time": good["time"]}, errs
+
+
+def _assemble(model, names, coords, seeds, chunks, results, errors, metric):
+    failed = []
+    for c in chunks:
+        for i, msg in errors.get(c.number, {}).items():
+            r = c.runs[i]
+            failed.append({"params": {k: np.asarray(v).tolist() for k, v in r.params.items()},
+                           "seed": r.seed, "error": msg})
+    if metric is not None:
+        from .trace import _require
+
+        pd = _require("pandas", "data")
+        rows = []
+        for c in chunks:
+            res = results.get(c.number, {})
+            for i, r in enumerate(c.runs):
+                row = {k: (v if np.ndim(v) == 0 else np.asarray(v).tolist())
+                       for k, v in r.params.items()}
+                row["seed"] = r.seed
+                m = res.get("metrics", [{}] * len(c.runs))[i]
+                row.update(m)
+                row["error"] = errors.get(c.number, {}).get(i)
+                rows.append((r.index, r.seed, row))
+        rows.sort(key=lambda x: (x[0], x[1]))  # sweep order, whatever the chunking
+        return pd.DataFrame([row for _, _, row in rows])
+    from .trace import _require
+
+    xr = _require("xarray", "data")
+    sample = next((res for res in results.values() if res.get("signals")), None)
+    if sample is None:
+        raise BlockflowError(f"every run of the sweep of {model.name!r} failed; the first: "
+                             f"{failed[0]['error'] if failed else '?'}")
+    time = sample["time"]
+    shape = [len(c) for c in coords] + [len(seeds)]
+    seed_pos = {s: i for i, s in enumerate(seeds)}
+    data = {}
+    for n, a in sample["signals"].items():
+        arr = np.full((*shape, len(time), *a.shape[2:]), np.nan)
+        for c in chunks:
+            res = results.get(c.number, {}).get("signals")
+            if res is None:
+                continue
+            for i, r in enumerate(c.runs):
+                arr[(*r.index, seed_pos[r.seed])] = res[n][:, i]
+        dims = (*names, "seed", "time", *(f"{n}_dim{j}" for j in range(a.ndim - 2)))
+        data[n] = (dims, arr)
+    coord = {nm: c for nm, c in zip(names, coords, strict=True) if np.ndim(c) == 1}
+    coord.update(seed=np.asarray(seeds), time=time)
+    return xr.Dataset(data, coords=coord, attrs={"model": model.name, "dt": model.dt,
+                                                 "failed_runs": json.dumps(failed)})
+
+
+# ------------------------------------------------------------------ trainings
+@dataclass
+class TrainResult:
+    """One task of :func:`train_many`: the task, its loss history, final parameters."""
+
+    task: dict
+    losses: list
+    params: dict
+    error: str | None = None
+
+    @property
+    def final_loss(self) -> float:
+        return self.losses[-1] if self.losses else float("inf")
+
+
+def _train_task(build_bytes: bytes, number: int, task: dict, inputs, targets, kw: dict,
+                folder: str | None) -> TrainResult:
+    from .train import Adam, train
+
+    build = pickle.loads(build_bytes)
+    model = build(**task)
+    opts = dict(kw)
+    if "lr" in task and "optimizer" not in opts:
+        opts["optimizer"] = Adam(task["lr"])
+    if "seed" in task:
+        opts.setdefault("seed", int(task["seed"]))
+    if folder is not None:
+        opts.update(checkpoint=str(Path(folder) / f"task-{number:04d}.npz"), resume=True)
+    hist = train(model, inputs, targets, **opts)
+    return TrainResult(task, list(hist.losses),
+                       {k: v.copy() for k, v in model.parameters().items()})
+
+
+def train_many(build: Callable[..., Model], tasks: Sequence[dict], inputs: dict, targets, *,
+               executor=None, workers: int | None = None, checkpoint_dir=None,
+               progress: bool = True, **train_kw) -> tuple[list[TrainResult], TrainResult]:
+    """Train one model per task in parallel; returns every result and the best one.
+
+    ``build(**task)`` makes the task's model (seeded initial weights, an architecture
+    choice); ``task["lr"]`` picks ``Adam(lr)`` and ``task["seed"]`` the training seed
+    unless ``train_kw`` says otherwise; the rest of ``train_kw`` goes to
+    :func:`~blockflow.train.train` (``epochs``, ``loss``, ``mode``, ...).  With
+    ``checkpoint_dir`` each task checkpoints there and resumes when started again; a
+    task that fails is reported (``error``) and the others finish.
+    """
+    tasks = [dict(t) for t in tasks]
+    if not tasks:
+        raise ParameterError("train_many needs at least one task")
+    folder = None
+    if checkpoint_dir is not None:
+        Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
+        folder = str(checkpoint_dir)
+    pool, owned = _executor(executor, workers, len(tasks))
+    build_bytes = _payload(build)
+    results: list[TrainResult | None] = [None] * len(tasks)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(tasks), desc="train_many", unit="task")
+    try:
+        futs = {pool.submit(_train_task, build_bytes, i, t, inputs, targets, train_kw,
+                            folder): i for i, t in enumerate(tasks)}
+        for fut in as_completed(futs):
+            i = futs[fut]
+            try:
+                results[i] = fut.result()
+            except Exception as e:  # noqa: BLE001 - reported with its task
+                results[i] = TrainResult(tasks[i], [], {}, f"{type(e).__name__}: {e}")
+                log.warning("task %s failed: %s", tasks[i], results[i].error)
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+        if owned:
+            pool.shutdown()
+    done = [r for r in results if r is not None]
+    best = min(done, key=lambda r: r.final_loss)
+    return done, best

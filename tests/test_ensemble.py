@@ -1,0 +1,206 @@
+"""Parameters along the batch axis, parameter sweeps (serial, local processes, a real Dask
+cluster), failures, resuming a killed sweep, many trainings, and traces as data."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from blockflow import ParameterError, SimulationError, backward, simulate
+from blockflow.ensemble import parameter_sweep, train_many
+from blockflow.trace import Trace
+from models.closed_loop import tanh_loop
+
+xr = pytest.importorskip("xarray")
+pd = pytest.importorskip("pandas")
+
+GAINS = np.linspace(0.5, 2.0, 4)
+
+
+def noise_inputs(seed):
+    return {"r": np.random.default_rng(seed).standard_normal((60,))}
+
+
+def peak(signals, t):
+    return {"peak": float(np.abs(signals["y"]).max()), "last": float(signals["y"][-1])}
+
+
+def with_gain(k):
+    m = tanh_loop()
+    m.block("kc").K[...] = k
+    return m
+
+
+def test_batched_parameters_equal_one_run_per_value():
+    m = tanh_loop()
+    r = np.sin(np.arange(40) / 4.0)
+    tr = simulate(m, {"r": r}, params={"kc.K": GAINS})
+    g = backward(m, {"r": r}, targets={"y": np.zeros(40)}, params={"kc.K": GAINS})
+    assert m.block("kc").K == 1.5  # the model is unchanged
+    for i, k in enumerate(GAINS):
+        one = with_gain(k)
+        np.testing.assert_array_equal(tr["y"][:, i], simulate(one, {"r": r})["y"][:, 0])
+        ref = backward(one, {"r": r}, targets={"y": np.zeros(40)}).params
+        assert g.params["kc.K"][i] == pytest.approx(float(ref["kc.K"]), rel=1e-12)
+        assert g.params["plant.b"].shape == (2,)  # not batched: summed over the batch
+
+
+def test_batched_parameters_are_refused_where_a_block_cannot_take_them():
+    m = tanh_loop()
+    with pytest.raises(ParameterError, match="cannot take 'b' per batch member"):
+        simulate(m, {"r": np.zeros(5)}, params={"plant.b": np.ones((3, 2))})
+    with pytest.raises(ParameterError, match=r"shape \(B, \*\(\)\)"):
+        simulate(m, {"r": np.zeros(5)}, params={"kc.K": np.ones((3, 2))})
+    with pytest.raises(SimulationError, match="batch=3 but the inputs have batch size 2"):
+        simulate(m, {"r": np.zeros((5, 2))}, params={"kc.K": np.ones(3)})
+
+
+def test_sweep_result_is_tidy_and_equals_single_runs():
+    ds = parameter_sweep(tanh_loop(), {"kc.K": GAINS}, seeds=3, inputs=noise_inputs,
+                         executor="serial", progress=False)
+    assert ds["y"].dims == ("kc.K", "seed", "time")
+    np.testing.assert_array_equal(ds["kc.K"], GAINS)
+    for k in (GAINS[0], GAINS[2]):
+        for seed in (0, 2):
+            ref = simulate(with_gain(k), noise_inputs(seed))["y"][:, 0]
+            np.testing.assert_array_equal(ds["y"].sel({"kc.K": k, "seed": seed}), ref)
+
+
+def test_metrics_come_as_a_data_frame_in_sweep_order():
+    sets = [{"kc.K": 0.5, "plant.a": np.array([1.0, -0.5])},
+            {"kc.K": 1.0, "plant.a": np.array([1.0, -0.2])}]
+    df = parameter_sweep(tanh_loop(), sets, seeds=2, inputs=noise_inputs, metric=peak,
+                         executor="serial", progress=False)
+    assert list(df.columns) == ["kc.K", "plant.a", "seed", "peak", "last", "error"]
+    assert list(df["seed"]) == [0, 1, 0, 1] and list(df["kc.K"]) == [0.5, 0.5, 1.0, 1.0]
+    m = with_gain(1.0)
+    m.block("plant").a[...] = [1.0, -0.2]
+    y = simulate(m, noise_inputs(1))["y"][:, 0]
+    assert df["peak"].iloc[3] == np.abs(y).max() and df["error"].isna().all()
+
+
+def test_a_failing_parameter_set_is_reported_and_the_rest_complete():
+    grid = {"plant.a": [np.array([1.0, -0.5]), np.array([1.0, -10.0]), np.array([1.0, 0.3])],
+            "kc.K": GAINS}  # a = (1, -10): the loop diverges -> non-finite -> error
+    inputs = {"r": np.ones(400)}
+    ds = parameter_sweep(tanh_loop(), grid, seeds=1, inputs=inputs, executor="serial",
+                         progress=False)
+    import json
+
+    failed = json.loads(ds.attrs["failed_runs"])
+    assert len(failed) == len(GAINS)
+    assert all(f["params"]["plant.a"] == [1.0, -10.0] and "non-finite" in f["error"]
+               for f in failed)
+    assert np.isnan(ds["y"][1]).all() and np.isfinite(ds["y"][[0, 2]]).all()
+
+
+def test_local_processes_and_a_dask_cluster_give_the_serial_result_bit_for_bit():
+    distributed = pytest.importorskip("distributed")
+    grid = {"kc.K": GAINS, "plant.b": [np.array([0.1, 0.0]), np.array([0.2, 0.05])]}
+    kw = dict(seeds=2, inputs=noise_inputs, chunk_size=3, progress=False)
+    serial = parameter_sweep(tanh_loop(), grid, executor="serial", **kw)
+    procs = parameter_sweep(tanh_loop(), grid, workers=2, **kw)
+    xr.testing.assert_identical(serial, procs)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        dask = parameter_sweep(tanh_loop(), grid, executor=client, **kw)
+        bad = parameter_sweep(tanh_loop(), {"plant.a": [np.array([1.0, -10.0]),
+                                                        np.array([1.0, -0.5])]},
+                              inputs={"r": np.ones(400)}, metric=peak, executor=client,
+                              progress=False)
+    xr.testing.assert_identical(serial, dask)
+    assert bad["error"].iloc[0].startswith("SimulationError") and pd.isna(bad["error"].iloc[1])
+
+
+SCRIPT = """
+import sys, time
+import numpy as np
+from blockflow.ensemble import parameter_sweep
+from models.closed_loop import tanh_loop
+
+def slow(seed):
+    time.sleep(0.4)
+    return {"r": np.random.default_rng(seed).standard_normal(50)}
+
+parameter_sweep(tanh_loop(), {"plant.a": [np.array([1.0, -a]) for a in np.linspace(0.1, 0.8, 8)]},
+                seeds=2, inputs=slow, executor="serial", out=sys.argv[1], progress=False)
+"""
+
+
+def test_a_killed_sweep_resumes_without_recomputing_finished_chunks(tmp_path):
+    folder = tmp_path / "chunks"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(SCRIPT), str(folder)],
+                            env=env)
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list(folder.glob("chunk-*.npz"))) < 3:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = {p: p.stat().st_mtime_ns for p in folder.glob("chunk-*.npz")}
+    assert 3 <= len(done) < 8  # killed midway
+
+    CALLS.clear()
+    grid = {"plant.a": [np.array([1.0, -a]) for a in np.linspace(0.1, 0.8, 8)]}
+    resumed = parameter_sweep(tanh_loop(), grid, seeds=2, inputs=slow, executor="serial",
+                              out=folder, progress=False)
+    assert len(CALLS) == 2 * (8 - len(done))  # only the unfinished chunks ran
+    assert all(p.stat().st_mtime_ns == t for p, t in done.items())
+    fresh = parameter_sweep(tanh_loop(), grid, seeds=2, inputs=noise_like, executor="serial",
+                            progress=False)
+    xr.testing.assert_identical(resumed, fresh)
+
+
+CALLS: list = []
+
+
+def slow(seed):  # the script's inputs function (same name: its chunk files are reused)
+    CALLS.append(seed)
+    return {"r": np.random.default_rng(seed).standard_normal(50)}
+
+
+def noise_like(seed):
+    return {"r": np.random.default_rng(seed).standard_normal(50)}
+
+
+def build_loop(seed, **_):
+    m = tanh_loop()
+    m.block("kc").K[...] = 0.5 + 0.25 * seed
+    return m
+
+
+def test_train_many_returns_every_history_and_the_best(tmp_path):
+    r = np.sin(np.arange(80) / 6.0)[:, None]  # (T, B)
+    d = 0.5 * r
+    tasks = [{"seed": s, "lr": lr} for s in range(2) for lr in (0.01, 0.05)]
+    results, best = train_many(build_loop, tasks, {"r": r}, {"y": d}, loss="mse",
+                               epochs=5, params=["kc."], executor="serial",
+                               checkpoint_dir=tmp_path, progress=False)
+    assert len(results) == 4 and all(len(res.losses) == 5 for res in results)
+    assert best.final_loss == min(res.final_loss for res in results)
+    assert len(list(tmp_path.glob("task-*.npz"))) == 4
+    again, _ = train_many(build_loop, tasks, {"r": r}, {"y": d}, loss="mse", epochs=5,
+                          params=["kc."], executor="serial", checkpoint_dir=tmp_path,
+                          progress=False)  # resumed from the checkpoints: the same result
+    for a, b in zip(results, again, strict=True):
+        np.testing.assert_array_equal(a.params["kc.K"], b.params["kc.K"])
+
+
+def test_traces_as_data(tmp_path):
+    tr = simulate(tanh_loop(), {"r": np.ones((6, 2))})
+    ds = tr.to_xarray()
+    assert ds["y"].dims == ("time", "batch") and ds.attrs["model"] == "tanh_loop"
+    df = tr.to_pandas()
+    assert len(df) == 12 and {"time", "batch", "r", "y"} <= set(df.columns)
+    tr.save(tmp_path / "t.npz")
+    saved = Trace.load(tmp_path / "t.npz")
+    np.testing.assert_array_equal(saved["y"], tr["y"])
+    np.testing.assert_array_equal(saved["kc.y"], tr["kc.y"])
+    assert saved.T == 6 and saved.B == 2
