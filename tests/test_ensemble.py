@@ -204,3 +204,23 @@ def test_traces_as_data(tmp_path):
     np.testing.assert_array_equal(saved["y"], tr["y"])
     np.testing.assert_array_equal(saved["kc.y"], tr["kc.y"])
     assert saved.T == 6 and saved.B == 2
+
+
+def test_cli_sweep_writes_metrics_and_traces(tmp_path, capsys):
+    from blockflow.cli import main
+
+    csv, nc = tmp_path / "m.csv", tmp_path / "t.nc"
+    assert main(["sweep", "models/closed_loop.py", "--param", "kc.K=0.5:2.0:4", "--seeds", "2",
+                 "--steps", "50", "--metric", "rms:y", "--out", str(csv), "--quiet"]) == 0
+    df = pd.read_csv(csv)
+    assert list(df.columns) == ["kc.K", "seed", "rms(y)", "error"] and len(df) == 8
+    m = with_gain(df["kc.K"][3])
+    y = simulate(m, {"r": np.random.default_rng(1).standard_normal(50)})["y"]
+    assert df["rms(y)"][3] == pytest.approx(float(np.sqrt(np.mean(y ** 2))), rel=1e-12)
+    assert main(["sweep", "models/closed_loop.py", "--param", "kc.K=1,2", "--steps", "20",
+                 "--out", str(nc), "--quiet"]) == 0
+    with xr.open_dataset(nc) as ds:
+        assert ds["y"].shape == (2, 1, 20)
+    assert main(["sweep", "models/closed_loop.py", "--param", "kc.K=1", "--steps", "5",
+                 "--metric", "bogus:y"]) == 1
+    assert "FUNCTION one of" in capsys.readouterr().err
