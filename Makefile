@@ -24,6 +24,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_gradient.py
 	$(PY) bench/bench_compiled.py
 	$(PY) bench/bench_scale.py
+	$(PY) bench/bench_sweep.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

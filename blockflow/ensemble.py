@@ -263,8 +263,14 @@ def _executor(executor, workers: int | None, n_tasks: int):
         import multiprocessing as mp
 
         n = workers or os.cpu_count() or 1
-        return ProcessPoolExecutor(max_workers=min(n, n_tasks),
-                                   mp_context=mp.get_context("spawn")), True
+        if "forkserver" in mp.get_all_start_methods():
+            # workers fork from a server that imported the library once: they start in
+            # milliseconds, and safely (the server has no threads)
+            ctx = mp.get_context("forkserver")
+            ctx.set_forkserver_preload(["blockflow.ensemble", "blocks"])
+        else:
+            ctx = mp.get_context("spawn")
+        return ProcessPoolExecutor(max_workers=min(n, n_tasks), mp_context=ctx), True
     if type(executor).__module__.startswith("distributed") and hasattr(executor,
                                                                         "get_executor"):
         return executor.get_executor(), False  # a dask.distributed.Client

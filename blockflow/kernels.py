@@ -224,8 +224,9 @@ def run_compiled(seg, kernels, ks: np.ndarray, bufs: list, states: dict, rec: di
     """Call a compiled loop with the current parameters, states and buffers."""
     ops = seg.ops
     produced, external, stateful = _layout(ops)
-    # inputs shared by the batch arrive as broadcast views: one array type (C) per signal
-    args = [ks] + [np.ascontiguousarray(bufs[s]) for s in external]
+    # inputs shared by the batch arrive as (read-only) broadcast views: one array type
+    # (C-contiguous, writable) per signal
+    args = [ks] + [np.require(bufs[s], requirements=("C", "W")) for s in external]
     for op, k in zip(ops, kernels, strict=True):
         dtype = st[op.outs[0]].dtype if op.outs else None
         for p in k.params:  # parameters in the signals' precision (float32 runs stay so)

@@ -8,6 +8,7 @@ import pytest
 from blockflow import Block, Inport, Model, Outport, backward, compile, simulate
 from blockflow.kernels import numba_available
 from models import CATALOGUE
+from models.closed_loop import tanh_loop
 
 pytestmark = pytest.mark.skipif(not numba_available(), reason="numba is not installed")
 
@@ -138,3 +139,14 @@ def test_random_models_agree_on_both_paths(monkeypatch, seed):
         np.testing.assert_allclose(b[s], a[s], rtol=1e-12, atol=1e-12, err_msg=s)
     for k in ga.params:
         np.testing.assert_allclose(gb.params[k], ga.params[k], rtol=1e-11, atol=1e-12)
+
+
+def test_inputs_shared_by_the_batch_stay_on_the_compiled_path():
+    # (T,) inputs arrive as read-only broadcast views; the loop must still compile
+    m = tanh_loop()
+    r = np.random.default_rng(0).standard_normal(300)
+    for batch in (1, 3):
+        a = simulate(m, {"r": r}, batch=batch, backend="numba")
+        assert all(s.why_numpy is None for s in a.plan.segments if s.loop is not None)
+        np.testing.assert_allclose(a["y"], simulate(m, {"r": r}, batch=batch,
+                                                    backend="numpy")["y"], rtol=1e-12)

@@ -224,3 +224,13 @@ def test_cli_sweep_writes_metrics_and_traces(tmp_path, capsys):
     assert main(["sweep", "models/closed_loop.py", "--param", "kc.K=1", "--steps", "5",
                  "--metric", "bogus:y"]) == 1
     assert "FUNCTION one of" in capsys.readouterr().err
+
+
+def test_gain_sweep_model_finds_the_trade_off():
+    from models.gain_sweep import sweep
+
+    df = sweep(gains=np.array([1.0, 6.0, 18.0]), seeds=3, executor="serial", progress=False)
+    med = df.groupby("kc.K")["rms_error"].median()
+    assert med[6.0] < med[1.0] and med[6.0] < med[18.0]
+    over = df.groupby("kc.K")["overshoot_pct"].median()
+    assert over[1.0] < over[6.0] < over[18.0]
