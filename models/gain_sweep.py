@@ -17,6 +17,7 @@ from blockflow.ensemble import parameter_sweep
 from models.closed_loop import tanh_loop
 
 T = 200
+GAINS = np.geomspace(0.2, 20.0, 40)
 
 
 def noisy_step(seed: int) -> dict:
@@ -31,7 +32,7 @@ def step_metrics(signals: dict, time) -> dict:
             "rms_error": float(np.sqrt(np.mean((1.0 - y[20:]) ** 2)))}
 
 
-def sweep(gains=np.geomspace(0.2, 20.0, 40), seeds: int = 20, **kw):
+def sweep(gains=GAINS, seeds: int = 20, **kw):
     """The sweep's table: one row per run (gain, seed, overshoot, error)."""
     return parameter_sweep(tanh_loop(), {"kc.K": gains}, seeds=seeds, inputs=noisy_step,
                            metric=step_metrics, **kw)
