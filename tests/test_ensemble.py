@@ -85,6 +85,7 @@ def test_metrics_come_as_a_data_frame_in_sweep_order():
     assert df["peak"].iloc[3] == np.abs(y).max() and df["error"].isna().all()
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered")  # the diverging run, on purpose
 def test_a_failing_parameter_set_is_reported_and_the_rest_complete():
     grid = {"plant.a": [np.array([1.0, -0.5]), np.array([1.0, -10.0]), np.array([1.0, 0.3])],
             "kc.K": GAINS}  # a = (1, -10): the loop diverges -> non-finite -> error
