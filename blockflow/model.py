@@ -248,11 +248,11 @@ class Model(Block):
         return (f"<Model {self.name!r}: {len(self.blocks)} blocks, "
                 f"{self.graph.number_of_edges()} connections>")
 
-    def draw(self, path, *, collapse: bool = False):
+    def draw(self, path, *, collapse: bool = False, labels: str = "auto"):
         """Write the diagram to ``path`` (.svg, .dot, .png, .pdf); see :func:`export.draw`."""
         from .export import draw
 
-        return draw(self, path, collapse=collapse)
+        return draw(self, path, collapse=collapse, labels=labels)
 
     def _repr_svg_(self) -> str:
         from .export import render_svg, to_pydot

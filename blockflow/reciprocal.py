@@ -48,6 +48,7 @@ def reciprocal(model: Model) -> Model:
     """
     plan = compile(model)
     rm = _reciprocal(model, "", plan.types, plan.rates)
+    rm.name = f"reciprocal({model.name})"
     compile(rm)  # the reciprocal is checked like any user model
     return rm
 

@@ -239,6 +239,9 @@ class TransferFcn(_Discretised):
                           dp.get("den", np.zeros_like(self.den)))
         return StateSpace.param_jvp(self, u, y, self.discrete_directions(dcont, dp))
 
+    def fraction(self):
+        return poly_text(self.num), poly_text(self.den)
+
     def label(self) -> str:
         def group(t):
             return f"({t})" if " " in t else t

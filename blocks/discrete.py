@@ -121,6 +121,25 @@ def siso_update(AT, BT, CT, DT, feed, x, u):
     return (x.reshape((-1, n)) @ AT + u.reshape((-1, 1)) @ BT).reshape(x.shape)
 
 
+_SUP = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def zinv_text(c) -> str:
+    """``[1, -0.5]`` -> ``"1 - 0.5z⁻¹"`` (ascending powers of z^-1)."""
+    terms = []
+    for m, v in enumerate(np.asarray(c, float)):
+        if v == 0:
+            continue
+        mag = abs(v)
+        coef = "" if mag == 1 and m else f"{mag:.4g}"
+        x = "" if m == 0 else "z⁻" + str(m).translate(_SUP)
+        terms.append(("-" if v < 0 else "+", coef + x))
+    if not terms:
+        return "0"
+    text = ("-" if terms[0][0] == "-" else "") + terms[0][1]
+    return text + "".join(f" {sg} {t}" for sg, t in terms[1:])
+
+
 def _delay_shape(b: Block, shape) -> tuple | None:
     """The sample shape a delay declares (``shape=``, else its x0's), or None."""
     if shape is None:
@@ -149,6 +168,7 @@ class UnitDelay(Block):
     stateful = True
     linear = True
     symbol = "z⁻¹"
+    glyph = "delay"
 
     def __init__(self, x0=0.0, *, shape: tuple | None = None, train_x0: bool = False, **kw):
         super().__init__(**kw)
@@ -206,6 +226,7 @@ class Delay(DelayLine):
 
     stateful = True
     linear = True
+    glyph = "delay"
 
     def __init__(self, n: int, x0=0.0, *, shape: tuple | None = None, train_x0: bool = False,
                  **kw):
@@ -305,6 +326,9 @@ class FIR(Block):
 
     def label(self) -> str:
         return f"FIR({self.h.size} taps)"
+
+    def fraction(self):
+        return (zinv_text(self.h), "1") if self.h.size <= 5 else None
 
     def config(self) -> dict:
         return {"h": self.h, "trainable": self._params["h"]}
@@ -431,6 +455,9 @@ class DiscreteFilter(Block):
     def label(self) -> str:
         return f"B/A ({self.b.size - 1},{self.a.size - 1})"
 
+    def fraction(self):  # b(z^-1) / a(z^-1)
+        return zinv_text(self.b), zinv_text(self.a)
+
     def config(self) -> dict:
         return {"b": self.b, "a": self.a, "trainable": self._params["b"],
                 "fix_a0": self.fix_a0}
@@ -493,6 +520,11 @@ class DiscreteTransferFcn(DiscreteFilter):
 
     def label(self) -> str:
         return f"TF ({self.num.size - 1}/{self.den.size - 1})"
+
+    def fraction(self):  # num(z) / den(z)
+        from .continuous import poly_text
+
+        return poly_text(self.num, "z"), poly_text(self.den, "z")
 
     def config(self) -> dict:
         return {"num": self.num, "den": self.den, "trainable": self._params["num"]}

@@ -51,6 +51,7 @@ class Sum(Block):
 
     linear = True
     symbol = "Σ"
+    glyph = "sum"
 
     def __init__(self, signs: str = "++", **kw):
         if not signs or set(signs) - {"+", "-"}:
@@ -83,6 +84,9 @@ class Sum(Block):
 
     def label(self) -> str:
         return f"Σ {self.signs}"
+
+    def input_signs(self) -> str:
+        return self.signs
 
     def config(self) -> dict:
         return {"signs": self.signs}
@@ -126,6 +130,8 @@ class Gain(Block):
     """
 
     linear = True
+
+    glyph = "gain"
 
     def __init__(self, K, *, multiplication: str = "auto", trainable: bool = True, **kw):
         super().__init__(**kw)

@@ -34,6 +34,7 @@ class PeriodGain(Block):
     """
 
     linear = True
+    glyph = "gain"
 
     def __init__(self, K: float = 1.0, power: int = 1, **kw):
         super().__init__(**kw)

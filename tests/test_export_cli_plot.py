@@ -1,6 +1,7 @@
 """Diagrams (DOT parses back, SVG is well-formed and names every block), the command line
 (the real console script in a subprocess), and plots (non-blank PNG files)."""
 
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -11,7 +12,7 @@ import pydot
 import pytest
 
 from blockflow import BlockflowError, reciprocal, simulate
-from blockflow.export import to_pydot
+from blockflow.export import render_svg, to_pydot
 from blockflow.modelfile import save
 from blockflow.plan import flatten
 from blockflow.plot import plot_history, plot_scopes
@@ -42,33 +43,70 @@ def _all_edges(g):
     return edges
 
 
+def _attr(node, key):
+    v = node.get(key)
+    return (v or "").strip('"')
+
+
 @pytest.mark.parametrize("build", [tanh_loop, pid_loop, lstm_from_blocks])
-def test_dot_names_every_block_port_and_connection(build):
+def test_dot_draws_every_block_port_and_connection(build):
     m = build()
     text, g = _dot(m)
     flat = flatten(m)
-    labels = " ".join(n.get_label() or "" for n in _all_nodes(g))
-    for path, b in flat.blocks.items():
-        assert path.rsplit("/", 1)[-1] in labels
-        for p in (*b.inputs, *b.outputs):
-            if p not in ("in", "out"):  # subsystem boundaries are drawn as the port block
-                assert p in labels
+    nodes = _all_nodes(g)
+    tips = {_attr(n, "tooltip") for n in nodes}
+    for path in flat.blocks:
+        if path.rsplit("/", 1)[-1] in ("in", "out"):
+            continue
+        assert path in tips, path  # every block has its node
+    for n in nodes:  # a block drawn as a box lists its ports
+        if _attr(n, "shape") == "record":
+            b = flat.blocks[_attr(n, "tooltip")]
+            for p in (*b.inputs, *b.outputs):
+                assert p in _attr(n, "label")
     n_edges = sum(1 for _ in m.graph.edges) + sum(
         sub.graph.number_of_edges() for sub in m.blocks.values() if hasattr(sub, "graph"))
-    assert len(_all_edges(g)) == n_edges
+    branches = sum(1 for n in nodes if _attr(n, "shape") == "point")
+    assert len(_all_edges(g)) == n_edges + branches  # a branching point adds one edge
     if build is pid_loop:
         assert any(s.get_name().startswith("cluster") for s in g.get_subgraphs())
         collapsed, gc = _dot(m, collapse=True)
         assert not gc.get_subgraphs() and "pid" in collapsed
 
 
-def test_feedback_loop_draws_delay_and_reciprocal_draws_advance():
-    m = tanh_loop()
-    text, _ = _dot(m)
-    assert "z⁻¹" in text and 'rankdir=LR' in text
-    rtext, rg = _dot(reciprocal(m))
-    assert "z⁺¹" in rtext and "rankdir=RL" in rtext and "δ kc.u" in rtext
-    assert "reciprocal of tanh_loop" in rtext
+def test_diagrams_speak_the_visual_language_of_block_diagrams():
+    from models.paper import cascaded
+
+    _, g = _dot(tanh_loop())
+    by_tip = {_attr(n, "tooltip"): n for n in _all_nodes(g)}
+    assert _attr(by_tip["err"], "shape") == "circle" and _attr(by_tip["err"], "label") == "Σ"
+    heads = sorted(_attr(e, "headlabel") for e in _all_edges(g) if _attr(e, "headlabel"))
+    assert heads == ["+", "−"]  # the Sum's signs at its inputs
+    assert _attr(by_tip["kc"], "shape") == "triangle" and _attr(by_tip["kc"], "label") == "1.5"
+    assert "0.4 + 0.2z⁻¹" in _attr(by_tip["plant"], "label")  # a fraction in z^-1
+    assert "─" in _attr(by_tip["plant"], "label") and "1 - 0.5z⁻¹" in _attr(by_tip["plant"],
+                                                                            "label")
+    assert _attr(by_tip["z"], "label") == "z⁻¹"
+    assert sum(_attr(n, "shape") == "point" for n in _all_nodes(g)) == 1  # plant.y branches
+    assert not any(_attr(e, "label") for e in _all_edges(g))  # scalars: no edge labels
+    _, gn = _dot(tanh_loop(), labels="names")
+    assert "plant.y" in {_attr(e, "label") for e in _all_edges(gn)}
+
+    _, rg = _dot(reciprocal(tanh_loop()))
+    rtips = {_attr(n, "tooltip"): n for n in _all_nodes(rg)}
+    assert _attr(rtips["err"], "shape") == "point"  # the Sum's reciprocal: a branching point
+    assert sorted(_attr(e, "taillabel") for e in _all_edges(rg) if _attr(e, "taillabel")) \
+        == ["+", "−"]
+    assert _attr(rtips["plant+y"], "shape") == "circle"  # the branch's reciprocal: a sum
+    assert "dashed" in _attr(rtips["z"], "style") and "anticausal" in _attr(rtips["z"], "label")
+    assert "z⁺¹" in _attr(rtips["plant"], "label")
+
+    text, cg = _dot(cascaded())  # a long cascade is wrapped into rows
+    assert "constraint=false" in text
+    svg = render_svg(text).decode()
+    w, h = (float(re.search(rf'{k}="([0-9.]+)pt"', svg).group(1)) for k in ("width", "height"))
+    assert w / h < 3
+    assert {_attr(e, "label") for e in _all_edges(cg)} >= {"3", "1"}  # vector sizes shown
 
 
 def test_svg_is_well_formed_and_names_every_block(tmp_path):
@@ -178,7 +216,7 @@ def test_names_with_record_syntax_are_escaped(tmp_path):
     m.connect(u, m.blocks["g\\x"])
     m.connect(s, m.add(Outport("y")))
     text, g = _dot(m)
-    assert len(_all_edges(g)) == 4
+    assert len(_all_edges(g)) == 5  # four wires, and one from u to its branching point
     root = ET.parse(m.draw(tmp_path / "odd.svg")).getroot()
     assert 's|"q"' in "".join(root.itertext())
 
