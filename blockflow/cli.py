@@ -211,7 +211,8 @@ def cmd_grad(args) -> int:
 
     model = load_model(args.model)
     inputs = _inputs(model, args)
-    trace = simulate(model, inputs, steps=args.steps, batch=args.batch)
+    trace = simulate(model, inputs, steps=args.steps, batch=args.batch,
+                     progress=_progress(args.quiet))
     if args.target:
         targets = {}
         for item in args.target:
@@ -258,16 +259,28 @@ def _fd_check(model, inputs, targets, args, g, eps=1e-6) -> float:
     return worst
 
 
+def _is_script(spec: str) -> bool:
+    """An experiment script (a .py file without build()) rather than a model file."""
+    import ast
+
+    p = Path(spec)
+    if ".py:" in spec or p.suffix != ".py" or not p.is_file():
+        return False
+    try:
+        tree = ast.parse(p.read_text())
+    except SyntaxError:
+        return False
+    return not any(isinstance(n, ast.FunctionDef) and n.name == "build" for n in tree.body)
+
+
 def cmd_train(args) -> int:
-    script = Path(args.script)
-    if not script.is_file():
-        raise CliError(f"experiment script {args.script!r} not found")
-    if script.suffix != ".py":
-        raise CliError(f"{args.script!r} is not an experiment script: 'blockflow train' runs "
-                       "a Python file such as models/experiments/neural_control.py; train a "
-                       "model from Python with blockflow.train(model, inputs, targets)")
+    return _train_model(args)
+
+
+def _run_script(path: str, argv: list) -> int:
+    script = Path(path)
     old = sys.argv
-    sys.argv = [str(script), *args.args]
+    sys.argv = [str(script), *argv]
     try:
         runpy.run_path(str(script), run_name="__main__")
     except SystemExit as e:
@@ -275,9 +288,72 @@ def cmd_train(args) -> int:
     except BlockflowError:
         raise
     except Exception as e:
-        raise CliError(f"{args.script}: {type(e).__name__}: {e}") from None
+        raise CliError(f"{path}: {type(e).__name__}: {e}") from None
     finally:
         sys.argv = old
+    return 0
+
+
+OPTIMIZERS = ("adam", "sgd", "momentum")
+
+
+def _train_model(args) -> int:
+    from .train import SGD, Adam, Momentum, train
+
+    if not Path(args.model.split(".py:")[0] + (".py" if ".py:" in args.model else "")
+                ).exists():
+        raise CliError(f"model file {args.model!r} not found")
+    _writable(args.save, (".json",), "--save")
+    _writable(args.plot, (".png", ".svg", ".pdf"), "--plot")
+    model = load_model(args.model)
+    if not args.target:
+        raise CliError(f"training {model.name!r} needs targets: --target OUTPORT=FILE (.npy "
+                       "or .csv, (T, ...) or (T, B, ...))")
+    from .plan import compile
+
+    outports = compile(model).outports
+    targets = {}
+    for item in args.target:
+        name, eq, file = item.partition("=")
+        if not eq:
+            raise CliError(f"--target takes OUTPORT=FILE, got {item!r}")
+        if name not in outports:
+            raise CliError(f"--target {name!r}: model {model.name!r} has no Outport {name!r}; "
+                           f"its Outports are {sorted(outports)}")
+        targets[name] = _read_array(file)
+    inputs = _inputs(model, args)
+    opt = {"adam": Adam, "sgd": SGD, "momentum": Momentum}[args.optimizer](args.lr)
+    bar = None
+    if not args.quiet and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=args.epochs, unit="epoch", leave=False)
+
+    def progress(epoch, record):
+        if bar is not None:
+            bar.set_postfix(loss=f"{record['loss']:.4g}")
+            bar.update(1)
+
+    try:
+        hist = train(model, inputs, targets, loss=args.loss, params=args.params,
+                     optimizer=opt, epochs=args.epochs, mode=args.mode, window=args.window,
+                     checkpoint=args.checkpoint, resume=args.resume, callback=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    losses = hist.losses
+    print(f"trained {model.name!r}: {len(losses)} epochs, loss ({args.loss}) "
+          f"{losses[0]:.6g} -> {losses[-1]:.6g}")
+    if args.save:
+        from .modelfile import save
+
+        save(model, args.save)
+        print(f"trained model written to {args.save}")
+    if args.plot:
+        from .plot import plot_history
+
+        plot_history(losses, args.plot, title=f"training {model.name}")
+        print(f"loss curve written to {args.plot}")
     return 0
 
 
@@ -335,6 +411,8 @@ def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="blockflow", description="Discrete-time block diagrams "
                                  "with exact gradients by reciprocal networks.")
     ap.add_argument("--version", action="version", version=f"blockflow {_version()}")
+    ap.add_argument("-v", "--verbose", action="count", default=0,
+                    help="log what the library does (-v: info, -vv: debug)")
     sub = ap.add_subparsers(dest="command", required=True)
     fmt = _Help
     p = sub.add_parser("run", formatter_class=fmt, help="simulate a model, save and plot its trace")
@@ -363,10 +441,31 @@ def parser() -> argparse.ArgumentParser:
                    help="'sum': the outputs are losses already (a loss block)")
     p.add_argument("--fd-check", action="store_true",
                    help="check each gradient against central finite differences")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_grad)
-    p = sub.add_parser("train", formatter_class=fmt, help="run an experiment script (see models/)")
-    p.add_argument("script", help="the experiment's Python file")
-    p.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script")
+    p = sub.add_parser("train", formatter_class=fmt,
+                       help="train a model's parameters, or run an experiment script",
+                       description="Train a model's parameters on targets; given an "
+                       "experiment script (a .py file without build(), such as "
+                       "models/experiments/narendra_id.py) run it with its own arguments.")
+    _common(p)
+    p.add_argument("--target", action="append", metavar="OUTPORT=FILE",
+                   help="desired output (.npy or .csv, (T, ...) or (T, B, ...))")
+    p.add_argument("--epochs", type=_positive, default=100, help="passes over the data")
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate")
+    p.add_argument("--optimizer", default="adam", choices=OPTIMIZERS, help="update rule")
+    p.add_argument("--loss", default="mse", choices=["sse", "mse", "cross_entropy", "sum"],
+                   help="loss on the targets")
+    p.add_argument("--params", action="append", metavar="PREFIX",
+                   help="train only parameters with these name prefixes (e.g. kc.)")
+    p.add_argument("--mode", default="bptt", choices=["bptt", "truncated", "online"],
+                   help="gradient mode")
+    p.add_argument("--window", type=_positive, help="truncated mode: steps per window")
+    p.add_argument("--checkpoint", help="checkpoint file (.npz), written every 10 epochs")
+    p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    p.add_argument("--save", help="write the trained model (.json)")
+    p.add_argument("--plot", help="plot the loss curve (.png, .svg, .pdf)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("sweep", formatter_class=fmt,
                        help="run a model over a parameter grid x seeds (local or Dask)")
@@ -522,8 +621,41 @@ def _netcdf_engine() -> str:
     return "scipy"  # netCDF 3, with scipy alone
 
 
+def _script_call(argv: list[str]) -> tuple[str, list[str], int] | None:
+    """``[global flags] train SCRIPT.py args...``: the script, its own arguments and the
+    verbosity, when the file given to ``train`` is an experiment script."""
+    verbose = 0
+    for i, a in enumerate(argv):
+        if a in ("-v", "--verbose"):
+            verbose += 1
+        elif a == "-vv":
+            verbose += 2
+        elif a == "train" and i + 1 < len(argv) and _is_script(argv[i + 1]):
+            return argv[i + 1], argv[i + 2:], verbose
+        else:
+            return None
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    script = _script_call(argv)
+    if script is not None:  # an experiment script takes its own arguments
+        if script[2]:
+            import logging
+
+            logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        try:
+            return _run_script(script[0], script[1])
+        except (BlockflowError, CliError) as e:
+            print(f"blockflow: error: {e}", file=sys.stderr)
+            return 1
     args = parser().parse_args(argv)
+    if args.verbose:
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG if args.verbose > 1 else logging.INFO,
+                            format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
     except (BlockflowError, CliError) as e:

@@ -167,6 +167,33 @@ def _take(data, idx):
     return a[:, idx]
 
 
+def _with_batch_axis(model: Model, inputs: dict, targets):
+    """One run given as ``(T, *shape)`` becomes ``(T, 1, *shape)`` (inputs and targets)."""
+    from .plan import compile
+
+    plan = compile(model)
+
+    def fix(arrays: dict, ports: dict) -> dict:
+        out = {}
+        for name, a in arrays.items():
+            a = np.asarray(a)
+            slot = ports.get(name)
+            n = None if slot is None else len(plan.slot_types[slot].shape)
+            if n is not None and a.dtype.kind in "iu" and ports is plan.outports:
+                n -= 1  # class labels: no class axis
+            if n is not None and a.ndim == n + 1:
+                a = a[:, None]
+            out[name] = a
+        return out
+
+    inputs = fix(inputs, plan.inports)
+    if isinstance(targets, dict):
+        targets = fix(targets, plan.outports)
+    elif len(plan.outports) == 1:
+        targets = fix({next(iter(plan.outports)): targets}, plan.outports)
+    return inputs, targets
+
+
 def _batch_size(inputs: dict, targets) -> int:
     arrays = list(inputs.values()) + (list(targets.values()) if isinstance(targets, dict)
                                       else [targets])
@@ -252,6 +279,7 @@ def train(model: Model, inputs: dict, targets, *, loss="sse", params=None,
     start = 0
     if checkpoint is not None and resume and Path(checkpoint).exists():
         start = _restore(checkpoint, trained, optimizer, rng, hist)
+    inputs, targets = _with_batch_axis(model, inputs, targets)
     B = _batch_size(inputs, targets)
     if batch_size is not None:
         batch_size = _count("batch_size", batch_size)

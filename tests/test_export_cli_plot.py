@@ -258,3 +258,32 @@ def test_trace_displays_as_a_table_in_notebooks():
     page = tr._repr_html_()
     assert "Trace of tanh_loop" in page and "T=4, B=2" in page
     assert page.count("<tr>") == len(tr.names()) + 1 and "<td>kc.y</td>" in page
+
+
+def test_cli_trains_a_model_and_runs_scripts_with_their_own_arguments(tmp_path, capsys):
+    from blockflow import cli
+    from blockflow.modelfile import load
+
+    r = np.sin(np.arange(120) / 8.0)
+    np.save(tmp_path / "r.npy", r)
+    np.save(tmp_path / "d.npy", 0.5 * r)
+    model = str(ROOT / "models" / "closed_loop.py")
+    args = ["train", model, "--input", f"r={tmp_path / 'r.npy'}", "--target",
+            f"y={tmp_path / 'd.npy'}", "--epochs", "15", "--lr", "0.05", "--params", "kc.",
+            "--save", str(tmp_path / "t.json"), "--plot", str(tmp_path / "loss.png"),
+            "--quiet"]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    first, last = (float(v) for v in re.search(r"loss \(mse\) (\S+) -> (\S+)", out).groups())
+    assert last < first / 10
+    trained = load(tmp_path / "t.json")
+    assert trained.block("kc").K != 1.5 and trained.block("plant").b[0] == 0.4  # kc only
+    _nonblank_png(tmp_path / "loss.png")
+    assert cli.main(["train", model, "--input", f"r={tmp_path / 'r.npy'}", "--target",
+                     f"q={tmp_path / 'd.npy'}"]) == 1
+    assert "has no Outport 'q'; its Outports are ['y']" in capsys.readouterr().err
+    assert cli.main(["train", model, "--input", f"r={tmp_path / 'r.npy'}"]) == 1
+    assert "needs targets" in capsys.readouterr().err
+    (tmp_path / "exp.py").write_text("import sys\nprint('args', sys.argv[1:])\n")
+    assert cli.main(["-v", "train", str(tmp_path / "exp.py"), "--plot", "x.png"]) == 0
+    assert "args ['--plot', 'x.png']" in capsys.readouterr().out
