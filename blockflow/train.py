@@ -129,6 +129,13 @@ class History:
     def __len__(self) -> int:
         return len(self.records)
 
+    def plot(self, path=None, **kw):
+        """The loss curve (see :func:`blockflow.plot.plot_history`); shows inline in a
+        notebook."""
+        from .plot import plot_history
+
+        return plot_history(self.losses, path, **kw)
+
 
 # ----------------------------------------------------------------- non-finite
 def _check_finite(what: str, value, trace, epoch: int, *, backward=False) -> None:
