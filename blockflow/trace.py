@@ -153,8 +153,9 @@ class Trace:
             lo, hi = (f"{a.min():.4g}", f"{a.max():.4g}") if a.size else ("", "")
             rows.append(f"<tr><td>{html.escape(n)}</td><td>{a.shape[2:] or 'scalar'}</td>"
                         f"<td>{a.dtype}</td><td>{lo}</td><td>{hi}</td></tr>")
+        dt = f", dt={self.dt:g} s" if self.plan.model._dt is not None else ""
         head = (f"<b>Trace of {html.escape(self.plan.model.name)}</b>: T={self.T}, "
-                f"B={self.B}, {len(rows)} signals")
+                f"B={self.B}{dt}, {len(rows)} signals")
         return (f"{head}<table><tr><th>signal</th><th>sample</th><th>dtype</th><th>min</th>"
                 f"<th>max</th></tr>{''.join(rows)}</table>")
 

@@ -370,7 +370,7 @@ def test_cli_argument_errors_exit_2_in_one_line(argv, message, capsys):
      "needs about"),
     (["check", "{deep}"], "nested too deeply"),
     (["check", "{exit}"], "exited with sys.exit(3)"),
-    (["train", "{deep}"], "is not an experiment script"),
+    (["train", "{deep}"], "nested too deeply"),
     (["run", "models/pid.py", "--steps", "5", "--random-inputs", "0", "--input", "q=x.npy"],
      "data file 'x.npy' not found"),
 ])
