@@ -13,6 +13,10 @@ os.environ.setdefault("BLOCKFLOW_BACKEND", "numpy")
 # are most of numba's compile time (-58 % at level 0), and they do not change IEEE
 # arithmetic (no fastmath); benchmarks and users keep numba's default level
 os.environ.setdefault("NUMBA_OPT", "0")
+# ... and they keep their compiled loops apart from the user's cache (which holds fully
+# optimised code for real runs and benchmarks)
+os.environ.setdefault("BLOCKFLOW_CACHE", os.path.join(
+    os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "blockflow-tests"))
 
 settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True)
 settings.load_profile("ci")
