@@ -3,7 +3,14 @@ metric beats its baseline."""
 
 import pytest
 
-from models.experiments import arma_id, lstm_recall, mackey_glass, narendra_id, neural_control
+from models.experiments import (
+    arma_id,
+    lstm_recall,
+    mackey_glass,
+    narendra_id,
+    neural_control,
+    santafe_laser,
+)
 
 
 @pytest.fixture
@@ -50,3 +57,22 @@ def test_lstm_learns_to_recall(plot):
     assert res["loss_last"] < res["loss_first"] / 20
     assert res["metric"] < 0.05 and res["accuracy"] > 0.98
     _figure_written(res)
+
+
+def test_santafe_fir_network_learns_and_its_closed_loop_feeds_itself(plot):
+    pytest.importorskip("reservoirpy")
+    import numpy as np
+
+    from blockflow import simulate
+
+    res = santafe_laser.run(quick=True, plot=plot)
+    assert res["loss_last"] < res["loss_first"] / 5
+    assert res["one_step"] < res["persistence"] / 2  # one step ahead: better than x(k)
+    _figure_written(res)
+    net = santafe_laser.network((3,), (4, 2), seed=0)
+    s = np.sin(np.arange(30) / 3.0)
+    teach = (np.arange(30) < 20).astype(float)
+    tr = simulate(santafe_laser.iterated(net), {"x": (s * teach)[:, None, None],
+                                                "teach": teach[:, None, None]})
+    np.testing.assert_array_equal(tr["input.y"][:20, 0, 0], s[:20])  # the true series
+    np.testing.assert_array_equal(tr["input.y"][20:, 0, 0], tr["y"][19:-1, 0, 0])  # fed back

@@ -5,4 +5,5 @@ Each module is a runnable script (``python -m models.experiments.<name>`` or
 returning its results, and ``main(argv)`` printing a table and saving a plot.
 """
 
-EXPERIMENTS = ("arma_id", "narendra_id", "neural_control", "mackey_glass", "lstm_recall")
+EXPERIMENTS = ("arma_id", "narendra_id", "neural_control", "mackey_glass", "lstm_recall",
+               "santafe_laser")
