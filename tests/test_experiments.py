@@ -7,7 +7,9 @@ from models.experiments import (
     arma_id,
     lstm_recall,
     mackey_glass,
+    mackey_glass_standard,
     narendra_id,
+    narendra_paper,
     neural_control,
     santafe_laser,
 )
@@ -76,3 +78,43 @@ def test_santafe_fir_network_learns_and_its_closed_loop_feeds_itself(plot):
                                                 "teach": teach[:, None, None]})
     np.testing.assert_array_equal(tr["input.y"][:20, 0, 0], s[:20])  # the true series
     np.testing.assert_array_equal(tr["input.y"][20:, 0, 0], tr["y"][19:-1, 0, 0])  # fed back
+
+
+def test_mackey_glass_standard_set_up_beats_its_bic_ar_baseline(plot):
+    import numpy as np
+
+    res = mackey_glass_standard.run(quick=True, plot=plot)
+    assert res["loss_last"] < res["loss_first"] / 10
+    assert res["metric"] < res["baseline"] and res["order"] == 18
+    _figure_written(res)
+    x = mackey_glass_standard.series()
+    U, D, t = mackey_glass_standard.phases(x, 118, 617)
+    assert set(t[3:].ravel()) >= set(range(118, 618))  # every training point, all phases
+    np.testing.assert_array_equal(D[:, :, 0], x[t + 6])
+
+
+def test_narendra_paper_identifies_and_controls_through_the_inverted_model(plot):
+    import numpy as np
+
+    from blockflow import simulate
+    from blocks import Lookup1D
+
+    res = narendra_paper.run(quick=True, plot=plot)
+    assert res["loss_last"] < res["loss_first"] / 5
+    assert res["series_parallel"] < 0.3 and res["metric"] < 0.3
+    assert res["control"]["tracking NMSE"] < 0.5
+    _figure_written(res)
+    # the control loop's block diagram against the control law written out by hand
+    grid = np.linspace(-3, 3, 2001)
+    nf = narendra_paper.MLP.random([1, 3, 1], seed=0, name="Nf")
+    loop = narendra_paper.control_loop(nf.copy(), Lookup1D(grid ** 3, grid, trainable=False,
+                                                           name="Ng_inverse"))
+    r = narendra_paper.paper_input(60)
+    y_blocks = simulate(loop, {"r": r})["y"][:, 0]
+    y, ys = 0.0, []
+    for k in range(60):
+        ys.append(y)
+        v = 0.6 * y + r[k] - float(nf.output(None, np.array([[y]]))[0][0, 0])
+        u = np.interp(v, grid ** 3, grid)
+        y = y / (1 + y * y) + u ** 3
+    np.testing.assert_allclose(y_blocks, ys, rtol=1e-10, atol=1e-12)

@@ -6,4 +6,4 @@ returning its results, and ``main(argv)`` printing a table and saving a plot.
 """
 
 EXPERIMENTS = ("arma_id", "narendra_id", "neural_control", "mackey_glass", "lstm_recall",
-               "santafe_laser")
+               "santafe_laser", "mackey_glass_standard", "narendra_paper")

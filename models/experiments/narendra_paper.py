@@ -1,0 +1,183 @@
+"""Narendra & Parthasarathy (1990), Example 3, on the paper's set-up: identification and
+control of ``y(k+1) = y(k) / (1 + y(k)^2) + u(k)^3``.
+
+**Identification.** As in the paper: ``y_hat(k+1) = N_f[y(k)] + N_g[u(k)]`` with two
+1-20-10-1 networks, series-parallel (fed the plant's own output), trained on ``u(k)``
+i.i.d. uniform in ``[-2, 2]``; validated on the paper's input
+``u(k) = sin(2 pi k/25) + sin(2 pi k/10)``, both series-parallel and running free
+(parallel: ``N_f`` fed its own output through a unit delay).  The paper trained online by
+gradient descent for 100,000 steps; here the same networks get the exact gradient of the
+squared one-step error (their reciprocal network) with Adam over sequences.
+
+**Control.** The paper's model-reference control built on the identified model, inverted:
+the reference model ``y_m(k+1) = 0.6 y_m(k) + r(k)`` with
+``r(k) = sin(2 pi k/25) + sin(2 pi k/10)``, and the control
+``u(k) = N_g^{-1}[-N_f(y(k)) + 0.6 y(k) + r(k)]``.  The loop is a block diagram: the
+plant from elementary blocks, ``N_f`` an MLP block, ``N_g^{-1}`` a ``Lookup1D`` built by
+tabulating the trained ``N_g`` (monotone, as ``u^3`` is) and swapping its axes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from blockflow import Inport, Model, Outport, simulate
+from blockflow.train import Adam, exponential_decay, train
+from blocks import MLP, Constant, Demux, Lookup1D, Mux, Product, Sum, UnitDelay
+from models.experiments.common import cli, default_plot, loss_figure, nmse, save_figure, table
+
+
+def plant(u: np.ndarray, y0: float = 0.0) -> np.ndarray:
+    """y(k), k = 0..T, for inputs u(0..T-1) (one run)."""
+    y = np.empty(len(u) + 1)
+    y[0] = y0
+    for k in range(len(u)):
+        y[k + 1] = y[k] / (1 + y[k] ** 2) + u[k] ** 3
+    return y
+
+
+def paper_input(T: int) -> np.ndarray:
+    k = np.arange(T)
+    return np.sin(2 * np.pi * k / 25) + np.sin(2 * np.pi * k / 10)
+
+
+def _scalar_net(m: Model, net: MLP, name: str):
+    """A (1,)-sample MLP wired for scalar signals: Mux -> MLP -> Demux."""
+    mux, dem = m.add(Mux(1, name=f"{name}_in"), Demux(1, name=f"{name}_out"))
+    m.add(net)
+    m.chain(mux, net, dem)
+    return mux, dem
+
+
+def identifier(nf: MLP, ng: MLP, *, free: bool) -> Model:
+    """``y_hat(k+1) = N_f[y(k)] + N_g[u(k)]``: series-parallel (``y`` an input), or
+    parallel (``free``: ``N_f`` fed ``y_hat`` through a unit delay)."""
+    m = Model("parallel" if free else "series_parallel")
+    u, out = m.add(Inport("u"), Outport("y_next"))
+    f_in, f_out = _scalar_net(m, nf, "Nf")
+    g_in, g_out = _scalar_net(m, ng, "Ng")
+    s = m.add(Sum("++", name="y_hat"))
+    m.connect(f_out, s.u1)
+    m.connect(g_out, s.u2)
+    m.connect(u, g_in.u1)
+    m.connect(s, out)
+    if free:
+        m.chain(s, m.add(UnitDelay(name="z")), f_in.u1)
+    else:
+        m.connect(m.add(Inport("y")), f_in.u1)
+    return m
+
+
+def control_loop(nf: MLP, ng_inverse: Lookup1D) -> Model:
+    """The reference ``r`` in, the plant output ``y`` out: ``u = N_g^-1[0.6 y + r - N_f(y)]``
+    and the plant ``y(k+1) = y / (1 + y^2) + u^3`` from elementary blocks."""
+    m = Model("model_reference_control")
+    r, y_out = m.add(Inport("r"), Outport("y"))
+    z = m.add(UnitDelay(name="y_k"))  # the plant state: y(k)
+    f_in, f_out = _scalar_net(m, nf, "Nf")
+    v, g06, inv = m.add(Sum("++-", name="v"), Product("**", name="gain06"), ng_inverse)
+    c06 = m.add(Constant(0.6, name="c06"))
+    m.connect(z, f_in.u1)
+    m.connect(c06, g06.u1)
+    m.connect(z, g06.u2)
+    m.connect(g06, v.u1)
+    m.connect(r, v.u2)
+    m.connect(f_out, v.u3)
+    m.connect(v, inv)
+    # plant: y(k+1) = y / (1 + y^2) + u^3
+    yy, one, den, frac, uu, u3, nxt = m.add(
+        Product("**", name="y2"), Constant(1.0, name="one"), Sum("++", name="den"),
+        Product("*/", name="frac"), Product("**", name="u2"), Product("**", name="u3"),
+        Sum("++", name="y_next"))
+    m.connect(z, yy.u1)
+    m.connect(z, yy.u2)
+    m.connect(one, den.u1)
+    m.connect(yy, den.u2)
+    m.connect(z, frac.u1)
+    m.connect(den, frac.u2)
+    m.connect(inv, uu.u1)
+    m.connect(inv, uu.u2)
+    m.connect(uu, u3.u1)
+    m.connect(inv, u3.u2)
+    m.connect(frac, nxt.u1)
+    m.connect(u3, nxt.u2)
+    m.connect(nxt, z)
+    m.connect(z, y_out)
+    return m
+
+
+def invert(ng: MLP, lo: float = -3.0, hi: float = 3.0, n: int = 4001) -> Lookup1D:
+    """``N_g^-1`` as a lookup table: ``N_g`` tabulated on ``[lo, hi]``, axes swapped (it
+    must be increasing there)."""
+    grid = np.linspace(lo, hi, n)
+    vals = ng.output(None, grid[:, None])
+    vals = (vals[0] if isinstance(vals, tuple) else vals)[:, 0]
+    if np.any(np.diff(vals) <= 0):
+        raise ValueError("the trained N_g is not increasing on [-3, 3]; it has no inverse")
+    return Lookup1D(vals, grid, trainable=False, name="Ng_inverse")
+
+
+def run(quick: bool = False, seed: int = 0, plot=None) -> dict:
+    rng = np.random.default_rng(seed)
+    T, B, epochs = (200, 8, 150) if quick else (500, 20, 1500)
+    sizes = [1, 10, 5, 1] if quick else [1, 20, 10, 1]
+    u = rng.uniform(-2, 2, (T, B))
+    ys = np.column_stack([plant(u[:, j]) for j in range(B)])  # (T+1, B)
+    nf = MLP.random(sizes, seed=seed, name="Nf")
+    ng = MLP.random(sizes, seed=seed + 1, name="Ng")
+    sp = identifier(nf, ng, free=False)
+    hist = train(sp, {"y": ys[:-1], "u": u}, ys[1:], loss="mse", optimizer=Adam(0.005),
+                 epochs=epochs, schedule=exponential_decay(0.998 if quick else 0.9985),
+                 seed=seed)
+    uv = paper_input(500)
+    yv = plant(uv)
+    y_sp = simulate(sp, {"y": yv[:-1], "u": uv})["y_next"][:, 0]
+    free = identifier(sp.block("Nf").copy(), sp.block("Ng").copy(), free=True)
+    y_par = simulate(free, {"u": uv})["y_next"][:, 0]
+    ident = {"series-parallel": nmse(y_sp, yv[1:]), "parallel (free running)":
+             nmse(y_par, yv[1:])}
+    # control with the identified model inverted
+    r = paper_input(500)
+    loop = control_loop(sp.block("Nf").copy(), invert(sp.block("Ng")))
+    y = simulate(loop, {"r": r})["y"][:, 0]
+    ym = np.zeros(501)
+    for k in range(500):
+        ym[k + 1] = 0.6 * ym[k] + r[k]
+    e = y[1:] - ym[1:500]
+    ctrl = {"tracking RMSE": float(np.sqrt(np.mean(e[100:] ** 2))),
+            "tracking NMSE": nmse(y[1:], ym[1:500])}
+    rows = [(k, f"{v:.4f}") for k, v in ident.items()]
+    rows += [(f"control: {k}", f"{v:.4f}") for k, v in ctrl.items()]
+    out = default_plot("narendra_paper", plot)
+    _plot(out, hist.losses, yv[1:201], y_par[:200], ym[1:201], y[1:201])
+    net = "-".join(map(str, sizes))
+    return {"table": table(f"Narendra & Parthasarathy Example 3: N_f, N_g {net}, u ~ U[-2, 2], "
+                           f"{epochs} epochs of Adam on {B} runs of {T} steps; validation and "
+                           "reference input sin(2 pi k/25) + sin(2 pi k/10)", rows,
+                           ("", "value")),
+            "summary": f"identification NMSE series-parallel {ident['series-parallel']:.4f}, "
+                       f"free running {ident['parallel (free running)']:.4f}; control "
+                       f"tracking RMSE {ctrl['tracking RMSE']:.4f} (after k = 100)",
+            "metric": ident["parallel (free running)"], "control": ctrl,
+            "series_parallel": ident["series-parallel"],
+            "loss_first": hist.losses[0], "loss_last": hist.losses[-1], "plot": out}
+
+
+def _plot(path, losses, y, y_par, ym, y_ctrl) -> None:
+    fig, (ax2, ax3) = loss_figure(losses, "identification loss (series-parallel MSE)",
+                                  panels=2, height=7.0)
+    ax2.plot(y, "k", label="plant")
+    ax2.plot(y_par, "--", label="identified model, free running")
+    ax2.set(title="validation input sin(2 pi k/25) + sin(2 pi k/10)", xlabel="k")
+    ax3.plot(ym, "k", label="reference model")
+    ax3.plot(y_ctrl, "--", label="plant under control")
+    ax3.set(title="model-reference control with the identified model inverted", xlabel="k")
+    save_figure(fig, path)
+
+
+def main(argv=None) -> int:
+    return cli(run, __doc__.splitlines()[0], argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
