@@ -71,16 +71,25 @@ def _read_array(path: str) -> np.ndarray:
     raise CliError(f"data file {path!r}: use .npy or .csv")
 
 
+def _named_files(items, flag: str, kind: str, known=None) -> dict:
+    """``NAME=FILE`` arguments read as arrays; ``known``: the names that may be given."""
+    out = {}
+    for item in items or []:
+        name, eq, file = item.partition("=")
+        if not eq:
+            raise CliError(f"{flag} takes {kind}=FILE, got {item!r}")
+        if known is not None and name not in known:
+            raise CliError(f"{flag} {name!r}: the model has no {kind.title()} {name!r}; its "
+                           f"{kind.title()}s are {sorted(known)}")
+        out[name] = _read_array(file)
+    return out
+
+
 def _inputs(model: Model, args) -> dict:
     from .plan import compile
 
     plan = compile(model)
-    inputs = {}
-    for item in args.input or []:
-        name, eq, file = item.partition("=")
-        if not eq:
-            raise CliError(f"--input takes NAME=FILE, got {item!r}")
-        inputs[name] = _read_array(file)
+    inputs = _named_files(args.input, "--input", "NAME")
     missing = [n for n in plan.inports if n not in inputs]
     if missing and args.random_inputs is not None:
         rng = np.random.default_rng(args.random_inputs)
@@ -214,12 +223,7 @@ def cmd_grad(args) -> int:
     trace = simulate(model, inputs, steps=args.steps, batch=args.batch,
                      progress=_progress(args.quiet))
     if args.target:
-        targets = {}
-        for item in args.target:
-            name, eq, file = item.partition("=")
-            if not eq:
-                raise CliError(f"--target takes OUTPORT=FILE, got {item!r}")
-            targets[name] = _read_array(file)
+        targets = _named_files(args.target, "--target", "OUTPORT")
     else:
         targets = {n: np.zeros_like(a) for n, a in trace.outputs().items()}
     g = backward(model, trace=trace, targets=targets, loss=args.loss)
@@ -311,16 +315,7 @@ def _train_model(args) -> int:
                        "or .csv, (T, ...) or (T, B, ...))")
     from .plan import compile
 
-    outports = compile(model).outports
-    targets = {}
-    for item in args.target:
-        name, eq, file = item.partition("=")
-        if not eq:
-            raise CliError(f"--target takes OUTPORT=FILE, got {item!r}")
-        if name not in outports:
-            raise CliError(f"--target {name!r}: model {model.name!r} has no Outport {name!r}; "
-                           f"its Outports are {sorted(outports)}")
-        targets[name] = _read_array(file)
+    targets = _named_files(args.target, "--target", "OUTPORT", compile(model).outports)
     inputs = _inputs(model, args)
     opt = {"adam": Adam, "sgd": SGD, "momentum": Momentum}[args.optimizer](args.lr)
     bar = None
@@ -553,12 +548,7 @@ def cmd_sweep(args) -> int:
     if not grid:
         raise CliError("give at least one --param BLOCK.PARAM=START:STOP:COUNT")
     plan = compile(model)
-    fixed = {}
-    for item in args.input or []:
-        name, eq, file = item.partition("=")
-        if not eq:
-            raise CliError(f"--input takes NAME=FILE, got {item!r}")
-        fixed[name] = _read_array(file)
+    fixed = _named_files(args.input, "--input", "NAME")
     missing = {n: plan.slot_types[s].shape for n, s in plan.inports.items() if n not in fixed}
     inputs: object = fixed or None
     if missing:

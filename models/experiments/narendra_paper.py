@@ -25,15 +25,7 @@ from blockflow import Inport, Model, Outport, simulate
 from blockflow.train import Adam, exponential_decay, train
 from blocks import MLP, Constant, Demux, Lookup1D, Mux, Product, Sum, UnitDelay
 from models.experiments.common import cli, default_plot, loss_figure, nmse, save_figure, table
-
-
-def plant(u: np.ndarray, y0: float = 0.0) -> np.ndarray:
-    """y(k), k = 0..T, for inputs u(0..T-1) (one run)."""
-    y = np.empty(len(u) + 1)
-    y[0] = y0
-    for k in range(len(u)):
-        y[k + 1] = y[k] / (1 + y[k] ** 2) + u[k] ** 3
-    return y
+from models.experiments.narendra_id import plant
 
 
 def paper_input(T: int) -> np.ndarray:
