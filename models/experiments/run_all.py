@@ -68,7 +68,7 @@ def main(argv=None) -> int:
                     f"| {dt:.0f} s |")
     print(f"machine: {platform.machine()}, {platform.python_implementation()} "
           f"{platform.python_version()}\n")
-    print("| experiment | set-up | seeds | metric | value (baseline) | published | time/seed |")
+    print("| experiment | set-up | seeds | metric | value (baseline) | published | time per run |")
     print("|---|---|---|---|---|---|---|")
     print("\n".join(rows))
     return 0
