@@ -499,7 +499,7 @@ METRICS = {
 def _grid_value(item: str) -> tuple[str, np.ndarray]:
     """``kc.K=0.5:2.0:50`` (start:stop:count, both ends in) or ``kc.K=1,2,5``."""
     key, eq, spec = item.partition("=")
-    if not eq or not key:
+    if not eq or not key or not spec.strip():
         raise CliError(f"--param takes BLOCK.PARAM=START:STOP:COUNT or =V1,V2,..., got {item!r}")
     try:
         if ":" in spec:
