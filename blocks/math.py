@@ -16,13 +16,15 @@ from blockflow.kernels import Kernel, generated_kernel, kernel
 from blockflow.types import SignalType, same_type
 
 
-@kernel
-def sum_output(signs, *u):
-    """``y = sum_i s_i u_i``; ``signs`` holds +-1 in the signals' dtype."""
-    y = signs[0] * u[0]
-    for i in range(1, len(u)):
-        y = y + signs[i] * u[i]
-    return y
+def sum_output(signs: str):
+    """``y = s_1 u_1 + s_2 u_2 + ...`` as a kernel written out for ``signs``: one array
+    operation per input, no multiplications by +-1."""
+    terms = [("-" if s == "-" else "") + f"u{i}" if i == 0 else f" {s} u{i}"
+             for i, s in enumerate(signs)]
+    args = ", ".join(f"u{i}" for i in range(len(signs)))
+    body = "".join(terms) if len(signs) > 1 or signs == "-" else "u0.copy()"
+    key = "blocks.math.sum_" + signs.replace("+", "p").replace("-", "m")
+    return generated_kernel(key, f"def f({args}):\n    return {body}\n", "f", globals())
 
 
 def sum_vjp(n: int):
@@ -64,10 +66,7 @@ class Sum(Block):
         return (same_type(f"block {self.name!r} (Sum)", *t),)
 
     def output(self, x, *u):
-        y = u[0] if self.signs[0] == "+" else -u[0]
-        for s, v in zip(self.signs[1:], u[1:], strict=True):
-            y = y + v if s == "+" else y - v
-        return y
+        return sum_output(self.signs)(*u)
 
     def vjp(self, u, y, dy):
         out = tuple(dy if s == "+" else -dy for s in self.signs)
@@ -77,7 +76,7 @@ class Sum(Block):
         return np.array([1.0 if s == "+" else -1.0 for s in self.signs])
 
     def kernel(self):
-        return Kernel(sum_output, params=(self._signs(),))
+        return Kernel(sum_output(self.signs))
 
     def vjp_kernel(self):
         return Kernel(sum_vjp(len(self.signs)), params=(self._signs(),))
