@@ -259,8 +259,9 @@ class _Drawer:
                 attrs["headlabel"] = sign
             src = m.blocks[s]
             out_signs = None if isinstance(src, Model) else src.output_signs()
-            if out_signs:
+            if out_signs:  # along each outgoing wire, so that the signs do not overlap
                 attrs["taillabel"] = {"+": "+", "-": "−"}[out_signs[src.outputs.index(sp)]]
+                attrs.update(labeldistance="1.8", labelangle="35")
             if not prefix and self.row and self.row.get(s, 0) != self.row.get(d, 0):
                 attrs["constraint"] = "false"  # a wrapped cascade: the next row starts left
             graph.add_edge(pydot.Edge(tail, self.endpoint(m, prefix, d, dp, "i"), **attrs))
