@@ -226,13 +226,44 @@ def from_control(sys, *, method: str = "zoh", name: str | None = None,
         if continuous:
             return TransferFcn(num, den, method=method, trainable=trainable, **kw)
         return DiscreteTransferFcn(num, den, trainable=trainable, **kw)
-    ss = control.ss(sys) if isinstance(sys, control.TransferFunction) else sys
-    A, B, C, D = (np.asarray(M, float) for M in (ss.A, ss.B, ss.C, ss.D))
+    if isinstance(sys, control.TransferFunction):
+        A, B, C, D = mimo_realisation(sys)
+    else:
+        A, B, C, D = (np.asarray(M, float) for M in (sys.A, sys.B, sys.C, sys.D))
     D = D if np.any(D) else None
     if continuous:
         return ContinuousStateSpace(A, B, C, D, method=method, elementwise=siso,
                                     trainable=trainable, **kw)
     return StateSpace(A, B, C, D, elementwise=siso, trainable=trainable, **kw)
+
+
+def mimo_realisation(tf) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A state-space realisation of a MIMO transfer-function matrix without Slycot: each
+    entry ``(i, j)`` realised on its own (controllable canonical form), side by side:
+    ``A`` block diagonal, entry ``(i, j)``'s ``B`` in column ``j``, its ``C`` in row ``i``.
+    Not minimal, but exact."""
+    from .discretize import tf2ss
+
+    parts = []
+    for i in range(tf.noutputs):
+        for j in range(tf.ninputs):
+            num = np.trim_zeros(np.asarray(tf.num[i][j], float), "f")
+            den = np.asarray(tf.den[i][j], float)
+            parts.append((i, j, *tf2ss(num if num.size else np.zeros(1), den)))
+    n = sum(a.shape[0] for _, _, a, _, _, _ in parts)
+    A = np.zeros((n, n))
+    B = np.zeros((n, tf.ninputs))
+    C = np.zeros((tf.noutputs, n))
+    D = np.zeros((tf.noutputs, tf.ninputs))
+    k = 0
+    for i, j, a, b, c, d in parts:
+        m = a.shape[0]
+        A[k:k + m, k:k + m] = a
+        B[k:k + m, j] = b[:, 0]
+        C[i, k:k + m] = c[0]
+        D[i, j] = d[0, 0]
+        k += m
+    return A, B, C, D
 
 
 def to_control(obj: Model | Block, *, continuous: bool = False):

@@ -140,6 +140,22 @@ def test_continuous_systems_are_discretised_like_control_c2d(method):
     assert isinstance(from_control(mimo), ContinuousStateSpace)
 
 
+def test_mimo_transfer_functions_need_no_slycot():
+    tf = control.tf([[[1.0], [2.0, 0.5]]], [[[1.0, 1.0], [1.0, 3.0, 2.0]]])
+    block = from_control(tf, method="zoh")
+    assert isinstance(block, ContinuousStateSpace) and block.B.shape == (3, 2)
+    w = np.array([0.3, 2.0, 9.0])
+    ours = to_control(block, continuous=True).frequency_response(w).complex
+    np.testing.assert_allclose(ours, tf.frequency_response(w).complex, atol=1e-12)
+    dtf = control.tf([[[0.5], [1.0]]], [[[1.0, -0.3], [1.0, 0.2]]], 0.1)
+    d = from_control(dtf)
+    m = Model("m", dt=0.1)
+    u, b, y = m.add(Inport("u", shape=(2,)), d, Outport("y"))
+    m.chain(u, b, y)
+    np.testing.assert_allclose(to_control(m).frequency_response(w).complex,
+                               dtf.frequency_response(w).complex, atol=1e-12)
+
+
 def test_discrete_state_space_block_converts_directly():
     ss = StateSpace([[0.5]], [[1.0]], [[2.0]], [[0.5]])
     sys = to_control(ss)
