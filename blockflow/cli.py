@@ -318,24 +318,12 @@ def _train_model(args) -> int:
     targets = _named_files(args.target, "--target", "OUTPORT", compile(model).outports)
     inputs = _inputs(model, args)
     opt = {"adam": Adam, "sgd": SGD, "momentum": Momentum}[args.optimizer](args.lr)
-    bar = None
-    if not args.quiet and sys.stderr.isatty():
-        from tqdm import tqdm
+    from .train import showing_progress
 
-        bar = tqdm(total=args.epochs, unit="epoch", leave=False)
-
-    def progress(epoch, record):
-        if bar is not None:
-            bar.set_postfix(loss=f"{record['loss']:.4g}")
-            bar.update(1)
-
-    try:
+    with showing_progress(not args.quiet and sys.stderr.isatty()):
         hist = train(model, inputs, targets, loss=args.loss, params=args.params,
                      optimizer=opt, epochs=args.epochs, mode=args.mode, window=args.window,
-                     checkpoint=args.checkpoint, resume=args.resume, callback=progress)
-    finally:
-        if bar is not None:
-            bar.close()
+                     checkpoint=args.checkpoint, resume=args.resume)
     losses = hist.losses
     print(f"trained {model.name!r}: {len(losses)} epochs, loss ({args.loss}) "
           f"{losses[0]:.6g} -> {losses[-1]:.6g}")

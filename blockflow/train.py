@@ -24,7 +24,8 @@ import json
 import time
 import zipfile
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -302,6 +303,11 @@ def train(model: Model, inputs: dict, targets, *, loss="sse", params=None,
         optimizer.step(trained, g, lr)
         return norm
 
+    bar = None
+    if _PROGRESS and epochs - start > 1:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=epochs - start, unit="epoch", desc=model.name, leave=False)
     for epoch in range(start, epochs):
         t0 = time.perf_counter()
         factor = schedule(epoch) if schedule else 1.0
@@ -343,7 +349,27 @@ def train(model: Model, inputs: dict, targets, *, loss="sse", params=None,
             _save(checkpoint, epoch + 1, trained, optimizer, rng, hist)
         if callback is not None:
             callback(epoch + 1, rec)
+        if bar is not None:
+            bar.set_postfix(loss=f"{total:.4g}", refresh=False)
+            bar.update(1)
+    if bar is not None:
+        bar.close()
     return hist
+
+
+_PROGRESS = False  # see showing_progress
+
+
+@contextmanager
+def showing_progress(enabled: bool = True) -> Iterator[None]:
+    """Within the block, every :func:`train` shows a progress bar over its epochs (the
+    command line and the experiment scripts turn it on when they write to a terminal)."""
+    global _PROGRESS
+    old, _PROGRESS = _PROGRESS, bool(enabled)
+    try:
+        yield
+    finally:
+        _PROGRESS = old
 
 
 # ----------------------------------------------------------------- checkpoints

@@ -144,3 +144,34 @@ def test_checkpoint_resume_is_bit_for_bit(tmp_path):
     with pytest.raises(TrainingError, match="belongs to another run"):
         train(other, x, d, optimizer=SGD(0.1), epochs=10, checkpoint=tmp_path / "b.npz",
               resume=True)
+
+
+def test_showing_progress_draws_a_bar_over_the_epochs(monkeypatch):
+    import tqdm.auto
+
+    from blockflow.train import showing_progress
+    from models.closed_loop import tanh_loop
+
+    made = []
+
+    class Bar:
+        def __init__(self, total, **kw):
+            made.append(self)
+            self.total, self.n = total, 0
+
+        def set_postfix(self, **kw):
+            self.loss = kw["loss"]
+
+        def update(self, n):
+            self.n += n
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
+    r = np.sin(np.arange(40) / 5.0)[:, None]
+    train(tanh_loop(), {"r": r}, 0.5 * r, epochs=3)
+    assert not made  # off by default
+    with showing_progress():
+        train(tanh_loop(), {"r": r}, 0.5 * r, epochs=3)
+    assert len(made) == 1 and made[0].n == made[0].total == 3 and made[0].closed

@@ -73,9 +73,15 @@ def cli(run, description: str, argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="reduced size (seconds)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--plot", default=None, help="where to save the figure (.png)")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    res = run(quick=args.quick, seed=args.seed, plot=args.plot)
+    import sys
+
+    from blockflow.train import showing_progress
+
+    with showing_progress(sys.stderr.isatty() and not args.quiet):
+        res = run(quick=args.quick, seed=args.seed, plot=args.plot)
     print(res["table"])
     print(f"\n{res['summary']}  [seed {args.seed}, {time.perf_counter() - t0:.1f} s]")
     if res.get("plot"):
