@@ -41,6 +41,28 @@ def _rule_models():
     }
 
 
+#: README sections the site shows (written to docs/generated/readme_<key>.md at build
+#: time, so the pages cannot drift from the README): key -> (first heading, next heading)
+SECTIONS = {
+    "tour": ("## A tour", "## Gradients by reciprocal networks"),
+    "gradients": ("## Gradients by reciprocal networks", "## Diagrams, model files"),
+    "diagrams": ("## Diagrams, model files", "## Training and experiments"),
+    "training": ("## Training and experiments", "## Control engineering"),
+    "control": ("## Control engineering", "## Sweeps, Monte-Carlo"),
+    "sweeps": ("## Sweeps, Monte-Carlo", "## How it works"),
+    "how": ("## How it works", "## Performance"),
+}
+
+
+def _readme_sections() -> None:
+    text = (ROOT / "README.md").read_text()
+    for key, (first, nxt) in SECTIONS.items():
+        i = text.index(first)
+        part = text[i:text.index(nxt, i)]
+        # the README's paths are relative to the repository; the site's to docs/
+        (OUT / f"readme_{key}.md").write_text(part.replace("](docs/", "]("))
+
+
 def on_pre_build(config, **kw):
     sys.path.insert(0, str(ROOT))
     from blockflow import reciprocal
@@ -48,6 +70,7 @@ def on_pre_build(config, **kw):
     from blockflow.export import draw
 
     OUT.mkdir(parents=True, exist_ok=True)
+    _readme_sections()
     for name, m in _rule_models().items():
         draw(m, OUT / f"{name}.svg")
         draw(reciprocal(m), OUT / f"{name}_reciprocal.svg")
