@@ -23,7 +23,7 @@ import numpy as np
 
 from blockflow import Inport, Model, Outport, simulate
 from blockflow.train import Adam, exponential_decay, train
-from blocks import MLP, Constant, Demux, Lookup1D, Mux, Product, Sum, UnitDelay
+from blocks import MLP, Constant, Demux, Gain, Lookup1D, Mux, Product, Sum, UnitDelay
 from models.experiments.common import cli, default_plot, loss_figure, nmse, save_figure, table
 from models.experiments.narendra_id import plant
 
@@ -67,34 +67,19 @@ def control_loop(nf: MLP, ng_inverse: Lookup1D) -> Model:
     r, y_out = m.add(Inport("r"), Outport("y"))
     z = m.add(UnitDelay(name="y_k"))  # the plant state: y(k)
     f_in, f_out = _scalar_net(m, nf, "Nf")
-    v, g06, inv = m.add(Sum("++-", name="v"), Product("**", name="gain06"), ng_inverse)
-    c06 = m.add(Constant(0.6, name="c06"))
-    m.connect(z, f_in.u1)
-    m.connect(c06, g06.u1)
-    m.connect(z, g06.u2)
-    m.connect(g06, v.u1)
-    m.connect(r, v.u2)
-    m.connect(f_out, v.u3)
-    m.connect(v, inv)
+    v, g06, inv = m.add(Sum("++-", name="v"), Gain(0.6, trainable=False, name="gain06"),
+                        ng_inverse)
     # plant: y(k+1) = y / (1 + y^2) + u^3
     yy, one, den, frac, uu, u3, nxt = m.add(
         Product("**", name="y2"), Constant(1.0, name="one"), Sum("++", name="den"),
         Product("*/", name="frac"), Product("**", name="u2"), Product("**", name="u3"),
         Sum("++", name="y_next"))
-    m.connect(z, yy.u1)
-    m.connect(z, yy.u2)
-    m.connect(one, den.u1)
-    m.connect(yy, den.u2)
-    m.connect(z, frac.u1)
-    m.connect(den, frac.u2)
-    m.connect(inv, uu.u1)
-    m.connect(inv, uu.u2)
-    m.connect(uu, u3.u1)
-    m.connect(inv, u3.u2)
-    m.connect(frac, nxt.u1)
-    m.connect(u3, nxt.u2)
-    m.connect(nxt, z)
-    m.connect(z, y_out)
+    wires = [(z, f_in.u1), (z, g06), (g06, v.u1), (r, v.u2), (f_out, v.u3), (v, inv),
+             (z, yy.u1), (z, yy.u2), (one, den.u1), (yy, den.u2), (z, frac.u1),
+             (den, frac.u2), (inv, uu.u1), (inv, uu.u2), (uu, u3.u1), (inv, u3.u2),
+             (frac, nxt.u1), (u3, nxt.u2), (nxt, z), (z, y_out)]
+    for src, dst in wires:
+        m.connect(src, dst)
     return m
 
 
