@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from .block import Block, Read, as_tuple
-from .kernels import Kernel, kernel
+from .kernels import Kernel, generated_kernel
 from .rates import HOLD, place, sample
 from .types import SignalType, delta_type
 
@@ -302,12 +302,13 @@ class ZeroSource(Block):
         return {"type_": self.type}
 
 
-@kernel
-def junction_output(*u):
-    y = u[0]
-    for i in range(1, len(u)):
-        y = y + u[i]
-    return y
+def junction_kernel(n: int):
+    """``y = u_1 + ... + u_n`` as a kernel for ``n`` inputs (and its element loop)."""
+    args = ", ".join(f"u{i}" for i in range(n))
+    src = f"def f({args}):\n    return {' + '.join(f'u{i}' for i in range(n))}\n"
+    into = (f"def f({args}, out):\n    for i in range(out.size):\n        out.flat[i] = "
+            + " + ".join(f"u{i}.flat[i]" for i in range(n)) + "\n    return out\n")
+    return generated_kernel(f"blockflow.adjoint.junction{n}", src, "f", {"np": np}, into=into)
 
 
 class Junction(Block):
@@ -330,10 +331,10 @@ class Junction(Block):
         return (same_type(f"junction {self.name!r}", *t),)
 
     def output(self, x, *u):
-        return junction_output(*u)
+        return junction_kernel(len(u))(*u)
 
     def kernel(self):
-        return Kernel(junction_output)
+        return Kernel(junction_kernel(len(self.inputs)))
 
     def vjp(self, u, y, dy):
         return dy if len(self.inputs) == 1 else tuple(dy for _ in self.inputs)

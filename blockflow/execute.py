@@ -217,7 +217,8 @@ def _run_compiled(seg, ks, bufs, states, rec, st):
     try:
         if seg.compiled is None:
             seg.compiled = compile_loop(seg.ops, kernels, st)
-        return run_compiled(seg, kernels, np.asarray(ks, dtype=np.int64), bufs, states, rec,
+        steps = np.arange(ks.start, ks.stop, ks.step, dtype=np.int64)  # ks: a range
+        return run_compiled(seg, kernels, steps, bufs, states, rec,
                             st)
     except Exception as e:
         from numba.core.errors import NumbaError

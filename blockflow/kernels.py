@@ -37,17 +37,60 @@ _KERNELS: dict[str, Callable] = {}
 _REGISTERED: set = set()
 
 
-def kernel(fn: Callable | None = None, *, name: str | None = None):
+def kernel(fn: Callable | None = None, *, name: str | None = None,
+           into: Callable | bool | None = None, allocates: bool = True):
     """Mark a step-equation function as a kernel: plain Python for numpy, compiled by
-    numba inside generated loops.  ``name`` gives closures a stable key."""
+    numba inside generated loops.  ``name`` gives closures a stable key.
+
+    ``into`` is the same equation writing its result into a given buffer, the form the
+    compiled loops call (no array is allocated per step): ``into(*args, out)`` fills
+    ``out`` (an output's record row, a tuple of rows for several outputs, or the state
+    itself for an update, which it then changes in place) and returns it.  ``True``
+    says the function itself takes a trailing ``out=None`` (ufuncs with ``out``, which
+    allocate when it is ``None``).
+
+    ``allocates=False`` promises that the function creates no array (element loops over
+    ``.flat``, no ufuncs, no views kept): a loop calling only such functions is compiled
+    without numba's reference counting, which is most of a small loop's cost.
+    """
 
     def mark(f):
         key = name or f"{f.__module__}.{f.__qualname__}"
         _KERNELS[key] = f
         f.kernel_key = key
+        f.allocates = allocates
+        if into is True:
+            f.into = f
+        elif into is not None:
+            f.into = into if hasattr(into, "kernel_key") else kernel(into, name=key + ".into")
         return f
 
     return mark(fn) if fn is not None else mark
+
+
+@kernel(allocates=False)
+def broadcast_at(p, out, i):
+    """The element of ``p`` that numpy's broadcasting puts at ``out.flat[i]`` (``p`` at
+    least 1-D, broadcastable to ``out``): element loops over parameters of any shape."""
+    n = p.size
+    if n == 1:
+        return p.flat[0]
+    if n == out.size:  # then p's shape is out's, less leading ones
+        return p.flat[i]
+    off = out.ndim - p.ndim
+    j, stride, rem = 0, 1, i
+    for d in range(out.ndim - 1, off - 1, -1):
+        dim, pd = out.shape[d], p.shape[d - off]
+        if pd != 1:
+            j += (rem % dim) * stride
+            stride *= pd
+        rem //= dim
+    return p.flat[j]
+
+
+def into_form(f: Callable | None) -> Callable | None:
+    """The kernel's form that writes into ``out`` (see :func:`kernel`), if it has one."""
+    return getattr(f, "into", None) if f is not None else None
 
 
 class Kernel(NamedTuple):
@@ -95,23 +138,62 @@ def loop_kernels(ops) -> tuple[list[Kernel] | None, str | None]:
     return out, None
 
 
-def generated_kernel(key: str, source: str, fname: str, namespace: dict) -> Callable:
+def generated_kernel(key: str, source: str, fname: str, namespace: dict,
+                     into: str | bool | None = None) -> Callable:
     """A kernel written for one configuration (an arity, a list of widths) from source,
-    made once per process under the stable name ``key``."""
+    made once per process under the stable name ``key``; ``into`` is the source of its
+    form writing into ``out`` (an element loop, which allocates nothing), or ``True``:
+    the function takes ``out=None`` itself."""
     f = _KERNELS.get(key)
     if f is None:
         exec(source, namespace)  # noqa: S102 - source built by the library from integers
-        f = kernel(namespace.pop(fname), name=key)
+        f = namespace.pop(fname)
+        if isinstance(into, str):
+            exec(into, namespace)  # noqa: S102 - the same
+            g = kernel(namespace.pop(fname), name=key + ".into", allocates=False)
+            g.kernel_source, into = into, g
+        f = kernel(f, name=key, into=into)
         f.kernel_source = source
     return f
+
+
+def elementwise_into(f: Callable, nargs: int, key: str) -> Callable:
+    """The form of an elementwise kernel ``f(a_1, ..., a_n)`` (written so that it works on
+    numbers as well as arrays) that writes ``out[i] = f(a_1[i], ..., a_n[i])`` over every
+    element: the arguments have the output's shape, so nothing is allocated."""
+    args = [f"a{i}" for i in range(nargs)]
+    src = [f"def f({', '.join(args)}, out):", "    for i in range(out.size):",
+           f"        out.flat[i] = F({', '.join(a + '.flat[i]' for a in args)})",
+           "    return out"]
+    namespace = {"F": f}
+    exec("\n".join(src) + "\n", namespace)  # noqa: S102 - source built from integers
+    g = kernel(namespace.pop("f"), name=key, allocates=False)
+    g.kernel_source = "\n".join(src) + "\n# F:\n" + _text(f)
+    return g
+
+
+def inlining() -> bool:
+    """Whether kernels are inlined into the loops (``BLOCKFLOW_INLINE``, default on).
+
+    Inlined, a loop is one function with no calls per step (about 1.5x faster for small
+    signals); off, it compiles in about half the time (the test suite's setting).
+    Decided once per process, when the first loop is compiled.
+    """
+    return os.environ.get("BLOCKFLOW_INLINE", "1") not in ("0", "false", "no")
+
+
+_INLINE: list[bool] = []
 
 
 def _register_all() -> None:
     from numba.extending import register_jitable
 
+    if not _INLINE:
+        _INLINE.append(inlining())
+    mode = "always" if _INLINE[0] else "never"
     for key, f in list(_KERNELS.items()):
         if key not in _REGISTERED:
-            register_jitable(f)
+            register_jitable(inline=mode)(f)
             _REGISTERED.add(key)
 
 
@@ -145,11 +227,21 @@ def _layout(ops) -> tuple[list, list, list]:
     return produced, external, [op for op in ops if op.state is not None]
 
 
+def _forms(op, k) -> tuple:
+    """The output and update functions a compiled loop calls for one op, and whether
+    each writes into a buffer (``into``): outputs into their record rows, updates into
+    the state, in place."""
+    out = into_form(k.output) if op.outs else None
+    upd = into_form(k.update) if op.state is not None else None
+    return (out or k.output, out is not None), (upd or k.update, upd is not None)
+
+
 def _source(ops, kernels, slot_types) -> tuple[str, list[str]]:
     """The loop module's source and its argument names (in call order)."""
     produced, external, _ = _layout(ops)
     prod = set(produced)
-    keys = sorted({f.kernel_key for k in kernels for f in (k.output, k.update) if f})
+    forms = [_forms(op, k) for op, k in zip(ops, kernels, strict=True)]
+    keys = sorted({f.kernel_key for fo in forms for f, _ in fo if f is not None})
     names = {key: f"k{i}" for i, key in enumerate(keys)}
     args = ["ks"] + [f"e{s}" for s in external]
     args += [f"p{i}_{j}" for i, k in enumerate(kernels) for j in range(len(k.params))]
@@ -157,14 +249,18 @@ def _source(ops, kernels, slot_types) -> tuple[str, list[str]]:
     args += [f"x{op.state}" for _, op in stateful] + [f"r{s}" for s in produced]
     digest = hashlib.sha1("".join(_text(_KERNELS[k]) for k in keys).encode())
     w = ["# generated by blockflow.kernels: one feedback loop, compiled by numba",
-         f"# kernels {digest.hexdigest()[:16]}",
+         f"# kernels {digest.hexdigest()[:16]}, inlined: {bool(_INLINE and _INLINE[0])}",
          "import numpy as np", "from numba import njit",
          "from blockflow.kernels import _KERNELS", ""]
     w += [f"{n} = _KERNELS[{key!r}]" for key, n in names.items()]
-    w += ["", "", "@njit(cache=True, nogil=True)", f"def loop({', '.join(args)}):",
-          "    for i in range(ks.shape[0]):", "        k = ks[i]"]
-
     from .execute import loop_accumulators, step_args, step_body
+
+    # a loop of functions that allocate nothing runs without reference counting
+    plain = not loop_accumulators(ops) and all(
+        into and not f.allocates for fo in forms for f, into in fo if f is not None)
+    flags = ", _nrt=False" if plain else ""
+    w += ["", "", f"@njit(cache=True, nogil=True{flags})", f"def loop({', '.join(args)}):",
+          "    for i in range(ks.shape[0]):", "        k = ks[i]"]
 
     def read(s):
         return f"v{s}" if s in prod else f"e{s}[k]"
@@ -176,12 +272,22 @@ def _source(ops, kernels, slot_types) -> tuple[str, list[str]]:
     w[-2:-2] = [f"    a{i}_{j} = np.zeros_like({read(s) if s not in prod else f'r{s}'}[0])"
                 .replace("[k][0]", "[0]") for i, j, s, _ in loop_accumulators(ops)]
 
-    def call(i, op, fn):
+    def call(i, op, which, out=None):
+        fn, into = forms[i][which]
         p = [f"p{i}_{j}" for j in range(len(kernels[i].params))]
         x = [f"x{op.state}"] if op.state is not None else []
-        return f"{names[fn.kernel_key]}({', '.join(p + x + step_args(i, op, read))})"
+        o = [out] if into and out is not None else []
+        return f"{names[fn.kernel_key]}({', '.join(p + x + step_args(i, op, read) + o)})"
+
+    def rows(op):
+        r = [f"v{s}" for s in op.outs]
+        return r[0] if len(r) == 1 else f"({', '.join(r)},)"
+
+    index = {id(op): i for i, op in enumerate(ops)}
 
     def store(op, expr):
+        if forms[index[id(op)]][0][1]:  # written into the record rows: no allocation
+            return [f"v{s} = r{s}[k]" for s in op.outs] + [expr]
         # results in the signal's precision (a float literal in a kernel would make
         # float32 signals float64 under numba's typing, and states could not unify)
         # (and contiguous, so that every signal has one array type in the loop)
@@ -192,8 +298,8 @@ def _source(ops, kernels, slot_types) -> tuple[str, list[str]]:
                          else f"v{s} = t{s}.astype(np.{d.name})")
         return lines + [f"r{s}[k] = v{s}" for s in op.outs]
 
-    w += step_body(ops, read, lambda i, op: call(i, op, kernels[i].output),
-                   lambda i, op: call(i, op, kernels[i].update), store)
+    w += step_body(ops, read, lambda i, op: call(i, op, 0, rows(op)),
+                   lambda i, op: call(i, op, 1, f"x{op.state}"), store)
     states = ", ".join(f"x{op.state}" for _, op in stateful)
     w.append(f"    return ({states}{',' if len(stateful) == 1 else ''})")
     return "\n".join(w) + "\n", args
@@ -220,6 +326,13 @@ def compile_loop(ops, kernels, slot_types):
     return fn
 
 
+def _own(x):
+    """A writable, contiguous copy of a state (an array or a tuple of them)."""
+    if isinstance(x, tuple):
+        return tuple(_own(v) for v in x)
+    return np.array(x, order="C", copy=True) if isinstance(x, np.ndarray) else x
+
+
 def run_compiled(seg, kernels, ks: np.ndarray, bufs: list, states: dict, rec: dict, st):
     """Call a compiled loop with the current parameters, states and buffers."""
     ops = seg.ops
@@ -235,7 +348,12 @@ def run_compiled(seg, kernels, ks: np.ndarray, bufs: list, states: dict, rec: di
                 p = p.astype(dtype)
             elif isinstance(p, float) and dtype is not None and dtype.kind == "f":
                 p = dtype.type(p)
+            if isinstance(p, np.ndarray) and p.ndim == 0:  # element loops index p.flat
+                p = p.reshape(1)
             args.append(p)
+    for op, k in zip(ops, kernels, strict=True):
+        if op.state is not None and _forms(op, k)[1][1]:  # changed in place: a copy
+            states[op.state] = _own(states[op.state])
     args += [states[op.state] for op in stateful]
     args += [rec[s] for s in produced]
     out = seg.compiled(*args)

@@ -32,12 +32,26 @@ def _shift_corr(g: np.ndarray, v: np.ndarray, m: int) -> float:
     return float(np.vdot(g[m:], v[: T - m]))
 
 
-@kernel
+@kernel(allocates=False)
+def _delay_output_into(x, u, out):
+    for i in range(out.size):
+        out.flat[i] = x.flat[i]
+    return out
+
+
+@kernel(allocates=False)
+def _delay_update_into(x, u, out):  # out is x: the state becomes the input
+    for i in range(out.size):
+        out.flat[i] = u.flat[i]
+    return out
+
+
+@kernel(into=_delay_output_into)
 def delay_output(x, u):
     return x
 
 
-@kernel
+@kernel(into=_delay_update_into)
 def delay_update(x, u):
     return u
 
@@ -57,7 +71,37 @@ def fir_update(h, x, u):
     return np.concatenate((np.expand_dims(u, 0), x[:-1]))
 
 
-@kernel
+# z: (n, B, ...) contiguous, so z[i] is z.flat[i m : (i + 1) m] with m = z.size // n
+@kernel(allocates=False)
+def _filter_output_into(feed, x, u, out):
+    z, b0 = x[0], x[1]
+    if z.shape[0] == 0:
+        for e in range(out.size):
+            out.flat[e] = b0 * u.flat[e]
+    elif feed:
+        for e in range(out.size):
+            out.flat[e] = b0 * u.flat[e] + z.flat[e]
+    else:  # u is not read: no direct feedthrough
+        for e in range(out.size):
+            out.flat[e] = z.flat[e]
+    return out
+
+
+@kernel(allocates=False)
+def _filter_update_into(feed, x, u, out):  # out is x: z updated in place
+    z, b0, c, an1 = x
+    n, m = z.shape[0], u.size  # z.size == n m
+    if n == 0:
+        return x
+    for e in range(m):
+        z0, ue = z.flat[e], u.flat[e]
+        for i in range(n - 1):
+            z.flat[i * m + e] = c.flat[i] * ue - an1.flat[i] * z0 + z.flat[(i + 1) * m + e]
+        z.flat[(n - 1) * m + e] = c.flat[n - 1] * ue - an1.flat[n - 1] * z0
+    return x
+
+
+@kernel(into=_filter_output_into)
 def filter_output(feed, x, u):
     z, b0 = x[0], x[1]
     if z.shape[0] == 0:
@@ -67,7 +111,7 @@ def filter_output(feed, x, u):
     return z[0]  # u is not read: no direct feedthrough
 
 
-@kernel
+@kernel(into=_filter_update_into)
 def filter_update(feed, x, u):
     z, b0, c, an1 = x
     if z.shape[0] == 0:

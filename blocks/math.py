@@ -12,27 +12,48 @@ import numpy as np
 
 from blockflow.block import Block, sum_to
 from blockflow.errors import ParameterError
-from blockflow.kernels import Kernel, generated_kernel, kernel
+from blockflow.kernels import (
+    Kernel,
+    broadcast_at,
+    elementwise_into,
+    generated_kernel,
+    kernel,
+)
 from blockflow.types import SignalType, same_type
+
+
+def _flat_sum(args: list[str], terms: list[str], out: str = "out") -> str:
+    """The statements of an element loop ``out = sum of terms`` (for the compiled forms)."""
+    body = " + ".join(terms).replace("+ -", "- ")
+    return (f"    for i in range({out}.size):\n"
+            f"        {out}.flat[i] = {body}\n")
 
 
 def sum_output(signs: str):
     """``y = s_1 u_1 + s_2 u_2 + ...`` as a kernel written out for ``signs``: one array
-    operation per input, no multiplications by +-1."""
+    operation per input, no multiplications by +-1 (and its element loop, into ``out``)."""
     terms = [("-" if s == "-" else "") + f"u{i}" if i == 0 else f" {s} u{i}"
              for i, s in enumerate(signs)]
-    args = ", ".join(f"u{i}" for i in range(len(signs)))
+    args = [f"u{i}" for i in range(len(signs))]
     body = "".join(terms) if len(signs) > 1 or signs == "-" else "u0.copy()"
+    into = (f"def f({', '.join(args)}, out):\n"
+            + _flat_sum(args, [("-" if s == "-" else "") + f"u{i}.flat[i]"
+                               for i, s in enumerate(signs)]) + "    return out\n")
     key = "blocks.math.sum_" + signs.replace("+", "p").replace("-", "m")
-    return generated_kernel(key, f"def f({args}):\n    return {body}\n", "f", globals())
+    return generated_kernel(key, f"def f({', '.join(args)}):\n    return {body}\n", "f",
+                            globals(), into=into)
 
 
 def sum_vjp(n: int):
     """The reciprocal rule of an n-input Sum as a kernel: ``(s_1 dy, ..., s_n dy)``."""
     terms = ", ".join(f"signs[{i}] * dy" for i in range(n))
     ret = terms if n == 1 else f"({terms},)"
+    outs = ["out"] if n == 1 else [f"out[{i}]" for i in range(n)]
+    into = "def f(signs, dy, out):\n    for i in range(dy.size):\n" + "".join(
+        f"        {o}.flat[i] = signs[{j}] * dy.flat[i]\n" for j, o in enumerate(outs))
     return generated_kernel(f"blocks.math.sum_vjp{n}",
-                            f"def f(signs, dy):\n    return {ret}\n", "f", globals())
+                            f"def f(signs, dy):\n    return {ret}\n", "f", globals(),
+                            into=into + "    return out\n")
 
 
 class Sum(Block):
@@ -91,7 +112,14 @@ class Sum(Block):
         return {"signs": self.signs}
 
 
-@kernel
+@kernel(allocates=False)
+def _gain_into(K, u, out):
+    for i in range(out.size):
+        out.flat[i] = u.flat[i] * broadcast_at(K, out, i)
+    return out
+
+
+@kernel(into=_gain_into)
 def gain_elementwise(K, u):
     return u * K
 
@@ -275,18 +303,30 @@ class Product(Block):
 
 # name -> (f(a), f'(a) given a and the recorded output y)
 def _pair(name: str, f, df):
-    """``(f, df)`` as kernels, with the reciprocal rule ``dy f'(a)`` built from ``df``."""
+    """``(f, df)`` as kernels, with the reciprocal rule ``dy f'(a)`` built from ``df``.
+
+    ``f`` and ``df`` work on numbers as well as on arrays (and keep an array's dtype):
+    the compiled loops apply them element by element, into the signal's record row.
+    """
     f = kernel(f, name=f"blocks.math.{name}")
+    f.into = elementwise_into(f, 1, f"blocks.math.{name}.into")
     df = kernel(df, name=f"blocks.math.d{name}")
 
     def vjp(dy, a, y):
         return dy * df(a, y)
 
-    _VJP[name] = kernel(vjp, name=f"blocks.math.{name}_vjp")
+    rule = kernel(vjp, name=f"blocks.math.{name}_vjp")
+    rule.into = elementwise_into(rule, 3, f"blocks.math.{name}_vjp.into")
+    _VJP[name] = rule
     return f, df
 
 
 _VJP: dict[str, Callable] = {}
+
+
+@kernel
+def _zero(a):  # 0 in a's type, also for a = +-inf (a number or an array)
+    return a**0 - 1
 
 
 def _sigmoid(a):
@@ -297,14 +337,13 @@ def _sigmoid(a):
 ELEMENTWISE: dict[str, tuple[Callable, Callable]] = {
     "tanh": _pair("tanh", lambda a: np.tanh(a), lambda a, y: 1.0 - y * y),
     "sigmoid": _pair("sigmoid", _sigmoid, lambda a, y: y * (1.0 - y)),
-    "relu": _pair("relu", lambda a: np.maximum(a, np.zeros_like(a)),
-                  lambda a, y: (a > 0) * np.ones_like(a)),
-    "identity": _pair("identity", lambda a: a.copy(), lambda a, y: np.ones_like(a)),
-    "exp": _pair("exp", lambda a: np.exp(a), lambda a, y: y.copy()),
+    "relu": _pair("relu", lambda a: np.maximum(a, _zero(a)), lambda a, y: (a > 0) * a**0),
+    "identity": _pair("identity", lambda a: +a, lambda a, y: a**0),
+    "exp": _pair("exp", lambda a: np.exp(a), lambda a, y: +y),
     "sin": _pair("sin", lambda a: np.sin(a), lambda a, y: np.cos(a)),
     "cos": _pair("cos", lambda a: np.cos(a), lambda a, y: -np.sin(a)),
     "square": _pair("square", lambda a: a * a, lambda a, y: 2.0 * a),
-    "softplus": _pair("softplus", lambda a: np.logaddexp(np.zeros_like(a), a),
+    "softplus": _pair("softplus", lambda a: np.logaddexp(_zero(a), a),
                       lambda a, y: 0.5 + 0.5 * np.tanh(0.5 * a)),
 }
 

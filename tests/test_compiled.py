@@ -150,3 +150,105 @@ def test_inputs_shared_by_the_batch_stay_on_the_compiled_path():
         assert all(s.why_numpy is None for s in a.plan.segments if s.loop is not None)
         np.testing.assert_allclose(a["y"], simulate(m, {"r": r}, batch=batch,
                                                     backend="numpy")["y"], rtol=1e-12)
+
+
+def _broadcast_loop(K) -> Model:
+    """``e = r - z^-1 y``, ``y = tanh(K e)`` on (3, 4) samples, K broadcast against them."""
+    from blocks import Function, Gain, Sum, UnitDelay
+
+    m = Model("bcast")
+    r, y = m.add(Inport("r", shape=(3, 4)), Outport("y"))
+    e, k, f, z = m.add(Sum("+-", name="e"), Gain(K, name="k"), Function("tanh", name="f"),
+                       UnitDelay(0.25, name="z"))
+    m.connect(r, e.u1)
+    m.chain(e, k, f, y)
+    m.chain(f, z, e.u2)
+    return m
+
+
+@pytest.mark.parametrize("shape,per_member", [((), False), ((4,), False), ((), True),
+                                              ((4,), True)])
+def test_elementwise_parameters_broadcast_in_compiled_loops(shape, per_member):
+    # the element loops of the compiled path index K the way numpy broadcasts it: a
+    # scalar, a row of the sample, and one per batch member ((B, 1, 1) or (B, 1, 4))
+    K = 0.5 + np.arange(int(np.prod(shape))).reshape(shape) / 7.0
+    m = _broadcast_loop(K)
+    x = {"r": np.random.default_rng(3).standard_normal((30, 2, 3, 4))}
+    w = {"y": np.random.default_rng(4).standard_normal((30, 2, 3, 4))}
+    params = {"k.K": np.stack([K, 1.5 - K])} if per_member else None
+    res = {}
+    for backend in ("numpy", "numba"):
+        tr = simulate(m, x, backend=backend, params=params)
+        res[backend] = (tr, backward(m, trace=tr, dL_dy=w, params=params))
+    (a, ga), (b, gb) = res["numpy"], res["numba"]
+    assert all(s.why_numpy is None for s in b.plan.segments if s.loop is not None)
+    np.testing.assert_allclose(b["y"], a["y"], rtol=1e-12, atol=1e-14)
+    for k in ga.params:
+        np.testing.assert_allclose(gb.params[k], ga.params[k], rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(gb.inputs["r"], ga.inputs["r"], rtol=1e-12, atol=1e-14)
+
+
+def test_states_handed_to_a_compiled_loop_are_not_changed():
+    # compiled loops update their states in place, on their own copies: a state handed
+    # in (a stream's next chunk, linearize's operating point) stays the caller's
+    from blockflow.execute import run_plan
+
+    plan = compile(CATALOGUE["pid_loop"][0](), backend="numba")
+    x = np.random.default_rng(5).standard_normal((2, 20, 2))
+
+    def run(chunk, states):
+        bufs = [None] * len(plan.slot_types)
+        bufs[plan.inports["r"]] = x[chunk]
+        finals = run_plan(plan, 20, 2, bufs, states=states)
+        return bufs[plan.outports["y"]], finals
+
+    _, finals = run(0, None)
+    kept = {p: [np.copy(v) for v in (s if isinstance(s, tuple) else (s,))]
+            for p, s in finals.items()}
+    y1, _ = run(1, finals)
+    y2, _ = run(1, finals)
+    np.testing.assert_array_equal(y1, y2)
+    for p, s in finals.items():
+        for a, b in zip(s if isinstance(s, tuple) else (s,), kept[p], strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+INLINED = """
+import sys, numpy as np, os
+os.environ["BLOCKFLOW_BACKEND"] = "numba"
+from blockflow import simulate, backward
+from models import CATALOGUE
+out = {}
+for name in ("tanh_loop",):
+    build, make_inputs = CATALOGUE[name]
+    m = build()
+    tr = simulate(m, make_inputs(40, 3, seed=1))
+    assert all(s.why_numpy is None for s in tr.plan.segments if s.loop is not None)
+    g = backward(m, trace=tr, dL_dy={k: np.ones_like(v) for k, v in tr.outputs().items()})
+    out.update({f"{name}:y:{k}": v for k, v in tr.outputs().items()})
+    out.update({f"{name}:g:{k}": v for k, v in g.params.items()})
+np.savez(sys.argv[1], **out)
+"""
+
+
+def test_loops_with_kernels_inlined_give_the_same_numbers(tmp_path):
+    # the suite compiles kernels as calls (BLOCKFLOW_INLINE=0, half the compile time);
+    # users get them inlined into one function: the same numbers, in a fresh process
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, BLOCKFLOW_INLINE="1",
+               PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    subprocess.run([sys.executable, "-c", INLINED, str(tmp_path / "r.npz")], env=env,
+                   check=True)
+    got = np.load(tmp_path / "r.npz")
+    for name in ("tanh_loop",):
+        build, make_inputs = CATALOGUE[name]
+        m = build()
+        tr = simulate(m, make_inputs(40, 3, seed=1), backend="numpy")
+        g = backward(m, trace=tr, dL_dy={k: np.ones_like(v) for k, v in tr.outputs().items()})
+        for k, v in tr.outputs().items():
+            np.testing.assert_allclose(got[f"{name}:y:{k}"], v, rtol=1e-12, atol=1e-13)
+        for k, v in g.params.items():
+            np.testing.assert_allclose(got[f"{name}:g:{k}"], v, rtol=1e-12, atol=1e-12)
