@@ -13,9 +13,6 @@ os.environ.setdefault("BLOCKFLOW_BACKEND", "numpy")
 # are most of numba's compile time (-58 % at level 0), and they do not change IEEE
 # arithmetic (no fastmath); benchmarks and users keep numba's default level
 os.environ.setdefault("NUMBA_OPT", "0")
-# for the same reason kernels are called, not inlined, in the loops (half the compile
-# time; test_compiled.py runs the inlined loops the users get in one subprocess)
-os.environ.setdefault("BLOCKFLOW_INLINE", "0")
 # ... and they keep their compiled loops apart from the user's cache (which holds fully
 # optimised code for real runs and benchmarks)
 os.environ.setdefault("BLOCKFLOW_CACHE", os.path.join(
