@@ -11,6 +11,7 @@ Run: ``make bench`` (or ``.venv/bin/python bench/bench_gradient.py``).
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -63,6 +64,85 @@ def numpy_bptt(W, b, V, c, X, D):
             "out.W": dY.reshape(-1, 1).T @ Hs.reshape(-1, H), "out.b": dY.sum((0, 1))}
 
 
+def numba_bptt():
+    """The same BPTT hand-written for numba: explicit loops, nothing allocated per step
+    (the reference for the compiled path; JAX's lax.scan where JAX is installed)."""
+    from numba import njit
+
+    @njit(cache=True)
+    def run(W, b, V, c, X, D):
+        T, B, n = X.shape
+        H = W.shape[0]
+        Hs = np.zeros((T + 1, B, H))  # Hs[k + 1] = h(k), Hs[0] = h(-1) = 0
+        gW, gb = np.zeros_like(W), np.zeros_like(b)
+        gV, gc = np.zeros_like(V), np.zeros_like(c)
+        dY = np.empty((T, B, V.shape[0]))
+        for k in range(T):
+            for r in range(B):
+                for j in range(H):
+                    s = b[j]
+                    for i in range(n):
+                        s += W[j, i] * X[k, r, i]
+                    for i in range(H):
+                        s += W[j, n + i] * Hs[k, r, i]
+                    Hs[k + 1, r, j] = np.tanh(s)
+                for o in range(V.shape[0]):
+                    y = c[o]
+                    for j in range(H):
+                        y += V[o, j] * Hs[k + 1, r, j]
+                    dY[k, r, o] = -2.0 * (D[k, r, o] - y)
+        carry = np.zeros((B, H))
+        dz = np.empty(H)
+        for k in range(T - 1, -1, -1):
+            for r in range(B):
+                for j in range(H):
+                    d = carry[r, j]
+                    for o in range(V.shape[0]):
+                        d += dY[k, r, o] * V[o, j]
+                        gV[o, j] += dY[k, r, o] * Hs[k + 1, r, j]
+                    hj = Hs[k + 1, r, j]
+                    dz[j] = d * (1.0 - hj * hj)
+                for o in range(V.shape[0]):
+                    gc[o] += dY[k, r, o]
+                for i in range(H):
+                    carry[r, i] = 0.0
+                for j in range(H):
+                    gb[j] += dz[j]
+                    for i in range(n):
+                        gW[j, i] += dz[j] * X[k, r, i]
+                    for i in range(H):
+                        gW[j, n + i] += dz[j] * Hs[k, r, i]
+                        carry[r, i] += dz[j] * W[j, n + i]
+        return gW, gb, gV, gc
+
+    return run
+
+
+def jax_bptt(W, b, V, c, X, D):
+    """The same gradient by JAX's ``lax.scan`` (jitted), or ``None`` without JAX."""
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        return None
+    jax.config.update("jax_enable_x64", True)
+    n = X.shape[-1]
+
+    def loss(params, X, D):
+        W, b, V, c = params
+
+        def step(h, x):
+            h = jnp.tanh(x @ W[:, :n].T + h @ W[:, n:].T + b)
+            return h, h
+
+        _, Hs = jax.lax.scan(step, jnp.zeros((X.shape[1], W.shape[0])), X)
+        return jnp.sum((D - (Hs @ V.T + c)) ** 2)
+
+    g = jax.jit(jax.grad(loss))
+    args = ((W, b, V, c), X, D)
+    return lambda: jax.block_until_ready(g(*args))
+
+
 def bench_rnn(H, B, T=1000, n_in=4):
     m = rnn(n_in, H)
     rng = np.random.default_rng(0)
@@ -79,6 +159,27 @@ def bench_rnn(H, B, T=1000, n_in=4):
     print(f"tanh RNN H={H:3d} B={B:2d} T={T}: forward {1e3 * t_fwd:7.1f} ms | fwd+sweep "
           f"{1e3 * t_grad:7.1f} ms ({t_grad / t_fwd:4.2f}x forward) | numpy BPTT "
           f"{1e3 * t_np:7.1f} ms (blockflow {t_grad / t_np:4.2f}x) | max rel diff {err:.1e}")
+    if B > 1:
+        return
+    # the compiled path against hand-written compiled BPTT (numba; JAX where installed)
+    os.environ["BLOCKFLOW_BACKEND"] = "numba"
+    g = backward(m, {"x": X}, targets=D).params
+    err = max(np.abs(g[k] - ref[k]).max() / (np.abs(ref[k]).max() + 1e-300) for k in ref)
+    t_nb = best(lambda: backward(m, {"x": X}, targets=D), 5)
+    del os.environ["BLOCKFLOW_BACKEND"]
+    hand = numba_bptt()
+    args = (cell.W, cell.b, out.W, out.b, X, D)
+    hg = hand(*args)
+    assert np.allclose(hg[0], ref["cell.W"], rtol=1e-9, atol=1e-12)
+    t_hand = best(lambda: hand(*args), 5)
+    line = (f"  compiled: fwd+sweep {1e3 * t_nb:7.3f} ms | hand-written numba BPTT "
+            f"{1e3 * t_hand:7.3f} ms (blockflow {t_nb / t_hand:4.2f}x) | max rel diff {err:.1e}")
+    jx = jax_bptt(*args)
+    if jx is not None:
+        jx()
+        t_jax = best(jx, 5)
+        line += f" | JAX lax.scan {1e3 * t_jax:7.3f} ms (blockflow {t_nb / t_jax:4.2f}x)"
+    print(line)
 
 
 def numpy_fir_network(W1, b1, W2, b2, X, D):

@@ -190,6 +190,8 @@ def check_memory(plan, T: int, B: int) -> None:
             if b.stateful and b.memory and op.ins:
                 t = plan.slot_types[op.ins[0]]
                 lines += int(b.memory) * B * t.size * t.dtype.itemsize
+    if need + lines < 1 << 28:  # under 256 MiB: not worth asking the OS
+        return
     have = available_memory()
     if need + lines > 0.9 * have:
         gib = 1024.0**3

@@ -6,6 +6,7 @@ At run time every signal carries a leading batch axis, ``(B, *shape)`` per step 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -63,7 +64,7 @@ class SignalType:
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape, dtype=int))
+        return math.prod(self.shape)
 
     def zeros(self, *lead: int) -> np.ndarray:
         """An array of zeros with leading axes ``lead`` and this type's shape."""

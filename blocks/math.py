@@ -18,6 +18,7 @@ from blockflow.kernels import (
     elementwise_into,
     generated_kernel,
     kernel,
+    rows_matmul,
 )
 from blockflow.types import SignalType, same_type
 
@@ -124,17 +125,24 @@ def gain_elementwise(K, u):
     return u * K
 
 
+@kernel(allocates=False)
+def _matmul_into(M, u, out):  # out = u @ M, row by row
+    for i in range(out.size):
+        out.flat[i] = 0.0
+    return rows_matmul(u, M, out)
+
+
 @kernel
 def gain_matrix(K, u):
     return u @ K.T
 
 
-@kernel
+@kernel(into=_matmul_into)
 def gain_matrix_t(KT, u):  # the compiled form: K^T stored contiguous
     return u @ KT
 
 
-@kernel
+@kernel(into=_matmul_into)
 def gain_matrix_vjp(K, dy):
     return dy @ K
 

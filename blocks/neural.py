@@ -7,11 +7,11 @@ import scipy.special
 
 from blockflow.block import Block
 from blockflow.errors import ParameterError
-from blockflow.kernels import Kernel, generated_kernel, kernel
+from blockflow.kernels import Kernel, fill_rows, generated_kernel, kernel, rows_matmul
 from blockflow.types import SignalType
 
 from .discrete import fir_update
-from .math import ELEMENTWISE, _sigmoid, gain_matrix_t
+from .math import ELEMENTWISE, _matmul_into, _sigmoid, gain_matrix_t
 
 
 def _outer_sum(d: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -19,17 +19,31 @@ def _outer_sum(d: np.ndarray, a: np.ndarray) -> np.ndarray:
     return d.reshape(-1, d.shape[-1]).T @ a.reshape(-1, a.shape[-1])
 
 
-@kernel
+@kernel(allocates=False)
+def _dense_output_into(WT, b, u, out):
+    return rows_matmul(u, WT, fill_rows(b, out))
+
+
+@kernel(into=_dense_output_into)
 def dense_output(WT, b, u):
     return u @ WT + b
 
 
-@kernel
+@kernel(into=_matmul_into)
 def dense_vjp(W, dy):
     return dy @ W
 
 
-@kernel
+@kernel(allocates=False)
+def _rnn_output_into(WT, b, x, h, out):  # tanh([x, h] W^T + b) without the concatenation
+    n = x.shape[-1]
+    rows_matmul(h, WT[n:], rows_matmul(x, WT[:n], fill_rows(b, out)))
+    for i in range(out.size):
+        out.flat[i] = np.tanh(out.flat[i])
+    return out
+
+
+@kernel(into=_rnn_output_into)
 def rnn_output(WT, b, x, h):
     return np.tanh(np.concatenate((x, h), axis=-1) @ WT + b)
 
@@ -39,7 +53,26 @@ def rnn_jvp(WT, dx, dh, x, h, y):
     return (np.concatenate((dx, dh), axis=-1) @ WT) * (1.0 - y * y)
 
 
-@kernel
+@kernel(allocates=False)
+def _rnn_vjp_into(W, n, dh, x, h, y, out):  # [dx, dh_prev] = (dh (1 - y^2)) W, split
+    dx, dhp = out
+    H = W.shape[0]
+    for i in range(dx.size):
+        dx.flat[i] = 0.0
+    for i in range(dhp.size):
+        dhp.flat[i] = 0.0
+    for r in range(dh.size // H):
+        for j in range(H):
+            yj = y.flat[r * H + j]
+            d = dh.flat[r * H + j] * (1.0 - yj * yj)
+            for i in range(n):
+                dx.flat[r * n + i] += d * W[j, i]
+            for i in range(H):
+                dhp.flat[r * H + i] += d * W[j, n + i]
+    return out
+
+
+@kernel(into=_rnn_vjp_into)
 def rnn_vjp(W, n, dh, x, h, y):
     dxh = (dh * (1.0 - y * y)) @ W
     return dxh[..., :n], dxh[..., n:]

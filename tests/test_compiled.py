@@ -211,3 +211,37 @@ def test_states_handed_to_a_compiled_loop_are_not_changed():
     for p, s in finals.items():
         for a, b in zip(s if isinstance(s, tuple) else (s,), kept[p], strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+def _rnn_loop(dtype=np.float64) -> Model:
+    """An RNN cell whose state returns through a delay and a matrix gain; a Dense head."""
+    from blocks import Dense, Gain, RNNCell, UnitDelay
+
+    m = Model("rnn")
+    x, y = m.add(Inport("x", shape=(3,)), Outport("y"))
+    cell = m.add(RNNCell.random(3, 5, seed=1, name="cell"))
+    mix = m.add(Gain(np.eye(5) + 0.1 * np.random.default_rng(2).standard_normal((5, 5)),
+                     name="mix"))
+    m.connect(x, cell.x)
+    m.chain(cell, m.add(UnitDelay(np.full(5, 0.3), name="z")), mix, cell.h_prev)
+    m.chain(cell, m.add(Dense.random(5, 2, seed=3, name="out")), y)
+    return m.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
+def test_rnn_cells_and_matrix_gains_compile_in_loops(dtype, tol):
+    m = _rnn_loop(dtype)
+    rng = np.random.default_rng(6)
+    x = {"x": rng.standard_normal((25, 2, 3)).astype(dtype)}
+    w = {"y": rng.standard_normal((25, 2, 2)).astype(dtype)}
+    res = {}
+    for backend in ("numpy", "numba"):
+        tr = simulate(m, x, backend=backend)
+        res[backend] = (tr, backward(m, trace=tr, dL_dy=w))
+    (a, ga), (b, gb) = res["numpy"], res["numba"]
+    assert all(s.why_numpy is None for s in b.plan.segments if s.loop is not None)
+    assert b["y"].dtype == dtype
+    np.testing.assert_allclose(b["y"], a["y"], rtol=tol, atol=tol)
+    for k in ga.params:
+        np.testing.assert_allclose(gb.params[k], ga.params[k], rtol=tol, atol=tol, err_msg=k)
+    np.testing.assert_allclose(gb.inputs["x"], ga.inputs["x"], rtol=tol, atol=tol)
