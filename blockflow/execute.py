@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import logging
 import os
+from functools import partial
 
 import numpy as np
 
 from .block import as_tuple
 from .errors import BlockflowError, SimulationError
-from .kernels import AUTO_MIN_WORK, compile_loop, run_compiled
+from .kernels import AUTO_MIN_WORK, compile_loop, is_compiled, loop_name, run_compiled
 from .ops import SegmentKind
 from .rates import BASE as BASE_RATE
 from .rates import HOLD, SUM, hits_text, interval_sum, n_hits, place, sample
@@ -27,9 +28,12 @@ log = logging.getLogger(__name__)
 def make_loop(ops):
     """Generate the step function of one feedback loop (a list of plan ``Op``).
 
-    An op off the base rate runs only on its hits (``if`` on ``k``): between them its
-    outputs hold (or stay zero: impulses) and its state waits; an op that sums its
-    inputs over the held interval (a reciprocal in reversed time) accumulates them.
+    Each op calls its block's kernel with the parameters bound (:func:`step_functions`)
+    or, for a block without one, its ``output``/``update`` methods; a stateless kernel
+    takes no state argument.  An op off the base rate runs only on its hits (``if`` on
+    ``k``): between them its outputs hold (or stay zero: impulses) and its state waits;
+    an op that sums its inputs over the held interval (a reciprocal in reversed time)
+    accumulates them.
     """
     produced = [s for op in ops for s in op.outs]
     prod = set(produced)
@@ -49,8 +53,10 @@ def make_loop(ops):
         return f"v{s}" if s in prod else f"e{s}[k]"
 
     def call(i, op, fn):
-        x = f"x{op.state}" if op.state is not None else "None"
-        return f"{fn}{i}({', '.join([x] + step_args(i, op, read))})"
+        x = [f"x{op.state}"] if op.state is not None else [] if kernel[i] else ["None"]
+        return f"{fn}{i}({', '.join(x + step_args(i, op, read))})"
+
+    kernel = [op.block.kernel() is not None for op in ops]
 
     w += step_body(ops, read, lambda i, op: call(i, op, "f"), lambda i, op: call(i, op, "g"))
     if len(w) and w[-1] == "    for k in ks:":
@@ -61,6 +67,23 @@ def make_loop(ops):
     exec(source, namespace)  # noqa: S102 - source built from integers only
     namespace["loop"].source = source  # for inspection: plan.segments[i].loop.source
     return namespace["loop"]
+
+
+def step_functions(ops) -> tuple[list, list]:
+    """The output and update functions of a loop's ops for the numpy path: the block's
+    kernel with its current parameters bound (one call, no method layers), or its
+    ``output``/``update`` methods (see :func:`make_loop` for the call shapes)."""
+    outs, upds = [], []
+    for op in ops:
+        k = op.block.kernel()
+        if k is None:
+            outs.append(op.block.output)
+            upds.append(op.block.update if op.state is not None else None)
+        else:
+            outs.append(partial(k.output, *k.params) if k.params else k.output)
+            upds.append(None if op.state is None else
+                        partial(k.update, *k.params) if k.params else k.update)
+    return outs, upds
 
 
 def loop_accumulators(ops) -> list[tuple[int, int, int, bool]]:
@@ -204,12 +227,31 @@ def check_memory(plan, T: int, B: int) -> None:
 
 
 def _compiled(plan, seg, T: int) -> bool:
-    """Whether a loop runs compiled: it has a compiled form and the backend asks for it
-    (``"auto"``: when the loop has enough work to pay for compiling)."""
-    if seg.why_numpy is not None:
-        return False
+    """Whether a loop runs compiled: it has a compiled form and the backend asks for it.
+
+    ``"auto"`` compiles a loop when it is compiled already (in this process or in the
+    disk cache: it costs nothing), or when the work of all loops of its structure in the
+    plan (one compiled function serves them all) pays for compiling it.
+    """
     backend = plan.backend
-    return backend == "numba" or (backend == "auto" and T * len(seg.ops) >= AUTO_MIN_WORK)
+    if seg.why_numpy is not None or backend == "numpy":
+        return False
+    if backend == "numba" or seg.compiled is not None:
+        return True
+    names = _loop_names(plan)
+    twins = sum(n == names[id(seg)] for n in names.values())
+    return T * len(seg.ops) * twins >= AUTO_MIN_WORK or is_compiled(names[id(seg)])
+
+
+def _loop_names(plan) -> dict:
+    """The generated module name of every compilable loop of ``plan`` (made once)."""
+    names = getattr(plan, "_loop_names", None)
+    if names is None:
+        names = {id(seg): loop_name(seg.ops, [op.block.kernel() for op in seg.ops],
+                                    plan.slot_types)[0]
+                 for seg in plan.segments if seg.loop is not None and seg.why_numpy is None}
+        plan._loop_names = names
+    return names
 
 
 def _run_compiled(seg, ks, bufs, states, rec, st):
@@ -281,9 +323,7 @@ def run_plan(plan, T: int, B: int, bufs: list, *, reverse: bool = False,
                 if out is None:
                     if progress is not None:
                         ks = progress(ks, T)
-                    out = seg.loop(ks, bufs, [op.block.output for op in seg.ops],
-                                   [op.block.update if op.state is not None else None
-                                    for op in seg.ops], states, rec)
+                    out = seg.loop(ks, bufs, *step_functions(seg.ops), states, rec)
             except ValueError as e:
                 names = ", ".join(f"{op.path} ({type(op.block).__name__})" for op in seg.ops)
                 raise BlockflowError(

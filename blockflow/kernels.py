@@ -23,6 +23,7 @@ import inspect
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -275,8 +276,23 @@ def _forms(op, k) -> tuple:
     return (out or k.output, out is not None), (upd or k.update, upd is not None)
 
 
+def _local(ops, slot_types) -> tuple[list, dict]:
+    """The ops with slots and states numbered within the loop (produced slots in step
+    order, then the external ones in the plan's order; states in step order), so that
+    loops of the same structure (repeated subsystems) have one source, compiled once.
+    Argument positions are unchanged (:func:`_layout` orders both alike)."""
+    produced, external, stateful = _layout(ops)
+    slot = {s: i for i, s in enumerate(produced + external)}
+    state = {op.state: i for i, op in enumerate(stateful)}
+    local = [replace(op, ins=tuple(slot[s] for s in op.ins),
+                     outs=tuple(slot[s] for s in op.outs),
+                     state=None if op.state is None else state[op.state]) for op in ops]
+    return local, {slot[s]: slot_types[s] for s in slot}
+
+
 def _source(ops, kernels, slot_types) -> tuple[str, list[str]]:
     """The loop module's source and its argument names (in call order)."""
+    ops, slot_types = _local(ops, slot_types)
     produced, external, _ = _layout(ops)
     prod = set(produced)
     forms = [_forms(op, k) for op, k in zip(ops, kernels, strict=True)]
@@ -344,11 +360,24 @@ def _source(ops, kernels, slot_types) -> tuple[str, list[str]]:
     return "\n".join(w) + "\n", args
 
 
+def loop_name(ops, kernels, slot_types) -> tuple[str, str]:
+    """The generated module's name (a digest of its source) and its source."""
+    source, _ = _source(ops, kernels, slot_types)
+    return "bf_loop_" + hashlib.sha1(source.encode()).hexdigest()[:20], source
+
+
+def is_compiled(name: str) -> bool:
+    """Whether the loop ``name`` is compiled already: in this process, or in the disk
+    cache (numba's index next to the module), so that running it costs no compile."""
+    if name in sys.modules:
+        return True
+    return any((cache_dir() / "__pycache__").glob(f"{name}.loop-*.nbi"))
+
+
 def compile_loop(ops, kernels, slot_types):
     """The numba-compiled loop function (generated module, cached on disk)."""
     _register_all()
-    source, args = _source(ops, kernels, slot_types)
-    name = "bf_loop_" + hashlib.sha1(source.encode()).hexdigest()[:20]
+    name, source = loop_name(ops, kernels, slot_types)
     path = cache_dir() / f"{name}.py"
     if not path.exists() or path.read_text() != source:
         tmp = path.with_suffix(f".{os.getpid()}.tmp")

@@ -123,7 +123,8 @@ class Model(Block):
             self.blocks[b.name] = b
             self.graph.add_node(b.name, block=b)
         self._version += 1
-        self._types = propagate_types(self, start=[b.name for b in blocks], types=self._types)
+        self._types = propagate_types(self, start=[b.name for b in blocks], types=self._types,
+                                      inplace=True)
         return blocks[0] if len(blocks) == 1 else blocks
 
 
@@ -186,13 +187,12 @@ class Model(Block):
         self.graph.add_edge(s.block.name, d.block.name, src_port=s.port, dst_port=d.port)
         self._src[(d.block.name, d.port)] = (s.block.name, s.port)
         self._version += 1
-        try:
-            self._types = propagate_types(self, start=[d.block.name], types=self._types)
+        try:  # only what the new wire touches; put back as it was if it fails
+            propagate_types(self, start=[d.block.name], types=self._types, inplace=True)
         except SignalTypeError as e:
             self.graph.remove_edge(s.block.name, d.block.name,
                                    key=self._edge_key(s.block.name, d.block.name, d.port))
             del self._src[(d.block.name, d.port)]
-            self._types = propagate_types(self)
             raise SignalTypeError(f"connecting {s} -> {d}: {e}") from None
 
     def _edge_key(self, s: str, d: str, dst_port: str):
@@ -272,16 +272,52 @@ def feedthrough_graph(model) -> nx.DiGraph:
 
 
 def propagate_types(model, *, seeds: dict | None = None, start: Iterable[str] | None = None,
-                    types: dict | None = None) -> dict[PortKey, SignalType]:
+                    types: dict | None = None, inplace: bool = False
+                    ) -> dict[PortKey, SignalType]:
     """Infer every port type it can, by a worklist over the model's blocks.
 
     ``types`` maps ``(block, port)`` to types for input and output ports alike.  Starting
     from ``start`` (all blocks when omitted), each block infers its output types from its
     known input types; changed outputs queue their consumers.  Shapes may only go from
     unknown to known; dtypes may only widen (so feedback loops settle).
+
+    ``inplace=True`` updates ``types`` itself (what a new wire touches costs only its
+    own work, not a copy of every type) and puts it back as it was if inference fails.
     """
-    seeds = seeds or {}
-    types = {} if types is None else dict(types)
+    if inplace and types is not None:
+        undo: dict = {}
+        try:
+            return _propagate(model, seeds or {}, start, _Logged(types, undo))
+        except Exception:
+            for k, v in undo.items():
+                if v is _MISSING:
+                    types.pop(k, None)
+                else:
+                    types[k] = v
+            raise
+    return _propagate(model, seeds or {}, start, {} if types is None else dict(types))
+
+
+_MISSING = object()
+
+
+class _Logged(dict):
+    """A view of a types dict that records each key's first previous value (to undo)."""
+
+    def __init__(self, base: dict, undo: dict):
+        super().__init__()
+        self.base, self.undo = base, undo
+
+    def get(self, key, default=None):
+        return self.base.get(key, default)
+
+    def __setitem__(self, key, value):
+        if key not in self.undo:
+            self.undo[key] = self.base.get(key, _MISSING)
+        self.base[key] = value
+
+
+def _propagate(model, seeds: dict, start, types) -> dict[PortKey, SignalType]:
     g, blocks = model.graph, model.blocks
     queue = deque(blocks if start is None else start)
     queued = set(queue)
@@ -332,7 +368,7 @@ def propagate_types(model, *, seeds: dict | None = None, start: Iterable[str] | 
                 if data["src_port"] == p and d not in queued:
                     queue.append(d)
                     queued.add(d)
-    return types
+    return types.base if isinstance(types, _Logged) else types
 
 
 def _inport_type(b: Inport, outer: SignalType | None):

@@ -85,7 +85,7 @@ def delta_type(t: SignalType | None) -> SignalType | None:
     Floating signals keep their precision; integer and boolean signals get float64
     deltas (``dJ/du`` of an integer input is a real number, not a rounded one).
     """
-    if t is None or np.issubdtype(t.dtype, np.inexact):
+    if t is None or t.dtype.kind in "fc":  # inexact: float or complex
         return t
     return SignalType(t.shape, np.float64)
 
