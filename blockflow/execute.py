@@ -240,7 +240,8 @@ def _compiled(plan, seg, T: int) -> bool:
         return True
     names = _loop_names(plan)
     twins = sum(n == names[id(seg)] for n in names.values())
-    return T * len(seg.ops) * twins >= AUTO_MIN_WORK or is_compiled(names[id(seg)])
+    n = len(seg.ops)  # (compiling costs more per block in larger loops)
+    return T * n * twins >= AUTO_MIN_WORK * max(1.0, n / 20) or is_compiled(names[id(seg)])
 
 
 def _loop_names(plan) -> dict:
@@ -267,7 +268,8 @@ def _run_compiled(seg, ks, bufs, states, rec, st):
     except Exception as e:
         from numba.core.errors import NumbaError
 
-        if not isinstance(e, NumbaError | NotImplementedError):  # numba's, not the model's
+        # numba's errors (and its recursion on huge functions), not the model's
+        if not isinstance(e, NumbaError | NotImplementedError | RecursionError):
             raise
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         seg.why_numpy, seg.compiled = f"numba could not compile it: {first}", None
