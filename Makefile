@@ -24,6 +24,7 @@ docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 bench: $(STAMP)
+	$(PY) bench/bench_targets.py
 	$(PY) bench/bench_simulate.py
 	$(PY) bench/bench_gradient.py
 	$(PY) bench/bench_compiled.py

@@ -17,7 +17,14 @@ import numpy as np
 
 from .block import as_tuple
 from .errors import BlockflowError, SimulationError
-from .kernels import AUTO_MIN_WORK, compile_loop, is_compiled, loop_name, run_compiled
+from .kernels import (
+    AUTO_MAX_ELEMENTS,
+    AUTO_MIN_WORK,
+    compile_loop,
+    is_compiled,
+    loop_name,
+    run_compiled,
+)
 from .ops import SegmentKind
 from .rates import BASE as BASE_RATE
 from .rates import HOLD, SUM, hits_text, interval_sum, n_hits, place, sample
@@ -226,17 +233,24 @@ def check_memory(plan, T: int, B: int) -> None:
         )
 
 
-def _compiled(plan, seg, T: int) -> bool:
+def _compiled(plan, seg, T: int, B: int) -> bool:
     """Whether a loop runs compiled: it has a compiled form and the backend asks for it.
 
-    ``"auto"`` compiles a loop when it is compiled already (in this process or in the
-    disk cache: it costs nothing), or when the work of all loops of its structure in the
-    plan (one compiled function serves them all) pays for compiling it.
+    ``"auto"`` keeps loops over large signals (``B x size >= AUTO_MAX_ELEMENTS`` per
+    step) on the numpy path, whose array operations (BLAS products) amortise their call
+    cost there; it compiles any other loop that is compiled already (in this process or
+    in the disk cache: it costs nothing), or whose work, over all loops of its structure
+    in the plan (one compiled function serves them all), pays for compiling it.
     """
     backend = plan.backend
     if seg.why_numpy is not None or backend == "numpy":
         return False
-    if backend == "numba" or seg.compiled is not None:
+    if backend == "numba":
+        return True
+    st = plan.slot_types
+    if B * max(st[s].size for op in seg.ops for s in op.ins + op.outs) >= AUTO_MAX_ELEMENTS:
+        return False
+    if seg.compiled is not None:
         return True
     names = _loop_names(plan)
     twins = sum(n == names[id(seg)] for n in names.values())
@@ -320,7 +334,7 @@ def run_plan(plan, T: int, B: int, bufs: list, *, reverse: bool = False,
             ks = range(T - 1, -1, -1) if reverse else range(T)
             try:
                 out = None
-                if _compiled(plan, seg, T):
+                if _compiled(plan, seg, T, B):
                     out = _run_compiled(seg, ks, bufs, states, rec, st)
                 if out is None:
                     if progress is not None:

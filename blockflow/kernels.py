@@ -3,16 +3,21 @@
 A block's step equations are plain functions of ``(parameters..., [state,] inputs...)``
 with no attribute access inside, marked with :func:`kernel`.  The block's ``output`` /
 ``update`` call them on numpy arrays (the numpy path), and ``Block.kernel()`` hands the
-same functions and the current parameter values to the engine.  A feedback loop whose
-blocks all have kernels is generated as one Python module (straight-line calls inside a
-``for k`` loop), written to a cache directory keyed by its source, and compiled by numba
-with ``cache=True``: a second process loads the machine code instead of compiling again.
+same functions and the current parameter values to the engine.  A kernel may carry an
+``into`` form, the same equation writing into a given buffer (an element loop that
+allocates nothing).  A feedback loop whose blocks all have kernels is generated as one
+Python module (straight-line calls inside a ``for k`` loop; outputs written into their
+record rows, states updated in place; kernels inlined into small loops; no reference
+counting when nothing allocates), written to a cache directory keyed by its source, and
+compiled by numba with ``cache=True``: a second process loads the machine code instead
+of compiling again, and loops of one structure share one compiled function.
 
 Backends: ``"numpy"`` (always available), ``"numba"`` (needs numba) and ``"auto"`` (the
-default: numba for loops with enough work, ``T x blocks >= AUTO_MIN_WORK``, numpy for short
-runs, which would not pay back the compile time).  ``BLOCKFLOW_BACKEND`` sets the default.
-Parameters are read when a loop runs, never baked into the compiled code, so nothing can
-go stale.
+default: numba for loops compiled already or with enough work, ``T x blocks >=
+AUTO_MIN_WORK``; numpy for short runs, which would not pay back the compile time, and for
+large signals, where numpy's array operations are as fast; see ``execute._compiled``).
+``BLOCKFLOW_BACKEND`` sets the default.  Parameters are read when a loop runs, never
+baked into the compiled code, so nothing can go stale.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from .errors import SimulationError
 
 BACKENDS = ("auto", "numpy", "numba")
 AUTO_MIN_WORK = 200_000  # block-steps from which "auto" compiles a loop
+AUTO_MAX_ELEMENTS = 4096  # batch x samples per step from which "auto" keeps numpy's arrays
 # numba's compile time grows faster than linearly with the size of one function: ~1 s
 # at 10 blocks, 5 s at 60, 12 s at 100 (kernels called), 45 s at 300
 MAX_COMPILED_OPS = 120
