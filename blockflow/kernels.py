@@ -61,7 +61,9 @@ def kernel(fn: Callable | None = None, *, name: str | None = None,
 
     ``allocates=False`` promises that the function creates no array (element loops over
     ``.flat``, no ufuncs, no views kept): a loop calling only such functions is compiled
-    without numba's reference counting, which is most of a small loop's cost.
+    without numba's reference counting, which is most of a small loop's cost.  Array
+    parameters reach compiled kernels as arrays of at least one dimension (a 0-d one as
+    one element: read it as ``p.flat[0]``).
     """
 
     def mark(f):

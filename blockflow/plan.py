@@ -18,7 +18,7 @@ from .block import Block
 from .cache import cached
 from .errors import AlgebraicLoopError, SignalTypeError, SimulationError, WiringError
 from .execute import make_loop
-from .kernels import AUTO_MIN_WORK, loop_kernels, resolve_backend
+from .kernels import AUTO_MAX_ELEMENTS, AUTO_MIN_WORK, loop_kernels, resolve_backend
 from .model import Model, feedthrough_graph, propagate_types
 from .ops import Op, Segment, SegmentKind, TraceRead
 from .ports import Inport, Outport, Passthrough
@@ -136,8 +136,13 @@ class Plan:
             return "compiled (numba)"
         if self.backend == "numpy":
             return "numpy path (backend='numpy')"
-        return (f"compiled (numba) when T x {len(seg.ops)} blocks >= {AUTO_MIN_WORK}, "
-                "else numpy path")
+        n = len(seg.ops)
+        if seg.compiled is not None:
+            return "compiled (numba), for batch x samples per step < " \
+                f"{AUTO_MAX_ELEMENTS}, else numpy path (its BLAS products)"
+        return (f"compiled (numba) when it is in the disk cache or T x {n} blocks x loops "
+                f"of its structure >= {int(AUTO_MIN_WORK * max(1.0, n / 20))}, for batch x "
+                f"samples per step < {AUTO_MAX_ELEMENTS}; else numpy path")
 
 
 def compile(model: Model, mode: str = "auto",  # noqa: A001 - networkx-style name

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from blockflow import Block, Inport, Model, Outport, backward, compile, simulate
-from blockflow.kernels import numba_available
+from blockflow.kernels import Kernel, kernel, numba_available
 from models import CATALOGUE
 from models.closed_loop import tanh_loop
 
@@ -245,3 +245,52 @@ def test_rnn_cells_and_matrix_gains_compile_in_loops(dtype, tol):
     for k in ga.params:
         np.testing.assert_allclose(gb.params[k], ga.params[k], rtol=tol, atol=tol, err_msg=k)
     np.testing.assert_allclose(gb.inputs["x"], ga.inputs["x"], rtol=tol, atol=tol)
+
+
+@kernel(allocates=False)
+def _clip_into(c, u, out):
+    limit = c.flat[0]  # a 0-d parameter arrives as a 1-element array
+    for i in range(out.size):
+        out.flat[i] = min(max(u.flat[i], -limit), limit)
+    return out
+
+
+@kernel(into=_clip_into)
+def _clip(c, u):
+    return np.clip(u, -c, c)
+
+
+class Clip(Block):
+    """``y = clip(u, -c, c)``: a user's block with a kernel and its into form."""
+
+    def __init__(self, c, **kw):
+        super().__init__(**kw)
+        self.param("c", c, trainable=False)
+
+    def output(self, x, u):
+        return _clip(self.c, u)
+
+    def vjp(self, u, y, dy):
+        return dy * (np.abs(u[0]) < self.c)
+
+    def kernel(self):
+        return Kernel(_clip, params=(self.c,))
+
+
+def test_a_users_kernel_with_an_into_form_runs_in_the_compiled_loop():
+    from blocks import Sum, UnitDelay
+
+    m = Model("clipped")
+    r, y = m.add(Inport("r"), Outport("y"))
+    e, c, z = m.add(Sum("+-", name="e"), Clip(0.8, name="c"),
+                    UnitDelay(0.5, name="z"))
+    m.connect(r, e.u1)
+    m.chain(e, c, y)
+    m.chain(c, z, e.u2)
+    x = {"r": 2.0 * np.random.default_rng(7).standard_normal((40, 2))}
+    a, b = simulate(m, x, backend="numpy"), simulate(m, x, backend="numba")
+    seg = next(s for s in b.plan.segments if s.loop is not None)
+    assert seg.compiled is not None and "_clip_into" in seg.compiled.source
+    assert "_nrt=False" in seg.compiled.source  # every form allocation-free
+    np.testing.assert_allclose(b["y"], a["y"], rtol=1e-12, atol=0)
+    assert np.abs(a["y"]).max() == pytest.approx(0.8)
