@@ -91,6 +91,28 @@ def fir_layer_update(WT, b, x, u):
     return fir_update(WT, x, u)
 
 
+def _mlp_into(L: int) -> str:
+    """The MLP's forward rule as element loops into its rows ``(y, s_0, .., s_{L-1})``:
+    each activation computed once per element, as the next layer reads it."""
+    Ws = [f"W{i}T, b{i}" for i in range(L)]
+    w = [f"def f({', '.join(Ws)}, u, out):",
+         "    rows_matmul(u, W0T, fill_rows(b0, out[1]))"]
+    for i in range(1, L):
+        w += [f"    s, prev, WT = out[{i + 1}], out[{i}], W{i}T",
+              "    n, m = WT.shape[0], WT.shape[1]",
+              f"    fill_rows(b{i}, s)",
+              "    for r in range(s.size // m):",
+              "        for p in range(n):",
+              f"            a = act{i - 1}(prev.flat[r * n + p])",
+              "            for j in range(m):",
+              "                s.flat[r * m + j] += a * WT[p, j]"]
+    w += ["    y, last = out[0], out[" + str(L) + "]",
+          "    for e in range(y.size):",
+          f"        y.flat[e] = act{L - 1}(last.flat[e])",
+          "    return out"]
+    return "\n".join(w) + "\n"
+
+
 def mlp_kernels(acts: tuple) -> tuple:
     """An MLP's forward rule (``y``, then the pre-activations) and its reciprocal rule
     as kernels, written out for the layer activations ``acts``."""
@@ -115,7 +137,8 @@ def mlp_kernels(acts: tuple) -> tuple:
         tan += [f"    d = (d @ W{i}T) * dact{i}(s{i}, {a})"]
     tan.append("    return d")
     key = "blocks.neural.mlp_" + "_".join(acts)
-    return (generated_kernel(key, "\n".join(fwd) + "\n", "f", ns),
+    ns.update(fill_rows=fill_rows, rows_matmul=rows_matmul)
+    return (generated_kernel(key, "\n".join(fwd) + "\n", "f", ns, into=_mlp_into(L)),
             generated_kernel(key + "_vjp", "\n".join(back) + "\n", "f", dict(ns)),
             generated_kernel(key + "_jvp", "\n".join(tan) + "\n", "f", dict(ns)))
 

@@ -20,7 +20,8 @@ def mux_kernel(sizes) -> Callable:
                       for a, s in zip(args, sizes, strict=True))
     src = f"def f({', '.join(args)}):\n    return np.concatenate(({parts},), axis=1)\n"
     key = "blocks.routing.mux_" + "_".join(map(str, sizes))
-    return generated_kernel(key, src, "f", globals())
+    return generated_kernel(key, src, "f", globals(), into=_copy_loops(
+        f"def f({', '.join(args)}, out):", sizes, [(a, "out") for a in args], "mux"))
 
 
 def demux_kernel(sizes) -> Callable:
@@ -31,7 +32,25 @@ def demux_kernel(sizes) -> Callable:
         i += s
     ret = outs[0] if len(outs) == 1 else f"({', '.join(outs)},)"
     key = "blocks.routing.demux_" + "_".join(map(str, sizes))
-    return generated_kernel(key, f"def f(u):\n    return {ret}\n", "f", globals())
+    targets = ["out"] if len(sizes) == 1 else [f"out[{i}]" for i in range(len(sizes))]
+    return generated_kernel(key, f"def f(u):\n    return {ret}\n", "f", globals(),
+                            into=_copy_loops("def f(u, out):", sizes,
+                                             [("u", t) for t in targets], "demux"))
+
+
+def _copy_loops(head: str, sizes, pairs, kind: str) -> str:
+    """The element loops of a Mux (``pairs``: (part, "out")) or a Demux ((``"u"``, part)):
+    row ``r`` of part ``j`` is columns ``offset_j ..`` of row ``r`` of the whole."""
+    n, lines, off = sum(sizes), [head, "    for r in range(u_rows):"], 0
+    for (src, dst), w in zip(pairs, sizes, strict=True):
+        part, whole = (src, dst) if kind == "mux" else (dst, src)
+        a, b = (f"{part}.flat[r * {w} + i]", f"{whole}.flat[r * {n} + {off} + i]")
+        lines += [f"        for i in range({w}):",
+                  f"            {b if kind == 'mux' else a} = {a if kind == 'mux' else b}"]
+        off += w
+    whole = "out" if kind == "mux" else "u"
+    lines.insert(1, f"    u_rows = {whole}.size // {n}")
+    return "\n".join(lines) + "\n    return out\n"
 
 
 def _sizes(kind: str, sizes) -> list[int]:

@@ -294,3 +294,31 @@ def test_a_users_kernel_with_an_into_form_runs_in_the_compiled_loop():
     assert "_nrt=False" in seg.compiled.source  # every form allocation-free
     np.testing.assert_allclose(b["y"], a["y"], rtol=1e-12, atol=0)
     assert np.abs(a["y"]).max() == pytest.approx(0.8)
+
+
+def test_an_mlp_controller_in_a_loop_compiles_and_agrees():
+    # a 3-layer MLP (Mux of the reference and the delayed output in, a filter as plant):
+    # its forward form writes every layer into its rows; its reciprocal allocates
+    from blocks import MLP, Demux, DiscreteFilter, Mux, UnitDelay
+
+    m = Model("mlp_loop")
+    r, y = m.add(Inport("r"), Outport("y"))
+    mux = m.add(Mux(2, name="mux"))
+    net = m.add(MLP.random((2, 5, 4, 1), seed=4, name="net"))
+    plant = m.add(DiscreteFilter((0.3, 0.1), (1.0, -0.6), name="plant"))
+    m.connect(r, mux.u1)
+    m.chain(mux, net, m.add(Demux(1, name="u")), plant, y)
+    m.chain(plant, m.add(UnitDelay(0.0, shape=(), name="z")), mux.u2)
+    x = {"r": np.random.default_rng(8).standard_normal((30, 3))}
+    w = {"y": np.random.default_rng(9).standard_normal((30, 3))}
+    res = {}
+    for backend in ("numpy", "numba"):
+        tr = simulate(m, x, backend=backend)
+        res[backend] = (tr, backward(m, trace=tr, dL_dy=w))
+    (a, ga), (b, gb) = res["numpy"], res["numba"]
+    seg = next(s for s in b.plan.segments if s.loop is not None)
+    assert seg.compiled is not None and "_nrt=False" in seg.compiled.source
+    np.testing.assert_allclose(b["y"], a["y"], rtol=1e-12, atol=1e-14)
+    for k in ga.params:
+        np.testing.assert_allclose(gb.params[k], ga.params[k], rtol=1e-11, atol=1e-13,
+                                   err_msg=k)
