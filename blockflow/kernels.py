@@ -102,15 +102,21 @@ def broadcast_at(p, out, i):
 
 @kernel(allocates=False)
 def rows_matmul(u, M, out):
-    """``out[r] += u[r] @ M`` for every row ``r`` (the last axis) of ``u`` and ``out``:
-    the matrix product of the compiled forms, in place (no allocation; ``M`` is (n, m))."""
+    """``out[r] += u[r] @ M`` for every row ``r`` of ``u`` (B, n) and ``out`` (B, m): the
+    matrix product of the compiled forms, in place (no allocation; ``M`` is (n, m))."""
     n, m = M.shape[0], M.shape[1]
-    for r in range(out.size // m):
-        for j in range(m):  # one sum in a register per output element
-            s = out.flat[r * m + j]
+    for r in range(out.shape[0]):
+        if m < 16:  # narrow: one sum in a register per output element
+            for j in range(m):
+                s = out[r, j]
+                for i in range(n):
+                    s += u[r, i] * M[i, j]
+                out[r, j] = s
+        else:  # wide: along M's rows (contiguous, vectorised)
             for i in range(n):
-                s += u.flat[r * n + i] * M[i, j]
-            out.flat[r * m + j] = s
+                ui = u[r, i]
+                for j in range(m):
+                    out[r, j] += ui * M[i, j]
     return out
 
 
@@ -118,8 +124,9 @@ def rows_matmul(u, M, out):
 def fill_rows(b, out):
     """``out[r] = b`` for every row ``r`` (the last axis) of ``out``."""
     m = b.size
-    for i in range(out.size):
-        out.flat[i] = b.flat[i % m]
+    for r in range(out.size // m):
+        for j in range(m):
+            out.flat[r * m + j] = b.flat[j]
     return out
 
 
