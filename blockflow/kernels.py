@@ -347,7 +347,13 @@ def _source(ops, kernels, slot_types) -> tuple[str, list[str]]:
     # an input not computed yet in this step is one the block does not read in output()
     # (no feedthrough): it gets the last value bound to it, first this step's (still
     # empty) record row, of the same type
-    w[-2:-2] = [f"    v{s} = r{s}[0]" for s in produced]
+    # (only those: a variable bound before the loop too is one more phi for numba's SSA
+    # pass, whose cost grows quickly with a function's size)
+    done, early = set(), []
+    for op in ops:
+        early += [s for s in op.ins if s in prod and s not in done and s not in early]
+        done.update(op.outs)
+    w[-2:-2] = [f"    v{s} = r{s}[0]" for s in early]
     w[-2:-2] = [f"    a{i}_{j} = np.zeros_like({read(s) if s not in prod else f'r{s}'}[0])"
                 .replace("[k][0]", "[0]") for i, j, s, _ in loop_accumulators(ops)]
 
