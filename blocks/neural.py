@@ -143,7 +143,22 @@ def mlp_kernels(acts: tuple) -> tuple:
             generated_kernel(key + "_jvp", "\n".join(tan) + "\n", "f", dict(ns)))
 
 
-@kernel
+@kernel(allocates=False)
+def _lstm_output_into(WT, b, x, h, c_prev, out):  # rows (h, c, z): the gates from z
+    h_out, c_out, z = out
+    n, H = x.shape[-1], c_prev.shape[-1]
+    rows_matmul(h, WT[n:], rows_matmul(x, WT[:n], fill_rows(b, z)))
+    for r in range(z.shape[0]):
+        for j in range(H):
+            i, f = _sigmoid(z[r, j]), _sigmoid(z[r, H + j])
+            g, o = np.tanh(z[r, 2 * H + j]), _sigmoid(z[r, 3 * H + j])
+            c = f * c_prev[r, j] + i * g
+            c_out[r, j] = c
+            h_out[r, j] = o * np.tanh(c)
+    return out
+
+
+@kernel(into=_lstm_output_into)
 def lstm_output(WT, b, x, h, c_prev):
     z = np.concatenate((x, h), axis=-1) @ WT + b
     H = c_prev.shape[-1]
