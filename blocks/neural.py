@@ -185,7 +185,36 @@ def lstm_jvp(WT, dx, dh, dc_prev, x, h, c_prev, h_out, c_out, z):
     return lstm_tangent(np.concatenate((dx, dh), axis=-1) @ WT, dc_prev, c_prev, c_out, z)
 
 
-@kernel
+@kernel(allocates=False)
+def _lstm_vjp_into(W, n, dh, dc, x, h, c_prev, h_out, c_out, z, out):
+    # per unit j: the four gates' deltas, spread straight into [dx, dh_prev] through
+    # W's rows j, H + j, 2H + j, 3H + j (no (B, 4H) buffer)
+    dx, dhp, dcp = out
+    H = c_prev.shape[-1]
+    for r in range(dx.shape[0]):
+        for q in range(n):
+            dx[r, q] = 0.0
+        for q in range(H):
+            dhp[r, q] = 0.0
+        for j in range(H):
+            i, f = _sigmoid(z[r, j]), _sigmoid(z[r, H + j])
+            g, o = np.tanh(z[r, 2 * H + j]), _sigmoid(z[r, 3 * H + j])
+            tc = np.tanh(c_out[r, j])
+            d = dc[r, j] + dh[r, j] * o * (1.0 - tc * tc)
+            di, df = d * g * i * (1 - i), d * c_prev[r, j] * f * (1 - f)
+            dg, do = d * i * (1 - g * g), dh[r, j] * tc * o * (1 - o)
+            for q in range(n + H):
+                v = di * W[j, q] + df * W[H + j, q] + dg * W[2 * H + j, q] \
+                    + do * W[3 * H + j, q]
+                if q < n:
+                    dx[r, q] += v
+                else:
+                    dhp[r, q - n] += v
+            dcp[r, j] = d * f
+    return out
+
+
+@kernel(into=_lstm_vjp_into)
 def lstm_vjp(W, n, dh, dc, x, h, c_prev, h_out, c_out, z):
     H = c_prev.shape[-1]
     i, f = _sigmoid(z[..., :H]), _sigmoid(z[..., H:2 * H])
