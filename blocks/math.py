@@ -424,12 +424,26 @@ class Function(Block):
         return {"f": self.fname}
 
 
-@kernel
+@kernel(allocates=False)
+def _saturation_into(lower, upper, u, out):
+    for i in range(out.size):
+        out.flat[i] = np.minimum(np.maximum(u.flat[i], lower), upper)
+    return out
+
+
+@kernel(into=_saturation_into)
 def saturation(lower, upper, u):
     return np.minimum(np.maximum(u, lower), upper)
 
 
-@kernel
+@kernel(allocates=False)
+def _saturation_vjp_into(lower, upper, dy, u, y, out):
+    for i in range(out.size):
+        out.flat[i] = dy.flat[i] * ((u.flat[i] > lower) and (u.flat[i] < upper))
+    return out
+
+
+@kernel(into=_saturation_vjp_into)
 def saturation_vjp(lower, upper, dy, u, y):  # 1 inside the limits, 0 outside
     return dy * ((u > lower) & (u < upper))
 

@@ -326,3 +326,27 @@ def test_an_mlp_controller_in_a_loop_compiles_and_agrees():
     for k in ga.params:
         np.testing.assert_allclose(gb.params[k], ga.params[k], rtol=1e-11, atol=1e-13,
                                    err_msg=k)
+
+
+def test_a_saturating_loop_compiles_allocation_free_and_agrees():
+    from blocks import Gain, Saturation, Sum, UnitDelay
+
+    m = Model("saturating")
+    r, y = m.add(Inport("r"), Outport("y"))
+    e, k, s, z = m.add(Sum("+-", name="e"), Gain(3.0, name="k"),
+                       Saturation(-0.5, 0.7, name="s"), UnitDelay(0.2, name="z"))
+    m.connect(r, e.u1)
+    m.chain(e, k, s, y)
+    m.chain(s, z, e.u2)
+    x = {"r": np.random.default_rng(10).standard_normal((40, 3))}
+    w = {"y": np.random.default_rng(11).standard_normal((40, 3))}
+    res = {}
+    for backend in ("numpy", "numba"):
+        tr = simulate(m, x, backend=backend)
+        res[backend] = (tr, backward(m, trace=tr, dL_dy=w))
+    (a, ga), (b, gb) = res["numpy"], res["numba"]
+    assert all("_nrt=False" in s.compiled.source for s in b.plan.segments if s.loop is not None)
+    assert a["y"].min() == -0.5 and a["y"].max() == 0.7  # both limits are reached
+    np.testing.assert_allclose(b["y"], a["y"], rtol=1e-12, atol=0)
+    np.testing.assert_allclose(gb.params["k.K"], ga.params["k.K"], rtol=1e-12)
+    np.testing.assert_allclose(gb.inputs["r"], ga.inputs["r"], rtol=1e-12, atol=1e-15)
