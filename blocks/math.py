@@ -23,11 +23,10 @@ from blockflow.kernels import (
 from blockflow.types import SignalType, same_type
 
 
-def _flat_sum(args: list[str], terms: list[str], out: str = "out") -> str:
+def _flat_sum(terms: list[str]) -> str:
     """The statements of an element loop ``out = sum of terms`` (for the compiled forms)."""
     body = " + ".join(terms).replace("+ -", "- ")
-    return (f"    for i in range({out}.size):\n"
-            f"        {out}.flat[i] = {body}\n")
+    return f"    for i in range(out.size):\n        out.flat[i] = {body}\n"
 
 
 def sum_output(signs: str):
@@ -38,8 +37,8 @@ def sum_output(signs: str):
     args = [f"u{i}" for i in range(len(signs))]
     body = "".join(terms) if len(signs) > 1 or signs == "-" else "u0.copy()"
     into = (f"def f({', '.join(args)}, out):\n"
-            + _flat_sum(args, [("-" if s == "-" else "") + f"u{i}.flat[i]"
-                               for i, s in enumerate(signs)]) + "    return out\n")
+            + _flat_sum([("-" if s == "-" else "") + f"u{i}.flat[i]"
+                         for i, s in enumerate(signs)]) + "    return out\n")
     key = "blocks.math.sum_" + signs.replace("+", "p").replace("-", "m")
     return generated_kernel(key, f"def f({', '.join(args)}):\n    return {body}\n", "f",
                             globals(), into=into)

@@ -32,6 +32,15 @@ def _both(monkeypatch, name, dtype=np.float64, T=40):
     return out
 
 
+def _on_both_paths(m, x, w, params=None):
+    """``(trace, gradients)`` of ``m`` on the numpy path, then on the compiled path."""
+    out = []
+    for backend in ("numpy", "numba"):
+        tr = simulate(m, x, backend=backend, params=params)
+        out.append((tr, backward(m, trace=tr, dL_dy=w, params=params)))
+    return out
+
+
 @pytest.mark.parametrize("name", LOOPED)
 def test_compiled_loops_give_the_numpy_numbers(monkeypatch, name):
     res = _both(monkeypatch, name)
@@ -180,11 +189,7 @@ def test_elementwise_parameters_broadcast_in_compiled_loops(shape, per_member):
     x = {"r": np.random.default_rng(3).standard_normal((30, 2, 3, 4))}
     w = {"y": np.random.default_rng(4).standard_normal((30, 2, 3, 4))}
     params = {"k.K": np.stack([K, 1.5 - K])} if per_member else None
-    res = {}
-    for backend in ("numpy", "numba"):
-        tr = simulate(m, x, backend=backend, params=params)
-        res[backend] = (tr, backward(m, trace=tr, dL_dy=w, params=params))
-    (a, ga), (b, gb) = res["numpy"], res["numba"]
+    (a, ga), (b, gb) = _on_both_paths(m, x, w, params)
     assert all(s.why_numpy is None for s in b.plan.segments if s.loop is not None)
     np.testing.assert_allclose(b["y"], a["y"], rtol=1e-12, atol=1e-14)
     for k in ga.params:
@@ -238,11 +243,7 @@ def test_rnn_cells_and_matrix_gains_compile_in_loops(dtype, tol):
     rng = np.random.default_rng(6)
     x = {"x": rng.standard_normal((25, 2, 3)).astype(dtype)}
     w = {"y": rng.standard_normal((25, 2, 2)).astype(dtype)}
-    res = {}
-    for backend in ("numpy", "numba"):
-        tr = simulate(m, x, backend=backend)
-        res[backend] = (tr, backward(m, trace=tr, dL_dy=w))
-    (a, ga), (b, gb) = res["numpy"], res["numba"]
+    (a, ga), (b, gb) = _on_both_paths(m, x, w)
     assert all(s.why_numpy is None for s in b.plan.segments if s.loop is not None)
     assert b["y"].dtype == dtype
     np.testing.assert_allclose(b["y"], a["y"], rtol=tol, atol=tol)
@@ -315,11 +316,7 @@ def test_an_mlp_controller_in_a_loop_compiles_and_agrees():
     m.chain(plant, m.add(UnitDelay(0.0, shape=(), name="z")), mux.u2)
     x = {"r": np.random.default_rng(8).standard_normal((30, 3))}
     w = {"y": np.random.default_rng(9).standard_normal((30, 3))}
-    res = {}
-    for backend in ("numpy", "numba"):
-        tr = simulate(m, x, backend=backend)
-        res[backend] = (tr, backward(m, trace=tr, dL_dy=w))
-    (a, ga), (b, gb) = res["numpy"], res["numba"]
+    (a, ga), (b, gb) = _on_both_paths(m, x, w)
     seg = next(s for s in b.plan.segments if s.loop is not None)
     assert seg.compiled is not None and "_nrt=False" in seg.compiled.source
     np.testing.assert_allclose(b["y"], a["y"], rtol=1e-12, atol=1e-14)
@@ -340,11 +337,7 @@ def test_a_saturating_loop_compiles_allocation_free_and_agrees():
     m.chain(s, z, e.u2)
     x = {"r": np.random.default_rng(10).standard_normal((40, 3))}
     w = {"y": np.random.default_rng(11).standard_normal((40, 3))}
-    res = {}
-    for backend in ("numpy", "numba"):
-        tr = simulate(m, x, backend=backend)
-        res[backend] = (tr, backward(m, trace=tr, dL_dy=w))
-    (a, ga), (b, gb) = res["numpy"], res["numba"]
+    (a, ga), (b, gb) = _on_both_paths(m, x, w)
     assert all("_nrt=False" in s.compiled.source for s in b.plan.segments if s.loop is not None)
     assert a["y"].min() == -0.5 and a["y"].max() == 0.7  # both limits are reached
     np.testing.assert_allclose(b["y"], a["y"], rtol=1e-12, atol=0)
