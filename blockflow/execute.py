@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from functools import partial
 
 import numpy as np
@@ -252,21 +253,21 @@ def _compiled(plan, seg, T: int, B: int) -> bool:
         return False
     if seg.compiled is not None:
         return True
-    names = _loop_names(plan)
-    twins = sum(n == names[id(seg)] for n in names.values())
-    n = len(seg.ops)  # (compiling costs more per block in larger loops)
-    return T * n * twins >= AUTO_MIN_WORK * max(1.0, n / 20) or is_compiled(names[id(seg)])
+    names, twins = _loop_names(plan)
+    name, n = names[id(seg)], len(seg.ops)  # (compiling costs more in larger loops)
+    return T * n * twins[name] >= AUTO_MIN_WORK * max(1.0, n / 20) or is_compiled(name)
 
 
-def _loop_names(plan) -> dict:
-    """The generated module name of every compilable loop of ``plan`` (made once)."""
-    names = getattr(plan, "_loop_names", None)
-    if names is None:
+def _loop_names(plan) -> tuple[dict, Counter]:
+    """The generated module name of every compilable loop of ``plan``, and how many
+    loops share each (made once per plan)."""
+    known = getattr(plan, "_loop_names", None)
+    if known is None:
         names = {id(seg): loop_name(seg.ops, [op.block.kernel() for op in seg.ops],
                                     plan.slot_types)[0]
                  for seg in plan.segments if seg.loop is not None and seg.why_numpy is None}
-        plan._loop_names = names
-    return names
+        known = plan._loop_names = (names, Counter(names.values()))
+    return known
 
 
 def _run_compiled(seg, ks, bufs, states, rec, st):
