@@ -56,7 +56,30 @@ def delay_update(x, u):
     return u
 
 
-@kernel
+@kernel(allocates=False)
+def _fir_output_into(h, x, u, out):  # x: (M, B, ...) past inputs, x[m - 1] = u(k - m)
+    n = out.size
+    for e in range(n):
+        y = h[0] * u.flat[e]
+        for m in range(1, h.shape[0]):
+            y += h[m] * x.flat[(m - 1) * n + e]
+        out.flat[e] = y
+    return out
+
+
+@kernel(allocates=False)
+def _fir_update_into(h, x, u, out):  # out is x: the delay line shifts by one, in place
+    n = u.size
+    for m in range(x.shape[0] - 1, 0, -1):
+        for e in range(n):
+            x.flat[m * n + e] = x.flat[(m - 1) * n + e]
+    if x.shape[0] > 0:
+        for e in range(n):
+            x.flat[e] = u.flat[e]
+    return x
+
+
+@kernel(into=_fir_output_into)
 def fir_output(h, x, u):  # y = h[0] u + sum_m h[m] u(k-m), the past inputs held in x
     y = h[0] * u
     for m in range(1, h.shape[0]):
@@ -64,7 +87,7 @@ def fir_output(h, x, u):  # y = h[0] u + sum_m h[m] u(k-m), the past inputs held
     return y
 
 
-@kernel
+@kernel(into=_fir_update_into)
 def fir_update(h, x, u):
     if x.shape[0] == 0:
         return x

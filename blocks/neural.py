@@ -10,7 +10,7 @@ from blockflow.errors import ParameterError
 from blockflow.kernels import Kernel, fill_rows, generated_kernel, kernel, rows_matmul
 from blockflow.types import SignalType
 
-from .discrete import fir_update
+from .discrete import _fir_update_into, fir_update
 from .math import ELEMENTWISE, _matmul_into, _sigmoid, gain_matrix_t
 
 
@@ -78,7 +78,15 @@ def rnn_vjp(W, n, dh, x, h, y):
     return dxh[..., :n], dxh[..., n:]
 
 
-@kernel
+@kernel(allocates=False)
+def _fir_layer_output_into(WT, b, x, u, out):  # out = u W0^T + b + sum_m x[m-1] Wm^T
+    rows_matmul(u, WT[0], fill_rows(b, out))
+    for m in range(1, WT.shape[0]):
+        rows_matmul(x[m - 1], WT[m], out)
+    return out
+
+
+@kernel(into=_fir_layer_output_into)
 def fir_layer_output(WT, b, x, u):  # y = sum_m W[m] u(k-m) + b, past inputs held in x
     y = u @ WT[0] + b
     for m in range(1, WT.shape[0]):
@@ -86,7 +94,12 @@ def fir_layer_output(WT, b, x, u):  # y = sum_m W[m] u(k-m) + b, past inputs hel
     return y
 
 
-@kernel
+@kernel(allocates=False)
+def _fir_layer_update_into(WT, b, x, u, out):
+    return _fir_update_into(WT, x, u, out)
+
+
+@kernel(into=_fir_layer_update_into)
 def fir_layer_update(WT, b, x, u):
     return fir_update(WT, x, u)
 
