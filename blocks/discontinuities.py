@@ -15,12 +15,28 @@ from blockflow.errors import ParameterError
 from blockflow.kernels import Kernel, kernel
 
 
-@kernel
+@kernel(allocates=False)
+def _dead_zone_into(start, end, u, out):
+    for i in range(out.size):
+        v = u.flat[i]
+        out.flat[i] = v - end if v > end else (v - start if v < start else 0.0 * v)
+    return out
+
+
+@kernel(allocates=False)
+def _dead_zone_vjp_into(start, end, dy, u, y, out):
+    for i in range(out.size):
+        v = u.flat[i]
+        out.flat[i] = dy.flat[i] * ((v > end) or (v < start))
+    return out
+
+
+@kernel(into=_dead_zone_into)
 def dead_zone(start, end, u):
     return np.where(u > end, u - end, np.where(u < start, u - start, 0.0 * u))
 
 
-@kernel
+@kernel(into=_dead_zone_vjp_into)
 def dead_zone_vjp(start, end, dy, u, y):  # 1 outside the zone, 0 inside
     return dy * ((u > end) | (u < start))
 
@@ -63,7 +79,14 @@ class DeadZone(Block):
         return {"start": self.start, "end": self.end}
 
 
-@kernel
+@kernel(allocates=False)
+def _quantize_into(q, u, out):
+    for i in range(out.size):
+        out.flat[i] = q * np.round(u.flat[i] / q)
+    return out
+
+
+@kernel(into=_quantize_into)
 def quantize(q, u):
     return q * np.round(u / q)
 
@@ -97,13 +120,33 @@ class Quantizer(Block):
         return {"interval": self.interval}
 
 
-@kernel
+@kernel(allocates=False)
+def _relay_output_into(on_at, off_at, on, off, x, u, out):
+    for i in range(out.size):
+        v = u.flat[i]
+        s = 1.0 if v >= on_at else (0.0 if v <= off_at else x.flat[i])
+        out.flat[i] = s * on + (1.0 - s) * off
+    return out
+
+
+@kernel(allocates=False)
+def _relay_update_into(on_at, off_at, on, off, x, u, out):  # out is x: switched in place
+    for i in range(x.size):
+        v = u.flat[i]
+        if v >= on_at:
+            x.flat[i] = 1.0
+        elif v <= off_at:
+            x.flat[i] = 0.0
+    return x
+
+
+@kernel(into=_relay_output_into)
 def relay_output(on_at, off_at, on, off, x, u):  # x: 1.0 where the relay is on
     state = np.where(u >= on_at, 1.0, np.where(u <= off_at, 0.0, x))
     return state * on + (1.0 - state) * off
 
 
-@kernel
+@kernel(into=_relay_update_into)
 def relay_update(on_at, off_at, on, off, x, u):
     return np.where(u >= on_at, 1.0, np.where(u <= off_at, 0.0, x)).astype(x.dtype)
 

@@ -160,13 +160,34 @@ class Demux(Block):
 
 
 
-@kernel
+@kernel(allocates=False)
+def _switch_into(threshold, strict, u1, u2, u3, out):
+    for i in range(out.size):
+        c = u2.flat[i]
+        out.flat[i] = u1.flat[i] if (c > threshold if strict else c >= threshold) \
+            else u3.flat[i]
+    return out
+
+
+@kernel(allocates=False)
+def _switch_vjp_into(threshold, strict, dy, u1, u2, u3, y, out):
+    d1, d2, d3 = out
+    for i in range(dy.size):
+        c, d = u2.flat[i], dy.flat[i]
+        on = c > threshold if strict else c >= threshold
+        d1.flat[i] = d if on else 0.0 * d
+        d2.flat[i] = 0.0 * d
+        d3.flat[i] = 0.0 * d if on else d
+    return out
+
+
+@kernel(into=_switch_into)
 def switch(threshold, strict, u1, u2, u3):
     on = u2 > threshold if strict else u2 >= threshold
     return np.where(on, u1, u3)
 
 
-@kernel
+@kernel(into=_switch_vjp_into)
 def switch_vjp(threshold, strict, dy, u1, u2, u3, y):  # the control input gets none
     on = u2 > threshold if strict else u2 >= threshold
     return dy * on, 0.0 * dy, dy * ~on
