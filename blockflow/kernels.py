@@ -48,16 +48,14 @@ _REGISTERED: set = set()
 
 
 def kernel(fn: Callable | None = None, *, name: str | None = None,
-           into: Callable | bool | None = None, allocates: bool = True):
+           into: Callable | None = None, allocates: bool = True):
     """Mark a step-equation function as a kernel: plain Python for numpy, compiled by
     numba inside generated loops.  ``name`` gives closures a stable key.
 
     ``into`` is the same equation writing its result into a given buffer, the form the
     compiled loops call (no array is allocated per step): ``into(*args, out)`` fills
     ``out`` (an output's record row, a tuple of rows for several outputs, or the state
-    itself for an update, which it then changes in place) and returns it.  ``True``
-    says the function itself takes a trailing ``out=None`` (ufuncs with ``out``, which
-    allocate when it is ``None``).
+    itself for an update, which it then changes in place) and returns it.
 
     ``allocates=False`` promises that the function creates no array (element loops over
     ``.flat``, no ufuncs, no views kept): a loop calling only such functions is compiled
@@ -71,9 +69,7 @@ def kernel(fn: Callable | None = None, *, name: str | None = None,
         _KERNELS[key] = f
         f.kernel_key = key
         f.allocates = allocates
-        if into is True:
-            f.into = f
-        elif into is not None:
+        if into is not None:
             f.into = into if hasattr(into, "kernel_key") else kernel(into, name=key + ".into")
         return f
 
@@ -181,11 +177,10 @@ def loop_kernels(ops) -> tuple[list[Kernel] | None, str | None]:
 
 
 def generated_kernel(key: str, source: str, fname: str, namespace: dict,
-                     into: str | bool | None = None) -> Callable:
+                     into: str | None = None) -> Callable:
     """A kernel written for one configuration (an arity, a list of widths) from source,
     made once per process under the stable name ``key``; ``into`` is the source of its
-    form writing into ``out`` (an element loop, which allocates nothing), or ``True``:
-    the function takes ``out=None`` itself."""
+    form writing into ``out`` (an element loop, which allocates nothing)."""
     f = _KERNELS.get(key)
     if f is None:
         exec(source, namespace)  # noqa: S102 - source built by the library from integers
