@@ -32,6 +32,11 @@ from .rates import HOLD, SUM, hits_text, interval_sum, n_hits, place, sample
 
 log = logging.getLogger(__name__)
 
+#: block-steps each loop structure (its generated module's name) has run on the numpy
+#: path in this process under ``"auto"``: repeated short runs (training epochs, sweeps)
+#: add up until compiling pays
+NUMPY_WORK: Counter = Counter()
+
 
 def make_loop(ops):
     """Generate the step function of one feedback loop (a list of plan ``Op``).
@@ -240,8 +245,11 @@ def _compiled(plan, seg, T: int, B: int) -> bool:
     ``"auto"`` keeps loops over large signals (``B x size >= AUTO_MAX_ELEMENTS`` per
     step) on the numpy path, whose array operations (BLAS products) amortise their call
     cost there; it compiles any other loop that is compiled already (in this process or
-    in the disk cache: it costs nothing), or whose work, over all loops of its structure
-    in the plan (one compiled function serves them all), pays for compiling it.
+    in the disk cache: it costs nothing), or whose work pays for compiling it: this
+    run's, over all loops of its structure in the plan (one compiled function serves
+    them all), with what loops of that structure ran on the numpy path before in this
+    process (:data:`NUMPY_WORK`: a controller trained for many short epochs compiles
+    after the first few).
     """
     backend = plan.backend
     if seg.why_numpy is not None or backend == "numpy":
@@ -255,7 +263,11 @@ def _compiled(plan, seg, T: int, B: int) -> bool:
         return True
     names, twins = _loop_names(plan)
     name, n = names[id(seg)], len(seg.ops)  # (compiling costs more in larger loops)
-    return T * n * twins[name] >= AUTO_MIN_WORK * max(1.0, n / 20) or is_compiled(name)
+    work = NUMPY_WORK[name] + T * n * twins[name]
+    if work >= AUTO_MIN_WORK * max(1.0, n / 20) or is_compiled(name):
+        return True
+    NUMPY_WORK[name] += T * n  # this loop's run, on the numpy path
+    return False
 
 
 def _loop_names(plan) -> tuple[dict, Counter]:

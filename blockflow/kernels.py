@@ -14,8 +14,9 @@ of compiling again, and loops of one structure share one compiled function.
 
 Backends: ``"numpy"`` (always available), ``"numba"`` (needs numba) and ``"auto"`` (the
 default: numba for loops compiled already or with enough work, ``T x blocks >=
-AUTO_MIN_WORK``; numpy for short runs, which would not pay back the compile time, and for
-large signals, where numpy's array operations are as fast; see ``execute._compiled``).
+AUTO_MIN_WORK`` over the process's runs; numpy for short runs, which would not pay back
+the compile time, and for large signals, where numpy's array operations are as fast; see
+``execute._compiled``).
 ``BLOCKFLOW_BACKEND`` sets the default.  Parameters are read when a loop runs, never
 baked into the compiled code, so nothing can go stale.
 """

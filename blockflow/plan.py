@@ -141,8 +141,9 @@ class Plan:
             return "compiled (numba), for batch x samples per step < " \
                 f"{AUTO_MAX_ELEMENTS}, else numpy path (its BLAS products)"
         return (f"compiled (numba) when it is in the disk cache or T x {n} blocks x loops "
-                f"of its structure >= {int(AUTO_MIN_WORK * max(1.0, n / 20))}, for batch x "
-                f"samples per step < {AUTO_MAX_ELEMENTS}; else numpy path")
+                f"of its structure, over this process's runs, reaches "
+                f"{int(AUTO_MIN_WORK * max(1.0, n / 20))}, for batch x samples per step < "
+                f"{AUTO_MAX_ELEMENTS}; else numpy path")
 
 
 def compile(model: Model, mode: str = "auto",  # noqa: A001 - networkx-style name

@@ -369,3 +369,32 @@ def test_fir_delay_lines_in_loops_compile_allocation_free_and_agree():
     for k in ga.params:
         np.testing.assert_allclose(gb.params[k], ga.params[k], rtol=1e-11, atol=1e-13,
                                    err_msg=k)
+
+
+def test_auto_compiles_once_repeated_short_runs_have_done_enough_work(monkeypatch):
+    """``auto`` counts the work a loop structure has done on the numpy path in this
+    process: short runs (training epochs) compile once together they pay; a large
+    signal stays on numpy's array operations whatever the work."""
+    from blockflow import execute
+
+    compiled = []
+
+    def record(seg, ks, bufs, states, rec, st):
+        compiled.append(len(ks))
+        return None  # (then the numpy path runs, as when numba cannot compile a loop)
+
+    monkeypatch.setattr(execute, "_run_compiled", record)
+    monkeypatch.setattr(execute, "is_compiled", lambda name: False)
+    monkeypatch.setattr(execute, "NUMPY_WORK", execute.Counter())
+    monkeypatch.setattr(execute, "AUTO_MIN_WORK", 1000)
+    m = tanh_loop()
+    n = len(next(s for s in compile(m).segments if s.loop is not None).ops)
+    runs = -(-1000 // (25 * n))  # runs of 25 steps until their work reaches 1,000
+    for i in range(runs):
+        simulate(m, {"r": np.ones((25, 1))}, backend="auto")
+        assert compiled == ([] if i < runs - 1 else [25]), (i, runs, compiled)
+    assert "over this process's runs" in compile(m, backend="auto").describe()
+    compiled.clear()
+    wide = 1 + execute.AUTO_MAX_ELEMENTS  # batch x samples past the limit: numpy
+    simulate(m, {"r": np.ones((25, wide))}, backend="auto")
+    assert compiled == []
