@@ -427,6 +427,13 @@ def _own(x):
     return np.array(x, order="C", copy=True) if isinstance(x, np.ndarray) else x
 
 
+def _contiguous(x):
+    """A state as C-contiguous arrays (copied only where it is not)."""
+    if isinstance(x, tuple):
+        return tuple(_contiguous(v) for v in x)
+    return np.ascontiguousarray(x) if isinstance(x, np.ndarray) else x
+
+
 def run_compiled(seg, kernels, ks: np.ndarray, bufs: list, states: dict, rec: dict, st):
     """Call a compiled loop with the current parameters, states and buffers."""
     ops = seg.ops
@@ -446,8 +453,10 @@ def run_compiled(seg, kernels, ks: np.ndarray, bufs: list, states: dict, rec: di
                 p = p.reshape(1)
             args.append(p)
     for op, k in zip(ops, kernels, strict=True):
-        if op.state is not None and _forms(op, k)[1][1]:  # changed in place: a copy
-            states[op.state] = _own(states[op.state])
+        if op.state is not None:  # changed in place: a copy; else contiguous (one type
+            # per state in the loop: a block's init_state may return any layout)
+            x = states[op.state]
+            states[op.state] = _own(x) if _forms(op, k)[1][1] else _contiguous(x)
     args += [states[op.state] for op in stateful]
     args += [rec[s] for s in produced]
     out = seg.compiled(*args)

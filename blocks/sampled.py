@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from blockflow.block import Block
 from blockflow.errors import ParameterError
 from blockflow.kernels import Kernel
@@ -50,8 +52,8 @@ class PeriodGain(Block):
     def vjp(self, u, y, dy):
         return gain_elementwise(self.gain(), dy)
 
-    def kernel(self):
-        return Kernel(gain_elementwise, params=(self.gain(),))
+    def kernel(self):  # (an array: compiled element loops read K with broadcast_at)
+        return Kernel(gain_elementwise, params=(np.asarray(self.gain()),))
 
     vjp_kernel = kernel
 

@@ -42,8 +42,9 @@ def _on_both_paths(m, x, w, params=None):
 
 
 @pytest.mark.parametrize("name", LOOPED)
-def test_compiled_loops_give_the_numpy_numbers(monkeypatch, name):
+def test_compiled_loops_give_the_numpy_numbers(monkeypatch, caplog, name):
     res = _both(monkeypatch, name)
+    assert "numpy path" not in caplog.text  # the reciprocal's loops compiled too
     plan = res["numba"][0]
     assert plan.loops and all("compiled" in plan.loop_backend(s) for s in plan.segments
                               if s.loop is not None)
@@ -398,3 +399,22 @@ def test_auto_compiles_once_repeated_short_runs_have_done_enough_work(monkeypatc
     wide = 1 + execute.AUTO_MAX_ELEMENTS  # batch x samples past the limit: numpy
     simulate(m, {"r": np.ones((25, wide))}, backend="auto")
     assert compiled == []
+
+
+def test_the_multirate_motor_loop_compiles_with_a_batch_forward_and_back(caplog):
+    """The DC-motor loop (a discretised TransferFcn, PID gains scaled by the period,
+    zero-order hold, downsampling) compiles in both directions with a batch: states
+    whatever their layout (init_state broadcasts x0) and a period gain's K given as a
+    number."""
+    from models.dc_motor import motor_loop
+
+    m = motor_loop(20.0, 20.0, 0.5)
+    R = np.linspace(0.5, 1.5, 3) * np.ones((60, 3))
+    (ta, ga), (tb, gb) = _on_both_paths(m, {"r": R}, {"w": np.ones((60, 3))})
+    assert "numpy path" not in caplog.text, caplog.text
+    assert all(s.compiled is not None for s in tb.plan.segments if s.loop is not None)
+    np.testing.assert_allclose(tb["w"], ta["w"], rtol=1e-12, atol=1e-14)
+    assert np.ptp(ta["w"][-1]) > 1e-3  # the batch members differ
+    for k in ga.params:
+        np.testing.assert_allclose(gb.params[k], ga.params[k], rtol=1e-10, atol=1e-12,
+                                   err_msg=k)
