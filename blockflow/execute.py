@@ -119,12 +119,15 @@ def step_args(i: int, op, read) -> list[str]:
     return [f"a{i}_{j}" if summed and j < n else read(s) for j, s in enumerate(op.ins)]
 
 
-def step_body(ops, read, output_call, update_call, store=None) -> list[str]:
+def step_body(ops, read, output_call, update_call, store=None,
+              copy=lambda src, dst: f"{dst} = {src}") -> list[str]:
     """The statements of one step of a loop (both generators share them): outputs in
     step order, then state updates; ops off the base rate guarded by their hits.
 
     ``output_call(i, op)`` / ``update_call(i, op)`` render the calls; ``store(s, expr)``
-    the lines that bind ``v{s}`` and record ``r{s}[k]`` from an output expression.
+    the lines that bind ``v{s}`` and record ``r{s}[k]`` from an output expression;
+    ``copy(src, dst)`` the line that holds a record row (``dst = src``, or an element
+    loop where slice assignment would allocate).
     """
     if store is None:
         def store(op, call):
@@ -148,7 +151,7 @@ def step_body(ops, read, output_call, update_call, store=None) -> list[str]:
             continue
         held = []
         if op.io[1] == HOLD:  # zero before the first hit (as recorded), then the last value
-            held = [f"if k > {op.rate.offset}:"] + [f"    r{s}[k] = r{s}[k - 1]"
+            held = [f"if k > {op.rate.offset}:"] + [f"    {copy(f'r{s}[k - 1]', f'r{s}[k]')}"
                                                      for s in op.outs]
         lines = store(op, output_call(i, op))
         if op.state is None:

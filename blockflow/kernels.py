@@ -36,6 +36,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .errors import SimulationError
+from .rates import HOLD
 
 BACKENDS = ("auto", "numpy", "numba")
 AUTO_MIN_WORK = 200_000  # block-steps from which "auto" compiles a loop
@@ -75,6 +76,15 @@ def kernel(fn: Callable | None = None, *, name: str | None = None,
         return f
 
     return mark(fn) if fn is not None else mark
+
+
+@kernel(allocates=False)
+def copy_into(src, out):
+    """``out[...] = src`` element by element (a held record row; numba's slice
+    assignment may copy through a temporary)."""
+    for i in range(out.size):
+        out.flat[i] = src.flat[i]
+    return out
 
 
 @kernel(allocates=False)
@@ -316,7 +326,8 @@ def _source(ops, kernels, slot_types) -> tuple[str, list[str]]:
     produced, external, _ = _layout(ops)
     prod = set(produced)
     forms = [_forms(op, k) for op, k in zip(ops, kernels, strict=True)]
-    keys = sorted({f.kernel_key for fo in forms for f, _ in fo if f is not None})
+    held = {copy_into.kernel_key} if any(op.io[1] == HOLD for op in ops) else set()
+    keys = sorted({f.kernel_key for fo in forms for f, _ in fo if f is not None} | held)
     names = {key: f"k{i}" for i, key in enumerate(keys)}
     args = ["ks"] + [f"e{s}" for s in external]
     args += [f"p{i}_{j}" for i, k in enumerate(kernels) for j in range(len(k.params))]
@@ -380,7 +391,8 @@ def _source(ops, kernels, slot_types) -> tuple[str, list[str]]:
         return lines + [f"r{s}[k] = v{s}" for s in op.outs]
 
     w += step_body(ops, read, lambda i, op: call(i, op, 0, rows(op)),
-                   lambda i, op: call(i, op, 1, f"x{op.state}"), store)
+                   lambda i, op: call(i, op, 1, f"x{op.state}"), store,
+                   lambda src, dst: f"{names.get(copy_into.kernel_key)}({src}, {dst})")
     states = ", ".join(f"x{op.state}" for _, op in stateful)
     w.append(f"    return ({states}{',' if len(stateful) == 1 else ''})")
     return "\n".join(w) + "\n", args

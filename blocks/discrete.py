@@ -144,46 +144,93 @@ def filter_update(feed, x, u):
     return z_next, b0, c, an1
 
 
-@kernel
-def ss_output(AT, BT, CT, DT, feed, x, u):  # y = C x + D u; the state is recorded too
+# y = C x + D u and x(k+1) = A x + B u, row by row: a row is a batch member's (m,)
+# input and (n,) state, or (SISO, elementwise) one element of a sample and its n states;
+# the state updates in place through ``work`` (one row of n), the only buffer it needs
+@kernel(allocates=False)
+def _ss_rows_y(CT, DT, feed, x, u, y):
+    n, m, p = CT.shape[0], DT.shape[0], CT.shape[1]
+    for r in range(y.size // p):
+        for i in range(p):
+            acc = 0.0
+            for j in range(n):
+                acc += x.flat[r * n + j] * CT[j, i]
+            if feed:
+                for j in range(m):
+                    acc += u.flat[r * m + j] * DT[j, i]
+            y.flat[r * p + i] = acc
+    return y
+
+
+@kernel(allocates=False)
+def _ss_output_into(AT, BT, CT, DT, feed, work, x, u, out):
+    _ss_rows_y(CT, DT, feed, x, u, out[0])
+    for i in range(x.size):  # the state, recorded
+        out[1].flat[i] = x.flat[i]
+    return out
+
+
+@kernel(allocates=False)
+def _ss_output_plain_into(AT, BT, CT, DT, feed, work, x, u, out):
+    return _ss_rows_y(CT, DT, feed, x, u, out)
+
+
+@kernel(allocates=False)
+def _ss_update_into(AT, BT, CT, DT, feed, work, x, u, out):  # out is x itself
+    n, m = AT.shape[0], BT.shape[0]
+    for r in range(x.size // n if n else 0):
+        for i in range(n):
+            acc = 0.0
+            for j in range(n):
+                acc += x.flat[r * n + j] * AT[j, i]
+            for j in range(m):
+                acc += u.flat[r * m + j] * BT[j, i]
+            work[i] = acc
+        for i in range(n):
+            out.flat[r * n + i] = work[i]
+    return out
+
+
+@kernel(into=_ss_output_into)
+def ss_output(AT, BT, CT, DT, feed, work, x, u):  # y = C x + D u; the state is recorded
     y = x @ CT
     if feed:
         y = y + u @ DT
     return y, x
 
 
-@kernel
-def ss_output_plain(AT, BT, CT, DT, feed, x, u):  # transposed realisations record nothing
+@kernel(into=_ss_output_plain_into)
+def ss_output_plain(AT, BT, CT, DT, feed, work, x, u):  # transposed realisations: no record
     y = x @ CT
     if feed:
         y = y + u @ DT
     return y
 
 
-@kernel
-def ss_update(AT, BT, CT, DT, feed, x, u):  # x(k+1) = A x + B u
+@kernel(into=_ss_update_into)
+def ss_update(AT, BT, CT, DT, feed, work, x, u):  # x(k+1) = A x + B u
     return x @ AT + u @ BT
 
 
 # a SISO system acting elementwise: samples of any shape, a state of n per element
-@kernel
-def siso_output(AT, BT, CT, DT, feed, x, u):
+@kernel(into=_ss_output_into)
+def siso_output(AT, BT, CT, DT, feed, work, x, u):
     y = x.reshape((-1, x.shape[-1])) @ CT
     if feed:
         y = y + u.reshape((-1, 1)) @ DT
     return y.reshape(x.shape[:-1]), x
 
 
-@kernel
-def siso_output_plain(AT, BT, CT, DT, feed, x, u):
+@kernel(into=_ss_output_plain_into)
+def siso_output_plain(AT, BT, CT, DT, feed, work, x, u):
     y = x.reshape((-1, x.shape[-1])) @ CT
     if feed:
         y = y + u.reshape((-1, 1)) @ DT
     return y.reshape(x.shape[:-1])
 
 
-@kernel
-def siso_update(AT, BT, CT, DT, feed, x, u):
+@kernel(into=_ss_update_into)
+def siso_update(AT, BT, CT, DT, feed, work, x, u):
     n = x.shape[-1]
     return (x.reshape((-1, n)) @ AT + u.reshape((-1, 1)) @ BT).reshape(x.shape)
 
@@ -670,7 +717,9 @@ class StateSpace(Block):
         return (SignalType(self._state_shape(out_types[0]), out_types[0].dtype),)
 
     def _params_t(self, contiguous=lambda a: a):
-        return (*(contiguous(M.T) for M in self.matrices()), self.feedthrough)
+        # (A^T, B^T, C^T, D^T, feedthrough, work): a row of n for in-place updates
+        work = np.zeros(max(self.A.shape[0], 1), self.A.dtype)
+        return (*(contiguous(M.T) for M in self.matrices()), self.feedthrough, work)
 
     def _kernels(self):
         if self.elementwise:

@@ -142,12 +142,13 @@ def mlp_kernels(acts: tuple) -> tuple:
     back = [f"def f({', '.join(f'W{i}' for i in range(L))}, dy, u, y, {ss}):", "    d = dy"]
     for i in range(L - 1, -1, -1):
         a = "y" if i == L - 1 else f"act{i}(s{i})"
-        back += [f"    d = (d * dact{i}(s{i}, {a})) @ W{i}"]
+        # (in W's precision: numba types the derivatives' float literals as float64)
+        back += [f"    d = np.asarray(d * dact{i}(s{i}, {a}), W{i}.dtype) @ W{i}"]
     back.append("    return d")
     tan = [f"def f({', '.join(f'W{i}T' for i in range(L))}, du, u, y, {ss}):", "    d = du"]
     for i in range(L):
         a = "y" if i == L - 1 else f"act{i}(s{i})"
-        tan += [f"    d = (d @ W{i}T) * dact{i}(s{i}, {a})"]
+        tan += [f"    d = np.asarray((d @ W{i}T) * dact{i}(s{i}, {a}), W{i}T.dtype)"]
     tan.append("    return d")
     key = "blocks.neural.mlp_" + "_".join(acts)
     ns.update(fill_rows=fill_rows, rows_matmul=rows_matmul)
