@@ -322,9 +322,9 @@ class UnitDelay(Block):
         out[0] = dp.get("x0", 0.0)
         return (out,)
 
-    def transposed(self) -> Block:
-        return UnitDelay(name=self.name, shape=self.shape, inputs=self.outputs,
-                         outputs=self.inputs)
+    def transposed(self) -> Block:  # (zero initial state in the signal's precision)
+        return UnitDelay(np.zeros((), self.x0.dtype), name=self.name, shape=self.shape,
+                         inputs=self.outputs, outputs=self.inputs)
 
     memory = 1
 
@@ -365,8 +365,8 @@ class Delay(DelayLine):
         return (out,)
 
     def transposed(self) -> Block:
-        return Delay(self.n, name=self.name, shape=self.shape, inputs=self.outputs,
-                     outputs=self.inputs)
+        return Delay(self.n, np.zeros((), self.x0.dtype), name=self.name, shape=self.shape,
+                     inputs=self.outputs, outputs=self.inputs)
 
     @property
     def memory(self) -> int:
