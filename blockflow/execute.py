@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections import Counter
 from functools import partial
 
@@ -22,6 +23,7 @@ from .kernels import (
     AUTO_MAX_ELEMENTS,
     AUTO_MIN_WORK,
     compile_loop,
+    interpreted,
     is_compiled,
     loop_name,
     run_compiled,
@@ -264,8 +266,11 @@ def _compiled(plan, seg, T: int, B: int) -> bool:
         return False
     if seg.compiled is not None:
         return True
+    n = len(seg.ops)
+    if interpreted(seg.ops):  # the interpreter: compiled once for its operations' kinds
+        return T * n >= AUTO_MIN_WORK
     names, twins = _loop_names(plan)
-    name, n = names[id(seg)], len(seg.ops)  # (compiling costs more in larger loops)
+    name = names[id(seg)]  # (compiling costs more in larger loops)
     work = NUMPY_WORK[name] + T * n * twins[name]
     if work >= AUTO_MIN_WORK * max(1.0, n / 20) or is_compiled(name):
         return True
@@ -280,21 +285,28 @@ def _loop_names(plan) -> tuple[dict, Counter]:
     if known is None:
         names = {id(seg): loop_name(seg.ops, [op.block.kernel() for op in seg.ops],
                                     plan.slot_types)[0]
-                 for seg in plan.segments if seg.loop is not None and seg.why_numpy is None}
+                 for seg in plan.segments if seg.loop is not None and seg.why_numpy is None
+                 and not interpreted(seg.ops)}
         known = plan._loop_names = (names, Counter(names.values()))
     return known
 
 
-def _run_compiled(seg, ks, bufs, states, rec, st):
+def _run_compiled(plan, seg, ks, bufs, states, rec, st):
     """Run a loop compiled; ``None`` when numba cannot compile it (the loop then stays on
     the numpy path for good, and ``describe()`` says why)."""
     kernels = [op.block.kernel() for op in seg.ops]  # the current parameters
     try:
-        if seg.compiled is None:
-            seg.compiled = compile_loop(seg.ops, kernels, st)
         steps = np.arange(ks.start, ks.stop, ks.step, dtype=np.int64)  # ks: a range
-        return run_compiled(seg, kernels, steps, bufs, states, rec,
-                            st)
+        if interpreted(seg.ops):
+            from .interp import run_interpreted
+
+            return run_interpreted(seg, kernels, steps, bufs, states, rec, st)
+        if seg.compiled is None:
+            # a twin's module, loaded already (auto named every loop: no source again)
+            known = getattr(plan, "_loop_names", ({}, None))[0].get(id(seg))
+            module = sys.modules.get(known) if known else None
+            seg.compiled = module.loop if module else compile_loop(seg.ops, kernels, st)
+        return run_compiled(seg, kernels, steps, bufs, states, rec, st)
     except Exception as e:
         from numba.core.errors import NumbaError
 
@@ -351,7 +363,7 @@ def run_plan(plan, T: int, B: int, bufs: list, *, reverse: bool = False,
             try:
                 out = None
                 if _compiled(plan, seg, T, B):
-                    out = _run_compiled(seg, ks, bufs, states, rec, st)
+                    out = _run_compiled(plan, seg, ks, bufs, states, rec, st)
                 if out is None:
                     if progress is not None:
                         ks = progress(ks, T)

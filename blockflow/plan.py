@@ -18,7 +18,13 @@ from .block import Block
 from .cache import cached
 from .errors import AlgebraicLoopError, SignalTypeError, SimulationError, WiringError
 from .execute import make_loop
-from .kernels import AUTO_MAX_ELEMENTS, AUTO_MIN_WORK, loop_kernels, resolve_backend
+from .kernels import (
+    AUTO_MAX_ELEMENTS,
+    AUTO_MIN_WORK,
+    interpreted,
+    loop_kernels,
+    resolve_backend,
+)
 from .model import Model, feedthrough_graph, propagate_types
 from .ops import Op, Segment, SegmentKind, TraceRead
 from .ports import Inport, Outport, Passthrough
@@ -132,11 +138,18 @@ class Plan:
         """How a loop runs under this plan's backend, and why."""
         if seg.why_numpy is not None:
             return f"numpy path ({seg.why_numpy})"
-        if self.backend == "numba":
-            return "compiled (numba)"
         if self.backend == "numpy":
             return "numpy path (backend='numpy')"
         n = len(seg.ops)
+        if interpreted(seg.ops):
+            how = (f"compiled (numba): by the interpreter of its operations' kinds, a loop "
+                   f"of {n} blocks being too large to compile as one function")
+            if self.backend == "auto":
+                how += (f", when T x {n} blocks >= {AUTO_MIN_WORK} and batch x samples "
+                        f"per step < {AUTO_MAX_ELEMENTS}; else numpy path")
+            return how
+        if self.backend == "numba":
+            return "compiled (numba)"
         if seg.compiled is not None:
             return "compiled (numba), for batch x samples per step < " \
                 f"{AUTO_MAX_ELEMENTS}, else numpy path (its BLAS products)"

@@ -393,7 +393,7 @@ def test_auto_compiles_once_repeated_short_runs_have_done_enough_work(monkeypatc
 
     compiled = []
 
-    def record(seg, ks, bufs, states, rec, st):
+    def record(plan, seg, ks, bufs, states, rec, st):
         compiled.append(len(ks))
         return None  # (then the numpy path runs, as when numba cannot compile a loop)
 

@@ -1,0 +1,185 @@
+"""Feedback loops too large to compile as one function, run by a compiled interpreter.
+
+numba's compile time grows faster than linearly with a function's size (a generated
+loop of 100 blocks takes 10-20 s, one of 1,000 minutes), so a loop of more than
+``MAX_COMPILED_OPS`` blocks is not generated as straight-line code.  It runs instead
+through an interpreter generated for the *kinds* of operation it holds: one branch per
+distinct (kernel, argument types) pair, over a table of integers that names, for each
+operation, where its parameters, state, inputs and outputs are.  A ring of 5,000 gains
+and tanh functions has four kinds forward and four back: the interpreter compiles in
+about the time of a loop of four blocks, once (cached on disk like every loop), and
+runs any loop of those kinds, whatever its length.
+
+The arguments are stacked by type so that the interpreter takes a fixed, small number
+of arrays: the records of all signals with one sample shape and dtype as one
+``(n, T, B, *shape)`` array (an operation reads ``R[i, k]``), parameters and states of
+one shape likewise, scalar parameters as one vector per type.  Every operation must
+write into its buffers (kernels' *into* forms); loops with another operation, a tuple
+parameter or state, or blocks off the base rate stay on the numpy path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from .kernels import (
+    _KERNELS,
+    _forms,
+    _layout,
+    _load_module,
+    _register_all,
+    kernel_params,
+    kernels_digest,
+)
+
+
+def interp_reason(ops, kernels) -> str | None:
+    """Why the interpreter cannot run the loop ``ops`` (``None``: it can)."""
+    for op, k in zip(ops, kernels, strict=True):
+        name = f"block {op.path!r} ({type(op.block).__name__})"
+        if op.multirate:
+            return f"{name} runs off the base rate"
+        (_, out_into), (_, upd_into) = _forms(op, k)
+        if op.outs and not out_into or op.state is not None and not upd_into:
+            return f"{name} has no kernel writing into its buffers (an into form)"
+        if any(isinstance(p, tuple | list) for p in k.params):
+            return f"{name} has a tuple parameter"
+    return None
+
+
+class _Stacks:
+    """Arrays (or numbers) grouped by type and shape, each group stacked into one array
+    along a new first axis: ``add`` returns the group's position and the item's index."""
+
+    def __init__(self):
+        self.groups: dict[tuple, list] = {}
+
+    def add(self, x) -> tuple[int, int]:
+        if isinstance(x, np.ndarray):
+            key = ("a", x.dtype.str, x.shape)
+        elif isinstance(x, bool | np.bool_):
+            key = ("s", "|b1", ())
+        elif isinstance(x, int | np.integer):
+            key = ("s", "<i8", ())
+        else:  # a float (a numpy scalar keeps its precision)
+            key = ("s", np.asarray(x).dtype.str, ())
+        items = self.groups.setdefault(key, [])
+        items.append(x)
+        return list(self.groups).index(key), len(items) - 1
+
+    def arrays(self) -> list[np.ndarray]:
+        return [np.array(items, dtype=np.dtype(key[1])) for key, items in self.groups.items()]
+
+
+def run_interpreted(seg, kernels, ks: np.ndarray, bufs: list, states: dict, rec: dict, st):
+    """Run the loop ``seg`` through its interpreter (made on first use); the records
+    ``rec`` become views of the stacked records, the returned states copies."""
+    ops = seg.ops
+    produced, external, _ = _layout(ops)
+    records, params, xs = _Stacks(), _Stacks(), _Stacks()
+    where = {}  # slot -> (group, index)
+    for s in produced + external:
+        if s in where:
+            continue
+        # a group's array has the sample type of its slots; produced slots are filled
+        # by the run (their zeros stand in for rows not written yet)
+        where[s] = records.add(rec[s] if s in rec else np.require(bufs[s], requirements="C"))
+    rows, sigs, xpos = [], {}, {}
+    for op, k in zip(ops, kernels, strict=True):
+        ps = [params.add(p) for p in kernel_params(op, k, st)]
+        x = None
+        if op.state is not None:
+            x = xpos[op.state] = xs.add(np.array(states[op.state], order="C"))
+        ins = [where[s] for s in op.ins]
+        outs = [where[s] for s in op.outs]
+        (fo, _), (fu, _) = _forms(op, k)
+        groups = (tuple(g for g, _ in ps), None if x is None else x[0],
+                  tuple(g for g, _ in ins), tuple(g for g, _ in outs))
+        codes = [sigs.setdefault(("out", (fo.kernel_key, *groups)), len(sigs))
+                 if op.outs else -1,
+                 sigs.setdefault(("upd", (fu.kernel_key, *groups)), len(sigs))
+                 if op.state is not None else -1]
+        rows.append(codes + [i for _, i in ps] + ([x[1]] if x else [])
+                    + [i for _, i in ins] + [i for _, i in outs])
+    code = np.full((len(rows), max(len(r) for r in rows)), -1, dtype=np.int64)
+    for j, r in enumerate(rows):
+        code[j, : len(r)] = r
+    updates = np.array([j for j, op in enumerate(ops) if op.state is not None], np.int64)
+    R, P, X = records.arrays(), params.arrays(), xs.arrays()
+    fn = _interpreter(list(sigs), len(R), len(P), len(X))
+    seg.compiled = fn
+    fn(ks, code, updates, *R, *P, *X)
+    for s, (g, i) in where.items():
+        if s in rec:
+            rec[s] = R[g][i]
+    return {state: X[g][i] for state, (g, i) in xpos.items()}
+
+
+def _interpreter(sigs: list, n_r: int, n_p: int, n_x: int):
+    """The interpreter for the operation kinds ``sigs`` (generated, compiled, cached)."""
+    _register_all()
+    keys = sorted({sig[0] for _, sig in sigs})
+    names = {key: f"k{i}" for i, key in enumerate(keys)}
+    plain = not any(_KERNELS[key].allocates for key in keys)  # into forms, as a rule
+    args = (["ks", "code", "updates"] + [f"R{g}" for g in range(n_r)]
+            + [f"P{g}" for g in range(n_p)] + [f"X{g}" for g in range(n_x)])
+    w = ["# generated by blockflow.interp: an interpreter for loops of these operations",
+         f"# kernels {kernels_digest(keys)}",
+         "from numba import njit", "from blockflow.kernels import _INLINED", ""]
+    w += [f"{n} = _INLINED[{key!r}]" for key, n in names.items()]
+    flags = ", _nrt=False" if plain else ""
+    w += ["", "", f"@njit(cache=True, nogil=True{flags})", f"def interp({', '.join(args)}):",
+          "    n = code.shape[0]",
+          "    for i in range(ks.shape[0]):",
+          "        k = ks[i]",
+          "        for j in range(n):",
+          "            c = code[j, 0]"]
+
+    def branch(c, phase, sig, indent):
+        key, pg, xg, ig, og = sig
+        col = 2
+        p = []
+        for g in pg:
+            p.append(f"P{g}[code[j, {col}]]")
+            col += 1
+        x = []
+        if xg is not None:
+            x = [f"X{xg}[code[j, {col}]]"]
+            col += 1
+        ins = []
+        for g in ig:
+            ins.append(f"R{g}[code[j, {col}], k]")
+            col += 1
+        outs = []
+        for g in og:
+            outs.append(f"R{g}[code[j, {col}], k]")
+            col += 1
+        if phase == "out":
+            out = outs[0] if len(outs) == 1 else f"({', '.join(outs)},)"
+        else:
+            out = x[0]
+        call = f"{names[key]}({', '.join(p + x + ins + [out])})"
+        return [f"{indent}{'if' if c == first[phase] else 'elif'} c == {c}:",
+                f"{indent}    {call}"]
+
+    first = {}
+    for c, (phase, _) in enumerate(sigs):
+        first.setdefault(phase, c)
+    for c, (phase, sig) in enumerate(sigs):
+        if phase == "out":
+            w += branch(c, phase, sig, " " * 12)
+    w += ["        for jj in range(updates.shape[0]):",
+          "            j = updates[jj]",
+          "            c = code[j, 1]"]
+    if "upd" not in first:
+        w.append("            pass")
+    for c, (phase, sig) in enumerate(sigs):
+        if phase == "upd":
+            w += branch(c, phase, sig, " " * 12)
+    source = "\n".join(w) + "\n"
+    name = "bf_interp_" + hashlib.sha1(source.encode()).hexdigest()[:20]
+    fn = _load_module(name, source).interp
+    fn.source = source
+    return fn

@@ -1,0 +1,115 @@
+"""Loops too large to compile as one function run through the interpreter of their
+operations' kinds: the numpy path's numbers, forward and back, float64 and float32; a
+loop it cannot run stays on the numpy path and says why.  (The limit is lowered here so
+that small loops take the interpreter's path; bench/bench_scale.py runs 5,000 blocks.)"""
+
+import logging
+
+import numpy as np
+import pytest
+
+from blockflow import Inport, Model, Outport, backward, compile, simulate
+from blockflow import kernels as kernels_module
+from blockflow.kernels import numba_available
+
+pytestmark = pytest.mark.skipif(not numba_available(), reason="numba is not installed")
+
+
+@pytest.fixture
+def small_limit(monkeypatch):
+    monkeypatch.setattr(kernels_module, "MAX_COMPILED_OPS", 6)
+
+
+def ring(n: int, shape=(2,)) -> Model:
+    """A feedback ring of ``n`` gains (scalar and per-element), tanh and saturation
+    blocks behind a sum, closed by a delay whose initial value is non-zero."""
+    from blocks import Function, Gain, Saturation, Sum, UnitDelay
+
+    m = Model("ring")
+    u, s, y = m.add(Inport("u", shape=shape), Sum("+-", name="s"), Outport("y"))
+    m.connect(u, s.u1)
+    prev = s
+    for i in range(n):
+        b = [Gain(0.9 - 0.01 * i, name=f"g{i}"), Function("tanh", name=f"f{i}"),
+             Gain(np.linspace(0.5, 1.2, shape[0]), name=f"v{i}"),
+             Saturation(-0.8, 0.8, name=f"sat{i}")][i % 4]
+        m.connect(prev, m.add(b))
+        prev = b
+    z = m.add(UnitDelay(np.full(shape, 0.7), name="z"))
+    m.connect(prev, z)
+    m.connect(z, s.u2)
+    m.connect(prev, y)
+    return m
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
+def test_a_large_loop_runs_interpreted_with_the_numpy_numbers(small_limit, caplog, dtype,
+                                                              tol):
+    rng = np.random.default_rng(3)
+    m = ring(13).astype(dtype)
+    x = {"u": rng.standard_normal((25, 3, 2)).astype(dtype)}
+    w = {"y": rng.standard_normal((25, 3, 2)).astype(dtype)}
+    out = []
+    for backend in ("numpy", "numba"):
+        tr = simulate(m, x, backend=backend)
+        out.append((tr, backward(m, trace=tr, dL_dy=w)))
+    (a, ga), (b, gb) = out
+    assert "numpy path" not in caplog.text, caplog.text  # the reciprocal's loop too
+    seg = next(s for s in b.plan.segments if s.loop is not None)
+    assert "interp(" in seg.compiled.source and "_nrt=False" in seg.compiled.source
+    assert "by the interpreter" in b.plan.loop_backend(seg)
+    # a few kinds of operation, whatever the loop's length: one branch each
+    assert seg.compiled.source.count("elif c ==") < 8
+    assert a["y"][0, 0, 0] != 0  # the delay's first sample (x0 = 0.7) reaches y at k = 0
+    for s in a.names():
+        assert b[s].dtype == dtype
+        np.testing.assert_allclose(b[s], a[s], rtol=tol, atol=tol, err_msg=s)
+    np.testing.assert_allclose(gb.inputs["u"], ga.inputs["u"], rtol=tol, atol=tol)
+    for k in ga.params:
+        np.testing.assert_allclose(gb.params[k], ga.params[k], rtol=10 * tol, atol=tol,
+                                   err_msg=k)
+
+
+def test_interpreted_loops_continue_from_given_states_and_leave_them(small_limit):
+    """A run in two chunks (the first's final states handed to the second) equals one
+    run, and the states handed in are not changed."""
+    from blockflow.execute import run_plan
+
+    m = ring(9)
+    plan = compile(m, backend="numba")
+    u = np.random.default_rng(4).standard_normal((30, 2, 2))
+
+    def run(U, states=None):
+        bufs = [None] * len(plan.slot_types)
+        bufs[plan.inports["u"]] = U
+        finals = run_plan(plan, U.shape[0], 2, bufs, states=states)
+        return bufs[plan.outports["y"]], finals
+
+    whole, _ = run(u)
+    first, mid = run(u[:12])
+    kept = {k: np.copy(v) for k, v in mid.items()}
+    second, _ = run(u[12:], mid)
+    np.testing.assert_allclose(np.concatenate([first, second]), whole, rtol=1e-13)
+    for k in mid:
+        np.testing.assert_array_equal(mid[k], kept[k])
+
+
+def test_a_loop_the_interpreter_cannot_run_stays_on_numpy_and_says_why(small_limit,
+                                                                       caplog):
+    from blocks import Gain, Lookup1D, Sum, UnitDelay
+
+    m = Model("lut_loop")
+    u, s, y = m.add(Inport("u"), Sum("+-", name="s"), Outport("y"))
+    chain = m.add(*(Gain(0.5, name=f"g{i}") for i in range(6)))
+    lut = m.add(Lookup1D([-1.0, 0.0, 1.0], [0.0, 0.5, 2.0], name="lut"))
+    m.connect(u, s.u1)
+    m.chain(s, *chain, lut, m.add(UnitDelay(name="z")), s.u2)
+    m.connect(lut, y)
+    plan = compile(m, backend="numba")
+    why = plan.loop_backend(next(s for s in plan.segments if s.loop is not None))
+    assert why.startswith("numpy path (a loop of 9 blocks, too large")
+    assert "block 'lut' (Lookup1D) has no kernel writing into its buffers" in why
+    x = {"u": np.linspace(-1, 1, 10)[:, None]}
+    with caplog.at_level(logging.WARNING):
+        b = simulate(m, x, backend="numba")["y"]
+    np.testing.assert_allclose(b, simulate(m, x, backend="numpy")["y"], rtol=1e-15)
