@@ -268,14 +268,26 @@ def _compiled(plan, seg, T: int, B: int) -> bool:
         return True
     n = len(seg.ops)
     if interpreted(seg.ops):  # the interpreter: compiled once for its operations' kinds
-        return T * n >= AUTO_MIN_WORK
-    names, twins = _loop_names(plan)
-    name = names[id(seg)]  # (compiling costs more in larger loops)
-    work = NUMPY_WORK[name] + T * n * twins[name]
-    if work >= AUTO_MIN_WORK * max(1.0, n / 20) or is_compiled(name):
+        name, need, twins, cached = _interp_kinds(plan, seg), AUTO_MIN_WORK, 1, False
+    else:
+        names, counts = _loop_names(plan)
+        name = names[id(seg)]  # (compiling costs more in larger loops)
+        need, twins, cached = AUTO_MIN_WORK * max(1.0, n / 20), counts[name], True
+    if NUMPY_WORK[name] + T * n * twins >= need or cached and is_compiled(name):
         return True
     NUMPY_WORK[name] += T * n  # this loop's run, on the numpy path
     return False
+
+
+def _interp_kinds(plan, seg) -> tuple:
+    """The kernels of a loop the interpreter runs (its work counts towards compiling the
+    interpreter of those kinds), made once per plan."""
+    known = plan.__dict__.setdefault("_interp_kinds", {})
+    if id(seg) not in known:
+        keys = {f.kernel_key for op in seg.ops for f in op.block.kernel()[:2]
+                if f is not None}
+        known[id(seg)] = ("interpreter", *sorted(keys))
+    return known[id(seg)]
 
 
 def _loop_names(plan) -> tuple[dict, Counter]:

@@ -55,6 +55,7 @@ class _Stacks:
 
     def __init__(self):
         self.groups: dict[tuple, list] = {}
+        self.position: dict[tuple, int] = {}
 
     def add(self, x) -> tuple[int, int]:
         if isinstance(x, np.ndarray):
@@ -65,9 +66,12 @@ class _Stacks:
             key = ("s", "<i8", ())
         else:  # a float (a numpy scalar keeps its precision)
             key = ("s", np.asarray(x).dtype.str, ())
-        items = self.groups.setdefault(key, [])
+        items = self.groups.get(key)
+        if items is None:
+            items = self.groups[key] = []
+            self.position[key] = len(self.position)
         items.append(x)
-        return list(self.groups).index(key), len(items) - 1
+        return self.position[key], len(items) - 1
 
     def arrays(self) -> list[np.ndarray]:
         return [np.array(items, dtype=np.dtype(key[1])) for key, items in self.groups.items()]
