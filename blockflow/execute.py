@@ -23,7 +23,6 @@ from .kernels import (
     AUTO_MAX_ELEMENTS,
     AUTO_MIN_WORK,
     compile_loop,
-    interpreted,
     is_compiled,
     loop_name,
     run_compiled,
@@ -267,7 +266,7 @@ def _compiled(plan, seg, T: int, B: int) -> bool:
     if seg.compiled is not None:
         return True
     n = len(seg.ops)
-    if interpreted(seg.ops):  # the interpreter: compiled once for its operations' kinds
+    if seg.interpreted:  # the interpreter: compiled once for its operations' kinds
         name, need, twins, cached = _interp_kinds(plan, seg), AUTO_MIN_WORK, 1, False
     else:
         names, counts = _loop_names(plan)
@@ -298,7 +297,7 @@ def _loop_names(plan) -> tuple[dict, Counter]:
         names = {id(seg): loop_name(seg.ops, [op.block.kernel() for op in seg.ops],
                                     plan.slot_types)[0]
                  for seg in plan.segments if seg.loop is not None and seg.why_numpy is None
-                 and not interpreted(seg.ops)}
+                 and not seg.interpreted}
         known = plan._loop_names = (names, Counter(names.values()))
     return known
 
@@ -309,7 +308,7 @@ def _run_compiled(plan, seg, ks, bufs, states, rec, st):
     kernels = [op.block.kernel() for op in seg.ops]  # the current parameters
     try:
         steps = np.arange(ks.start, ks.stop, ks.step, dtype=np.int64)  # ks: a range
-        if interpreted(seg.ops):
+        if seg.interpreted:
             from .interp import run_interpreted
 
             return run_interpreted(seg, kernels, steps, bufs, states, rec, st)

@@ -1,8 +1,10 @@
-"""Feedback loops too large to compile as one function, run by a compiled interpreter.
+"""Feedback loops too large to compile well as one function, run by a compiled
+interpreter.
 
 numba's compile time grows faster than linearly with a function's size (a generated
-loop of 100 blocks takes 10-20 s, one of 1,000 minutes), so a loop of more than
-``MAX_COMPILED_OPS`` blocks is not generated as straight-line code.  It runs instead
+loop of 30 blocks takes 2-3 s, one of 100 blocks 10-20 s, one of 1,000 minutes), so a
+loop of more than ``INLINE_MAX_OPS`` blocks is not generated as straight-line code when
+the interpreter can run it (:func:`~blockflow.kernels.loop_mode`).  It runs instead
 through an interpreter generated for the *kinds* of operation it holds: one branch per
 distinct (kernel, argument types) pair, over a table of integers that names, for each
 operation, where its parameters, state, inputs and outputs are.  A ring of 5,000 gains
@@ -15,7 +17,9 @@ of arrays: the records of all signals with one sample shape and dtype as one
 ``(n, T, B, *shape)`` array (an operation reads ``R[i, k]``), parameters and states of
 one shape likewise, scalar parameters as one vector per type.  Every operation must
 write into its buffers (kernels' *into* forms); loops with another operation, a tuple
-parameter or state, or blocks off the base rate stay on the numpy path.
+parameter or state, or blocks off the base rate compile as one function (up to
+``MAX_COMPILED_OPS`` blocks) or stay on the numpy path.  Per step the interpreter is
+within 1.1-1.5x of a loop compiled whole (a branch and a few index loads per operation).
 """
 
 from __future__ import annotations

@@ -168,10 +168,28 @@ def resolve_backend(backend: str | None) -> str:
     return backend
 
 
-def interpreted(ops) -> bool:
-    """Whether a loop is too large to compile as one function: it then runs through the
-    interpreter of its operations' kinds (:mod:`blockflow.interp`)."""
-    return len(ops) > MAX_COMPILED_OPS
+def loop_mode(ops) -> tuple[str | None, bool]:
+    """How a loop compiles: ``(why it cannot, None if it can; interpreted)``.
+
+    Loops of up to ``INLINE_MAX_OPS`` blocks compile as one function with their kernels
+    inlined (the fastest per step).  Larger ones run through the interpreter of their
+    operations' kinds (:mod:`blockflow.interp`: compiled once per set of kinds, within
+    1.1-1.5x of a whole function per step, where numba takes 2-6 s for 30-60 blocks
+    compiled whole), if it can run them; else they compile whole with kernels called,
+    up to ``MAX_COMPILED_OPS`` blocks (numba's compile time grows faster than linearly).
+    """
+    kernels, why = loop_kernels(ops)
+    if kernels is None or len(ops) <= INLINE_MAX_OPS:
+        return why, False
+    from .interp import interp_reason
+
+    reason = interp_reason(ops, kernels)
+    if reason is None:
+        return None, True
+    if len(ops) <= MAX_COMPILED_OPS:
+        return None, False
+    return (f"a loop of {len(ops)} blocks, too large to compile as one function (limit "
+            f"{MAX_COMPILED_OPS}), and the interpreter cannot run it: {reason}"), False
 
 
 def loop_kernels(ops) -> tuple[list[Kernel] | None, str | None]:
@@ -187,14 +205,6 @@ def loop_kernels(ops) -> tuple[list[Kernel] | None, str | None]:
             if f is not None and getattr(f, "kernel_key", None) not in _KERNELS:
                 return None, f"block {op.path!r}: {f.__name__} is not marked @kernel"
         out.append(k)
-    if interpreted(ops):  # too large for one function: the interpreter
-        from .interp import interp_reason
-
-        why = interp_reason(ops, out)
-        if why is not None:
-            return None, (f"a loop of {len(ops)} blocks, too large to compile as one "
-                          f"function (limit {MAX_COMPILED_OPS}), and the interpreter for "
-                          f"larger loops cannot run it: {why}")
     return out, None
 
 

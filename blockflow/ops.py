@@ -43,6 +43,7 @@ class Segment:
     loop: object = None  # the generated step function of a loop segment (numpy path)
     why_numpy: str | None = None  # why a loop has no compiled form (None: it has one)
     compiled: object = None  # the numba-compiled loop, made on first use
+    interpreted: bool = False  # compiled loops: run by the interpreter of their kinds
 
 
 class TraceRead(NamedTuple):

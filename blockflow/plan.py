@@ -21,8 +21,7 @@ from .execute import make_loop
 from .kernels import (
     AUTO_MAX_ELEMENTS,
     AUTO_MIN_WORK,
-    interpreted,
-    loop_kernels,
+    loop_mode,
     resolve_backend,
 )
 from .model import Model, feedthrough_graph, propagate_types
@@ -141,9 +140,9 @@ class Plan:
         if self.backend == "numpy":
             return "numpy path (backend='numpy')"
         n = len(seg.ops)
-        if interpreted(seg.ops):
-            how = (f"compiled (numba): by the interpreter of its operations' kinds, a loop "
-                   f"of {n} blocks being too large to compile as one function")
+        if seg.interpreted:
+            how = (f"compiled (numba): by the interpreter of its operations' kinds (a loop "
+                   f"of {n} blocks: compiled whole it would take numba seconds)")
             if self.backend == "auto":
                 how += (f", when T x {n} blocks >= {AUTO_MIN_WORK} and batch x samples "
                         f"per step < {AUTO_MAX_ELEMENTS}; else numpy path")
@@ -322,7 +321,7 @@ def _schedule(model: Model, flat: FlatModel, types: dict, mode: str) -> Plan:
     for seg in segments:
         if seg.kind is SegmentKind.LOOP:
             seg.loop = make_loop(seg.ops)
-            seg.why_numpy = loop_kernels(seg.ops)[1]
+            seg.why_numpy, seg.interpreted = loop_mode(seg.ops)
     inports = {p: slots[(p, b.outputs[0])]
                for p, b in flat.blocks.items() if isinstance(b, Inport)}
     outports = {p: slots[(p, b.inputs[0])]

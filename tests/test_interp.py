@@ -17,6 +17,7 @@ pytestmark = pytest.mark.skipif(not numba_available(), reason="numba is not inst
 
 @pytest.fixture
 def small_limit(monkeypatch):
+    monkeypatch.setattr(kernels_module, "INLINE_MAX_OPS", 4)
     monkeypatch.setattr(kernels_module, "MAX_COMPILED_OPS", 6)
 
 
@@ -94,22 +95,30 @@ def test_interpreted_loops_continue_from_given_states_and_leave_them(small_limit
         np.testing.assert_array_equal(mid[k], kept[k])
 
 
-def test_a_loop_the_interpreter_cannot_run_stays_on_numpy_and_says_why(small_limit,
-                                                                       caplog):
+@pytest.mark.parametrize("gains", [3, 6])
+def test_a_loop_the_interpreter_cannot_run_compiles_whole_or_says_why(small_limit, caplog,
+                                                                      gains):
+    """A Lookup1D has no into form: a loop holding it compiles as one function up to
+    MAX_COMPILED_OPS blocks, and past that stays on the numpy path and says why."""
     from blocks import Gain, Lookup1D, Sum, UnitDelay
 
     m = Model("lut_loop")
     u, s, y = m.add(Inport("u"), Sum("+-", name="s"), Outport("y"))
-    chain = m.add(*(Gain(0.5, name=f"g{i}") for i in range(6)))
+    chain = m.add(*(Gain(0.5, name=f"g{i}") for i in range(gains)))
     lut = m.add(Lookup1D([-1.0, 0.0, 1.0], [0.0, 0.5, 2.0], name="lut"))
     m.connect(u, s.u1)
     m.chain(s, *chain, lut, m.add(UnitDelay(name="z")), s.u2)
     m.connect(lut, y)
     plan = compile(m, backend="numba")
-    why = plan.loop_backend(next(s for s in plan.segments if s.loop is not None))
-    assert why.startswith("numpy path (a loop of 9 blocks, too large")
-    assert "block 'lut' (Lookup1D) has no kernel writing into its buffers" in why
+    seg = next(s for s in plan.segments if s.loop is not None)
+    why = plan.loop_backend(seg)
+    if gains == 3:  # 6 blocks: one function
+        assert why == "compiled (numba)" and not seg.interpreted
+    else:
+        assert why.startswith("numpy path (a loop of 9 blocks, too large")
+        assert "block 'lut' (Lookup1D) has no kernel writing into its buffers" in why
     x = {"u": np.linspace(-1, 1, 10)[:, None]}
     with caplog.at_level(logging.WARNING):
-        b = simulate(m, x, backend="numba")["y"]
-    np.testing.assert_allclose(b, simulate(m, x, backend="numpy")["y"], rtol=1e-15)
+        b = simulate(m, x, backend="numba")
+    assert any(s.compiled is not None for s in b.plan.segments) == (gains == 3)
+    np.testing.assert_allclose(b["y"], simulate(m, x, backend="numpy")["y"], rtol=1e-15)
