@@ -6,6 +6,8 @@ under its forward rule.
 
 from __future__ import annotations
 
+import hashlib
+import types
 from collections.abc import Callable
 
 import numpy as np
@@ -331,6 +333,42 @@ def _pair(name: str, f, df):
 _VJP: dict[str, Callable] = {}
 
 
+def _user_kernels(f: Callable, df: Callable) -> tuple[Callable, Callable] | None:
+    """Kernels for a user's ``f`` and ``df``: ``(f, its reciprocal rule)``, or ``None``
+    where they are not plain functions (a closure, a builtin, a ufunc), which numba
+    cannot be trusted with.  numba compiles them when a loop first runs compiled (and
+    reads the globals they use as constants then); where it cannot type them (an ``f``
+    that works on arrays only), the loop stays on the numpy path and says why.  They are
+    keyed by their code, so a second process finds their loops in the disk cache."""
+    fns = (f, df)
+    if not all(isinstance(g, types.FunctionType) and g.__closure__ is None for g in fns):
+        return None
+    code = hashlib.sha1(repr([(g.__module__, g.__qualname__, g.__code__.co_code,
+                               g.__code__.co_consts, g.__code__.co_names) for g in fns])
+                        .encode()).hexdigest()[:16]
+    key = f"blocks.math.user_{code}"
+    if key not in _USER:
+        # (copies: the user's functions are not marked)
+        fk, dfk = (kernel(types.FunctionType(g.__code__, g.__globals__, g.__name__,
+                                             g.__defaults__), name=f"{key}.{n}")
+                   for g, n in zip(fns, ("f", "df"), strict=True))
+        for g, k in zip(fns, (fk, dfk), strict=True):
+            k.kernel_source = f"{g.__module__}.{g.__qualname__} {code}"
+        fk.into = elementwise_into(fk, 1, f"{key}.f.into")
+
+        def vjp(dy, a, y):
+            return dy * dfk(a, y)
+
+        rule = kernel(vjp, name=f"{key}.vjp")
+        rule.kernel_source = f"dy * df(a, y) {code}"
+        rule.into = elementwise_into(rule, 3, f"{key}.vjp.into")
+        _USER[key] = (fk, rule)
+    return _USER[key]
+
+
+_USER: dict[str, tuple[Callable, Callable]] = {}
+
+
 @kernel
 def _zero(a):  # 0 in a's type, also for a = +-inf (a number or an array)
     return a**0 - 1
@@ -391,6 +429,8 @@ class Function(Block):
             self.fname = getattr(f, "__name__", "f")
         super().__init__(**kw)
         self.f, self.df = f, df
+        self._user = None if self.fname in ELEMENTWISE and ELEMENTWISE[self.fname] == (
+            f, df) else _user_kernels(f, df)
 
     def output(self, x, u):
         return self.f(u)
@@ -402,9 +442,13 @@ class Function(Block):
         return du * self.df(u[0], y[0])
 
     def kernel(self):
+        if self._user is not None:
+            return Kernel(self._user[0])
         return Kernel(self.f) if ELEMENTWISE.get(self.fname, (None,))[0] is self.f else None
 
     def vjp_kernel(self):
+        if self._user is not None:
+            return Kernel(self._user[1])
         rule = _VJP.get(self.fname)
         return None if rule is None or ELEMENTWISE[self.fname][0] is not self.f else Kernel(rule)
 

@@ -488,3 +488,58 @@ def test_float32_tangent_loops_stay_float32_and_compile(monkeypatch, caplog):
     for s in out[0].names():
         assert out[0][s].dtype == out[1][s].dtype == np.float32, s
         np.testing.assert_allclose(out[1][s], out[0][s], rtol=1e-5, atol=1e-5, err_msg=s)
+
+
+def _plant(v):  # a user's plant nonlinearity, plain Python on numbers or arrays
+    return v / (1.0 + v * v)
+
+
+def _dplant(v, y):
+    return (1.0 - v * v) / (1.0 + v * v) ** 2
+
+
+def _untypable(v):  # numba cannot type a dict of strings in nopython mode
+    return v * {"a": 1.0}["a"]
+
+
+def _dlike(v, y):
+    return v * 0.0 + 1.0
+
+
+def _user_loop(f, df) -> Model:
+    from blocks import Function, Gain, Sum, UnitDelay
+
+    m = Model("user_fn_loop")
+    r, y = m.add(Inport("r"), Outport("y"))
+    s, p, g = m.add(Sum("+-", name="s"), Function(f, df, name="p"), Gain(0.8, name="g"))
+    m.connect(r, s.u1)
+    m.chain(s, p, g, y)
+    m.chain(g, m.add(UnitDelay(0.5, name="z")), s.u2)
+    return m
+
+
+def test_a_functions_user_callables_compile_in_loops(caplog):
+    """Function(f, df) with a user's plain functions compiles (f element by element, its
+    reciprocal dy f'(a)); a closure stays on the numpy path; a function numba cannot
+    type falls back and says why.  All give the numpy path's numbers."""
+    x = {"r": np.random.default_rng(15).standard_normal((30, 3))}
+    w = {"y": np.random.default_rng(16).standard_normal((30, 3))}
+    (a, ga), (b, gb) = _on_both_paths(_user_loop(_plant, _dplant), x, w)
+    assert "numpy path" not in caplog.text, caplog.text
+    loops = [s for s in b.plan.segments if s.loop is not None]
+    assert loops and all("_nrt=False" in s.compiled.source for s in loops)
+    np.testing.assert_allclose(b["y"], a["y"], rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(gb.inputs["r"], ga.inputs["r"], rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(gb.params["g.K"], ga.params["g.K"], rtol=1e-12)
+
+    scale = 1.0
+    closure = _user_loop(lambda v: scale * v, lambda v, y: scale + 0.0 * v)
+    plan = compile(closure, backend="numba")
+    assert "numpy path (block 'p' (Function) has no kernel)" in plan.describe()
+
+    m = _user_loop(_untypable, _dlike)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        got = simulate(m, x, backend="numba")["y"]
+    assert "numba could not compile it" in caplog.text
+    np.testing.assert_allclose(got, simulate(m, x, backend="numpy")["y"], rtol=1e-15)
