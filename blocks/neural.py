@@ -126,6 +126,46 @@ def _mlp_into(L: int) -> str:
     return "\n".join(w) + "\n"
 
 
+def _mlp_back_into(L: int, tangent: bool) -> str:
+    """The MLP's reciprocal rule (``tangent=False``: ``du = ..(dy f'(s_{L-1})) W_{L-1}..
+    W_0``) or its tangent (``dy = f'(s_{L-1}) W_{L-1}^T .. f'(s_0) W_0^T du``) as element
+    loops, row by row, the deltas of one layer in a row of ``work`` (two rows of the
+    widest layer, passed as a parameter): nothing allocated."""
+    Ws = [f"W{i}T" if tangent else f"W{i}" for i in range(L)]
+    ss = ", ".join(f"s{i}" for i in range(L))
+    w = [f"def f({', '.join(Ws)}, work, d_in, u, y, {ss}, out):",
+         "    for r in range(d_in.shape[0]):"]
+
+    def deriv(i, e):  # f_i'(s_i) at element e of row r (the last layer's output is y)
+        a = f"s{i}[r, {e}]"
+        return f"dact{i}({a}, {'y[r, ' + e + ']' if i == L - 1 else f'act{i}({a})'})"
+
+    if tangent:  # forward through the layers: d_{i+1} = (d_i @ W_i^T) f_i'(s_i)
+        src = "d_in[r, p]"
+        for i in range(L):
+            dst = "out[r, j]" if i == L - 1 else f"work[{i % 2}, j]"
+            w += [f"        for j in range({Ws[i]}.shape[1]):",
+                  "            acc = 0.0",
+                  f"            for p in range({Ws[i]}.shape[0]):",
+                  f"                acc += {src} * {Ws[i]}[p, j]",
+                  f"            {dst} = acc * {deriv(i, 'j')}"]
+            src = f"work[{i % 2}, p]"
+    else:  # back through the layers: d_i = (d_{i+1} f_i'(s_i)) @ W_i
+        w += [f"        for j in range(W{L - 1}.shape[0]):",
+              f"            work[0, j] = d_in[r, j] * {deriv(L - 1, 'j')}"]
+        for i in range(L - 1, -1, -1):
+            cur = (L - 1 - i) % 2
+            dst = "out[r, p]" if i == 0 else f"work[{1 - cur}, p]"
+            scale = "" if i == 0 else f" * {deriv(i - 1, 'p')}"
+            w += [f"        for p in range(W{i}.shape[1]):",
+                  "            acc = 0.0",
+                  f"            for j in range(W{i}.shape[0]):",
+                  f"                acc += work[{cur}, j] * W{i}[j, p]",
+                  f"            {dst} = acc{scale}"]
+    w.append("    return out")
+    return "\n".join(w) + "\n"
+
+
 def mlp_kernels(acts: tuple) -> tuple:
     """An MLP's forward rule (``y``, then the pre-activations) and its reciprocal rule
     as kernels, written out for the layer activations ``acts``."""
@@ -139,13 +179,15 @@ def mlp_kernels(acts: tuple) -> tuple:
         fwd += [f"    s{i} = a @ W{i}T + b{i}", f"    a = act{i}(s{i})"]
     fwd.append(f"    return ({', '.join(['a'] + [f's{i}' for i in range(L)])})")
     ss = ", ".join(f"s{i}" for i in range(L))
-    back = [f"def f({', '.join(f'W{i}' for i in range(L))}, dy, u, y, {ss}):", "    d = dy"]
+    back = [f"def f({', '.join(f'W{i}' for i in range(L))}, work, dy, u, y, {ss}):",
+            "    d = dy"]
     for i in range(L - 1, -1, -1):
         a = "y" if i == L - 1 else f"act{i}(s{i})"
         # (in W's precision: numba types the derivatives' float literals as float64)
         back += [f"    d = np.asarray(d * dact{i}(s{i}, {a}), W{i}.dtype) @ W{i}"]
     back.append("    return d")
-    tan = [f"def f({', '.join(f'W{i}T' for i in range(L))}, du, u, y, {ss}):", "    d = du"]
+    tan = [f"def f({', '.join(f'W{i}T' for i in range(L))}, work, du, u, y, {ss}):",
+           "    d = du"]
     for i in range(L):
         a = "y" if i == L - 1 else f"act{i}(s{i})"
         tan += [f"    d = np.asarray((d @ W{i}T) * dact{i}(s{i}, {a}), W{i}T.dtype)"]
@@ -153,8 +195,10 @@ def mlp_kernels(acts: tuple) -> tuple:
     key = "blocks.neural.mlp_" + "_".join(acts)
     ns.update(fill_rows=fill_rows, rows_matmul=rows_matmul)
     return (generated_kernel(key, "\n".join(fwd) + "\n", "f", ns, into=_mlp_into(L)),
-            generated_kernel(key + "_vjp", "\n".join(back) + "\n", "f", dict(ns)),
-            generated_kernel(key + "_jvp", "\n".join(tan) + "\n", "f", dict(ns)))
+            generated_kernel(key + "_vjp", "\n".join(back) + "\n", "f", dict(ns),
+                             into=_mlp_back_into(L, tangent=False)),
+            generated_kernel(key + "_jvp", "\n".join(tan) + "\n", "f", dict(ns),
+                             into=_mlp_back_into(L, tangent=True)))
 
 
 @kernel(allocates=False)
@@ -382,9 +426,12 @@ class MLP(Block):
         Ws = [a for W, b in self.layers() for a in (np.ascontiguousarray(W.T), b)]
         return Kernel(mlp_kernels(self._acts_names())[0], params=tuple(Ws))
 
+    def _work(self) -> np.ndarray:  # a row of deltas per layer, two layers at a time
+        return np.zeros((2, max(W.shape[0] for W, _ in self.layers())), self.layers()[0][0].dtype)
+
     def vjp_kernel(self):
         return Kernel(mlp_kernels(self._acts_names())[1],
-                      params=tuple(W for W, _ in self.layers()))
+                      params=(*(W for W, _ in self.layers()), self._work()))
 
     def _activations(self, u, S):
         """``a_0 = u, a_l = f(s_{l-1})`` from the recorded pre-activations (elementwise)."""
@@ -401,16 +448,16 @@ class MLP(Block):
         return d, deltas[::-1], A
 
     def vjp(self, u, y, dy):
-        return mlp_kernels(self._acts_names())[1](*(W for W, _ in self.layers()), dy, u[0],
-                                                  *y)
+        return mlp_kernels(self._acts_names())[1](*(W for W, _ in self.layers()), None, dy,
+                                                  u[0], *y)
 
     def jvp(self, u, y, du):
-        return mlp_kernels(self._acts_names())[2](*(W.T for W, _ in self.layers()), du, u[0],
-                                                  *y)
+        return mlp_kernels(self._acts_names())[2](*(W.T for W, _ in self.layers()), None, du,
+                                                  u[0], *y)
 
     def jvp_kernel(self):
-        return Kernel(mlp_kernels(self._acts_names())[2],
-                      params=tuple(np.ascontiguousarray(W.T) for W, _ in self.layers()))
+        Ws = (np.ascontiguousarray(W.T) for W, _ in self.layers())
+        return Kernel(mlp_kernels(self._acts_names())[2], params=(*Ws, self._work()))
 
     def param_grads(self, u, y, dy):
         _, deltas, A = self._backprop(u[0], y[1:], dy[0])

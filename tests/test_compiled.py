@@ -2,6 +2,9 @@
 backward sweep, float64 to 1e-12 and float32 to 1e-5; loops without a compiled form fall
 back and say why."""
 
+import os
+from contextlib import contextmanager
+
 import numpy as np
 import pytest
 
@@ -32,12 +35,29 @@ def _both(monkeypatch, name, dtype=np.float64, T=40):
     return out
 
 
+@contextmanager
+def _backend(name: str):
+    """``BLOCKFLOW_BACKEND`` set to ``name`` inside (the default of every plan: the
+    reciprocal's and the tangent's too)."""
+    old = os.environ.get("BLOCKFLOW_BACKEND")
+    os.environ["BLOCKFLOW_BACKEND"] = name
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["BLOCKFLOW_BACKEND"]
+        else:
+            os.environ["BLOCKFLOW_BACKEND"] = old
+
+
 def _on_both_paths(m, x, w, params=None):
-    """``(trace, gradients)`` of ``m`` on the numpy path, then on the compiled path."""
+    """``(trace, gradients)`` of ``m`` on the numpy path, then on the compiled path (the
+    forward run and the backward sweep)."""
     out = []
     for backend in ("numpy", "numba"):
-        tr = simulate(m, x, backend=backend, params=params)
-        out.append((tr, backward(m, trace=tr, dL_dy=w, params=params)))
+        with _backend(backend):
+            tr = simulate(m, x, params=params)
+            out.append((tr, backward(m, trace=tr, dL_dy=w, params=params)))
     return out
 
 
@@ -305,8 +325,10 @@ def test_a_users_kernel_with_an_into_form_runs_in_the_compiled_loop():
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
 def test_an_mlp_controller_in_a_loop_compiles_and_agrees(monkeypatch, caplog, dtype, tol):
     # a 3-layer MLP (Mux of the reference and the delayed output in, a filter as plant):
-    # its forward form writes every layer into its rows; its reciprocal and tangent
-    # allocate, in the signals' precision (float literals would make float32 float64)
+    # its forward form writes every layer into its rows, its reciprocal and tangent the
+    # deltas of each row through a work row: all allocation-free, in the signals'
+    # precision (float literals would make float32 float64)
+    from blockflow.gradients import reciprocal_plan
     from blockflow.tangent import directional
     from blocks import MLP, Demux, DiscreteFilter, Mux, UnitDelay
 
@@ -335,6 +357,8 @@ def test_an_mlp_controller_in_a_loop_compiles_and_agrees(monkeypatch, caplog, dt
         tangents.append(directional(m, simulate(m, x), dx))
     ta, tb = tangents
     assert "numpy path" not in caplog.text, caplog.text  # reciprocal and tangent compiled
+    back = [s for s in reciprocal_plan(m).segments if s.loop is not None]
+    assert back and all("_nrt=False" in s.compiled.source for s in back)
     assert all(tb[s].dtype == dtype for s in tb.names())  # the tangent's delay included
     np.testing.assert_allclose(tb["y"], ta["y"], rtol=tol, atol=tol)
 

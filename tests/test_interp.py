@@ -10,6 +10,7 @@ import pytest
 
 from blockflow import Inport, Model, Outport, backward, compile, simulate
 from blockflow import kernels as kernels_module
+from blockflow.gradients import reciprocal_plan
 from blockflow.kernels import numba_available
 
 pytestmark = pytest.mark.skipif(not numba_available(), reason="numba is not installed")
@@ -44,20 +45,23 @@ def ring(n: int, shape=(2,)) -> Model:
 
 
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
-def test_a_large_loop_runs_interpreted_with_the_numpy_numbers(small_limit, caplog, dtype,
-                                                              tol):
+def test_a_large_loop_runs_interpreted_with_the_numpy_numbers(small_limit, monkeypatch,
+                                                              caplog, dtype, tol):
     rng = np.random.default_rng(3)
     m = ring(13).astype(dtype)
     x = {"u": rng.standard_normal((25, 3, 2)).astype(dtype)}
     w = {"y": rng.standard_normal((25, 3, 2)).astype(dtype)}
     out = []
     for backend in ("numpy", "numba"):
-        tr = simulate(m, x, backend=backend)
+        monkeypatch.setenv("BLOCKFLOW_BACKEND", backend)  # (the reciprocal's plan too)
+        tr = simulate(m, x)
         out.append((tr, backward(m, trace=tr, dL_dy=w)))
     (a, ga), (b, gb) = out
-    assert "numpy path" not in caplog.text, caplog.text  # the reciprocal's loop too
+    assert "numpy path" not in caplog.text, caplog.text
+    back = next(s for s in reciprocal_plan(m).segments if s.loop is not None)
     seg = next(s for s in b.plan.segments if s.loop is not None)
-    assert "interp(" in seg.compiled.source and "_nrt=False" in seg.compiled.source
+    for s in (seg, back):
+        assert "interp(" in s.compiled.source and "_nrt=False" in s.compiled.source
     assert "by the interpreter" in b.plan.loop_backend(seg)
     # a few kinds of operation, whatever the loop's length: one branch each
     assert seg.compiled.source.count("elif c ==") < 8
