@@ -14,7 +14,14 @@ from .block import Block
 from .kernels import Kernel, kernel
 
 
-@kernel
+@kernel(allocates=False)
+def _wire_into(u, out):
+    for i in range(out.size):
+        out.flat[i] = u.flat[i]
+    return out
+
+
+@kernel(into=_wire_into)
 def wire_output(u):
     return u
 
@@ -40,12 +47,29 @@ class Wire(Block):
         return {}
 
 
-@kernel
+@kernel(allocates=False)
+def _line_output_into(x, u, out):
+    for i in range(out.size):
+        out.flat[i] = x.flat[i]
+    return out
+
+
+@kernel(allocates=False)
+def _line_update_into(x, u, out):  # out is x: shifted one sample in place, u appended
+    m = u.size
+    for i in range(x.size - m):
+        x.flat[i] = x.flat[i + m]
+    for i in range(m):
+        x.flat[x.size - m + i] = u.flat[i]
+    return x
+
+
+@kernel(into=_line_output_into)
 def line_output(x, u):  # a delay line of n samples: the oldest comes out
     return x[0]
 
 
-@kernel
+@kernel(into=_line_update_into)
 def line_update(x, u):
     return np.concatenate((x[1:], np.expand_dims(u, 0)))
 

@@ -198,7 +198,48 @@ class Relay(Block):
         return {"on_at": self.on_at, "off_at": self.off_at, "on": self.on, "off": self.off}
 
 
-@kernel
+@kernel(allocates=False)
+def _segment(bp, v):
+    """The interval ``i`` (``0 .. n-2``) of breakpoints ``bp`` holding ``v``: the last
+    with ``bp[i] <= v``, the end ones beyond the ends (binary search)."""
+    lo, hi = 0, bp.size - 1
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if bp[mid] <= v:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+@kernel(allocates=False)
+def _lookup_into(bp, table, u, out):  # np.interp's formula, element by element
+    n = bp.size
+    for e in range(out.size):
+        v = u.flat[e]
+        if v >= bp[n - 1]:
+            out.flat[e] = table[n - 1]
+        elif v < bp[0]:
+            out.flat[e] = table[0]
+        else:
+            i = _segment(bp, v)
+            slope = (table[i + 1] - table[i]) / (bp[i + 1] - bp[i])
+            out.flat[e] = slope * (v - bp[i]) + table[i]
+    return out
+
+
+@kernel(allocates=False)
+def _lookup_vjp_into(bp, table, dy, u, y, out):
+    n = bp.size
+    for e in range(out.size):
+        v = u.flat[e]
+        i = _segment(bp, v)
+        slope = (table[i + 1] - table[i]) / (bp[i + 1] - bp[i])
+        out.flat[e] = dy.flat[e] * (slope * ((v >= bp[0]) and (v <= bp[n - 1])))
+    return out
+
+
+@kernel(into=_lookup_into)
 def lookup(bp, table, u):
     return np.interp(u, bp, table)
 
@@ -211,7 +252,7 @@ def lookup_slope(bp, table, u):
     return slope * ((u >= bp[0]) & (u <= bp[-1]))
 
 
-@kernel
+@kernel(into=_lookup_vjp_into)
 def lookup_vjp(bp, table, dy, u, y):
     return dy * lookup_slope(bp, table, u)
 

@@ -241,26 +241,38 @@ def product_kernels(ops: str) -> tuple[Callable, Callable]:
     n = len(ops)
     args = ", ".join(f"u{i}" for i in range(n))
 
-    def term(j):
-        return f"u{j}" if ops[j] == "*" else f"(1.0 / u{j})"
+    def term(j, at=""):  # (at=".flat[i]": the element form, for the into kernels)
+        return f"u{j}{at}" if ops[j] == "*" else f"(1.0 / u{j}{at})"
 
-    def partial(i):
+    def partial(i, at=""):
         if ops[i] == "/":
-            return f"-y / u{i}"
-        others = [term(j) for j in range(n) if j != i]
-        return " * ".join(others) if others else "np.ones_like(y)"
+            return f"-y{at} / u{i}{at}"
+        others = [term(j, at) for j in range(n) if j != i]
+        return " * ".join(others) if others else ("1.0" if at else "np.ones_like(y)")
 
+    e = ".flat[i]"
+    loop = "    for i in range(out.size):\n"
     parts = ", ".join(f"dy * {partial(i)}" for i in range(n))
     ret = parts if n == 1 else f"({parts},)"
     dus = ", ".join(f"du{i}" for i in range(n))
     tangent = " + ".join(f"du{i} * {partial(i)}" for i in range(n))
     key = "blocks.math.product_" + ops.replace("*", "m").replace("/", "d")
-    out = generated_kernel(key, f"def f({args}):\n    return {' * '.join(map(term, range(n)))}"
-                           "\n", "f", globals())
+    prod = " * ".join(term(j) for j in range(n))
+    out = generated_kernel(key, f"def f({args}):\n    return {prod}\n", "f", globals(),
+                           into=f"def f({args}, out):\n{loop}        out{e} = "
+                           f"{' * '.join(term(j, e) for j in range(n))}\n    return out\n")
+    rows = "out" if n == 1 else "(" + ", ".join(f"o{i}" for i in range(n)) + ",) = out\n    "
+    vjp_into = (f"def f(dy, {args}, y, out):\n    {rows if n > 1 else ''}"
+                f"for i in range(dy.size):\n"
+                + "".join(f"        {'out' if n == 1 else f'o{i}'}{e} = dy{e} * "
+                          f"{partial(i, e)}\n" for i in range(n)) + "    return out\n")
     vjp = generated_kernel(key + "_vjp", f"def f(dy, {args}, y):\n    return {ret}\n", "f",
-                           globals())
+                           globals(), into=vjp_into)
+    jvp_into = (f"def f({dus}, {args}, y, out):\n{loop}        out{e} = "
+                + " + ".join(f"du{i}{e} * {partial(i, e)}" for i in range(n))
+                + "\n    return out\n")
     jvp = generated_kernel(key + "_jvp", f"def f({dus}, {args}, y):\n    return {tangent}\n",
-                           "f", globals())
+                           "f", globals(), into=jvp_into)
     return out, vjp, jvp
 
 

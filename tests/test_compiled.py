@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from blockflow import Block, Inport, Model, Outport, backward, compile, simulate
+from blockflow.gradients import reciprocal_plan
 from blockflow.kernels import Kernel, kernel, numba_available
 from models import CATALOGUE
 from models.closed_loop import tanh_loop
@@ -59,6 +60,13 @@ def _on_both_paths(m, x, w, params=None):
             tr = simulate(m, x, params=params)
             out.append((tr, backward(m, trace=tr, dL_dy=w, params=params)))
     return out
+
+
+def _compiled_reciprocal_loops(m) -> list:
+    """The loops of ``m``'s reciprocal plan under the numba backend (the plan the
+    compiled path's backward sweeps ran)."""
+    with _backend("numba"):
+        return [s for s in reciprocal_plan(m).segments if s.loop is not None]
 
 
 @pytest.mark.parametrize("name", LOOPED)
@@ -328,7 +336,6 @@ def test_an_mlp_controller_in_a_loop_compiles_and_agrees(monkeypatch, caplog, dt
     # its forward form writes every layer into its rows, its reciprocal and tangent the
     # deltas of each row through a work row: all allocation-free, in the signals'
     # precision (float literals would make float32 float64)
-    from blockflow.gradients import reciprocal_plan
     from blockflow.tangent import directional
     from blocks import MLP, Demux, DiscreteFilter, Mux, UnitDelay
 
@@ -357,7 +364,7 @@ def test_an_mlp_controller_in_a_loop_compiles_and_agrees(monkeypatch, caplog, dt
         tangents.append(directional(m, simulate(m, x), dx))
     ta, tb = tangents
     assert "numpy path" not in caplog.text, caplog.text  # reciprocal and tangent compiled
-    back = [s for s in reciprocal_plan(m).segments if s.loop is not None]
+    back = _compiled_reciprocal_loops(m)
     assert back and all("_nrt=False" in s.compiled.source for s in back)
     assert all(tb[s].dtype == dtype for s in tb.names())  # the tangent's delay included
     np.testing.assert_allclose(tb["y"], ta["y"], rtol=tol, atol=tol)
@@ -567,3 +574,38 @@ def test_a_functions_user_callables_compile_in_loops(caplog):
         got = simulate(m, x, backend="numba")["y"]
     assert "numba could not compile it" in caplog.text
     np.testing.assert_allclose(got, simulate(m, x, backend="numpy")["y"], rtol=1e-15)
+
+
+def test_products_and_lookup_tables_in_loops_compile_allocation_free(caplog):
+    """Product (a multiply and a divide) and Lookup1D (inputs across and beyond its
+    breakpoints) inside a loop: element loops forward and back, the numpy numbers."""
+    from blocks import Gain, Lookup1D, Product, Sum, UnitDelay
+
+    m = Model("product_lookup")
+    r, y = m.add(Inport("r"), Outport("y"))
+    s, lut = m.add(Sum("+-", name="s"), Lookup1D([-1.0, 0.0, 0.5, 2.0],
+                                                 [0.3, -1.0, 2.0, 4.0], name="lut"))
+    prod, g = m.add(Product("*/", name="prod"), Gain(0.3, name="g"))
+    z = m.add(UnitDelay(0.4, name="z"))
+    m.connect(r, s.u1)
+    m.chain(s, lut, prod.u1)
+    m.connect(m.add(Inport("d")), prod.u2)
+    m.chain(prod, g, y)
+    m.chain(g, z, s.u2)
+    rng = np.random.default_rng(17)
+    x = {"r": 2.0 * rng.standard_normal((40, 3)),
+         "d": 1.5 + rng.uniform(-1.0, 1.0, (40, 3))}  # (kept away from 0: the divisor)
+    w = {"y": rng.standard_normal((40, 3))}
+    (a, ga), (b, gb) = _on_both_paths(m, x, w)
+    assert "numpy path" not in caplog.text, caplog.text
+    loops = [s for s in b.plan.segments if s.loop is not None]
+    back = _compiled_reciprocal_loops(m)
+    assert loops and back and all("_nrt=False" in s.compiled.source for s in loops + back)
+    lut_in = a["s"]
+    assert lut_in.min() < -1.0 < 0.5 < lut_in.max()  # below, inside and across the table
+    np.testing.assert_allclose(b["y"], a["y"], rtol=1e-12, atol=1e-15)
+    for k in ("r", "d"):
+        np.testing.assert_allclose(gb.inputs[k], ga.inputs[k], rtol=1e-12, atol=1e-15)
+    for k in ga.params:
+        np.testing.assert_allclose(gb.params[k], ga.params[k], rtol=1e-11, atol=1e-14,
+                                   err_msg=k)

@@ -8,10 +8,10 @@ import logging
 import numpy as np
 import pytest
 
-from blockflow import Inport, Model, Outport, backward, compile, simulate
+from blockflow import Block, Inport, Model, Outport, backward, compile, simulate
 from blockflow import kernels as kernels_module
 from blockflow.gradients import reciprocal_plan
-from blockflow.kernels import numba_available
+from blockflow.kernels import Kernel, kernel, numba_available
 
 pytestmark = pytest.mark.skipif(not numba_available(), reason="numba is not installed")
 
@@ -99,20 +99,38 @@ def test_interpreted_loops_continue_from_given_states_and_leave_them(small_limit
         np.testing.assert_array_equal(mid[k], kept[k])
 
 
+@kernel
+def _halve(u):  # a user's kernel without an into form
+    return 0.5 * u
+
+
+class Halve(Block):
+    linear = True
+
+    def output(self, x, u):
+        return _halve(u)
+
+    def kernel(self):
+        return Kernel(_halve)
+
+    def vjp(self, u, y, dy):
+        return 0.5 * dy
+
+
 @pytest.mark.parametrize("gains", [3, 6])
 def test_a_loop_the_interpreter_cannot_run_compiles_whole_or_says_why(small_limit, caplog,
                                                                       gains):
-    """A Lookup1D has no into form: a loop holding it compiles as one function up to
-    MAX_COMPILED_OPS blocks, and past that stays on the numpy path and says why."""
-    from blocks import Gain, Lookup1D, Sum, UnitDelay
+    """A block whose kernel has no into form: a loop holding it compiles as one function
+    up to MAX_COMPILED_OPS blocks, and past that stays on the numpy path and says why."""
+    from blocks import Gain, Sum, UnitDelay
 
-    m = Model("lut_loop")
+    m = Model("halving_loop")
     u, s, y = m.add(Inport("u"), Sum("+-", name="s"), Outport("y"))
     chain = m.add(*(Gain(0.5, name=f"g{i}") for i in range(gains)))
-    lut = m.add(Lookup1D([-1.0, 0.0, 1.0], [0.0, 0.5, 2.0], name="lut"))
+    h = m.add(Halve(name="h"))
     m.connect(u, s.u1)
-    m.chain(s, *chain, lut, m.add(UnitDelay(name="z")), s.u2)
-    m.connect(lut, y)
+    m.chain(s, *chain, h, m.add(UnitDelay(name="z")), s.u2)
+    m.connect(h, y)
     plan = compile(m, backend="numba")
     seg = next(s for s in plan.segments if s.loop is not None)
     why = plan.loop_backend(seg)
@@ -120,7 +138,7 @@ def test_a_loop_the_interpreter_cannot_run_compiles_whole_or_says_why(small_limi
         assert why == "compiled (numba)" and not seg.interpreted
     else:
         assert why.startswith("numpy path (a loop of 9 blocks, too large")
-        assert "block 'lut' (Lookup1D) has no kernel writing into its buffers" in why
+        assert "block 'h' (Halve) has no kernel writing into its buffers" in why
     x = {"u": np.linspace(-1, 1, 10)[:, None]}
     with caplog.at_level(logging.WARNING):
         b = simulate(m, x, backend="numba")
