@@ -56,23 +56,30 @@ def numba_loop():
     return loop
 
 
-def compile_cost() -> tuple[float, float, float]:
-    """Seconds to a first simulation in a fresh process with an empty cache, and in a
-    second process that finds the cache (Python and blockflow's imports excluded; numba
-    is imported by the first simulation, included), and numba's import alone."""
+def compile_cost() -> tuple[float, float, float, float]:
+    """Seconds to a first simulation (T=1,000) in a fresh process with an empty cache,
+    and in a second process that finds the cache (Python and blockflow's imports
+    excluded; numba is imported by the first simulation, included), numba's import
+    alone, and the second process's time with the default backend ("auto": a run this
+    short does not pay for importing numba, so it takes the numpy path)."""
     code = ("import time, numpy as np; from blockflow import simulate; "
             "from models.closed_loop import tanh_loop; m = tanh_loop(); "
             "r = np.zeros((1000, 1)); t0 = time.perf_counter(); "
-            "simulate(m, {'r': r}, backend='numba'); print(time.perf_counter() - t0)")
+            "simulate(m, {'r': r}, backend=BACKEND); print(time.perf_counter() - t0)")
     env = dict(os.environ, BLOCKFLOW_CACHE=tempfile.mkdtemp(prefix="bf-bench-"),
                PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    runs = [float(subprocess.run([sys.executable, "-c", code], env=env, check=True,
-                                 capture_output=True, text=True).stdout) for _ in range(2)]
+
+    def run(backend):
+        src = code.replace("BACKEND", repr(backend))
+        return float(subprocess.run([sys.executable, "-c", src], env=env, check=True,
+                                    capture_output=True, text=True).stdout)
+
+    first, second, auto = run("numba"), run("numba"), run("auto")
     imp = ("import time; t0 = time.perf_counter(); import numba; "
            "print(time.perf_counter() - t0)")
     numba_import = float(subprocess.run([sys.executable, "-c", imp], check=True,
                                         capture_output=True, text=True).stdout)
-    return runs[0], runs[1], numba_import
+    return first, second, numba_import, auto
 
 
 def main() -> None:
@@ -103,9 +110,9 @@ def main() -> None:
     t_fwd = best(lambda: simulate(m, {"r": r}), 5)
     t_grad = best(lambda: backward(m, trace=simulate(m, {"r": r}), dL_dy=w), 5)
     print(f"  forward + gradient        {us * t_grad:8.3f}   ({t_grad / t_fwd:4.2f}x the forward)")
-    first, second, imp = compile_cost()
+    first, second, imp, auto = compile_cost()
     print(f"  first simulation, empty cache {first:6.2f} s; second process {second:6.2f} s "
-          f"(of which importing numba {imp:.2f} s)")
+          f"(of which importing numba {imp:.2f} s); default backend {auto:.2f} s")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import numpy as np
 from .block import as_tuple
 from .errors import BlockflowError, SimulationError
 from .kernels import (
+    AUTO_IMPORT_WORK,
     AUTO_MAX_ELEMENTS,
     AUTO_MIN_WORK,
     compile_loop,
@@ -248,8 +249,9 @@ def _compiled(plan, seg, T: int, B: int) -> bool:
 
     ``"auto"`` keeps loops over large signals (``B x size >= AUTO_MAX_ELEMENTS`` per
     step) on the numpy path, whose array operations (BLAS products) amortise their call
-    cost there; it compiles any other loop that is compiled already (in this process or
-    in the disk cache: it costs nothing), or whose work pays for compiling it: this
+    cost there; it compiles any other loop that is compiled already (in this process; or
+    in the disk cache, once numba is imported or the work pays for importing it:
+    ``AUTO_IMPORT_WORK``), or whose work pays for compiling it: this
     run's, over all loops of its structure in the plan (one compiled function serves
     them all), with what loops of that structure ran on the numpy path before in this
     process (:data:`NUMPY_WORK`: a controller trained for many short epochs compiles
@@ -272,7 +274,9 @@ def _compiled(plan, seg, T: int, B: int) -> bool:
         names, counts = _loop_names(plan)
         name = names[id(seg)]  # (compiling costs more in larger loops)
         need, twins, cached = AUTO_MIN_WORK * max(1.0, n / 20), counts[name], True
-    if NUMPY_WORK[name] + T * n * twins >= need or cached and is_compiled(name):
+    work = NUMPY_WORK[name] + T * n * twins
+    if work >= need or cached and is_compiled(name) and (
+            "numba" in sys.modules or work >= AUTO_IMPORT_WORK):
         return True
     NUMPY_WORK[name] += T * n  # this loop's run, on the numpy path
     return False

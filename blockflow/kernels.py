@@ -41,6 +41,9 @@ from .rates import HOLD
 BACKENDS = ("auto", "numpy", "numba")
 AUTO_MIN_WORK = 200_000  # block-steps from which "auto" compiles a loop
 AUTO_MAX_ELEMENTS = 4096  # batch x samples per step from which "auto" keeps numpy's arrays
+# block-steps from which "auto" imports numba (0.4-0.5 s) to run a loop found compiled in
+# the disk cache: shorter runs in a fresh process stay on the numpy path
+AUTO_IMPORT_WORK = 50_000
 # numba's compile time grows faster than linearly with the size of one function: ~1 s
 # at 10 blocks, 5 s at 60, 12 s at 100 (kernels called), 45 s at 300
 MAX_COMPILED_OPS = 120

@@ -19,6 +19,7 @@ from .cache import cached
 from .errors import AlgebraicLoopError, SignalTypeError, SimulationError, WiringError
 from .execute import make_loop
 from .kernels import (
+    AUTO_IMPORT_WORK,
     AUTO_MAX_ELEMENTS,
     AUTO_MIN_WORK,
     loop_mode,
@@ -152,8 +153,9 @@ class Plan:
         if seg.compiled is not None:
             return "compiled (numba), for batch x samples per step < " \
                 f"{AUTO_MAX_ELEMENTS}, else numpy path (its BLAS products)"
-        return (f"compiled (numba) when it is in the disk cache or T x {n} blocks x loops "
-                f"of its structure, over this process's runs, reaches "
+        return (f"compiled (numba) when it is in the disk cache (and numba imported, or "
+                f"T x {n} blocks >= {AUTO_IMPORT_WORK}) or T x {n} blocks x loops of its "
+                f"structure, over this process's runs, reaches "
                 f"{int(AUTO_MIN_WORK * max(1.0, n / 20))}, for batch x samples per step < "
                 f"{AUTO_MAX_ELEMENTS}; else numpy path")
 

@@ -609,3 +609,30 @@ def test_products_and_lookup_tables_in_loops_compile_allocation_free(caplog):
     for k in ga.params:
         np.testing.assert_allclose(gb.params[k], ga.params[k], rtol=1e-11, atol=1e-14,
                                    err_msg=k)
+
+
+def test_auto_imports_numba_only_for_runs_that_pay_for_it(monkeypatch):
+    """A loop found compiled in the disk cache runs compiled once numba is imported; in
+    a process that has not imported it, only a run long enough to pay for the import
+    (AUTO_IMPORT_WORK block-steps) does, and shorter ones take the numpy path."""
+    import sys
+
+    import numba  # noqa: F401 - imported, as after any compiled run
+
+    from blockflow import execute
+
+    compiled = []
+    monkeypatch.setattr(execute, "_run_compiled",
+                        lambda plan, seg, ks, *a: compiled.append(len(ks)))
+    monkeypatch.setattr(execute, "is_compiled", lambda name: True)
+    monkeypatch.setattr(execute, "NUMPY_WORK", execute.Counter())
+    m = tanh_loop()
+    n = len(next(s for s in compile(m).segments if s.loop is not None).ops)
+    short, long = 10, 1 + execute.AUTO_IMPORT_WORK // n
+    simulate(m, {"r": np.ones((short, 1))}, backend="auto")
+    assert compiled == [short]  # numba is imported here: a cached loop costs nothing
+    monkeypatch.delitem(sys.modules, "numba")  # (as in a fresh process)
+    simulate(m, {"r": np.ones((short, 1))}, backend="auto")
+    assert compiled == [short]
+    simulate(m, {"r": np.ones((long, 1))}, backend="auto")
+    assert compiled == [short, long]
