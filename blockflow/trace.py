@@ -221,11 +221,24 @@ def first_nonfinite(trace, *, backward: bool = False):
     plan = trace.plan
     best = None
     rank = {p: i for i, p in enumerate(plan.order)}
+    bases: dict[int, bool] = {}  # views of one array (an interpreted loop's records)
+
+    def finite(a) -> bool:  # a sum is finite only if every term is (one pass, no copy)
+        if a.dtype.kind != "f":
+            return False
+        base = a.base
+        if isinstance(base, np.ndarray) and base.dtype == a.dtype:
+            if id(base) not in bases:  # checked once for all its views
+                bases[id(base)] = bool(np.isfinite(np.add.reduce(base, axis=None)))
+            if bases[id(base)]:
+                return True
+        return bool(np.isfinite(np.add.reduce(a, axis=None)))
+
     for path, b in plan.flat.blocks.items():
         for p in b.outputs:
             a = trace[(path, p)]
-            if a.dtype.kind == "f" and np.isfinite(np.add.reduce(a, axis=None)):
-                continue  # a sum is finite only if every term is (one pass, no copy)
+            if finite(a):
+                continue
             bad = ~np.isfinite(a.reshape(a.shape[0], -1)).all(axis=1)
             if not bad.any():
                 continue

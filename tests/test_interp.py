@@ -144,3 +144,27 @@ def test_a_loop_the_interpreter_cannot_run_compiles_whole_or_says_why(small_limi
         b = simulate(m, x, backend="numba")
     assert any(s.compiled is not None for s in b.plan.segments) == (gains == 3)
     np.testing.assert_allclose(b["y"], simulate(m, x, backend="numpy")["y"], rtol=1e-15)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered")
+def test_an_overflow_in_an_interpreted_loop_is_named_as_on_the_numpy_path(small_limit):
+    """The finite check looks at an interpreted loop's stacked records once; where they
+    hold an infinity it still names the first block and step, as the numpy path does."""
+    from blockflow.errors import SimulationError
+    from blocks import Function, Gain, Sum, UnitDelay
+
+    m = Model("blow_up")
+    u, s, y = m.add(Inport("u"), Sum("++", name="s"), Outport("y"))
+    chain = m.add(*(Gain(1.5, name=f"g{i}") for i in range(5)))
+    e = m.add(Function("exp", name="e"))
+    m.connect(u, s.u1)
+    m.chain(s, *chain, e, m.add(UnitDelay(name="z")), s.u2)
+    m.connect(e, y)
+    x = {"u": np.full((40, 2), 0.5)}
+    messages = []
+    for backend in ("numpy", "numba"):
+        with pytest.raises(SimulationError, match=r"'e\.y'|e\.y") as info:
+            simulate(m, x, backend=backend)
+        messages.append(str(info.value))
+    assert messages[0] == messages[1]
+    assert "step" in messages[0]
