@@ -25,6 +25,7 @@ within 1.1-1.5x of a loop compiled whole (a branch and a few index loads per ope
 from __future__ import annotations
 
 import hashlib
+from typing import NamedTuple
 
 import numpy as np
 
@@ -53,53 +54,62 @@ def interp_reason(ops, kernels) -> str | None:
     return None
 
 
-class _Stacks:
-    """Arrays (or numbers) grouped by type and shape, each group stacked into one array
-    along a new first axis: ``add`` returns the group's position and the item's index."""
+def _key(x) -> tuple:
+    """The stack an argument goes to: arrays by dtype and shape, numbers by type."""
+    if isinstance(x, np.ndarray):
+        return ("a", x.dtype.str, x.shape)
+    if isinstance(x, bool | np.bool_):
+        return ("s", "|b1", ())
+    if isinstance(x, int | np.integer):
+        return ("s", "<i8", ())
+    return ("s", np.asarray(x).dtype.str, ())  # a float (a numpy scalar keeps its precision)
+
+
+class _Groups:
+    """Items grouped by a key, in order of first appearance: ``add`` returns the group's
+    position and the item's index in it."""
 
     def __init__(self):
-        self.groups: dict[tuple, list] = {}
+        self.items: dict[tuple, list] = {}
         self.position: dict[tuple, int] = {}
 
-    def add(self, x) -> tuple[int, int]:
-        if isinstance(x, np.ndarray):
-            key = ("a", x.dtype.str, x.shape)
-        elif isinstance(x, bool | np.bool_):
-            key = ("s", "|b1", ())
-        elif isinstance(x, int | np.integer):
-            key = ("s", "<i8", ())
-        else:  # a float (a numpy scalar keeps its precision)
-            key = ("s", np.asarray(x).dtype.str, ())
-        items = self.groups.get(key)
+    def add(self, key: tuple, item) -> tuple[int, int]:
+        items = self.items.get(key)
         if items is None:
-            items = self.groups[key] = []
+            items = self.items[key] = []
             self.position[key] = len(self.position)
-        items.append(x)
+        items.append(item)
         return self.position[key], len(items) - 1
 
-    def arrays(self) -> list[np.ndarray]:
-        return [np.array(items, dtype=np.dtype(key[1])) for key, items in self.groups.items()]
+
+class _Layout(NamedTuple):
+    """Where an interpreted loop's arguments go, made once per loop and argument types:
+    the code table, the stacks' groups and the interpreter."""
+
+    keys: tuple  # the parameters' and states' keys it was made for
+    records: _Groups  # slots by (dtype, sample shape)
+    params: _Groups  # (op, parameter index) by key
+    states: _Groups  # state ids by key
+    where: dict  # slot -> (group, index)
+    xpos: dict  # state id -> (group, index)
+    code: np.ndarray
+    updates: np.ndarray
+    fn: object
 
 
-def run_interpreted(seg, kernels, ks: np.ndarray, bufs: list, states: dict, rec: dict, st):
-    """Run the loop ``seg`` through its interpreter (made on first use); the records
-    ``rec`` become views of the stacked records, the returned states copies."""
-    ops = seg.ops
+def _make_layout(ops, kernels, kparams, keys, st) -> _Layout:
     produced, external, _ = _layout(ops)
-    records, params, xs = _Stacks(), _Stacks(), _Stacks()
-    where = {}  # slot -> (group, index)
+    records, params, xs = _Groups(), _Groups(), _Groups()
+    where = {}
     for s in produced + external:
-        if s in where:
-            continue
-        # a group's array has the sample type of its slots; produced slots are filled
-        # by the run (their zeros stand in for rows not written yet)
-        where[s] = records.add(rec[s] if s in rec else np.require(bufs[s], requirements="C"))
+        if s not in where:
+            where[s] = records.add((st[s].dtype.str, st[s].shape), s)
     rows, sigs, xpos = [], {}, {}
-    for op, k in zip(ops, kernels, strict=True):
-        ps = [params.add(p) for p in kernel_params(op, k, st)]
-        x = None
-        if op.state is not None:
-            x = xpos[op.state] = xs.add(np.array(states[op.state], order="C"))
+    for j, (op, k, (pkeys, xkey)) in enumerate(zip(ops, kernels, keys, strict=True)):
+        ps = [params.add(key, (j, p)) for p, key in enumerate(pkeys)]
+        x = None if op.state is None else xs.add(xkey, op.state)
+        if x is not None:
+            xpos[op.state] = x
         ins = [where[s] for s in op.ins]
         outs = [where[s] for s in op.outs]
         (fo, _), (fu, _) = _forms(op, k)
@@ -115,14 +125,37 @@ def run_interpreted(seg, kernels, ks: np.ndarray, bufs: list, states: dict, rec:
     for j, r in enumerate(rows):
         code[j, : len(r)] = r
     updates = np.array([j for j, op in enumerate(ops) if op.state is not None], np.int64)
-    R, P, X = records.arrays(), params.arrays(), xs.arrays()
-    fn = _interpreter(list(sigs), len(R), len(P), len(X))
-    seg.compiled = fn
-    fn(ks, code, updates, *R, *P, *X)
-    for s, (g, i) in where.items():
-        if s in rec:
-            rec[s] = R[g][i]
-    return {state: X[g][i] for state, (g, i) in xpos.items()}
+    fn = _interpreter(list(sigs), len(records.items), len(params.items), len(xs.items))
+    return _Layout(keys, records, params, xs, where, xpos, code, updates, fn)
+
+
+def run_interpreted(seg, kernels, ks: np.ndarray, bufs: list, states: dict, rec: dict, st):
+    """Run the loop ``seg`` through its interpreter (made on first use); the records
+    ``rec`` become views of the stacked records, the returned states copies."""
+    ops = seg.ops
+    kparams = [kernel_params(op, k, st) for op, k in zip(ops, kernels, strict=True)]
+    keys = tuple((tuple(_key(p) for p in ps), None if op.state is None
+                  else _key(np.asarray(states[op.state])))
+                 for op, ps in zip(ops, kparams, strict=True))
+    lay = seg.__dict__.get("_layout")
+    if lay is None or lay.keys != keys:  # (first run, or a new batch size or dtype)
+        lay = seg._layout = _make_layout(ops, kernels, kparams, keys, st)
+    seg.compiled = lay.fn
+    T, B = next(iter(rec.values())).shape[:2]
+    R = [np.zeros((len(slots), T, B, *shape), dtype)
+         for (dtype, shape), slots in lay.records.items.items()]
+    for s, (g, i) in lay.where.items():
+        if s not in rec:  # an input from outside the loop
+            R[g][i] = bufs[s]
+    P = [np.array([kparams[j][p] for j, p in items], dtype=np.dtype(key[1]))
+         for key, items in lay.params.items.items()]
+    X = [np.array([states[x] for x in items], dtype=np.dtype(key[1]))
+         for key, items in lay.states.items.items()]
+    lay.fn(ks, lay.code, lay.updates, *R, *P, *X)
+    for s in rec:
+        g, i = lay.where[s]
+        rec[s] = R[g][i]
+    return {state: X[g][i] for state, (g, i) in lay.xpos.items()}
 
 
 def _interpreter(sigs: list, n_r: int, n_p: int, n_x: int):
