@@ -48,7 +48,22 @@ def rnn_output(WT, b, x, h):
     return np.tanh(np.concatenate((x, h), axis=-1) @ WT + b)
 
 
-@kernel
+@kernel(allocates=False)
+def _rnn_jvp_into(WT, dx, dh, x, h, y, out):  # ([dx, dh] W^T) (1 - y^2), row by row
+    n, H = dx.shape[-1], out.shape[-1]
+    for r in range(out.size // H):
+        for j in range(H):
+            acc = 0.0
+            for i in range(n):
+                acc += dx.flat[r * n + i] * WT[i, j]
+            for i in range(H):
+                acc += dh.flat[r * H + i] * WT[n + i, j]
+            yj = y.flat[r * H + j]
+            out.flat[r * H + j] = acc * (1.0 - yj * yj)
+    return out
+
+
+@kernel(into=_rnn_jvp_into)
 def rnn_jvp(WT, dx, dh, x, h, y):
     return (np.concatenate((dx, dh), axis=-1) @ WT) * (1.0 - y * y)
 
@@ -238,7 +253,32 @@ def lstm_tangent(dz, dc_prev, c_prev, c_out, z):
     return do * o * (1 - o) * tc + o * (1 - tc * tc) * dc, dc
 
 
-@kernel
+@kernel(allocates=False)
+def _lstm_jvp_into(WT, dx, dh, dc_prev, x, h, c_prev, h_out, c_out, z, out):
+    # per unit j: its four gates' tangents from [dx, dh] and W's columns j, H + j, ...
+    # (no (B, 4H) buffer), then lstm_tangent's equations
+    dh_out, dc_out = out
+    n, H = dx.shape[-1], c_prev.shape[-1]
+    for r in range(c_prev.shape[0]):
+        for j in range(H):
+            di, df, dg, do = 0.0, 0.0, 0.0, 0.0
+            for q in range(n + H):
+                v = dx[r, q] if q < n else dh[r, q - n]
+                di += v * WT[q, j]
+                df += v * WT[q, H + j]
+                dg += v * WT[q, 2 * H + j]
+                do += v * WT[q, 3 * H + j]
+            i, f = _sigmoid(z[r, j]), _sigmoid(z[r, H + j])
+            g, o = np.tanh(z[r, 2 * H + j]), _sigmoid(z[r, 3 * H + j])
+            tc = np.tanh(c_out[r, j])
+            dc = df * f * (1 - f) * c_prev[r, j] + f * dc_prev[r, j] \
+                + di * i * (1 - i) * g + i * dg * (1 - g * g)
+            dh_out[r, j] = do * o * (1 - o) * tc + o * (1 - tc * tc) * dc
+            dc_out[r, j] = dc
+    return out
+
+
+@kernel(into=_lstm_jvp_into)
 def lstm_jvp(WT, dx, dh, dc_prev, x, h, c_prev, h_out, c_out, z):
     return lstm_tangent(np.concatenate((dx, dh), axis=-1) @ WT, dc_prev, c_prev, c_out, z)
 

@@ -150,6 +150,8 @@ def test_tangent_loops_compile_and_agree(monkeypatch, name):
             plan = compile(tangent(m))
             assert all("compiled" in plan.loop_backend(s) for s in plan.segments
                        if s.loop is not None)
+    loops = [s for s in res["numba"].plan.segments if s.loop is not None]
+    assert loops and all("_nrt=False" in s.compiled.source for s in loops)  # into forms
     for k in res["numpy"].plan.outports:
         np.testing.assert_allclose(res["numba"][k], res["numpy"][k], rtol=1e-12, atol=1e-13)
 
@@ -279,6 +281,17 @@ def test_rnn_cells_and_matrix_gains_compile_in_loops(dtype, tol):
     for k in ga.params:
         np.testing.assert_allclose(gb.params[k], ga.params[k], rtol=tol, atol=tol, err_msg=k)
     np.testing.assert_allclose(gb.inputs["x"], ga.inputs["x"], rtol=tol, atol=tol)
+    # forward mode: the cells' tangents, element loops too
+    from blockflow.tangent import directional
+
+    dx = {"x": rng.standard_normal((25, 2, 3)).astype(dtype)}
+    tangents = []
+    for backend in ("numpy", "numba"):
+        with _backend(backend):
+            tangents.append(directional(m, simulate(m, x), dx))
+    loops = [s for s in tangents[1].plan.segments if s.loop is not None]
+    assert loops and all("_nrt=False" in s.compiled.source for s in loops)
+    np.testing.assert_allclose(tangents[1]["y"], tangents[0]["y"], rtol=tol, atol=tol)
 
 
 @kernel(allocates=False)
