@@ -353,7 +353,10 @@ def _user_kernels(f: Callable, df: Callable) -> tuple[Callable, Callable] | None
     that works on arrays only), the loop stays on the numpy path and says why.  They are
     keyed by their code, so a second process finds their loops in the disk cache."""
     fns = (f, df)
+    if fns in _USER_OF:
+        return _USER_OF[fns]
     if not all(isinstance(g, types.FunctionType) and g.__closure__ is None for g in fns):
+        _USER_OF[fns] = None
         return None
     code = hashlib.sha1(repr([(g.__module__, g.__qualname__, g.__code__.co_code,
                                g.__code__.co_consts, g.__code__.co_names) for g in fns])
@@ -375,10 +378,12 @@ def _user_kernels(f: Callable, df: Callable) -> tuple[Callable, Callable] | None
         rule.kernel_source = f"dy * df(a, y) {code}"
         rule.into = elementwise_into(rule, 3, f"{key}.vjp.into")
         _USER[key] = (fk, rule)
+    _USER_OF[fns] = _USER[key]
     return _USER[key]
 
 
-_USER: dict[str, tuple[Callable, Callable]] = {}
+_USER: dict[str, tuple[Callable, Callable]] = {}  # by the functions' code
+_USER_OF: dict[tuple, tuple | None] = {}  # by the functions themselves (made once)
 
 
 @kernel
@@ -441,8 +446,6 @@ class Function(Block):
             self.fname = getattr(f, "__name__", "f")
         super().__init__(**kw)
         self.f, self.df = f, df
-        self._user = None if self.fname in ELEMENTWISE and ELEMENTWISE[self.fname] == (
-            f, df) else _user_kernels(f, df)
 
     def output(self, x, u):
         return self.f(u)
@@ -453,14 +456,21 @@ class Function(Block):
     def jvp(self, u, y, du):
         return du * self.df(u[0], y[0])
 
+    def _user(self) -> tuple | None:
+        """Kernels for a user's ``(f, df)`` (made once per pair, not kept on the block:
+        it pickles as its functions)."""
+        if ELEMENTWISE.get(self.fname) == (self.f, self.df):
+            return None
+        return _user_kernels(self.f, self.df)
+
     def kernel(self):
-        if self._user is not None:
-            return Kernel(self._user[0])
+        if (user := self._user()) is not None:
+            return Kernel(user[0])
         return Kernel(self.f) if ELEMENTWISE.get(self.fname, (None,))[0] is self.f else None
 
     def vjp_kernel(self):
-        if self._user is not None:
-            return Kernel(self._user[1])
+        if (user := self._user()) is not None:
+            return Kernel(user[1])
         rule = _VJP.get(self.fname)
         return None if rule is None or ELEMENTWISE[self.fname][0] is not self.f else Kernel(rule)
 

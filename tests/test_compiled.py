@@ -575,6 +575,11 @@ def test_a_functions_user_callables_compile_in_loops(caplog):
     np.testing.assert_allclose(b["y"], a["y"], rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(gb.inputs["r"], ga.inputs["r"], rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(gb.params["g.K"], ga.params["g.K"], rtol=1e-12)
+    # the block pickles as its functions (process pools send models to workers)
+    import pickle
+
+    back = pickle.loads(pickle.dumps(_user_loop(_plant, _dplant)))
+    np.testing.assert_allclose(simulate(back, x, backend="numba")["y"], a["y"], rtol=1e-12)
 
     scale = 1.0
     closure = _user_loop(lambda v: scale * v, lambda v, y: scale + 0.0 * v)
