@@ -15,7 +15,7 @@ import scipy.signal
 
 from blockflow.block import Block, sum_to
 from blockflow.errors import ParameterError
-from blockflow.kernels import Kernel, kernel
+from blockflow.kernels import Kernel, copy_into, kernel
 from blockflow.lines import DelayLine, Wire
 from blockflow.types import SignalType
 
@@ -34,16 +34,12 @@ def _shift_corr(g: np.ndarray, v: np.ndarray, m: int) -> float:
 
 @kernel(allocates=False)
 def _delay_output_into(x, u, out):
-    for i in range(out.size):
-        out.flat[i] = x.flat[i]
-    return out
+    return copy_into(x, out)
 
 
 @kernel(allocates=False)
 def _delay_update_into(x, u, out):  # out is x: the state becomes the input
-    for i in range(out.size):
-        out.flat[i] = u.flat[i]
-    return out
+    return copy_into(u, out)
 
 
 @kernel(into=_delay_output_into)
