@@ -54,6 +54,14 @@ def interp_reason(ops, kernels) -> str | None:
     return None
 
 
+def _state_key(x) -> tuple:
+    """A state's stack key; a tuple state's (a filter's: its delay line and constants)
+    names each part's."""
+    if isinstance(x, tuple):
+        return ("t", tuple(_key(np.asarray(v)) for v in x))
+    return _key(np.asarray(x))
+
+
 def _key(x) -> tuple:
     """The stack an argument goes to: arrays by dtype and shape, numbers by type."""
     if isinstance(x, np.ndarray):
@@ -91,7 +99,7 @@ class _Layout(NamedTuple):
     params: _Groups  # (op, parameter index) by key
     states: _Groups  # state ids by key
     where: dict  # slot -> (group, index)
-    xpos: dict  # state id -> (group, index)
+    xpos: dict  # state id -> (tuple or not, [(group, index) of each part])
     code: np.ndarray
     updates: np.ndarray
     fn: object
@@ -107,19 +115,23 @@ def _make_layout(ops, kernels, kparams, keys, st) -> _Layout:
     rows, sigs, xpos = [], {}, {}
     for j, (op, k, (pkeys, xkey)) in enumerate(zip(ops, kernels, keys, strict=True)):
         ps = [params.add(key, (j, p)) for p, key in enumerate(pkeys)]
-        x = None if op.state is None else xs.add(xkey, op.state)
-        if x is not None:
-            xpos[op.state] = x
+        x = None
+        if op.state is not None:  # a tuple state (a filter's) goes part by part
+            parts = xkey[1] if xkey[0] == "t" else (xkey,)
+            x = xpos[op.state] = (xkey[0] == "t", [
+                xs.add(key, (op.state, c if xkey[0] == "t" else None))
+                for c, key in enumerate(parts)])
         ins = [where[s] for s in op.ins]
         outs = [where[s] for s in op.outs]
         (fo, _), (fu, _) = _forms(op, k)
-        groups = (tuple(g for g, _ in ps), None if x is None else x[0],
+        groups = (tuple(g for g, _ in ps),
+                  None if x is None else (x[0], tuple(g for g, _ in x[1])),
                   tuple(g for g, _ in ins), tuple(g for g, _ in outs))
         codes = [sigs.setdefault(("out", (fo.kernel_key, *groups)), len(sigs))
                  if op.outs else -1,
                  sigs.setdefault(("upd", (fu.kernel_key, *groups)), len(sigs))
                  if op.state is not None else -1]
-        rows.append(codes + [i for _, i in ps] + ([x[1]] if x else [])
+        rows.append(codes + [i for _, i in ps] + ([i for _, i in x[1]] if x else [])
                     + [i for _, i in ins] + [i for _, i in outs])
     code = np.full((len(rows), max(len(r) for r in rows)), -1, dtype=np.int64)
     for j, r in enumerate(rows):
@@ -135,7 +147,7 @@ def run_interpreted(seg, kernels, ks: np.ndarray, bufs: list, states: dict, rec:
     ops = seg.ops
     kparams = [kernel_params(op, k, st) for op, k in zip(ops, kernels, strict=True)]
     keys = tuple((tuple(_key(p) for p in ps), None if op.state is None
-                  else _key(np.asarray(states[op.state])))
+                  else _state_key(states[op.state]))
                  for op, ps in zip(ops, kparams, strict=True))
     lay = seg.__dict__.get("_layout")
     if lay is None or lay.keys != keys:  # (first run, or a new batch size or dtype)
@@ -149,13 +161,14 @@ def run_interpreted(seg, kernels, ks: np.ndarray, bufs: list, states: dict, rec:
             R[g][i] = bufs[s]
     P = [np.array([kparams[j][p] for j, p in items], dtype=np.dtype(key[1]))
          for key, items in lay.params.items.items()]
-    X = [np.array([states[x] for x in items], dtype=np.dtype(key[1]))
-         for key, items in lay.states.items.items()]
+    X = [np.array([states[x] if c is None else states[x][c] for x, c in items],
+                  dtype=np.dtype(key[1])) for key, items in lay.states.items.items()]
     lay.fn(ks, lay.code, lay.updates, *R, *P, *X)
     for s in rec:
         g, i = lay.where[s]
         rec[s] = R[g][i]
-    return {state: X[g][i] for state, (g, i) in lay.xpos.items()}
+    return {state: tuple(X[g][i] for g, i in parts) if is_tuple else X[parts[0][0]][parts[0][1]]
+            for state, (is_tuple, parts) in lay.xpos.items()}
 
 
 def _interpreter(sigs: list, n_r: int, n_p: int, n_x: int):
@@ -187,8 +200,12 @@ def _interpreter(sigs: list, n_r: int, n_p: int, n_x: int):
             col += 1
         x = []
         if xg is not None:
-            x = [f"X{xg}[code[j, {col}]]"]
-            col += 1
+            is_tuple, parts = xg
+            xs = []
+            for g in parts:
+                xs.append(f"X{g}[code[j, {col}]]")
+                col += 1
+            x = [f"({', '.join(xs)},)" if is_tuple else xs[0]]
         ins = []
         for g in ig:
             ins.append(f"R{g}[code[j, {col}], k]")
