@@ -145,24 +145,27 @@ def run_interpreted(seg, kernels, ks: np.ndarray, bufs: list, states: dict, rec:
     """Run the loop ``seg`` through its interpreter (made on first use); the records
     ``rec`` become views of the stacked records, the returned states copies."""
     ops = seg.ops
-    kparams = [kernel_params(op, k, st) for op, k in zip(ops, kernels, strict=True)]
-    keys = tuple((tuple(_key(p) for p in ps), None if op.state is None
-                  else _state_key(states[op.state]))
-                 for op, ps in zip(ops, kparams, strict=True))
-    lay = seg.__dict__.get("_layout")
-    if lay is None or lay.keys != keys:  # (first run, or a new batch size or dtype)
-        lay = seg._layout = _make_layout(ops, kernels, kparams, keys, st)
-    seg.compiled = lay.fn
-    T, B = next(iter(rec.values())).shape[:2]
-    R = [np.zeros((len(slots), T, B, *shape), dtype)
-         for (dtype, shape), slots in lay.records.items.items()]
-    for s, (g, i) in lay.where.items():
-        if s not in rec:  # an input from outside the loop
-            R[g][i] = bufs[s]
-    P = [np.array([kparams[j][p] for j, p in items], dtype=np.dtype(key[1]))
-         for key, items in lay.params.items.items()]
-    X = [np.array([states[x] if c is None else states[x][c] for x, c in items],
-                  dtype=np.dtype(key[1])) for key, items in lay.states.items.items()]
+    try:
+        kparams = [kernel_params(op, k, st) for op, k in zip(ops, kernels, strict=True)]
+        keys = tuple((tuple(_key(p) for p in ps), None if op.state is None
+                      else _state_key(states[op.state]))
+                     for op, ps in zip(ops, kparams, strict=True))
+        lay = seg.__dict__.get("_layout")
+        if lay is None or lay.keys != keys:  # (first run, or a new batch size or dtype)
+            lay = seg._layout = _make_layout(ops, kernels, kparams, keys, st)
+        seg.compiled = lay.fn
+        T, B = next(iter(rec.values())).shape[:2]
+        R = [np.zeros((len(slots), T, B, *shape), dtype)
+             for (dtype, shape), slots in lay.records.items.items()]
+        for s, (g, i) in lay.where.items():
+            if s not in rec:  # an input from outside the loop
+                R[g][i] = bufs[s]
+        P = [np.array([kparams[j][p] for j, p in items], dtype=np.dtype(key[1]))
+             for key, items in lay.params.items.items()]
+        X = [np.array([states[x] if c is None else states[x][c] for x, c in items],
+                      dtype=np.dtype(key[1])) for key, items in lay.states.items.items()]
+    except (ValueError, TypeError) as e:  # an argument the stacks cannot hold
+        raise NotImplementedError(f"the interpreter cannot stack its arguments ({e})") from e
     lay.fn(ks, lay.code, lay.updates, *R, *P, *X)
     for s in rec:
         g, i = lay.where[s]
