@@ -48,6 +48,7 @@ AUTO_IMPORT_WORK = 50_000
 # at 10 blocks, 5 s at 60, 12 s at 100 (kernels called), 45 s at 300
 MAX_COMPILED_OPS = 120
 INLINE_MAX_OPS = 24  # loops up to this size get their kernels inlined (see _source)
+INTERP_MIN_OPS = 12  # loops larger than this run through the interpreter where it can
 _KERNELS: dict[str, Callable] = {}
 _REGISTERED: set = set()
 
@@ -174,15 +175,17 @@ def resolve_backend(backend: str | None) -> str:
 def loop_mode(ops) -> tuple[str | None, bool]:
     """How a loop compiles: ``(why it cannot, None if it can; interpreted)``.
 
-    Loops of up to ``INLINE_MAX_OPS`` blocks compile as one function with their kernels
-    inlined (the fastest per step).  Larger ones run through the interpreter of their
-    operations' kinds (:mod:`blockflow.interp`: compiled once per set of kinds, within
-    1.1-1.5x of a whole function per step, where numba takes 2-6 s for 30-60 blocks
-    compiled whole), if it can run them; else they compile whole with kernels called,
-    up to ``MAX_COMPILED_OPS`` blocks (numba's compile time grows faster than linearly).
+    Loops of up to ``INTERP_MIN_OPS`` blocks compile as one function with their kernels
+    inlined (the fastest per step: small loops keep their values in registers).  Larger
+    ones run through the interpreter of their operations' kinds (:mod:`blockflow.interp`:
+    compiled once per set of kinds in about 0.6-1 s, within 1.05-1.5x of a whole function
+    per step, where numba takes 1.4-2.4 s for 12-20 blocks compiled whole and 5.6 s for
+    60), if it can run them; else they compile whole, kernels inlined up to
+    ``INLINE_MAX_OPS`` blocks and called up to ``MAX_COMPILED_OPS`` (numba's compile
+    time grows faster than linearly with a function's size).
     """
     kernels, why = loop_kernels(ops)
-    if kernels is None or len(ops) <= INLINE_MAX_OPS:
+    if kernels is None or len(ops) <= INTERP_MIN_OPS:
         return why, False
     from .interp import interp_reason
 

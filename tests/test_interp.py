@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(not numba_available(), reason="numba is not inst
 
 @pytest.fixture
 def small_limit(monkeypatch):
-    monkeypatch.setattr(kernels_module, "INLINE_MAX_OPS", 4)
+    monkeypatch.setattr(kernels_module, "INTERP_MIN_OPS", 4)
     monkeypatch.setattr(kernels_module, "MAX_COMPILED_OPS", 6)
 
 
