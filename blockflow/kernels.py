@@ -91,6 +91,24 @@ def copy_into(src, out):
     return out
 
 
+# into forms shared by the delays (UnitDelay, the engine's DelayLine), each a loop of its
+# own: a kernel calling another is compiled as a function of its own, not inlined
+@kernel(allocates=False)
+def take_state_into(x, u, out):
+    """``out`` = the state's first ``out.size`` elements (a delay's output)."""
+    for i in range(out.size):
+        out.flat[i] = x.flat[i]
+    return out
+
+
+@kernel(allocates=False)
+def take_input_into(x, u, out):
+    """``out`` (the state itself) = the input (a unit delay's update)."""
+    for i in range(out.size):
+        out.flat[i] = u.flat[i]
+    return out
+
+
 @kernel(allocates=False)
 def broadcast_at(p, out, i):
     """The element of ``p`` that numpy's broadcasting puts at ``out.flat[i]`` (``p`` at

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .block import Block
-from .kernels import Kernel, copy_into, kernel
+from .kernels import Kernel, copy_into, kernel, take_state_into
 
 
 @kernel(into=copy_into)
@@ -40,9 +40,6 @@ class Wire(Block):
         return {}
 
 
-@kernel(allocates=False)
-def _line_output_into(x, u, out):  # the oldest sample: x's first out.size elements
-    return copy_into(x, out)
 
 
 @kernel(allocates=False)
@@ -55,7 +52,7 @@ def _line_update_into(x, u, out):  # out is x: shifted one sample in place, u ap
     return x
 
 
-@kernel(into=_line_output_into)
+@kernel(into=take_state_into)
 def line_output(x, u):  # a delay line of n samples: the oldest comes out
     return x[0]
 

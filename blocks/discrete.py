@@ -15,7 +15,7 @@ import scipy.signal
 
 from blockflow.block import Block, sum_to
 from blockflow.errors import ParameterError
-from blockflow.kernels import Kernel, copy_into, kernel
+from blockflow.kernels import Kernel, kernel, take_input_into, take_state_into
 from blockflow.lines import DelayLine, Wire
 from blockflow.types import SignalType
 
@@ -32,22 +32,12 @@ def _shift_corr(g: np.ndarray, v: np.ndarray, m: int) -> float:
     return float(np.vdot(g[m:], v[: T - m]))
 
 
-@kernel(allocates=False)
-def _delay_output_into(x, u, out):
-    return copy_into(x, out)
-
-
-@kernel(allocates=False)
-def _delay_update_into(x, u, out):  # out is x: the state becomes the input
-    return copy_into(u, out)
-
-
-@kernel(into=_delay_output_into)
+@kernel(into=take_state_into)
 def delay_output(x, u):
     return x
 
 
-@kernel(into=_delay_update_into)
+@kernel(into=take_input_into)
 def delay_update(x, u):
     return u
 
