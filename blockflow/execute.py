@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 #: path in this process under ``"auto"``: repeated short runs (training epochs, sweeps)
 #: add up until compiling pays
 NUMPY_WORK: Counter = Counter()
+#: the operation kinds whose interpreter this process has loaded (runs cost no compile)
+INTERPRETERS_LOADED: set = set()
 
 
 def make_loop(ops):
@@ -269,7 +271,10 @@ def _compiled(plan, seg, T: int, B: int) -> bool:
         return True
     n = len(seg.ops)
     if seg.interpreted:  # the interpreter: compiled once for its operations' kinds
-        name, need, twins, cached = _interp_kinds(plan, seg), AUTO_MIN_WORK, 1, False
+        name, ops = _interp_kinds(plan, seg)  # (every loop of those kinds in the plan)
+        if name in INTERPRETERS_LOADED:
+            return True
+        need, twins, cached = AUTO_MIN_WORK, ops / n, False
     else:
         names, counts = _loop_names(plan)
         name = names[id(seg)]  # (compiling costs more in larger loops)
@@ -282,14 +287,21 @@ def _compiled(plan, seg, T: int, B: int) -> bool:
     return False
 
 
-def _interp_kinds(plan, seg) -> tuple:
+def _interp_kinds(plan, seg) -> tuple[tuple, int]:
     """The kernels of a loop the interpreter runs (its work counts towards compiling the
-    interpreter of those kinds), made once per plan."""
-    known = plan.__dict__.setdefault("_interp_kinds", {})
-    if id(seg) not in known:
-        keys = {f.kernel_key for op in seg.ops for f in op.block.kernel()[:2]
-                if f is not None}
-        known[id(seg)] = ("interpreter", *sorted(keys))
+    interpreter of those kinds), and the blocks of all the plan's interpreted loops of
+    those kinds (one interpreter serves them all); made once per plan."""
+    known = plan.__dict__.get("_interp_kinds")
+    if known is None:
+        known = plan._interp_kinds = {}
+        sizes: Counter = Counter()
+        for sg in plan.segments:
+            if sg.loop is not None and sg.interpreted and sg.why_numpy is None:
+                keys = {f.kernel_key for op in sg.ops for f in op.block.kernel()[:2]
+                        if f is not None}
+                known[id(sg)] = ("interpreter", *sorted(keys))
+                sizes[known[id(sg)]] += len(sg.ops)
+        known = plan._interp_kinds = {k: (v, sizes[v]) for k, v in known.items()}
     return known[id(seg)]
 
 
@@ -315,7 +327,9 @@ def _run_compiled(plan, seg, ks, bufs, states, rec, st):
         if seg.interpreted:
             from .interp import run_interpreted
 
-            return run_interpreted(seg, kernels, steps, bufs, states, rec, st)
+            out = run_interpreted(seg, kernels, steps, bufs, states, rec, st)
+            INTERPRETERS_LOADED.add(_interp_kinds(plan, seg)[0])
+            return out
         if seg.compiled is None:
             # a twin's module, loaded already (auto named every loop: no source again)
             known = getattr(plan, "_loop_names", ({}, None))[0].get(id(seg))

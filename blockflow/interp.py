@@ -175,8 +175,19 @@ def run_interpreted(seg, kernels, ks: np.ndarray, bufs: list, states: dict, rec:
             for state, (is_tuple, parts) in lay.xpos.items()}
 
 
+_MADE: dict[tuple, object] = {}
+
+
 def _interpreter(sigs: list, n_r: int, n_p: int, n_x: int):
-    """The interpreter for the operation kinds ``sigs`` (generated, compiled, cached)."""
+    """The interpreter for the operation kinds ``sigs`` (generated, compiled, cached;
+    made once per process for each set of kinds and stacks)."""
+    made = _MADE.get((tuple(sigs), n_r, n_p, n_x))
+    if made is None:
+        made = _MADE[(tuple(sigs), n_r, n_p, n_x)] = _make_interpreter(sigs, n_r, n_p, n_x)
+    return made
+
+
+def _make_interpreter(sigs: list, n_r: int, n_p: int, n_x: int):
     _register_all()
     keys = sorted({sig[0] for _, sig in sigs})
     names = {key: f"k{i}" for i, key in enumerate(keys)}

@@ -175,3 +175,29 @@ def test_an_overflow_in_an_interpreted_loop_is_named_as_on_the_numpy_path(small_
         messages.append(str(info.value))
     assert messages[0] == messages[1]
     assert "step" in messages[0]
+
+
+def test_auto_counts_the_work_of_every_loop_one_interpreter_serves(small_limit, monkeypatch):
+    """Four separate loops of the same kinds: each alone is too short to pay for the
+    interpreter, together they are, so all run interpreted from the first run."""
+    from blockflow import execute
+
+    monkeypatch.setattr(execute, "AUTO_MIN_WORK", 1000)
+    monkeypatch.setattr(execute, "NUMPY_WORK", execute.Counter())
+    monkeypatch.setattr(execute, "INTERPRETERS_LOADED", set())
+    from blocks import Gain, Sum, UnitDelay
+
+    m = Model("four_loops")
+    for c in range(4):
+        u, s, y = m.add(Inport(f"u{c}"), Sum("++", name=f"s{c}"), Outport(f"y{c}"))
+        chain = m.add(*(Gain(0.5, name=f"g{c}_{i}") for i in range(6)))
+        m.connect(u, s.u1)
+        m.chain(s, *chain, m.add(UnitDelay(0.3, name=f"z{c}")), s.u2)
+        m.connect(chain[-1], y)
+    x = {f"u{c}": np.ones((40, 1)) for c in range(4)}
+    tr = simulate(m, x, backend="auto")
+    loops = [s for s in tr.plan.segments if s.loop is not None]
+    assert len(loops) == 4 and all(s.interpreted for s in loops)
+    assert 40 * len(loops[0].ops) < 1000 <= 40 * sum(len(s.ops) for s in loops)
+    assert all(s.compiled is not None for s in loops)
+    np.testing.assert_allclose(tr["y0"], simulate(m, x, backend="numpy")["y0"], rtol=1e-14)
