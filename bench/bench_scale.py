@@ -89,6 +89,11 @@ def measure(kind, n: int, T: int = 200) -> dict:
 
 
 def main() -> None:
+    # numba imported first, as in any process that has run a compiled loop: otherwise
+    # "auto" keeps a single short run (the 100-block ring) on the numpy path rather than
+    # pay numba's import, and the per-block costs compared would be of two paths
+    import numba  # noqa: F401
+
     print("first fwd+grad includes compiling (or loading) compiled loops; 'again' is a second "
           "run; us/block-step of the second run")
     print(f"{'model':8s} {'blocks':>6s} {'build':>7s} {'compile':>8s} {'recip.':>7s} "

@@ -271,17 +271,18 @@ def _compiled(plan, seg, T: int, B: int) -> bool:
         return True
     n = len(seg.ops)
     if seg.interpreted:  # the interpreter: compiled once for its operations' kinds
+        from .interp import interp_cached
+
         name, ops = _interp_kinds(plan, seg)  # (every loop of those kinds in the plan)
         if name in INTERPRETERS_LOADED:
             return True
-        need, twins, cached = AUTO_MIN_WORK, ops / n, False
+        need, twins, cached = AUTO_MIN_WORK, ops / n, interp_cached
     else:
         names, counts = _loop_names(plan)
         name = names[id(seg)]  # (compiling costs more in larger loops)
-        need, twins, cached = AUTO_MIN_WORK * max(1.0, n / 20), counts[name], True
+        need, twins, cached = AUTO_MIN_WORK * max(1.0, n / 20), counts[name], is_compiled
     work = NUMPY_WORK[name] + T * n * twins
-    if work >= need or cached and is_compiled(name) and (
-            "numba" in sys.modules or work >= AUTO_IMPORT_WORK):
+    if work >= need or ("numba" in sys.modules or work >= AUTO_IMPORT_WORK) and cached(name):
         return True
     NUMPY_WORK[name] += T * n  # this loop's run, on the numpy path
     return False
@@ -327,8 +328,9 @@ def _run_compiled(plan, seg, ks, bufs, states, rec, st):
         if seg.interpreted:
             from .interp import run_interpreted
 
-            out = run_interpreted(seg, kernels, steps, bufs, states, rec, st)
-            INTERPRETERS_LOADED.add(_interp_kinds(plan, seg)[0])
+            kinds = _interp_kinds(plan, seg)[0]
+            out = run_interpreted(seg, kernels, steps, bufs, states, rec, st, kinds)
+            INTERPRETERS_LOADED.add(kinds)
             return out
         if seg.compiled is None:
             # a twin's module, loaded already (auto named every loop: no source again)

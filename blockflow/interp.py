@@ -106,7 +106,7 @@ class _Layout(NamedTuple):
     fn: object
 
 
-def _make_layout(ops, kernels, kparams, keys, st) -> _Layout:
+def _make_layout(ops, kernels, kparams, keys, st, kinds: tuple) -> _Layout:
     produced, external, _ = _layout(ops)
     records, params, xs = _Groups(), _Groups(), _Groups()
     where = {}
@@ -138,11 +138,13 @@ def _make_layout(ops, kernels, kparams, keys, st) -> _Layout:
     for j, r in enumerate(rows):
         code[j, : len(r)] = r
     updates = np.array([j for j, op in enumerate(ops) if op.state is not None], np.int64)
-    fn = _interpreter(list(sigs), len(records.items), len(params.items), len(xs.items))
+    fn = _interpreter(list(sigs), len(records.items), len(params.items), len(xs.items),
+                      kinds)
     return _Layout(keys, records, params, xs, where, xpos, code, updates, fn)
 
 
-def run_interpreted(seg, kernels, ks: np.ndarray, bufs: list, states: dict, rec: dict, st):
+def run_interpreted(seg, kernels, ks: np.ndarray, bufs: list, states: dict, rec: dict, st,
+                    kinds: tuple = ()):
     """Run the loop ``seg`` through its interpreter (made on first use); the records
     ``rec`` become views of the stacked records, the returned states copies."""
     ops = seg.ops
@@ -153,7 +155,7 @@ def run_interpreted(seg, kernels, ks: np.ndarray, bufs: list, states: dict, rec:
                      for op, ps in zip(ops, kparams, strict=True))
         lay = seg.__dict__.get("_layout")
         if lay is None or lay.keys != keys:  # (first run, or a new batch size or dtype)
-            lay = seg._layout = _make_layout(ops, kernels, kparams, keys, st)
+            lay = seg._layout = _make_layout(ops, kernels, kparams, keys, st, kinds)
         seg.compiled = lay.fn
         T, B = next(iter(rec.values())).shape[:2]
         R = [np.zeros((len(slots), T, B, *shape), dtype)
@@ -178,16 +180,30 @@ def run_interpreted(seg, kernels, ks: np.ndarray, bufs: list, states: dict, rec:
 _MADE: dict[tuple, object] = {}
 
 
-def _interpreter(sigs: list, n_r: int, n_p: int, n_x: int):
+def _interpreter(sigs: list, n_r: int, n_p: int, n_x: int, kinds: tuple):
     """The interpreter for the operation kinds ``sigs`` (generated, compiled, cached;
     made once per process for each set of kinds and stacks)."""
     made = _MADE.get((tuple(sigs), n_r, n_p, n_x))
     if made is None:
-        made = _MADE[(tuple(sigs), n_r, n_p, n_x)] = _make_interpreter(sigs, n_r, n_p, n_x)
+        made = _MADE[(tuple(sigs), n_r, n_p, n_x)] = _make_interpreter(sigs, n_r, n_p, n_x,
+                                                                       kinds)
     return made
 
 
-def _make_interpreter(sigs: list, n_r: int, n_p: int, n_x: int):
+def kinds_prefix(kinds: tuple) -> str:
+    """The start of the module names of the interpreters for loops of the kernels
+    ``kinds`` (so that a later process can tell one is in the disk cache)."""
+    return "bf_interp_" + hashlib.sha1(repr(kinds).encode()).hexdigest()[:12]
+
+
+def interp_cached(kinds: tuple) -> bool:
+    """Whether an interpreter for loops of the kernels ``kinds`` is in the disk cache."""
+    from .kernels import cache_dir
+
+    return any((cache_dir() / "__pycache__").glob(f"{kinds_prefix(kinds)}_*.interp-*.nbi"))
+
+
+def _make_interpreter(sigs: list, n_r: int, n_p: int, n_x: int, kinds: tuple):
     _register_all()
     keys = sorted({sig[0] for _, sig in sigs})
     names = {key: f"k{i}" for i, key in enumerate(keys)}
@@ -252,7 +268,7 @@ def _make_interpreter(sigs: list, n_r: int, n_p: int, n_x: int):
         if phase == "upd":
             w += branch(c, phase, sig, " " * 12)
     source = "\n".join(w) + "\n"
-    name = "bf_interp_" + hashlib.sha1(source.encode()).hexdigest()[:20]
+    name = f"{kinds_prefix(kinds)}_{hashlib.sha1(source.encode()).hexdigest()[:16]}"
     fn = _load_module(name, source).interp
     fn.source = source
     return fn
