@@ -294,6 +294,37 @@ def _run_packed(spec_bytes: bytes, chunk: Chunk) -> dict:
     return run_chunk(pickle.loads(spec_bytes), chunk)
 
 
+def _sweep_backend(model: Model, backend: str | None, chunks: list, inputs, steps) -> str:
+    """One backend for every chunk of a sweep, whichever process runs it.
+
+    ``"auto"`` decides per run from what the process did before (its numpy-path work,
+    whether numba is imported, the loops it has loaded), and the compiled and numpy
+    paths agree to rounding, not to the bit: a sweep decides once, here, from its whole
+    work, so that its result does not depend on which worker ran a chunk.
+    """
+    from .kernels import AUTO_MAX_ELEMENTS, AUTO_MIN_WORK, resolve_backend
+    from .plan import compile
+
+    backend = resolve_backend(backend)
+    if backend != "auto":
+        return backend
+    plan = compile(model)
+    loops = [sg for sg in plan.segments if sg.loop is not None and sg.why_numpy is None]
+    if not loops:
+        return "numpy"
+    width = max(len(c.runs) for c in chunks) * max(
+        plan.slot_types[x].size for sg in loops for op in sg.ops for x in op.ins + op.outs)
+    if width >= AUTO_MAX_ELEMENTS:  # large batches: numpy's array operations
+        return "numpy"
+    if steps is None and isinstance(inputs, dict) and inputs:
+        steps = len(np.asarray(next(iter(inputs.values()))))
+    if steps is None:  # (inputs(seed) is not called here: a sweep is work enough)
+        return "numba"
+    runs = sum(len(c.runs) for c in chunks)
+    work = runs * steps * sum(len(sg.ops) for sg in loops)
+    return "numba" if work >= AUTO_MIN_WORK else "numpy"
+
+
 def parameter_sweep(model: Model, params, *, seeds=1, inputs=None, steps: int | None = None,
                     outputs: Sequence[str] | None = None, metric: Callable | None = None,
                     executor=None, workers: int | None = None, chunk_size: int = 256,
@@ -347,6 +378,7 @@ def parameter_sweep(model: Model, params, *, seeds=1, inputs=None, steps: int | 
     if not (isinstance(chunk_size, int) and chunk_size >= 1):
         raise ParameterError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     chunks = _chunks(model, sets, idx, seed_list, chunk_size)
+    backend = _sweep_backend(model, backend, chunks, inputs, steps)
     spec = _Spec(pack_model(model), inputs, steps, list(outputs) if outputs else None,
                  metric, backend)
     spec_bytes = _payload(spec)

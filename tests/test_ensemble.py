@@ -235,3 +235,26 @@ def test_gain_sweep_model_finds_the_trade_off():
     assert med[6.0] < med[1.0] and med[6.0] < med[18.0]
     over = df.groupby("kc.K")["overshoot_pct"].median()
     assert over[1.0] < over[6.0] < over[18.0]
+
+
+def test_a_sweep_decides_auto_once_for_every_worker(monkeypatch):
+    """"auto" depends on what a process did before (numba imported, earlier numpy-path
+    work), and the two paths agree to rounding only: a sweep picks one backend from its
+    whole work, so a chunk's bits do not depend on the worker that ran it."""
+    pytest.importorskip("numba")
+    from blockflow.ensemble import _chunks, _sweep_backend
+    from blockflow.kernels import AUTO_MAX_ELEMENTS
+
+    m = tanh_loop()
+
+    def backend(n_sets, steps, chunk=256, inputs=None, asked="auto"):
+        sets = [{"kc.K": g} for g in np.linspace(0.5, 2.0, n_sets)]
+        chunks = _chunks(m, sets, [(i,) for i in range(n_sets)], [0], chunk)
+        return _sweep_backend(m, asked, chunks, inputs, steps)
+
+    assert backend(200, 1000) == "numba"  # 200 runs x 1,000 steps: compiled
+    assert backend(2, 100) == "numpy"  # too little work to pay for compiling
+    assert backend(2, None, inputs={"r": np.ones(100)}) == "numpy"  # steps from inputs
+    assert backend(2, None, inputs=noise_inputs) == "numba"  # (not called to find out)
+    assert backend(AUTO_MAX_ELEMENTS, 1000, chunk=AUTO_MAX_ELEMENTS) == "numpy"  # wide
+    assert backend(200, 1000, asked="numpy") == "numpy"  # asked: kept
