@@ -144,7 +144,7 @@ def _make_layout(ops, kernels, kparams, keys, st, kinds: tuple) -> _Layout:
 
 
 def run_interpreted(seg, kernels, ks: np.ndarray, bufs: list, states: dict, rec: dict, st,
-                    kinds: tuple = ()):
+                    kinds: tuple):
     """Run the loop ``seg`` through its interpreter (made on first use); the records
     ``rec`` become views of the stacked records, the returned states copies."""
     ops = seg.ops
@@ -173,8 +173,11 @@ def run_interpreted(seg, kernels, ks: np.ndarray, bufs: list, states: dict, rec:
     for s in rec:
         g, i = lay.where[s]
         rec[s] = R[g][i]
-    return {state: tuple(X[g][i] for g, i in parts) if is_tuple else X[parts[0][0]][parts[0][1]]
-            for state, (is_tuple, parts) in lay.xpos.items()}
+    finals = {}
+    for state, (is_tuple, parts) in lay.xpos.items():
+        got = tuple(X[g][i] for g, i in parts)
+        finals[state] = got if is_tuple else got[0]
+    return finals
 
 
 _MADE: dict[tuple, object] = {}
@@ -224,27 +227,15 @@ def _make_interpreter(sigs: list, n_r: int, n_p: int, n_x: int, kinds: tuple):
 
     def branch(c, phase, sig, indent):
         key, pg, xg, ig, og = sig
-        col = 2
-        p = []
-        for g in pg:
-            p.append(f"P{g}[code[j, {col}]]")
-            col += 1
-        x = []
-        if xg is not None:
-            is_tuple, parts = xg
-            xs = []
-            for g in parts:
-                xs.append(f"X{g}[code[j, {col}]]")
-                col += 1
-            x = [f"({', '.join(xs)},)" if is_tuple else xs[0]]
-        ins = []
-        for g in ig:
-            ins.append(f"R{g}[code[j, {col}], k]")
-            col += 1
-        outs = []
-        for g in og:
-            outs.append(f"R{g}[code[j, {col}], k]")
-            col += 1
+        is_tuple, parts = xg if xg is not None else (False, ())
+        # the code row's columns after the two opcodes, in order: parameters, state
+        # parts, inputs, outputs (each a group's stack, indexed by its column)
+        col = iter(range(2, 2 + len(pg) + len(parts) + len(ig) + len(og)))
+        p = [f"P{g}[code[j, {next(col)}]]" for g in pg]
+        xs = [f"X{g}[code[j, {next(col)}]]" for g in parts]
+        x = [] if xg is None else [f"({', '.join(xs)},)" if is_tuple else xs[0]]
+        ins = [f"R{g}[code[j, {next(col)}], k]" for g in ig]
+        outs = [f"R{g}[code[j, {next(col)}], k]" for g in og]
         if phase == "out":
             out = outs[0] if len(outs) == 1 else f"({', '.join(outs)},)"
         else:

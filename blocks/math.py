@@ -261,8 +261,8 @@ def product_kernels(ops: str) -> tuple[Callable, Callable]:
     out = generated_kernel(key, f"def f({args}):\n    return {prod}\n", "f", globals(),
                            into=f"def f({args}, out):\n{loop}        out{e} = "
                            f"{' * '.join(term(j, e) for j in range(n))}\n    return out\n")
-    rows = "out" if n == 1 else "(" + ", ".join(f"o{i}" for i in range(n)) + ",) = out\n    "
-    vjp_into = (f"def f(dy, {args}, y, out):\n    {rows if n > 1 else ''}"
+    unpack = "(" + ", ".join(f"o{i}" for i in range(n)) + ",) = out\n    " if n > 1 else ""
+    vjp_into = (f"def f(dy, {args}, y, out):\n    {unpack}"
                 f"for i in range(dy.size):\n"
                 + "".join(f"        {'out' if n == 1 else f'o{i}'}{e} = dy{e} * "
                           f"{partial(i, e)}\n" for i in range(n)) + "    return out\n")
@@ -323,22 +323,32 @@ class Product(Block):
 
 
 # name -> (f(a), f'(a) given a and the recorded output y)
+def _elementwise_kernels(f, df, keys: tuple[str, str, str], sources=None) -> tuple:
+    """``(f, df, rule)``: ``f`` and ``df`` as kernels, and the reciprocal rule
+    ``dy f'(a)`` built from ``df``, ``f`` and the rule with their element loops, under
+    the kernel names ``keys`` (``sources``: the texts standing for ``f``'s and ``df``'s
+    in the loops' digests, where their source cannot be read)."""
+    f, df = kernel(f, name=keys[0]), kernel(df, name=keys[1])
+    if sources is not None:
+        f.kernel_source, df.kernel_source = sources
+    f.into = elementwise_into(f, 1, f"{keys[0]}.into")
+
+    def vjp(dy, a, y):
+        return dy * df(a, y)
+
+    rule = kernel(vjp, name=keys[2])
+    rule.into = elementwise_into(rule, 3, f"{keys[2]}.into")
+    return f, df, rule
+
+
 def _pair(name: str, f, df):
     """``(f, df)`` as kernels, with the reciprocal rule ``dy f'(a)`` built from ``df``.
 
     ``f`` and ``df`` work on numbers as well as on arrays (and keep an array's dtype):
     the compiled loops apply them element by element, into the signal's record row.
     """
-    f = kernel(f, name=f"blocks.math.{name}")
-    f.into = elementwise_into(f, 1, f"blocks.math.{name}.into")
-    df = kernel(df, name=f"blocks.math.d{name}")
-
-    def vjp(dy, a, y):
-        return dy * df(a, y)
-
-    rule = kernel(vjp, name=f"blocks.math.{name}_vjp")
-    rule.into = elementwise_into(rule, 3, f"blocks.math.{name}_vjp.into")
-    _VJP[name] = rule
+    keys = (f"blocks.math.{name}", f"blocks.math.d{name}", f"blocks.math.{name}_vjp")
+    f, df, _VJP[name] = _elementwise_kernels(f, df, keys)
     return f, df
 
 
@@ -363,20 +373,12 @@ def _user_kernels(f: Callable, df: Callable) -> tuple[Callable, Callable] | None
                         .encode()).hexdigest()[:16]
     key = f"blocks.math.user_{code}"
     if key not in _USER:
-        # (copies: the user's functions are not marked)
-        fk, dfk = (kernel(types.FunctionType(g.__code__, g.__globals__, g.__name__,
-                                             g.__defaults__), name=f"{key}.{n}")
-                   for g, n in zip(fns, ("f", "df"), strict=True))
-        for g, k in zip(fns, (fk, dfk), strict=True):
-            k.kernel_source = f"{g.__module__}.{g.__qualname__} {code}"
-        fk.into = elementwise_into(fk, 1, f"{key}.f.into")
-
-        def vjp(dy, a, y):
-            return dy * dfk(a, y)
-
-        rule = kernel(vjp, name=f"{key}.vjp")
-        rule.kernel_source = f"dy * df(a, y) {code}"
-        rule.into = elementwise_into(rule, 3, f"{key}.vjp.into")
+        # copies (the user's functions are not marked), named by their code
+        copies = [types.FunctionType(g.__code__, g.__globals__, g.__name__, g.__defaults__)
+                  for g in fns]
+        fk, _, rule = _elementwise_kernels(
+            *copies, (f"{key}.f", f"{key}.df", f"{key}.vjp"),
+            sources=tuple(f"{g.__module__}.{g.__qualname__} {code}" for g in fns))
         _USER[key] = (fk, rule)
     _USER_OF[fns] = _USER[key]
     return _USER[key]
