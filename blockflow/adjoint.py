@@ -59,6 +59,9 @@ class JacobianT(Block):
     def kernel(self):
         return self.block.vjp_kernel()
 
+    def why_no_kernel(self):
+        return self.block.why_no_kernel()
+
     def reciprocal(self) -> Block:
         return JacobianV(self.block, self.fwd_types)
 
@@ -108,6 +111,9 @@ class JacobianV(Block):
 
     def kernel(self):
         return self.block.jvp_kernel()
+
+    def why_no_kernel(self):
+        return self.block.why_no_kernel()
 
     def reciprocal(self) -> Block:
         return JacobianT(self.block, self.fwd_types)

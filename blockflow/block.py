@@ -100,6 +100,9 @@ class Block:
     nondifferentiable: ClassVar[bool] = False
     #: sources produce their whole sequence with ``generate(T, B)``
     source: ClassVar[bool] = False
+    #: random sources: ``generate(T, B, streams)`` draws member ``b`` from ``streams[b]``
+    #: (a ``numpy.random.SeedSequence`` per member, from its run seed and the block's path)
+    random: ClassVar[bool] = False
     #: shown on diagrams; defaults to the class name
     symbol: ClassVar[str | None] = None
     #: how diagrams draw the block: "sum" (a circle), "gain" (a triangle), "delay" (a
@@ -418,6 +421,11 @@ class Block:
         """The block's step equations for compiled loops (:class:`blockflow.kernels.Kernel`:
         ``@kernel`` functions and the current parameters), or ``None``: then a loop
         holding this block runs on the numpy path."""
+        return None
+
+    def why_no_kernel(self) -> str | None:
+        """Why :meth:`kernel` gives ``None`` where the block can say more than "it has
+        none" (``describe()`` shows it)."""
         return None
 
     def vjp_kernel(self):

@@ -203,9 +203,10 @@ def run_chunk(spec: _Spec, chunk: Chunk) -> dict:
         B = len(chunk.runs)
         from .plan import compile
 
+        # each run's seed reaches its inputs(seed) and every random block of the model
         tr = simulate(model, _inputs_for(spec, chunk.runs, compile(model)), steps=spec.steps,
-                      batch=B,
-                      params=batched or None, backend=spec.backend)
+                      batch=B, params=batched or None, backend=spec.backend,
+                      seed=[r.seed for r in chunk.runs])
     finally:
         for k, v in saved.items():
             own[k][...] = v
@@ -295,34 +296,21 @@ def _run_packed(spec_bytes: bytes, chunk: Chunk) -> dict:
 
 
 def _sweep_backend(model: Model, backend: str | None, chunks: list, inputs, steps) -> str:
-    """One backend for every chunk of a sweep, whichever process runs it.
-
-    ``"auto"`` decides per run from what the process did before (its numpy-path work,
-    whether numba is imported, the loops it has loaded), and the compiled and numpy
-    paths agree to rounding, not to the bit: a sweep decides once, here, from its whole
-    work, so that its result does not depend on which worker ran a chunk.
-    """
-    from .kernels import AUTO_MAX_ELEMENTS, AUTO_MIN_WORK, resolve_backend
+    """One backend for every chunk of a sweep, whichever process runs it: the policy's
+    decision for a chunk's batch over all the sweep's chunks (:mod:`blockflow.policy`),
+    made here once so that no chunk's numbers depend on where it ran."""
     from .plan import compile
+    from .policy import plan_backend
 
-    backend = resolve_backend(backend)
-    if backend != "auto":
-        return backend
-    plan = compile(model)
-    loops = [sg for sg in plan.segments if sg.loop is not None and sg.why_numpy is None]
-    if not loops:
-        return "numpy"
-    width = max(len(c.runs) for c in chunks) * max(
-        plan.slot_types[x].size for sg in loops for op in sg.ops for x in op.ins + op.outs)
-    if width >= AUTO_MAX_ELEMENTS:  # large batches: numpy's array operations
-        return "numpy"
+    plan = compile(model, backend=backend)
+    if plan.backend != "auto":
+        return plan.backend
     if steps is None and isinstance(inputs, dict) and inputs:
         steps = len(np.asarray(next(iter(inputs.values()))))
     if steps is None:  # (inputs(seed) is not called here: a sweep is work enough)
-        return "numba"
-    runs = sum(len(c.runs) for c in chunks)
-    work = runs * steps * sum(len(sg.ops) for sg in loops)
-    return "numba" if work >= AUTO_MIN_WORK else "numpy"
+        steps = 10**9
+    B = max(len(c.runs) for c in chunks)
+    return plan_backend(plan, steps, B, runs=sum(len(c.runs) for c in chunks))
 
 
 def parameter_sweep(model: Model, params, *, seeds=1, inputs=None, steps: int | None = None,
@@ -343,7 +331,10 @@ def parameter_sweep(model: Model, params, *, seeds=1, inputs=None, steps: int | 
         parameter, scalar values or arrays of the parameter's shape); a list of dicts is
         a list of parameter sets (one axis, ``set``).
     seeds : int or sequence of int
-        ``n`` means seeds ``0 .. n-1``; each seed is one run per parameter set.
+        ``n`` means seeds ``0 .. n-1``; each seed is one run per parameter set.  A run's
+        seed is passed to ``inputs(seed)`` and is the run seed of every random block in
+        the model (``Noise``: see ``simulate(seed=)``), so one seed gives the same noise
+        for every parameter value, whatever the chunking, backend or executor.
     inputs : dict or callable, optional
         Inport data shared by every run (``(T, *shape)``), or ``inputs(seed)`` returning
         one run's ``{inport: (T, *shape)}`` (noise, random references).

@@ -12,34 +12,19 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections import Counter
+import zlib
 from functools import partial
 
 import numpy as np
 
 from .block import as_tuple
 from .errors import BlockflowError, SimulationError
-from .kernels import (
-    AUTO_IMPORT_WORK,
-    AUTO_MAX_ELEMENTS,
-    AUTO_MIN_WORK,
-    compile_loop,
-    is_compiled,
-    loop_name,
-    run_compiled,
-)
+from .kernels import compile_loop, loop_name, run_compiled
 from .ops import SegmentKind
 from .rates import BASE as BASE_RATE
 from .rates import HOLD, SUM, hits_text, interval_sum, n_hits, place, sample
 
 log = logging.getLogger(__name__)
-
-#: block-steps each loop structure (its generated module's name) has run on the numpy
-#: path in this process under ``"auto"``: repeated short runs (training epochs, sweeps)
-#: add up until compiling pays
-NUMPY_WORK: Counter = Counter()
-#: the operation kinds whose interpreter this process has loaded (runs cost no compile)
-INTERPRETERS_LOADED: set = set()
 
 
 def make_loop(ops):
@@ -247,75 +232,39 @@ def check_memory(plan, T: int, B: int) -> None:
 
 
 def _compiled(plan, seg, T: int, B: int) -> bool:
-    """Whether a loop runs compiled: it has a compiled form and the backend asks for it.
+    """Whether a loop runs compiled in this run (:func:`blockflow.policy.loop_compiled`:
+    a pure function of the run, never of what the process ran before)."""
+    from .policy import loop_compiled
 
-    ``"auto"`` keeps loops over large signals (``B x size >= AUTO_MAX_ELEMENTS`` per
-    step) on the numpy path, whose array operations (BLAS products) amortise their call
-    cost there; it compiles any other loop that is compiled already (in this process; or
-    in the disk cache, once numba is imported or the work pays for importing it:
-    ``AUTO_IMPORT_WORK``), or whose work pays for compiling it: this
-    run's, over all loops of its structure in the plan (one compiled function serves
-    them all), with what loops of that structure ran on the numpy path before in this
-    process (:data:`NUMPY_WORK`: a controller trained for many short epochs compiles
-    after the first few).
-    """
-    backend = plan.backend
-    if seg.why_numpy is not None or backend == "numpy":
-        return False
-    if backend == "numba":
-        return True
-    st = plan.slot_types
-    if B * max(st[s].size for op in seg.ops for s in op.ins + op.outs) >= AUTO_MAX_ELEMENTS:
-        return False
-    if seg.compiled is not None:
-        return True
-    n = len(seg.ops)
-    if seg.interpreted:  # the interpreter: compiled once for its operations' kinds
-        from .interp import interp_cached
-
-        name, ops = _interp_kinds(plan, seg)  # (every loop of those kinds in the plan)
-        if name in INTERPRETERS_LOADED:
-            return True
-        need, twins, cached = AUTO_MIN_WORK, ops / n, interp_cached
-    else:
-        names, counts = _loop_names(plan)
-        name = names[id(seg)]  # (compiling costs more in larger loops)
-        need, twins, cached = AUTO_MIN_WORK * max(1.0, n / 20), counts[name], is_compiled
-    work = NUMPY_WORK[name] + T * n * twins
-    if work >= need or ("numba" in sys.modules or work >= AUTO_IMPORT_WORK) and cached(name):
-        return True
-    NUMPY_WORK[name] += T * n  # this loop's run, on the numpy path
-    return False
+    return loop_compiled(plan, seg, T, B)
 
 
-def _interp_kinds(plan, seg) -> tuple[tuple, int]:
-    """The kernels of a loop the interpreter runs (its work counts towards compiling the
-    interpreter of those kinds), and the blocks of all the plan's interpreted loops of
-    those kinds (one interpreter serves them all); made once per plan."""
+def _interp_kinds(plan, seg, kernels) -> tuple:
+    """The kernels of every loop of the plan the interpreter runs (one interpreter serves
+    them all); made once per plan, again where a kernel changed (a user's function whose
+    globals changed is a new kernel)."""
     known = plan.__dict__.get("_interp_kinds")
-    if known is None:
-        known = plan._interp_kinds = {}
-        sizes: Counter = Counter()
+    mine = {f.kernel_key for k in kernels for f in k[:2] if f is not None}
+    if known is None or not mine <= set(known):
+        keys = set(mine)
         for sg in plan.segments:
             if sg.loop is not None and sg.interpreted and sg.why_numpy is None:
-                keys = {f.kernel_key for op in sg.ops for f in op.block.kernel()[:2]
-                        if f is not None}
-                known[id(sg)] = ("interpreter", *sorted(keys))
-                sizes[known[id(sg)]] += len(sg.ops)
-        known = plan._interp_kinds = {k: (v, sizes[v]) for k, v in known.items()}
-    return known[id(seg)]
+                keys |= {f.kernel_key for op in sg.ops for f in op.block.kernel()[:2]
+                         if f is not None}
+        known = plan._interp_kinds = ("interpreter", *sorted(keys))
+    return known
 
 
-def _loop_names(plan) -> tuple[dict, Counter]:
-    """The generated module name of every compilable loop of ``plan``, and how many
-    loops share each (made once per plan)."""
+def _loop_names(plan) -> dict:
+    """The generated module name of every compilable loop of ``plan`` (made once per
+    plan: twins find each other's module)."""
     known = getattr(plan, "_loop_names", None)
     if known is None:
-        names = {id(seg): loop_name(seg.ops, [op.block.kernel() for op in seg.ops],
-                                    plan.slot_types)[0]
-                 for seg in plan.segments if seg.loop is not None and seg.why_numpy is None
-                 and not seg.interpreted}
-        known = plan._loop_names = (names, Counter(names.values()))
+        known = plan._loop_names = {
+            id(seg): loop_name(seg.ops, [op.block.kernel() for op in seg.ops],
+                               plan.slot_types)[0]
+            for seg in plan.segments if seg.loop is not None and seg.why_numpy is None
+            and not seg.interpreted}
     return known
 
 
@@ -328,15 +277,18 @@ def _run_compiled(plan, seg, ks, bufs, states, rec, st):
         if seg.interpreted:
             from .interp import run_interpreted
 
-            kinds = _interp_kinds(plan, seg)[0]
-            out = run_interpreted(seg, kernels, steps, bufs, states, rec, st, kinds)
-            INTERPRETERS_LOADED.add(kinds)
-            return out
-        if seg.compiled is None:
-            # a twin's module, loaded already (auto named every loop: no source again)
-            known = getattr(plan, "_loop_names", ({}, None))[0].get(id(seg))
+            kinds = _interp_kinds(plan, seg, kernels)
+            return run_interpreted(seg, kernels, steps, bufs, states, rec, st, kinds)
+        # the kernels this loop was compiled from (a user function whose globals changed
+        # is a new kernel, compiled anew: numba froze the old values)
+        sig = tuple(f.kernel_key for k in kernels for f in k[:2] if f is not None)
+        if seg.compiled is None or getattr(seg.compiled, "kernel_sig", None) != sig:
+            # a twin's module, loaded already (no source again)
+            known = _loop_names(plan).get(id(seg)) if seg.compiled is None else None
             module = sys.modules.get(known) if known else None
-            seg.compiled = module.loop if module else compile_loop(seg.ops, kernels, st)
+            fn = module.loop if module else compile_loop(seg.ops, kernels, st)
+            fn.kernel_sig = sig
+            seg.compiled = fn
         return run_compiled(seg, kernels, steps, bufs, states, rec, st)
     except Exception as e:
         from numba.core.errors import NumbaError
@@ -351,14 +303,39 @@ def _run_compiled(plan, seg, ks, bufs, states, rec, st):
         return None
 
 
+def random_streams(path: str, seeds) -> list:
+    """One ``numpy.random.SeedSequence`` per batch member for the random block at
+    ``path``: from the member's run seed, spawned for the block by its path, so that a
+    member's draws depend on its seed and the block only (never on the batch size, the
+    chunking or the worker) and two random blocks draw independently."""
+    key = zlib.crc32(path.encode())
+    return [np.random.SeedSequence(int(s), spawn_key=(key,)) for s in seeds]
+
+
+def run_seeds(seed, B: int) -> np.ndarray:
+    """The run seed of each of ``B`` members: ``None`` gives ``0 .. B-1``, an int the same
+    seed to every member, a sequence one seed per member (non-negative integers)."""
+    if seed is None:
+        return np.arange(B)
+    arr = np.asarray(seed)
+    if arr.ndim == 0:
+        arr = np.full(B, arr)
+    if arr.shape != (B,) or arr.dtype.kind not in "iu" or (arr < 0).any():
+        raise SimulationError(f"seed must be a non-negative integer or one per batch member "
+                              f"({B}), got {seed!r:.60}")
+    return arr
+
+
 def run_plan(plan, T: int, B: int, bufs: list, *, reverse: bool = False,
-             progress=None, states: dict | None = None) -> dict:
+             progress=None, states: dict | None = None, seeds=None) -> dict:
     """Fill ``bufs`` (one array per slot) by running ``plan`` for ``T`` steps.
 
     External slots (Inports, trace reads) must be filled by the caller.  Returns the
     final state of each stateful block, keyed by path.  ``progress(iterable, total)``
     may wrap the steps of each loop (a progress bar).  ``states`` (by path, as returned)
     continues loops from where an earlier run stopped (streaming, chunk by chunk).
+    ``seeds`` are the members' run seeds (:func:`run_seeds`), which random sources draw
+    from.
     """
     check_memory(plan, T, B)
     states_in = states or {}
@@ -369,12 +346,13 @@ def run_plan(plan, T: int, B: int, bufs: list, *, reverse: bool = False,
             continue
         if seg.kind is SegmentKind.SOURCE:
             op = seg.ops[0]
+            extra = {}
+            if op.block.random:
+                extra["streams"] = random_streams(op.path, run_seeds(seeds, B))
+            Ts = n_hits(op.rate, T) if op.multirate else T
+            _store(op, op.block.generate(Ts, B, **extra), bufs, Ts, B, st)
             if op.multirate:
-                Ts = n_hits(op.rate, T)
-                _store(op, op.block.generate(Ts, B), bufs, Ts, B, st)
                 _place(op, bufs, T)
-            else:
-                _store(op, op.block.generate(T, B), bufs, T, B, st)
         elif seg.kind is SegmentKind.SEQUENCE:
             op = seg.ops[0]
             x0 = _init_state(op, B, st) if op.block.stateful else None

@@ -10,9 +10,9 @@ import numpy as np
 
 from .cache import cached
 from .errors import SimulationError
-from .kernels import resolve_backend
 from .model import Model
 from .plan import Plan, compile
+from .policy import resolve_backend
 from .rates import interval_sum, sample
 from .reciprocal import reciprocal
 from .trace import Trace

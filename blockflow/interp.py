@@ -114,7 +114,7 @@ def _make_layout(ops, kernels, kparams, keys, st, kinds: tuple) -> _Layout:
         if s not in where:
             where[s] = records.add((st[s].dtype.str, st[s].shape), s)
     rows, sigs, xpos = [], {}, {}
-    for j, (op, k, (pkeys, xkey)) in enumerate(zip(ops, kernels, keys, strict=True)):
+    for j, (op, k, (_, pkeys, xkey)) in enumerate(zip(ops, kernels, keys, strict=True)):
         ps = [params.add(key, (j, p)) for p, key in enumerate(pkeys)]
         x = None
         if op.state is not None:  # a tuple state (a filter's) goes part by part
@@ -150,9 +150,10 @@ def run_interpreted(seg, kernels, ks: np.ndarray, bufs: list, states: dict, rec:
     ops = seg.ops
     try:
         kparams = [kernel_params(op, k, st) for op, k in zip(ops, kernels, strict=True)]
-        keys = tuple((tuple(_key(p) for p in ps), None if op.state is None
+        keys = tuple((tuple(f.kernel_key for f in k[:2] if f is not None),
+                      tuple(_key(p) for p in ps), None if op.state is None
                       else _state_key(states[op.state]))
-                     for op, ps in zip(ops, kparams, strict=True))
+                     for op, k, ps in zip(ops, kernels, kparams, strict=True))
         lay = seg.__dict__.get("_layout")
         if lay is None or lay.keys != keys:  # (first run, or a new batch size or dtype)
             lay = seg._layout = _make_layout(ops, kernels, kparams, keys, st, kinds)
@@ -197,13 +198,6 @@ def kinds_prefix(kinds: tuple) -> str:
     """The start of the module names of the interpreters for loops of the kernels
     ``kinds`` (so that a later process can tell one is in the disk cache)."""
     return "bf_interp_" + hashlib.sha1(repr(kinds).encode()).hexdigest()[:12]
-
-
-def interp_cached(kinds: tuple) -> bool:
-    """Whether an interpreter for loops of the kernels ``kinds`` is in the disk cache."""
-    from .kernels import cache_dir
-
-    return any((cache_dir() / "__pycache__").glob(f"{kinds_prefix(kinds)}_*.interp-*.nbi"))
 
 
 def _make_interpreter(sigs: list, n_r: int, n_p: int, n_x: int, kinds: tuple):

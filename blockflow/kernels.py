@@ -13,10 +13,7 @@ compiled by numba with ``cache=True``: a second process loads the machine code i
 of compiling again, and loops of one structure share one compiled function.
 
 Backends: ``"numpy"`` (always available), ``"numba"`` (needs numba) and ``"auto"`` (the
-default: numba for loops compiled already or with enough work, ``T x blocks >=
-AUTO_MIN_WORK`` over the process's runs; numpy for short runs, which would not pay back
-the compile time, and for large signals, where numpy's array operations are as fast; see
-``execute._compiled``).
+default), decided per loop and run by :mod:`blockflow.policy` from the run alone.
 ``BLOCKFLOW_BACKEND`` sets the default.  Parameters are read when a loop runs, never
 baked into the compiled code, so nothing can go stale.
 """
@@ -35,15 +32,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .errors import SimulationError
+from .policy import BACKENDS, numba_available, resolve_backend  # noqa: F401 - re-exported
 from .rates import HOLD
 
-BACKENDS = ("auto", "numpy", "numba")
-AUTO_MIN_WORK = 200_000  # block-steps from which "auto" compiles a loop
-AUTO_MAX_ELEMENTS = 4096  # batch x samples per step from which "auto" keeps numpy's arrays
-# block-steps from which "auto" imports numba (0.4-0.5 s) to run a loop found compiled in
-# the disk cache: shorter runs in a fresh process stay on the numpy path
-AUTO_IMPORT_WORK = 50_000
 # numba's compile time grows faster than linearly with the size of one function: ~1 s
 # at 10 blocks, 5 s at 60, 12 s at 100 (kernels called), 45 s at 300
 MAX_COMPILED_OPS = 120
@@ -177,19 +168,6 @@ class Kernel(NamedTuple):
     params: tuple = ()
 
 
-def numba_available() -> bool:
-    return importlib.util.find_spec("numba") is not None
-
-
-def resolve_backend(backend: str | None) -> str:
-    backend = backend or os.environ.get("BLOCKFLOW_BACKEND", "auto")
-    if backend not in BACKENDS:
-        raise SimulationError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if backend == "numba" and not numba_available():
-        raise SimulationError("backend='numba' needs numba: pip install 'blockflow[fast]'")
-    return backend
-
-
 def loop_mode(ops) -> tuple[str | None, bool]:
     """How a loop compiles: ``(why it cannot, None if it can; interpreted)``.
 
@@ -224,7 +202,9 @@ def loop_kernels(ops) -> tuple[list[Kernel] | None, str | None]:
     for op in ops:
         k = op.block.kernel()
         if k is None:
-            return None, f"block {op.path!r} ({type(op.block).__name__}) has no kernel"
+            why = op.block.why_no_kernel()
+            return None, (f"block {op.path!r} ({type(op.block).__name__}) has no kernel"
+                          + (f": {why}" if why else ""))
         for f in (k.output, k.update):
             if f is not None and getattr(f, "kernel_key", None) not in _KERNELS:
                 return None, f"block {op.path!r}: {f.__name__} is not marked @kernel"
@@ -460,14 +440,6 @@ def loop_name(ops, kernels, slot_types) -> tuple[str, str]:
     """The generated module's name (a digest of its source) and its source."""
     source, _ = _source(ops, kernels, slot_types)
     return "bf_loop_" + hashlib.sha1(source.encode()).hexdigest()[:20], source
-
-
-def is_compiled(name: str) -> bool:
-    """Whether the loop ``name`` is compiled already: in this process, or in the disk
-    cache (numba's index next to the module), so that running it costs no compile."""
-    if name in sys.modules:
-        return True
-    return any((cache_dir() / "__pycache__").glob(f"{name}.loop-*.nbi"))
 
 
 def compile_loop(ops, kernels, slot_types):

@@ -18,15 +18,10 @@ from .block import Block
 from .cache import cached
 from .errors import AlgebraicLoopError, SignalTypeError, SimulationError, WiringError
 from .execute import make_loop
-from .kernels import (
-    AUTO_IMPORT_WORK,
-    AUTO_MAX_ELEMENTS,
-    AUTO_MIN_WORK,
-    loop_mode,
-    resolve_backend,
-)
+from .kernels import loop_mode
 from .model import Model, feedthrough_graph, propagate_types
 from .ops import Op, Segment, SegmentKind, TraceRead
+from .policy import resolve_backend
 from .ports import Inport, Outport, Passthrough
 from .rates import ADJOINT_IO, BASE, FORWARD_IO, infer_rates
 from .types import SignalType
@@ -136,28 +131,9 @@ class Plan:
 
     def loop_backend(self, seg) -> str:
         """How a loop runs under this plan's backend, and why."""
-        if seg.why_numpy is not None:
-            return f"numpy path ({seg.why_numpy})"
-        if self.backend == "numpy":
-            return "numpy path (backend='numpy')"
-        n = len(seg.ops)
-        if seg.interpreted:
-            how = (f"compiled (numba): by the interpreter of its operations' kinds (a loop "
-                   f"of {n} blocks: compiled whole it would take numba seconds)")
-            if self.backend == "auto":
-                how += (f", when T x {n} blocks >= {AUTO_MIN_WORK} and batch x samples "
-                        f"per step < {AUTO_MAX_ELEMENTS}; else numpy path")
-            return how
-        if self.backend == "numba":
-            return "compiled (numba)"
-        if seg.compiled is not None:
-            return "compiled (numba), for batch x samples per step < " \
-                f"{AUTO_MAX_ELEMENTS}, else numpy path (its BLAS products)"
-        return (f"compiled (numba) when it is in the disk cache (and numba imported, or "
-                f"T x {n} blocks >= {AUTO_IMPORT_WORK}) or T x {n} blocks x loops of its "
-                f"structure, over this process's runs, reaches "
-                f"{int(AUTO_MIN_WORK * max(1.0, n / 20))}, for batch x samples per step < "
-                f"{AUTO_MAX_ELEMENTS}; else numpy path")
+        from .policy import explain
+
+        return explain(self, seg)
 
 
 def compile(model: Model, mode: str = "auto",  # noqa: A001 - networkx-style name

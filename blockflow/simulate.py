@@ -103,7 +103,7 @@ def bind_inputs(plan: Plan, inputs, steps, batch, *, what: str = "Inport",
 def simulate(model, inputs: dict | None = None, *, steps: int | None = None,
              batch: int | None = None, mode: str = "auto", progress=None,
              check_finite: bool = True, backend: str | None = None,
-             params: dict | None = None) -> Trace:
+             params: dict | None = None, seed=None) -> Trace:
     """Simulate ``model`` and return the :class:`Trace` of every signal.
 
     Parameters
@@ -124,6 +124,10 @@ def simulate(model, inputs: dict | None = None, *, steps: int | None = None,
     params : dict, optional
         Parameters given per batch member, ``{"block.param": (B, *shape) array}``, for
         the parameters blocks declare ``batchable`` (see :mod:`blockflow.batched`).
+    seed : int or sequence of int, optional
+        The run seed of the batch members, which every random block (``Noise``) draws
+        from: one per member, or one for all; by default member ``b`` has seed ``b``.
+        A member's draws depend on its seed and the block alone (see ``Noise``).
     check_finite : bool, default True
         Refuse inputs holding NaN or infinity (naming the Inport and step), and a run in
         which a block produces one (naming the first block and step).  ``False`` returns
@@ -153,9 +157,9 @@ def simulate(model, inputs: dict | None = None, *, steps: int | None = None,
         batch, checked = check_batched(plan, params, batch)
         with pinned(plan.model), batched(checked):
             return simulate(plan, inputs, steps=steps, batch=batch, progress=progress,
-                            check_finite=check_finite)
+                            check_finite=check_finite, seed=seed)
     T, B, bufs = bind_inputs(plan, inputs, steps, batch, check_finite=check_finite)
-    finals = run_plan(plan, T, B, bufs, progress=progress)
+    finals = run_plan(plan, T, B, bufs, progress=progress, seeds=seed)
     trace = Trace(plan, bufs, T, B, finals)
     if check_finite:
         where = first_nonfinite(trace)

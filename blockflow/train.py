@@ -34,6 +34,7 @@ import numpy as np
 from .errors import BlockflowError, ParameterError, SimulationError, TrainingError
 from .fsutil import atomic_write
 from .model import Model
+from .policy import expected_runs
 from .schedules import Chunked, Full, Schedule, Streamed
 from .trace import check_finite_data, first_nonfinite
 
@@ -303,55 +304,59 @@ def train(model: Model, inputs: dict, targets, *, loss="sse", params=None,
         optimizer.step(trained, g, lr)
         return norm
 
-    bar = None
-    if _PROGRESS and epochs - start > 1:
-        from tqdm.auto import tqdm
+    # the whole training's runs, announced to the backend policy: its decision is a
+    # function of these settings, the same for a resumed training as for one that ran
+    # through (see blockflow.policy)
+    with expected_runs(epochs * -(-B // (batch_size or B))):
+        bar = None
+        if _PROGRESS and epochs - start > 1:
+            from tqdm.auto import tqdm
 
-        bar = tqdm(total=epochs - start, unit="epoch", desc=model.name, leave=False)
-    for epoch in range(start, epochs):
-        t0 = time.perf_counter()
-        factor = schedule(epoch) if schedule else 1.0
-        if not (isinstance(factor, int | float | np.number) and np.isfinite(factor)
-                and factor > 0):
-            raise ParameterError(f"the learning-rate schedule returned {factor!r} for epoch "
-                                 f"{epoch}; it must give a positive factor")
-        lr = optimizer.lr * float(factor)
-        order = rng.permutation(B) if batch_size else np.arange(B)
-        size = batch_size or B
-        total, norms = 0.0, []
+            bar = tqdm(total=epochs - start, unit="epoch", desc=model.name, leave=False)
+        for epoch in range(start, epochs):
+            t0 = time.perf_counter()
+            factor = schedule(epoch) if schedule else 1.0
+            if not (isinstance(factor, int | float | np.number) and np.isfinite(factor)
+                    and factor > 0):
+                raise ParameterError(f"the learning-rate schedule returned {factor!r} for epoch "
+                                     f"{epoch}; it must give a positive factor")
+            lr = optimizer.lr * float(factor)
+            order = rng.permutation(B) if batch_size else np.arange(B)
+            size = batch_size or B
+            total, norms = 0.0, []
 
-        def online_update(g: dict, k: int, lr=lr, norms=norms) -> None:
-            norms.append(apply(g, lr))
+            def online_update(g: dict, k: int, lr=lr, norms=norms) -> None:
+                norms.append(apply(g, lr))
 
-        for i in range(0, B, size):
-            idx = np.sort(order[i:i + size])
-            x, d = _take(inputs, idx), _take(targets, idx)
-            if isinstance(sched, Streamed):  # weights updated after every chunk
-                value = backward(model, x, targets=d, loss=loss, schedule=sched,
-                                 update=online_update, check_finite=False).loss
-                _check_finite("loss", value, None, epoch)
-            else:
-                tr = simulate(model, x, check_finite=False)  # located below, per epoch
-                res = backward(model, trace=tr, targets=d, loss=loss, schedule=sched,
-                               check_finite=False)
-                value = res.loss
-                _check_finite("loss", value, tr, epoch)
-                for k in trained:
-                    _check_finite(f"gradient of {k}", res.params[k], res.deltas, epoch,
-                                  backward=True)
-                norms.append(apply(res.params, lr))
-            total += value
-        rec = {"epoch": epoch + 1, "loss": total, "grad_norm": float(np.mean(norms)),
-               "lr": lr, "seconds": time.perf_counter() - t0}
-        hist.records.append(rec)
-        if checkpoint is not None and ((epoch + 1) % checkpoint_every == 0
-                                       or epoch + 1 == epochs):
-            _save(checkpoint, epoch + 1, trained, optimizer, rng, hist)
-        if callback is not None:
-            callback(epoch + 1, rec)
-        if bar is not None:
-            bar.set_postfix(loss=f"{total:.4g}", refresh=False)
-            bar.update(1)
+            for i in range(0, B, size):
+                idx = np.sort(order[i:i + size])
+                x, d = _take(inputs, idx), _take(targets, idx)
+                if isinstance(sched, Streamed):  # weights updated after every chunk
+                    value = backward(model, x, targets=d, loss=loss, schedule=sched,
+                                     update=online_update, check_finite=False).loss
+                    _check_finite("loss", value, None, epoch)
+                else:
+                    tr = simulate(model, x, check_finite=False)  # located below, per epoch
+                    res = backward(model, trace=tr, targets=d, loss=loss, schedule=sched,
+                                   check_finite=False)
+                    value = res.loss
+                    _check_finite("loss", value, tr, epoch)
+                    for k in trained:
+                        _check_finite(f"gradient of {k}", res.params[k], res.deltas, epoch,
+                                      backward=True)
+                    norms.append(apply(res.params, lr))
+                total += value
+            rec = {"epoch": epoch + 1, "loss": total, "grad_norm": float(np.mean(norms)),
+                   "lr": lr, "seconds": time.perf_counter() - t0}
+            hist.records.append(rec)
+            if checkpoint is not None and ((epoch + 1) % checkpoint_every == 0
+                                           or epoch + 1 == epochs):
+                _save(checkpoint, epoch + 1, trained, optimizer, rng, hist)
+            if callback is not None:
+                callback(epoch + 1, rec)
+            if bar is not None:
+                bar.set_postfix(loss=f"{total:.4g}", refresh=False)
+                bar.update(1)
     if bar is not None:
         bar.close()
     return hist

@@ -6,13 +6,13 @@ under its forward rule.
 
 from __future__ import annotations
 
-import hashlib
 import types
 from collections.abc import Callable
 
 import numpy as np
 
 from blockflow.block import Block, sum_to
+from blockflow.codekey import function_key
 from blockflow.errors import ParameterError
 from blockflow.kernels import (
     Kernel,
@@ -355,37 +355,42 @@ def _pair(name: str, f, df):
 _VJP: dict[str, Callable] = {}
 
 
-def _user_kernels(f: Callable, df: Callable) -> tuple[Callable, Callable] | None:
-    """Kernels for a user's ``f`` and ``df``: ``(f, its reciprocal rule)``, or ``None``
-    where they are not plain functions (a closure, a builtin, a ufunc), which numba
-    cannot be trusted with.  numba compiles them when a loop first runs compiled (and
-    reads the globals they use as constants then); where it cannot type them (an ``f``
-    that works on arrays only), the loop stays on the numpy path and says why.  They are
-    keyed by their code, so a second process finds their loops in the disk cache."""
+def _user_kernels(f: Callable, df: Callable) -> tuple[tuple | None, str | None]:
+    """Kernels for a user's ``f`` and ``df``: ``((f, its reciprocal rule), None)``, or
+    ``(None, why)`` where what they compute from cannot be known (a builtin, a ufunc, a
+    global or closure value that is not data).
+
+    They are keyed by everything their results depend on (:func:`function_key`: code,
+    defaults, closure cells, the globals they read and the helpers they call, read again
+    at every run), so two functions made by one factory never share a kernel, a changed
+    global makes a new one, and a second process finds its loops in the disk cache only
+    where all of that agrees.  numba compiles them when a loop first runs compiled (the
+    values they read become constants of that loop); where it cannot type them (an ``f``
+    that works on arrays only), the loop stays on the numpy path and says why."""
     fns = (f, df)
-    if fns in _USER_OF:
-        return _USER_OF[fns]
-    if not all(isinstance(g, types.FunctionType) and g.__closure__ is None for g in fns):
-        _USER_OF[fns] = None
-        return None
-    code = hashlib.sha1(repr([(g.__module__, g.__qualname__, g.__code__.co_code,
-                               g.__code__.co_consts, g.__code__.co_names) for g in fns])
-                        .encode()).hexdigest()[:16]
+    if not all(isinstance(g, types.FunctionType) for g in fns):
+        return None, ("its f or df is not a plain Python function (a builtin, a ufunc or "
+                      "a callable object): the numpy path calls it as it is")
+    code, why = function_key(fns)
+    if code is None:
+        return None, f"what its f or df computes from cannot be keyed ({why})"
     key = f"blocks.math.user_{code}"
     if key not in _USER:
-        # copies (the user's functions are not marked), named by their code
-        copies = [types.FunctionType(g.__code__, g.__globals__, g.__name__, g.__defaults__)
-                  for g in fns]
+        # copies (the user's functions are not marked), named by what they compute from
+        copies = []
+        for g in fns:
+            c = types.FunctionType(g.__code__, g.__globals__, g.__name__, g.__defaults__,
+                                   g.__closure__)
+            c.__kwdefaults__ = g.__kwdefaults__
+            copies.append(c)
         fk, _, rule = _elementwise_kernels(
             *copies, (f"{key}.f", f"{key}.df", f"{key}.vjp"),
             sources=tuple(f"{g.__module__}.{g.__qualname__} {code}" for g in fns))
         _USER[key] = (fk, rule)
-    _USER_OF[fns] = _USER[key]
-    return _USER[key]
+    return _USER[key], None
 
 
-_USER: dict[str, tuple[Callable, Callable]] = {}  # by the functions' code
-_USER_OF: dict[tuple, tuple | None] = {}  # by the functions themselves (made once)
+_USER: dict[str, tuple[Callable, Callable]] = {}  # by what the functions compute from
 
 
 @kernel
@@ -459,11 +464,16 @@ class Function(Block):
         return du * self.df(u[0], y[0])
 
     def _user(self) -> tuple | None:
-        """Kernels for a user's ``(f, df)`` (made once per pair, not kept on the block:
-        it pickles as its functions)."""
+        """Kernels for a user's ``(f, df)`` (looked up by their key at every call, not
+        kept on the block: it pickles as its functions)."""
         if ELEMENTWISE.get(self.fname) == (self.f, self.df):
             return None
-        return _user_kernels(self.f, self.df)
+        return _user_kernels(self.f, self.df)[0]
+
+    def why_no_kernel(self) -> str | None:
+        if ELEMENTWISE.get(self.fname) == (self.f, self.df):
+            return None
+        return _user_kernels(self.f, self.df)[1]
 
     def kernel(self):
         if (user := self._user()) is not None:

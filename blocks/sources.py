@@ -162,7 +162,16 @@ class FromArray(_Source):
 
 
 class Noise(_Source):
-    """``y(k) ~ N(mean, std^2)``, independent over time and batch, from a seeded generator."""
+    """``y(k) ~ N(mean, std^2)``, independent over time, batch members and blocks.
+
+    Each batch member draws from its own stream, made from the block's ``seed``, the
+    member's run seed and the block's path in the model (the engine's
+    :func:`blockflow.execute.random_streams`): a member's noise is the same whatever the
+    batch it runs in (a sweep's chunking, its workers), two Noise blocks of one model
+    are independent, and a run seed reproduces every random block of the model.
+    """
+
+    random = True
 
     def __init__(self, std=1.0, mean=0.0, *, seed: int = 0, shape=(), **kw):
         super().__init__(shape=shape, **kw)
@@ -170,9 +179,16 @@ class Noise(_Source):
         self.mean = self.scalar("mean", mean)
         self.seed = self.scalar("seed", seed, integer=True, minimum=0)
 
-    def generate(self, T, B):
-        rng = np.random.default_rng(self.seed)
-        return (self.mean + self.std * rng.standard_normal((T, B, *self.shape))).astype(self.dtype)
+    def generate(self, T, B, streams=None):
+        if streams is None:  # (called alone: members 0 .. B-1 under this block's name)
+            from blockflow.execute import random_streams
+
+            streams = random_streams(self.name, range(B))
+        out = np.empty((T, B, *self.shape), self.dtype)
+        for b, stream in enumerate(streams):
+            rng = np.random.default_rng([self.seed, *stream.generate_state(4)])
+            out[:, b] = self.mean + self.std * rng.standard_normal((T, *self.shape))
+        return out
 
     def label(self) -> str:
         return f"N({self.mean:g},{self.std:g}²)"

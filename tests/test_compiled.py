@@ -429,11 +429,12 @@ def test_fir_delay_lines_in_loops_compile_allocation_free_and_agree():
                                    err_msg=k)
 
 
-def test_auto_compiles_once_repeated_short_runs_have_done_enough_work(monkeypatch):
-    """``auto`` counts the work a loop structure has done on the numpy path in this
-    process: short runs (training epochs) compile once together they pay; a large
-    signal stays on numpy's array operations whatever the work."""
-    from blockflow import execute
+def test_auto_decides_from_the_run_alone_never_from_the_process_history(monkeypatch):
+    """``auto`` is a pure function of the run: short runs stay on the numpy path however
+    many ran before (a resumed training or a second process would otherwise differ in
+    the last bits); runs announced together (``expected_runs``: a training's epochs)
+    compile from the first one; a large signal stays on numpy's arrays."""
+    from blockflow import execute, policy
 
     compiled = []
 
@@ -442,20 +443,24 @@ def test_auto_compiles_once_repeated_short_runs_have_done_enough_work(monkeypatc
         return None  # (then the numpy path runs, as when numba cannot compile a loop)
 
     monkeypatch.setattr(execute, "_run_compiled", record)
-    monkeypatch.setattr(execute, "is_compiled", lambda name: False)
-    monkeypatch.setattr(execute, "NUMPY_WORK", execute.Counter())
-    monkeypatch.setattr(execute, "AUTO_MIN_WORK", 1000)
+    monkeypatch.setattr(policy, "AUTO_MIN_WORK", 1000)
     m = tanh_loop()
     n = len(next(s for s in compile(m).segments if s.loop is not None).ops)
-    runs = -(-1000 // (25 * n))  # runs of 25 steps until their work reaches 1,000
-    for i in range(runs):
+    runs = -(-1000 // (25 * n))  # runs of 25 steps whose work together reaches 1,000
+    for _ in range(2 * runs):
         simulate(m, {"r": np.ones((25, 1))}, backend="auto")
-        assert compiled == ([] if i < runs - 1 else [25]), (i, runs, compiled)
-    assert "over this process's runs" in compile(m, backend="auto").describe()
-    compiled.clear()
-    wide = 1 + execute.AUTO_MAX_ELEMENTS  # batch x samples past the limit: numpy
-    simulate(m, {"r": np.ones((25, wide))}, backend="auto")
     assert compiled == []
+    with policy.expected_runs(runs):
+        simulate(m, {"r": np.ones((25, 1))}, backend="auto")
+    assert compiled == [25]
+    with policy.expected_runs(runs - 1):
+        simulate(m, {"r": np.ones((25, 1))}, backend="auto")
+    assert compiled == [25]
+    assert "decided from the run alone" in compile(m, backend="auto").describe()
+    wide = 1 + policy.AUTO_MAX_ELEMENTS  # batch x samples past the limit: numpy
+    with policy.expected_runs(10**6):
+        simulate(m, {"r": np.ones((25, wide))}, backend="auto")
+    assert compiled == [25]
 
 
 def test_the_multirate_motor_loop_compiles_with_a_batch_forward_and_back(caplog):
@@ -581,10 +586,14 @@ def test_a_functions_user_callables_compile_in_loops(caplog):
     back = pickle.loads(pickle.dumps(_user_loop(_plant, _dplant)))
     np.testing.assert_allclose(simulate(back, x, backend="numba")["y"], a["y"], rtol=1e-12)
 
-    scale = 1.0
+    scale = 1.0  # a closure over a number: keyed by its value, compiled
     closure = _user_loop(lambda v: scale * v, lambda v, y: scale + 0.0 * v)
+    assert "compiled (numba)" in compile(closure, backend="numba").describe()
+    table = {"scale": 1.0}  # a closure over a dict: what it reads cannot be keyed
+    closure = _user_loop(lambda v: table["scale"] * v, lambda v, y: table["scale"] + 0.0 * v)
     plan = compile(closure, backend="numba")
-    assert "numpy path (block 'p' (Function) has no kernel)" in plan.describe()
+    assert "numpy path (block 'p' (Function) has no kernel: what its f or df computes " \
+        "from cannot be keyed (it reads a dict" in plan.describe()
 
     m = _user_loop(_untypable, _dlike)
     caplog.clear()
@@ -629,28 +638,26 @@ def test_products_and_lookup_tables_in_loops_compile_allocation_free(caplog):
                                    err_msg=k)
 
 
-def test_auto_imports_numba_only_for_runs_that_pay_for_it(monkeypatch):
-    """A loop found compiled in the disk cache runs compiled once numba is imported; in
-    a process that has not imported it, only a run long enough to pay for the import
-    (AUTO_IMPORT_WORK block-steps) does, and shorter ones take the numpy path."""
-    import sys
+def test_auto_ignores_what_is_loaded_or_in_the_disk_cache(monkeypatch):
+    """A loop compiled before in this process (or found in the disk cache) does not
+    change the decision: a short run takes the numpy path in a warm process as in a cold
+    one, a long run the compiled path in both; their numbers agree to the bit run to
+    run."""
+    from blockflow import execute, policy
 
-    import numba  # noqa: F401 - imported, as after any compiled run
-
-    from blockflow import execute
-
-    compiled = []
-    monkeypatch.setattr(execute, "_run_compiled",
-                        lambda plan, seg, ks, *a: compiled.append(len(ks)))
-    monkeypatch.setattr(execute, "is_compiled", lambda name: True)
-    monkeypatch.setattr(execute, "NUMPY_WORK", execute.Counter())
     m = tanh_loop()
     n = len(next(s for s in compile(m).segments if s.loop is not None).ops)
-    short, long = 10, 1 + execute.AUTO_IMPORT_WORK // n
-    simulate(m, {"r": np.ones((short, 1))}, backend="auto")
-    assert compiled == [short]  # numba is imported here: a cached loop costs nothing
-    monkeypatch.delitem(sys.modules, "numba")  # (as in a fresh process)
-    simulate(m, {"r": np.ones((short, 1))}, backend="auto")
-    assert compiled == [short]
-    simulate(m, {"r": np.ones((long, 1))}, backend="auto")
-    assert compiled == [short, long]
+    long = 1 + policy.AUTO_MIN_WORK // n
+    r = np.sin(np.arange(long) / 7.0)[:, None] + 1.0
+    cold = simulate(m, {"r": r[:10]}, backend="auto")["y"]
+    first = simulate(m, {"r": r}, backend="auto")["y"]  # compiles (or loads) the loop
+    compiled = []
+    real = execute._run_compiled
+    monkeypatch.setattr(execute, "_run_compiled",
+                        lambda plan, seg, ks, *a: compiled.append(len(ks)) or real(
+                            plan, seg, ks, *a))
+    warm = simulate(m, {"r": r[:10]}, backend="auto")["y"]
+    assert compiled == []
+    np.testing.assert_array_equal(warm, cold)
+    np.testing.assert_array_equal(simulate(m, {"r": r}, backend="auto")["y"], first)
+    assert compiled == [long]

@@ -238,12 +238,11 @@ def test_gain_sweep_model_finds_the_trade_off():
 
 
 def test_a_sweep_decides_auto_once_for_every_worker(monkeypatch):
-    """"auto" depends on what a process did before (numba imported, earlier numpy-path
-    work), and the two paths agree to rounding only: a sweep picks one backend from its
-    whole work, so a chunk's bits do not depend on the worker that ran it."""
+    """The compiled and numpy paths agree to rounding only: a sweep picks one backend
+    from its whole work, so a chunk's bits do not depend on the worker that ran it."""
     pytest.importorskip("numba")
     from blockflow.ensemble import _chunks, _sweep_backend
-    from blockflow.kernels import AUTO_MAX_ELEMENTS
+    from blockflow.policy import AUTO_MAX_ELEMENTS
 
     m = tanh_loop()
 

@@ -180,11 +180,9 @@ def test_an_overflow_in_an_interpreted_loop_is_named_as_on_the_numpy_path(small_
 def test_auto_counts_the_work_of_every_loop_one_interpreter_serves(small_limit, monkeypatch):
     """Four separate loops of the same kinds: each alone is too short to pay for the
     interpreter, together they are, so all run interpreted from the first run."""
-    from blockflow import execute
+    from blockflow import policy
 
-    monkeypatch.setattr(execute, "AUTO_MIN_WORK", 1000)
-    monkeypatch.setattr(execute, "NUMPY_WORK", execute.Counter())
-    monkeypatch.setattr(execute, "INTERPRETERS_LOADED", set())
+    monkeypatch.setattr(policy, "AUTO_MIN_WORK", 1000)
     from blocks import Gain, Sum, UnitDelay
 
     m = Model("four_loops")

@@ -1,0 +1,293 @@
+"""No silent wrong number: a run's numbers depend on its model, inputs, settings and seed,
+never on what a kernel cache holds, what the process ran before, or how it was split."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from blockflow import Inport, Model, Outport, simulate
+from blockflow.plan import compile
+from blockflow.sweep import grad
+
+numba = pytest.importorskip("numba")
+
+K = 0.8
+Z0 = 0.5
+R = np.sin(np.arange(40) / 5.0) + 1.0
+
+
+def loop(f, df) -> Model:
+    """``s = r - z``, ``y = K f(s)``, ``z(k+1) = y(k)``, ``z(0) = Z0``."""
+    from blocks import Function, Gain, Sum, UnitDelay
+
+    m = Model("user_fn_loop")
+    r, y = m.add(Inport("r"), Outport("y"))
+    s, p, g = m.add(Sum("+-", name="s"), Function(f, df, name="p"), Gain(K, name="g"))
+    m.connect(r, s.u1)
+    m.chain(s, p, g, y)
+    m.chain(g, m.add(UnitDelay(Z0, name="z")), s.u2)
+    return m
+
+
+def by_hand(f, r=R) -> np.ndarray:
+    z, out = Z0, []
+    for rk in r:
+        y = K * f(rk - z)
+        out.append(y)
+        z = y
+    return np.array(out)
+
+
+def make(c):
+    """A factory: each function reads its own ``c`` through a default argument."""
+    def f(x, c=c):
+        return c * np.tanh(x)
+
+    def df(a, y, c=c):
+        return c * (1.0 - np.tanh(a) ** 2)
+
+    return f, df
+
+
+def make_closure(c):
+    def f(x):
+        return c * np.tanh(x)
+
+    def df(a, y):
+        return c * (1.0 - np.tanh(a) ** 2)
+
+    return f, df
+
+
+SCALE = 1.0
+
+
+def f_global(x):
+    return SCALE * np.tanh(x)
+
+
+def df_global(a, y):
+    return SCALE * (1.0 - np.tanh(a) ** 2)
+
+
+def helper(x):
+    return SCALE * np.sin(x)
+
+
+def f_helper(x):
+    return helper(x)
+
+
+def df_helper(a, y):
+    return SCALE * np.cos(a)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_functions_that_share_their_code_never_share_a_kernel(backend, monkeypatch):
+    """Factories (defaults, closures), globals changed between runs and a helper whose
+    global changed: each run gives the hand-written numbers of the function it holds,
+    forward and gradient (finite differences), on the numpy path and compiled."""
+    def check(f, df, c_of):
+        m = loop(f, df)
+        y = simulate(m, {"r": R}, backend=backend)["y"][:, 0]
+        np.testing.assert_allclose(y, by_hand(c_of), rtol=1e-12, atol=1e-14)
+        # dJ/dK of J = sum y^2 (sse against 0) against central differences by hand
+        eps = 1e-6
+        global K
+        k0 = K
+        try:
+            K = k0 + eps
+            jp = float(np.sum(by_hand(c_of) ** 2))
+            K = k0 - eps
+            jm = float(np.sum(by_hand(c_of) ** 2))
+        finally:
+            K = k0
+        monkeypatch.setenv("BLOCKFLOW_BACKEND", backend)
+        _, g = grad(m, {"r": R}, targets=np.zeros_like(R))
+        np.testing.assert_allclose(g["g.K"], (jp - jm) / (2 * eps), rtol=1e-6)
+
+    for c in (1.0, 1.2, -0.5):
+        check(*make(c), lambda x, c=c: c * np.tanh(x))
+        check(*make_closure(c), lambda x, c=c: c * np.tanh(x))
+    for c in (1.0, 1.2):
+        monkeypatch.setitem(globals(), "SCALE", c)
+        check(f_global, df_global, lambda x, c=c: c * np.tanh(x))
+        check(f_helper, df_helper, lambda x, c=c: c * np.sin(x))
+
+
+def test_a_value_that_cannot_be_keyed_runs_the_users_function_and_says_why():
+    table = {"c": 2.0}
+    m = loop(lambda x: table["c"] * np.tanh(x), lambda a, y: table["c"] * (1 - np.tanh(a) ** 2))
+    plan = compile(m, backend="numba")
+    assert "cannot be keyed (it reads a dict" in plan.describe()
+    for c in (2.0, 5.0):
+        table["c"] = c
+        y = simulate(m, {"r": R}, backend="numba")["y"][:, 0]
+        np.testing.assert_allclose(y, by_hand(lambda x, c=c: c * np.tanh(x)), rtol=1e-12)
+
+
+SCRIPT = """
+import sys
+import numpy as np
+sys.path.insert(0, {tests!r})
+import usermod
+from test_trust import loop
+usermod.C = float(sys.argv[1])
+y = __import__("blockflow").simulate(loop(usermod.f, usermod.df), {{"r": np.ones(30)}},
+                                     backend="numba")["y"]
+print(repr(float(y.sum())))
+"""
+
+USERMOD = """
+import numpy as np
+C = 1.0
+def f(x):
+    return C * np.tanh(x)
+def df(a, y):
+    return C * (1.0 - np.tanh(a) ** 2)
+"""
+
+
+def test_a_second_process_with_another_global_gets_its_own_numbers(tmp_path):
+    """Two processes share one disk cache; the second's global differs: it must not
+    load the first one's machine code (numba froze the first value there)."""
+    (tmp_path / "usermod.py").write_text(USERMOD)
+    script = tmp_path / "run.py"
+    script.write_text(SCRIPT.format(tests=os.path.dirname(__file__)))
+    env = dict(os.environ, BLOCKFLOW_CACHE=str(tmp_path / "cache"),
+               PYTHONPATH=os.pathsep.join([str(tmp_path), os.getcwd()]))
+
+    def run(c):
+        out = subprocess.run([sys.executable, str(script), str(c)], env=env, cwd=tmp_path,
+                             capture_output=True, text=True, timeout=240)
+        assert out.returncode == 0, out.stderr
+        return float(out.stdout.strip().splitlines()[-1])
+
+    first, second = run(1.0), run(3.0)
+    want = [by_hand(lambda x, c=c: c * np.tanh(x), np.ones(30)).sum() for c in (1.0, 3.0)]
+    np.testing.assert_allclose([first, second], want, rtol=1e-12)
+    assert run(1.0) == first  # and the first value's entry is served again, bit for bit
+
+
+def _training(m, checkpoint=None, resume=False, stop_at=None):
+    from blockflow.train import Adam, train
+
+    rng = np.random.default_rng(3)
+    r = rng.standard_normal((60, 4))
+
+    def stop(epoch, rec):
+        if stop_at is not None and epoch == stop_at:
+            raise KeyboardInterrupt  # killed after the checkpoint of this epoch
+
+    try:
+        train(m, {"r": r}, np.tanh(r), epochs=12, optimizer=Adam(0.05), batch_size=2,
+              checkpoint=checkpoint, checkpoint_every=3, resume=resume, callback=stop)
+    except KeyboardInterrupt:
+        return None
+    return {k: v.copy() for k, v in m.parameters().items()}
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba", "auto-cold", "auto-warm"])
+def test_a_killed_and_resumed_training_ends_bit_for_bit_where_one_run_ends(
+        backend, tmp_path, monkeypatch):
+    from models.closed_loop import tanh_loop
+
+    monkeypatch.setenv("BLOCKFLOW_BACKEND", backend.split("-")[0])
+    if backend == "auto-cold":
+        monkeypatch.setenv("BLOCKFLOW_CACHE", str(tmp_path / "cold"))
+    whole = _training(tanh_loop())
+    ck = tmp_path / "ck.npz"
+    m = tanh_loop()
+    assert _training(m, ck, stop_at=6) is None
+    resumed = _training(tanh_loop(), ck, resume=True)
+    assert whole.keys() == resumed.keys()
+    for k in whole:
+        np.testing.assert_array_equal(resumed[k], whole[k], err_msg=k)
+
+
+def test_the_backend_decision_is_a_function_of_the_run():
+    """The same run decides the same way before and after other work in the process."""
+    from blockflow import policy
+    from models.closed_loop import tanh_loop
+
+    plan = compile(tanh_loop(), backend="auto")
+    seg = next(s for s in plan.segments if s.loop is not None)
+    before = [policy.loop_compiled(plan, seg, T, 1) for T in (10, 10**4, 10**6)]
+    simulate(plan, {"r": np.ones((20000, 1))})
+    after = [policy.loop_compiled(plan, seg, T, 1) for T in (10, 10**4, 10**6)]
+    assert before == after == [False, False, True]
+    assert textwrap.dedent(policy.__doc__).count("pure function") == 1
+
+
+def noisy(feedback: bool = False) -> Model:
+    """``y = K n`` (``n`` white noise), or through a loop ``y(k) = K n(k) + 0.5 y(k-1)``."""
+    from blocks import Gain, Noise, Sum, UnitDelay
+
+    m = Model("noisy")
+    n, g, y = m.add(Noise(1.0, seed=4, name="n"), Gain(2.0, name="g"), Outport("y"))
+    if feedback:
+        s, h, z = m.add(Sum("++", name="s"), Gain(0.5, name="h"), UnitDelay(0.0, name="z"))
+        m.chain(n, g, s.u1)
+        m.chain(s, y)
+        m.chain(s, z, h, s.u2)
+    else:
+        m.chain(n, g, y)
+    return m
+
+
+@pytest.mark.parametrize("chunk_size", [1, 2, 256])
+def test_a_runs_seed_reaches_every_random_block_whatever_the_chunking(chunk_size):
+    """Same seed -> the same noise for every swept value (batched or not); different
+    seeds -> different noise; the chunking does not change a run's numbers."""
+    from blockflow.ensemble import parameter_sweep
+
+    pytest.importorskip("xarray")
+    ks = [0.5, 1.0, 3.0]
+    ds = parameter_sweep(noisy(), {"g.K": ks}, seeds=[0, 1, 7], steps=50,
+                         chunk_size=chunk_size, executor="serial", progress=False,
+                         backend="numpy")
+    y = ds["y"].values  # (K, seed, time)
+    n = y / np.array(ks)[:, None, None]
+    for s in range(3):
+        np.testing.assert_allclose(n[1:, s], np.broadcast_to(n[0, s], n[1:, s].shape),
+                                   rtol=1e-13)
+    assert not np.allclose(n[0, 0], n[0, 1]) and not np.allclose(n[0, 1], n[0, 2])
+    assert np.abs(n[0, 0, 0]) > 0  # the first sample is drawn too
+    # a run's noise is simulate's for that seed, alone, with any batch around it
+    alone = simulate(noisy(), steps=50, seed=7)["y"][:, 0] / 2.0
+    np.testing.assert_array_equal(n[1, 2], alone)
+    batch = simulate(noisy(), steps=50, batch=3, seed=[5, 7, 9])["y"][:, 1] / 2.0
+    np.testing.assert_array_equal(batch, alone)
+
+
+def test_random_blocks_draw_independently_and_the_default_seeds_are_the_members():
+    from blocks import Noise
+
+    m = Model("two_noises")
+    a, b = m.add(Noise(name="a"), Noise(name="b"))
+    m.connect(a, m.add(Outport("ya")))
+    m.connect(b, m.add(Outport("yb")))
+    tr = simulate(m, steps=200, batch=2)
+    assert abs(np.corrcoef(tr["ya"][:, 0], tr["yb"][:, 0])[0, 1]) < 0.25
+    assert abs(np.corrcoef(tr["ya"][:, 0], tr["ya"][:, 1])[0, 1]) < 0.25
+    np.testing.assert_array_equal(tr["ya"][:, 1], simulate(m, steps=200, seed=1)["ya"][:, 0])
+    with pytest.raises(Exception, match="seed must be a non-negative integer"):
+        simulate(m, steps=5, batch=2, seed=[1, 2, 3])
+
+
+def test_noise_in_a_loop_is_the_same_compiled_and_with_any_backend_choice():
+    tr = simulate(noisy(feedback=True), steps=300, seed=[3], backend="numba")
+    ref = simulate(noisy(feedback=True), steps=300, seed=[3], backend="numpy")
+    np.testing.assert_allclose(tr["y"], ref["y"], rtol=1e-13)
+    n = simulate(noisy(), steps=300, seed=3)["y"][:, 0]
+    y, prev = [], 0.0
+    for v in n:
+        prev = v + 0.5 * prev
+        y.append(prev)
+    np.testing.assert_allclose(ref["y"][:, 0], y, rtol=1e-13)
