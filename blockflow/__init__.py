@@ -33,3 +33,26 @@ __all__ = [
     "ParameterError",
 ]
 __version__ = "0.1.0"
+
+
+def _callable_modules(*names: str) -> None:
+    """``blockflow.simulate`` (``train``, ``sweep``, ...) is both a function and a module of
+    that name.  The package attribute is the module, made callable as the function: so
+    ``import blockflow.train as bt`` gives the module (``bt.Adam``) and
+    ``blockflow.train(model, ...)`` / ``from blockflow import train`` still train."""
+    import inspect
+    import sys
+    import types
+
+    class CallableModule(types.ModuleType):
+        def __call__(self, *args, **kwargs):
+            return self.__dict__[self.__name__.rpartition(".")[2]](*args, **kwargs)
+
+    for name in names:
+        module = sys.modules[f"{__name__}.{name}"]
+        module.__class__ = CallableModule
+        module.__signature__ = inspect.signature(getattr(module, name))
+        globals()[name] = module
+
+
+_callable_modules("simulate", "reciprocal", "tangent", "sweep", "train")

@@ -185,6 +185,16 @@ class Forced(Block):
         return f"{self.inner.label()} + dθ"
 
 
+def zero_kernel(n: int):
+    """``y = 0`` of the template's type for a block of ``n`` inputs, as a kernel."""
+    args = ", ".join(["z"] + [f"u{i}" for i in range(n)])
+    into = (f"def f({args}, out):\n    for i in range(out.size):\n"
+            "        out.flat[i] = 0.0\n    return out\n")
+    return generated_kernel(f"blockflow.adjoint.zero_{n}",
+                            f"def f({args}):\n    return np.zeros((u0.shape[0],) + z.shape, "
+                            "z.dtype)\n", "f", {"np": np}, into=into)
+
+
 class Zero(Block):
     """Zero gradient: the reciprocal of a nondifferentiable block, a source or a sink.
 
@@ -217,6 +227,14 @@ class Zero(Block):
     def generate(self, T: int, batch: int):
         res = tuple(t.zeros(T, batch) for t in self._out_types())
         return res[0] if len(res) == 1 else res
+
+    def kernel(self):
+        """Zeros of the output's type (one output, read by compiled loops: a reciprocal
+        loop through a quantiser or a relay stays compiled)."""
+        types = self._out_types()
+        if len(types) != 1 or types[0] is None or not self.inputs:
+            return None
+        return Kernel(zero_kernel(len(self.inputs)), params=(types[0].zeros(),))
 
     def reciprocal(self) -> Block:
         return Zero(self.block, self.fwd_types, tangent=not self.is_tangent)

@@ -311,6 +311,12 @@ class Block:
         """The block's parameters by name (the arrays themselves, not copies)."""
         return {n: getattr(self, n) for n, t in self._params.items() if t or not trainable_only}
 
+    def held(self) -> dict[str, np.ndarray]:
+        """Elements of trainable parameters that training holds where they are
+        (``{name: boolean mask}``): their gradients are exact, :func:`~blockflow.train`
+        leaves them unchanged (a filter's ``a[0]``, which only scales ``b`` and ``a``)."""
+        return {}
+
     def astype(self, dtype) -> Block:
         """Cast every parameter to ``dtype`` in place (returns the block)."""
         for n in self._params:

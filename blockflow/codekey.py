@@ -44,8 +44,10 @@ def _library(obj) -> bool:
 
 
 def _token(v, seen: set):
-    if v is None or isinstance(v, bool | int | float | complex | str | bytes):
+    if v is None or v is Ellipsis or isinstance(v, bool | int | float | complex | str | bytes):
         return (type(v).__name__, v)
+    if isinstance(v, slice):
+        return ("slice", _token(v.start, seen), _token(v.stop, seen), _token(v.step, seen))
     if isinstance(v, np.generic):
         return ("np", v.dtype.str, v.tobytes())
     if isinstance(v, np.ndarray):

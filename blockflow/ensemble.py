@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import pickle
+import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -263,6 +264,8 @@ def _executor(executor, workers: int | None, n_tasks: int):
     if executor is None or executor == "processes":
         import multiprocessing as mp
 
+        _check_main_guard()
+
         n = workers or os.cpu_count() or 1
         if "forkserver" in mp.get_all_start_methods():
             # workers fork from a server that imported the library once: they start in
@@ -280,6 +283,36 @@ def _executor(executor, workers: int | None, n_tasks: int):
     raise ParameterError(f"executor must be None (local processes), 'serial', a "
                          f"concurrent.futures.Executor or a dask.distributed.Client; got "
                          f"{executor!r}")
+
+
+def _check_main_guard() -> None:
+    """Local worker processes import the main script again: a script that starts a sweep
+    at its top level without ``if __name__ == "__main__":`` would start it again in every
+    worker (Python then breaks the pool with pages of tracebacks).  Refuse, in one line."""
+    import ast
+    import inspect
+
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if path is None or not os.path.isfile(path):
+        return  # interactive, a notebook, python -c: nothing is imported again
+    for info in inspect.stack(context=0):
+        if info.frame.f_globals is not vars(main) or info.function != "<module>":
+            continue
+        try:
+            tree = ast.parse(open(path, encoding="utf-8").read())
+        except (OSError, SyntaxError, ValueError):
+            return
+        guarded = [(n.lineno, n.end_lineno) for n in ast.walk(tree)
+                   if isinstance(n, ast.If) and "__main__" in ast.unparse(n.test)
+                   and "__name__" in ast.unparse(n.test)]
+        if not any(a <= info.lineno <= b for a, b in guarded):
+            raise ParameterError(
+                f"{os.path.basename(path)}, line {info.lineno}: a sweep on local processes "
+                "must start under `if __name__ == \"__main__\":` (each worker imports the "
+                "script again and would start the sweep anew); add the guard, or pass "
+                "executor=\"serial\"")
+        return
 
 
 def _name(f) -> str | None:

@@ -270,37 +270,78 @@ def _loop_names(plan) -> dict:
 
 def _run_compiled(plan, seg, ks, bufs, states, rec, st):
     """Run a loop compiled; ``None`` when numba cannot compile it (the loop then stays on
-    the numpy path for good, and ``describe()`` says why)."""
+    the numpy path for good, and ``describe()`` says why).  A damaged disk-cache entry
+    (numba failed reading its own files) is discarded and the loop built again."""
+    for attempt in (0, 1, 2):
+        try:
+            return _try_compiled(plan, seg, ks, bufs, states, rec, st)
+        except Exception as e:
+            if attempt < 2 and _discard_damaged(seg, e):
+                if attempt == 1:  # failed again on its files (a full disk): in memory
+                    from .diskcache import disable
+
+                    disable(f"numba could not use its cache files: {type(e).__name__}: {e}")
+                continue
+            from numba.core.errors import NumbaError
+
+            # numba's errors (and its recursion on huge functions), not the model's
+            if not isinstance(e, NumbaError | NotImplementedError | RecursionError):
+                raise
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            seg.why_numpy, seg.compiled = f"numba could not compile it: {first}", None
+            log.warning("loop [%s] runs on the numpy path: %s",
+                        ", ".join(op.path for op in seg.ops), seg.why_numpy)
+            return None
+
+
+def _try_compiled(plan, seg, ks, bufs, states, rec, st):
     kernels = [op.block.kernel() for op in seg.ops]  # the current parameters
-    try:
-        steps = np.arange(ks.start, ks.stop, ks.step, dtype=np.int64)  # ks: a range
-        if seg.interpreted:
-            from .interp import run_interpreted
+    steps = np.arange(ks.start, ks.stop, ks.step, dtype=np.int64)  # ks: a range
+    if seg.interpreted:
+        from .interp import run_interpreted
 
-            kinds = _interp_kinds(plan, seg, kernels)
-            return run_interpreted(seg, kernels, steps, bufs, states, rec, st, kinds)
-        # the kernels this loop was compiled from (a user function whose globals changed
-        # is a new kernel, compiled anew: numba froze the old values)
-        sig = tuple(f.kernel_key for k in kernels for f in k[:2] if f is not None)
-        if seg.compiled is None or getattr(seg.compiled, "kernel_sig", None) != sig:
-            # a twin's module, loaded already (no source again)
-            known = _loop_names(plan).get(id(seg)) if seg.compiled is None else None
-            module = sys.modules.get(known) if known else None
-            fn = module.loop if module else compile_loop(seg.ops, kernels, st)
-            fn.kernel_sig = sig
-            seg.compiled = fn
-        return run_compiled(seg, kernels, steps, bufs, states, rec, st)
-    except Exception as e:
-        from numba.core.errors import NumbaError
+        kinds = _interp_kinds(plan, seg, kernels)
+        return run_interpreted(seg, kernels, steps, bufs, states, rec, st, kinds)
+    # the kernels this loop was compiled from (a user function whose globals changed is
+    # a new kernel, compiled anew: numba froze the old values)
+    sig = tuple(f.kernel_key for k in kernels for f in k[:2] if f is not None)
+    if seg.compiled is None or getattr(seg.compiled, "kernel_sig", None) != sig:
+        # a twin's module, loaded already (no source again)
+        known = _loop_names(plan).get(id(seg)) if seg.compiled is None else None
+        module = sys.modules.get(known) if known else None
+        fn = module.loop if module else compile_loop(seg.ops, kernels, st)
+        fn.kernel_sig = sig
+        seg.compiled = fn
+    return run_compiled(seg, kernels, steps, bufs, states, rec, st)
 
-        # numba's errors (and its recursion on huge functions), not the model's
-        if not isinstance(e, NumbaError | NotImplementedError | RecursionError):
-            raise
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        seg.why_numpy, seg.compiled = f"numba could not compile it: {first}", None
-        log.warning("loop [%s] runs on the numpy path: %s",
-                    ", ".join(op.path for op in seg.ops), seg.why_numpy)
-        return None
+
+def _discard_damaged(seg, e: Exception) -> bool:
+    """Where numba failed on its cache files (truncated, garbage, not writable), remove
+    the loop's entry so that it is compiled again; whether it did."""
+    import traceback
+
+    from .diskcache import discard, forget, loop_dir
+
+    if not any("numba" in f.filename and "caching" in f.filename
+               for f in traceback.extract_tb(e.__traceback__)):
+        return False
+    fn = seg.compiled
+    name = getattr(getattr(fn, "py_func", None), "__module__", None)
+    folder = loop_dir()
+    if name is None:
+        return False
+    log.warning("the disk cache entry of loop [%s] is damaged (%s: %s): rebuilt",
+                ", ".join(op.path for op in seg.ops), type(e).__name__, e)
+    if folder is not None:
+        discard(folder, name)
+    forget(name)
+    seg.compiled = None
+    seg.__dict__.pop("_layout", None)
+    from .interp import _MADE
+
+    for k in [k for k, v in _MADE.items() if v is fn]:
+        del _MADE[k]
+    return True
 
 
 def random_streams(path: str, seeds) -> list:

@@ -21,10 +21,7 @@ baked into the compiled code, so nothing can go stale.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import inspect
-import os
-import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -32,6 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .codekey import function_key
 from .policy import BACKENDS, numba_available, resolve_backend  # noqa: F401 - re-exported
 from .rates import HOLD
 
@@ -299,26 +297,17 @@ def kernels_digest(keys) -> str:
     keys = tuple(sorted(keys))
     d = _DIGESTS.get(keys)
     if d is None:
-        text = "".join(_text(f) for f in _with_helpers(keys))
+        # their texts, and the values they read (codekey: globals, defaults, closures)
+        text = "".join(_text(f) + str(function_key(f)[0]) for f in _with_helpers(keys))
         d = _DIGESTS[keys] = hashlib.sha1(text.encode()).hexdigest()[:16]
     return d
 
 
-def cache_dir() -> Path:
-    root = os.environ.get("BLOCKFLOW_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "blockflow")
-    path = Path(root) / "loops"
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        if os.access(path, os.W_OK):
-            return path
-    except OSError:
-        pass
-    import tempfile  # no writable home: a per-user folder under the temporary directory
+def cache_dir() -> Path | None:
+    """The private folder of generated loops (:mod:`blockflow.diskcache`), or ``None``."""
+    from .diskcache import loop_dir
 
-    path = Path(tempfile.gettempdir()) / f"blockflow-{os.getuid()}" / "loops"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return loop_dir()
 
 
 def _layout(ops) -> tuple[list, list, list]:
@@ -452,20 +441,10 @@ def compile_loop(ops, kernels, slot_types):
 
 
 def _load_module(name: str, source: str):
-    """The generated module ``name`` (written to the cache directory, imported once per
-    process; numba caches its compiled functions next to it)."""
-    path = cache_dir() / f"{name}.py"
-    if not path.exists() or path.read_text() != source:
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(source)
-        os.replace(tmp, path)
-    module = sys.modules.get(name)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return module
+    """The generated module ``name`` (see :func:`blockflow.diskcache.load_generated`)."""
+    from .diskcache import load_generated
+
+    return load_generated(name, source)
 
 
 def kernel_params(op, k: Kernel, st) -> list:

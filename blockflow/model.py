@@ -233,6 +233,14 @@ class Model(Block):
                 out[f"{n}{sep}{pn}"] = arr
         return out
 
+    def held(self) -> dict[str, np.ndarray]:
+        """The elements training holds, keyed like :meth:`parameters` (see Block.held)."""
+        out = {}
+        for n, b in self.blocks.items():
+            for pn, mask in b.held().items():
+                out[f"{n}{'/' if isinstance(b, Model) else '.'}{pn}"] = mask
+        return out
+
     def astype(self, dtype) -> Model:
         """Cast every parameter and typed Inport of the model to ``dtype`` in place."""
         for b in self.blocks.values():

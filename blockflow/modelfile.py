@@ -28,6 +28,7 @@ import json
 import logging
 import math
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -178,7 +179,55 @@ def _expect(cond: bool, where: str, msg: str) -> None:
         raise ModelFileError(f"{where}: {msg}")
 
 
-def _decode(value, where: str):
+MAX_DIGITS = 400  # an integer longer than this is no parameter value (float64: 309)
+MAX_VALUE_DEPTH = 32  # lists and objects inside one block's configuration
+
+
+class _LongInteger(str):
+    """An integer literal of more than MAX_DIGITS digits, kept as text for the message."""
+
+
+def _parse_int(text: str):
+    return _LongInteger(text) if len(text) > MAX_DIGITS else int(text)
+
+
+def _nesting_site(text: str | bytes, limit: int = 400) -> str:
+    """Where the JSON first nests deeper than ``limit`` (line, column and the block
+    whose entry holds it, if a name precedes it)."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    depth, quoted, escaped = 0, False, False
+    for i, ch in enumerate(text):
+        if quoted:  # inside a string: brackets do not count
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                quoted = False
+            continue
+        if ch == '"':
+            quoted = True
+        elif ch in "[{":
+            depth += 1
+            if depth > limit:
+                line = text.count("\n", 0, i) + 1
+                col = i - text.rfind("\n", 0, i)
+                names = re.findall(r'"name"\s*:\s*"([^"]{0,80})"', text[:i])
+                inside = f", inside block {names[-1]!r}" if names else ""
+                return f"at line {line}, column {col}{inside}"
+        elif ch in "]}":
+            depth -= 1
+    return "somewhere"
+
+
+def _decode(value, where: str, depth: int = 0):
+    if depth > MAX_VALUE_DEPTH:
+        raise ModelFileError(f"{where}: values nested more than {MAX_VALUE_DEPTH} deep; a "
+                             "parameter is an array (an \"__array__\" object), not nested lists")
+    if isinstance(value, _LongInteger):
+        raise ModelFileError(f"{where}: an integer of {len(value.lstrip('-'))} digits, more "
+                             "than any parameter can hold; is the file damaged?")
     if isinstance(value, dict):
         if "__array__" in value:
             return _decode_array(value["__array__"], where)
@@ -191,9 +240,9 @@ def _decode(value, where: str):
             _expect(all(isinstance(n, int) and n >= 0 for n in t["shape"]), where,
                     f"malformed shape {t['shape']!r}")
             return SignalType(tuple(t["shape"]), t["dtype"])
-        return {k: _decode(v, where) for k, v in value.items()}
+        return {k: _decode(v, where, depth + 1) for k, v in value.items()}
     if isinstance(value, list):
-        return [_decode(v, where) for v in value]
+        return [_decode(v, where, depth + 1) for v in value]
     return value
 
 
@@ -204,7 +253,10 @@ def _decode_array(a, where: str) -> np.ndarray:
     _expect(isinstance(shape, list) and all(isinstance(n, int) and not isinstance(n, bool)
                                             and 0 <= n for n in shape),
             where, f"array shape must be a list of non-negative integers, got {shape!r}")
-    _expect(isinstance(data, list) and all(isinstance(x, int | float) for x in data), where,
+    _expect(isinstance(data, list), where, "array data must be a flat list of numbers")
+    for x in data:
+        _decode(x, where)  # (refuses an integer of thousands of digits, naming the block)
+    _expect(all(isinstance(x, int | float) for x in data), where,
             "array data must be a flat list of numbers")
     _expect(len(data) == math.prod(shape), where,
             f"array of shape {shape} needs {math.prod(shape)} numbers, got {len(data)}")
@@ -327,19 +379,22 @@ def loads(text: str | bytes) -> Model:
     """A model from the text of a model file."""
     _register_library()
     try:
-        doc = json.loads(text, object_pairs_hook=_unique_keys)
+        doc = json.loads(text, object_pairs_hook=_unique_keys, parse_int=_parse_int)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ModelFileError(f"not a blockflow model file (invalid JSON, truncated?): {e}") \
             from None
     except RecursionError:
-        raise ModelFileError("not a blockflow model file: JSON nested too deeply") from None
+        raise ModelFileError(f"not a blockflow model file: JSON nested too deeply "
+                             f"({_nesting_site(text)})") from None
     except ValueError as e:  # e.g. an integer of thousands of digits
         raise ModelFileError(f"not a blockflow model file: {e}") from None
     _expect(isinstance(doc, dict) and doc.get("format") == FORMAT, "file",
             f"not a blockflow model file (expected \"format\": \"{FORMAT}\")")
     version = doc.get("version")
+    _expect(not isinstance(version, _LongInteger), "file", "not a blockflow model file: "
+            f"'version' is an integer of {len(str(version))} digits")
     _expect(isinstance(version, int) and not isinstance(version, bool), "file",
-            f"'version' must be an integer, got {version!r}")
+            f"'version' must be an integer, got {version!r:.40}")
     _expect(version <= VERSION, "file", f"written in format version {version}, newer than "
             f"this blockflow reads ({VERSION}); upgrade blockflow")
     _expect(version >= 1, "file", f"unknown format version {version}")

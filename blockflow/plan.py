@@ -189,7 +189,7 @@ def _compile(model: Model, mode: str, flat: FlatModel | None = None) -> Plan:
                 raise SignalTypeError(
                     f"the type of {path}.{p} (block {type(b).__name__}) cannot be inferred; "
                     "declare the Inport's shape, or give the delays in its loop a shape "
-                    "(UnitDelay(shape=...)) or a shaped initial value"
+                    "(UnitDelay(shape=...), Delay(n, shape=...), Integrator(shape=...))"
                 )
     return _schedule(model, flat, types, mode)
 
@@ -323,11 +323,14 @@ def _assign_rates(model: Model, flat: FlatModel, ops: dict) -> dict:
         table = {p: (r, flat.blocks[p].rate_io) for p, r in infer_rates(flat, model.dt).items()}
     off_base = {}
     for path, b in flat.blocks.items():
-        rate, io = table[path]
+        rate, hint = table[path]
         b._rate = rate
-        if rate != BASE or io != FORWARD_IO:
+        # a hint is how the transposed block reads and writes: a reciprocal transposes it
+        # (twice: the original's, ADJOINT_IO being an involution)
+        io = ADJOINT_IO[hint] if adjoint and hinted else hint
+        if rate != BASE or hint != FORWARD_IO:
             off_base[path] = (rate, io)
         op = ops.get(path)
         if op is not None:
-            op.rate, op.io = rate, (ADJOINT_IO[io] if adjoint and hinted else io)
+            op.rate, op.io = rate, io
     return off_base

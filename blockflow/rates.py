@@ -29,7 +29,10 @@ from .errors import WiringError
 SAMPLE, SUM = "sample", "sum"  # how a slow block reads its inputs
 HOLD, IMPULSE = "hold", "impulse"  # how it writes its outputs
 FORWARD_IO = (SAMPLE, HOLD)
-ADJOINT_IO = {(SAMPLE, HOLD): (SUM, IMPULSE), (SAMPLE, IMPULSE): (SAMPLE, IMPULSE)}
+#: the i/o convention of a block's transpose (an involution: the transpose of the
+#: transpose reads and writes as the block itself)
+ADJOINT_IO = {(SAMPLE, HOLD): (SUM, IMPULSE), (SUM, IMPULSE): (SAMPLE, HOLD),
+              (SAMPLE, IMPULSE): (SAMPLE, IMPULSE)}
 
 
 class RateError(WiringError):

@@ -296,8 +296,11 @@ def train(model: Model, inputs: dict, targets, *, loss="sse", params=None,
             raise ParameterError(f"batch_size={batch_size} is larger than the {B} runs in the "
                                  "data; use at most that, or None for all of them")
 
+    held = {k: v for k, v in model.held().items() if k in trained}
+
     def apply(grads: dict, lr: float) -> float:
-        g = {k: grads[k] for k in trained}
+        g = {k: np.where(held[k], 0.0, grads[k]) if k in held else grads[k]
+             for k in trained}
         norm = float(np.sqrt(sum(float(np.vdot(v, v)) for v in g.values())))
         if clip_norm is not None and norm > clip_norm:
             g = {k: v * (clip_norm / norm) for k, v in g.items()}

@@ -24,6 +24,7 @@ from blockflow.discretize import (
     tf2ss_vjp,
 )
 from blockflow.errors import ParameterError
+from blockflow.types import SignalType
 
 from .discrete import StateSpace, _refuse_lti_object
 
@@ -266,9 +267,20 @@ class Integrator(TransferFcn):
     '1/s'
     """
 
-    def __init__(self, x0=0.0, *, method: str = "zoh", **kw):
+    def __init__(self, x0=0.0, *, method: str = "zoh", shape: tuple | None = None, **kw):
         super().__init__([1.0], [1.0, 0.0], x0=np.atleast_1d(np.asarray(x0, float)),
                          method=method, trainable=False, **kw)
+        if shape is not None:  # the signal's shape where no input tells it
+            shape = (int(shape),) if np.ndim(shape) == 0 else tuple(int(n) for n in shape)
+        self.shape = shape
+
+    def infer(self, t):
+        if t is None and self.shape is not None:  # (a loop of integrators, no Inport)
+            return (SignalType(self.shape, np.float64),)
+        if t is not None and self.shape is not None and t.shape != self.shape:
+            raise self.type_error(f"declared shape {self.shape} but its input carries "
+                                  f"{t.shape} samples", port="u")
+        return super().infer(t)
 
     def config(self) -> dict:
-        return {"x0": self.x0, "method": self.method}
+        return {"x0": self.x0, "method": self.method, "shape": self.shape}

@@ -439,8 +439,9 @@ class DiscreteFilter(Block):
 
     ``b`` and ``a`` are in ascending powers of ``z^-1``, exactly as
     :func:`scipy.signal.lfilter`; zero initial conditions.  The block has direct
-    feedthrough only when ``b[0] != 0`` (then ``b[0]`` is held at zero in training);
-    ``fix_a0=True`` holds ``a[0]`` too (it only scales ``b`` and ``a`` together).
+    feedthrough only when ``b[0] != 0`` (then ``b[0]`` is held at zero in training).
+    ``a[0]`` only scales ``b`` and ``a`` together, so training holds it too (its gradient
+    is exact; an identified filter keeps ``a[0] = 1``); ``fix_a0=False`` trains it.
 
     Its reciprocal is the same filter run backwards in time, and with
     ``g = A(q^+1)^-1 delta_y`` the parameter gradients are
@@ -456,7 +457,7 @@ class DiscreteFilter(Block):
     stateful = True
     linear = True
 
-    def __init__(self, b, a=(1.0,), *, trainable: bool = True, fix_a0: bool = False, **kw):
+    def __init__(self, b, a=(1.0,), *, trainable: bool = True, fix_a0: bool = True, **kw):
         super().__init__(**kw)
         self.fix_a0 = fix_a0  # a[0] only scales b and a together: hold it in training
         self.param("b", np.atleast_1d(b), trainable=trainable, ndim=1)
@@ -510,9 +511,12 @@ class DiscreteFilter(Block):
         ga = -np.array([_shift_corr(g, y, m) for m in range(self.a.size)])
         if not self.feedthrough:
             gb[0] = 0.0
-        if self.fix_a0:
-            ga[0] = 0.0
         return gb, ga
+
+    def held(self):
+        if not (self.fix_a0 and self._params["a"]):
+            return {}
+        return {"a": np.arange(self.a.size) == 0}
 
     def param_grads(self, u, y, dy, resets=()):
         gb, ga = self.grads_ba(u[0], y[0], dy[0], resets)
@@ -524,8 +528,6 @@ class DiscreteFilter(Block):
         da = np.zeros_like(self.a) if da is None else np.array(da, dtype=float)
         if not self.feedthrough:
             db[0] = 0.0
-        if self.fix_a0:
-            da[0] = 0.0
         w = scipy.signal.lfilter(db, [1.0], u, axis=0) - scipy.signal.lfilter(da, [1.0], y, axis=0)
         return scipy.signal.lfilter([1.0], self.a, w, axis=0)
 

@@ -291,3 +291,207 @@ def test_noise_in_a_loop_is_the_same_compiled_and_with_any_backend_choice():
         prev = v + 0.5 * prev
         y.append(prev)
     np.testing.assert_allclose(ref["y"][:, 0], y, rtol=1e-13)
+
+
+def test_the_transpose_of_the_transpose_of_a_multirate_model_is_the_model():
+    """reciprocal(reciprocal(m)) reads and writes as m at every rate (held outputs, not
+    impulses): it simulates as m, to rounding."""
+    from blockflow import reciprocal
+    from models.dc_motor import motor_loop
+
+    m = motor_loop(20.0, 20.0, 0.5)
+    rr = reciprocal(reciprocal(m))
+    r = np.linspace(0.5, 1.5, 3) * (1.0 + 0.1 * np.sin(np.arange(60) / 4.0))[:, None]
+    a, b = simulate(m, {"r": r}), simulate(rr, {"r": r})
+    np.testing.assert_allclose(b["w"], a["w"], rtol=1e-13, atol=1e-15)
+    assert np.abs(a["w"]).max() > 0.01
+    assert set(rr.blocks) == set(m.blocks)
+
+
+# ------------------------------------------------------------------ smaller surprises
+def test_an_identified_filter_keeps_a0_at_one_by_default():
+    """a[0] only scales b and a together: trained by default, an identified filter came
+    back scaled (b = [0.529, 0.318] for a true [0.5, 0.3]).  It is held unless asked."""
+    import scipy.signal as ss
+
+    from blockflow.train import Adam, train
+    from models.arma import arma_filter
+
+    rng = np.random.default_rng(0)
+    u = rng.standard_normal((200, 4))
+    y = ss.lfilter([0.0, 0.5, 0.3], [1.0, -0.6], u, axis=0)
+    m = arma_filter([0.0, 0.1, 0.1], [1.0, 0.0])
+    train(m, {"u": u}, y, loss="mse", optimizer=Adam(0.05), epochs=300)
+    f = m.blocks["filter"]
+    assert f.a[0] == 1.0
+    np.testing.assert_allclose(f.b, [0.0, 0.5, 0.3], atol=2e-3)
+    np.testing.assert_allclose(f.a, [1.0, -0.6], atol=2e-3)
+    from blocks import DiscreteFilter
+
+    assert DiscreteFilter([1.0], [2.0, 0.5], fix_a0=False).fix_a0 is False  # when asked
+
+
+def test_submodules_are_modules_and_their_functions_still_run():
+    import importlib
+
+    import blockflow
+
+    for name, member in [("train", "Adam"), ("sweep", "backward"), ("simulate", "bind_inputs"),
+                         ("reciprocal", "port_types"), ("tangent", "directional")]:
+        module = importlib.import_module(f"blockflow.{name}")
+        assert getattr(blockflow, name) is module and hasattr(module, member), name
+    import blockflow.train as bt  # the statement the issue saw return the function
+
+    assert bt.Adam is importlib.import_module("blockflow.train").Adam
+    from blockflow import simulate as sim
+    from models.closed_loop import tanh_loop
+
+    np.testing.assert_array_equal(sim(tanh_loop(), {"r": np.ones(5)})["y"],
+                                  blockflow.simulate.simulate(tanh_loop(), {"r": np.ones(5)})["y"])
+    import inspect
+
+    assert "check_finite" in inspect.signature(blockflow.simulate).parameters
+
+
+BROKEN = '''
+import numpy as np
+from blockflow import Inport, Model, Outport
+from blocks import Function, Gain
+
+
+def f(a):
+    return np.sin(a)
+
+
+def wrong(a, y):  # off by 1 %: a wrong rule the check must name
+    return 1.01 * np.cos(a)
+
+
+def build():
+    m = Model("broken")
+    m.chain(*m.add(Inport("r"), Gain(120.0, name="big"), Function(f, wrong, name="f"),
+                   Gain(0.5, name="h"), Outport("y")))
+    return m
+'''
+
+
+def test_the_cli_gradient_check_uses_a_relative_step_and_names_a_disagreement(tmp_path, capsys):
+    """Gains near 100 (the DC motor's PID): a fixed step of 1e-6 reported finite-difference
+    error as a disagreement; a wrong rule is named with both numbers and the tolerance."""
+    from blockflow import cli
+
+    assert cli.main(["grad", "models/dc_motor.py:motor_loop", "--steps", "400",
+                     "--random-inputs", "1", "--fd-check", "--quiet"]) == 0
+    assert "tolerance 1e-05" in capsys.readouterr().out
+    (tmp_path / "broken.py").write_text(BROKEN)
+    assert cli.main(["grad", str(tmp_path / "broken.py"), "--steps", "50",
+                     "--random-inputs", "2", "--fd-check", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "the gradient of big.K disagrees" in err and "tolerance 1e-05" in err
+    assert "by the reciprocal sweep" in err and "by central differences" in err
+    assert "h.K" not in err
+
+
+def test_central_differences_with_richardson_are_exact_to_fourth_order():
+    from blockflow.check import central_difference, relative_step
+
+    assert central_difference(lambda t: np.exp(2.0 + t), 1e-2) == pytest.approx(
+        np.exp(2.0), rel=1e-9)
+    assert relative_step(np.array([100.0, -3.0]), np.array([0.5, 2.0])) == pytest.approx(
+        1e-4 * 100 / 2.0)
+
+
+def test_an_autonomous_loop_of_integrators_builds_with_a_declared_shape():
+    """x'' = -x from x(0) = 1: no Inport, so the integrators declare their shape (the
+    error's advice names how); forward Euler by hand."""
+    from blockflow.errors import SignalTypeError
+    from blocks import Gain, Integrator
+
+    def oscillator(**kw):
+        m = Model("osc", dt=0.01)
+        a, b, g = m.add(Integrator(1.0, name="a", **kw), Integrator(0.0, name="b", **kw),
+                        Gain(-1.0, name="g"))
+        m.chain(b, a, g, b)  # b' = -a, a' = b: a = cos, b = -sin
+        m.connect(a, m.add(Outport("x")))
+        return m
+
+    with pytest.raises(SignalTypeError, match=r"Integrator\(shape=...\)"):
+        simulate(oscillator(), steps=5)
+    x = simulate(oscillator(shape=()), steps=300)["x"][:, 0]
+    a, b, ref = 1.0, 0.0, []
+    for _ in range(300):
+        ref.append(a)
+        a, b = a + 0.01 * b, b - 0.01 * a
+    np.testing.assert_allclose(x, ref, rtol=1e-12, atol=1e-14)
+    assert x[0] == 1.0
+
+
+UNGUARDED = """
+import numpy as np
+from blockflow.ensemble import parameter_sweep
+from models.closed_loop import tanh_loop
+
+parameter_sweep(tanh_loop(), {"plant.a": [np.array([1.0, -a]) for a in (0.1, 0.2)]},
+                steps=10, inputs={"r": np.ones(10)}, progress=False, workers=2)
+"""
+
+
+def test_a_sweep_script_without_the_main_guard_is_told_in_one_line(tmp_path):
+    script = tmp_path / "sweep_script.py"
+    script.write_text(UNGUARDED)
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
+                         text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode != 0
+    assert "BrokenProcessPool" not in out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert "sweep_script.py, line 6" in last and 'if __name__ == "__main__":' in last
+
+
+def test_a_model_file_with_a_huge_integer_or_deep_nesting_names_the_block(tmp_path):
+    import json
+
+    from blockflow import load, save
+    from blockflow.errors import ModelFileError
+    from models.closed_loop import tanh_loop
+
+    path = tmp_path / "m.json"
+    save(tanh_loop(), path)
+    spec = json.loads(path.read_text())
+    kc = next(b for b in spec["model"]["blocks"] if b["name"] == "kc")
+    kc["config"]["K"]["__array__"]["data"] = ["HUGE"]
+    path.write_text(json.dumps(spec).replace('"HUGE"', "9" * 5000))
+    with pytest.raises(ModelFileError, match="block 'kc': an integer of 5000 digits"):
+        load(path)
+    kc["config"]["K"] = "DEEP"
+    for depth, match in [(100_000, r"nested too deeply \(at line 1, column \d+, inside "
+                                   r"block 'kc'\)"),
+                         (200, "block 'kc': values nested more than 32 deep")]:
+        path.write_text(json.dumps(spec).replace('"DEEP"', "[" * depth + "1" + "]" * depth))
+        with pytest.raises(ModelFileError, match=match):
+            load(path)
+
+
+def test_a_loop_through_a_quantizer_stays_compiled_in_both_directions():
+    """Quantizer's reciprocal (a zero block) has a kernel: the reciprocal loop compiles."""
+    from blockflow import reciprocal
+    from blocks import Function, Gain, Quantizer, Sum, UnitDelay
+
+    m = Model("quantised")
+    r, y = m.add(Inport("r"), Outport("y"))
+    s, g, t = m.add(Sum("+-", name="s"), Gain(0.7, name="g"), Function("tanh", name="t"))
+    q, z = m.add(Quantizer(0.1, name="q"), UnitDelay(0.2, name="z"))
+    m.connect(r, s.u1)
+    m.chain(s, g, t, y)
+    m.chain(t, q, z, s.u2)
+    assert "numpy path" not in compile(reciprocal(m), backend="numba").describe()
+    x = np.sin(np.arange(30) / 3.0)[:, None]
+    got = {}
+    for backend in ("numpy", "numba"):
+        os.environ["BLOCKFLOW_BACKEND"] = backend
+        try:
+            got[backend] = grad(m, {"r": x}, targets=np.zeros_like(x))
+        finally:
+            os.environ["BLOCKFLOW_BACKEND"] = "numpy"
+    assert got["numba"][0] == pytest.approx(got["numpy"][0], rel=1e-13)
+    np.testing.assert_allclose(got["numba"][1]["g.K"], got["numpy"][1]["g.K"], rtol=1e-12)
