@@ -9,6 +9,7 @@ from .errors import (
     ReciprocalNotDefinedError,
     SignalTypeError,
     SimulationError,
+    TraceFileError,
     TrainingError,
     WiringError,
 )
@@ -30,7 +31,7 @@ __all__ = [
     "SignalTypeError", "SimulationError", "Trace", "WiringError", "compile", "simulate",
     "Gradients", "backward", "directional", "grad", "reciprocal", "sweep", "tangent",
     "load", "register_block", "save", "TrainingError", "train", "output_gradient",
-    "ParameterError",
+    "ParameterError", "TraceFileError",
 ]
 __version__ = "0.1.0"
 

@@ -153,7 +153,28 @@ class Block:
         self._params: dict[str, bool] = {}  # name -> trainable
         self._model = None  # the model this block was added to (one only)
         #: ``Ts`` or ``(Ts, offset)`` in seconds; None: the rate of its inputs
-        self.sample_time = sample_time
+        self.sample_time = self._checked_sample_time(sample_time)
+
+    def _checked_sample_time(self, value):
+        """``None``, ``Ts`` or ``(Ts, offset)`` in seconds: ``Ts > 0``, ``offset >= 0``."""
+        if value is None:
+            return None
+        where = f"block {self.name!r} ({type(self).__name__}): sample_time"
+        parts = [value] if np.ndim(value) == 0 else list(np.ravel(np.asarray(value,
+                                                                            dtype=object)))
+        try:
+            nums = [float(v) for v in parts]
+        except (TypeError, ValueError):
+            nums = None
+        if not nums or len(nums) > 2 or isinstance(value, str) or \
+                not all(math.isfinite(v) for v in nums):
+            raise ParameterError(f"{where} must be Ts or (Ts, offset) in seconds, got "
+                                 f"{value!r:.60}")
+        ts, off = nums[0], nums[1] if len(nums) == 2 else 0.0
+        if not ts > 0 or not off >= 0:  # (offset < Ts, in whole periods: at compile)
+            raise ParameterError(f"{where}: Ts must be > 0 and offset >= 0, got Ts={ts:g}, "
+                                 f"offset={off:g}")
+        return value
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -290,6 +311,8 @@ class Block:
             raise ParameterError(f"{where} must be {kind}, got {value!r:.60}") from None
         if finite and not integer and not math.isfinite(v) and not self.allow_nonfinite:
             raise ParameterError(f"{where} must be finite, got {v}")
+        if not integer and math.isnan(v) and not self.allow_nonfinite:  # never a limit
+            raise ParameterError(f"{where} must be a number, got NaN")
         if minimum is not None and v < minimum:
             raise ParameterError(f"{where} must be >= {minimum}, got {v}")
         if above is not None and not v > above:

@@ -326,6 +326,8 @@ def _train_model(args) -> int:
         raise CliError(f"model file {args.model!r} not found")
     _writable(args.save, (".json",), "--save")
     _writable(args.plot, (".png", ".svg", ".pdf"), "--plot")
+    if args.resume and not args.checkpoint:
+        raise CliError("--resume continues from a checkpoint: give --checkpoint FILE too")
     model = load_model(args.model)
     if not args.target:
         raise CliError(f"training {model.name!r} needs targets: --target OUTPORT=FILE (.npy "
@@ -548,12 +550,21 @@ def cmd_sweep(args) -> int:
     from .plan import compile
 
     _writable(args.out, (".nc", ".csv", ".npz"), "--out")
+    if args.out and Path(args.out).suffix != (".csv" if args.metric else ".nc"):
+        raise CliError("--out with --metric: use .csv (a table of runs)" if args.metric else
+                       "--out without --metric: use .nc (every run's outputs), or give "
+                       "--metric FUNCTION:OUTPORT for a .csv table")
     model = load_model(args.model)
-    grid = dict(_grid_value(p) for p in args.param or [])
+    pairs = [_grid_value(p) for p in args.param or []]
+    grid = dict(pairs)
+    if len(grid) < len(pairs):
+        twice = sorted({k for k, _ in pairs if [q for q, _ in pairs].count(k) > 1})
+        raise CliError(f"--param names {twice} more than once; give each parameter once "
+                       "(=V1,V2,... lists several values)")
     if not grid:
         raise CliError("give at least one --param BLOCK.PARAM=START:STOP:COUNT")
     plan = compile(model)
-    fixed = _named_files(args.input, "--input", "NAME")
+    fixed = _named_files(args.input, "--input", "Inport", plan.inports)
     missing = {n: plan.slot_types[s].shape for n, s in plan.inports.items() if n not in fixed}
     inputs: object = fixed or None
     if missing:

@@ -12,6 +12,7 @@ cannot read, a mutable container, a cycle of references it cannot follow.
 from __future__ import annotations
 
 import hashlib
+import os
 import types
 from collections.abc import Callable
 
@@ -41,6 +42,25 @@ def function_key(fns: Callable | tuple) -> tuple[str | None, str | None]:
 def _library(obj) -> bool:
     mod = getattr(obj, "__module__", None) or ""
     return mod.split(".")[0] in _LIBRARIES
+
+
+_INSTALLED: dict[str, bool] = {}
+
+
+def _installed(module: types.ModuleType) -> bool:
+    """A module of Python itself or an installed package (its attributes are library
+    code, named by its name), not the user's own (whose attributes are read)."""
+    name = module.__name__
+    known = _INSTALLED.get(name)
+    if known is None:
+        import sysconfig
+
+        path = getattr(module, "__file__", None)
+        roots = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib",
+                                                      "platlib")}
+        known = _INSTALLED[name] = name.split(".")[0] in _LIBRARIES or path is None or any(
+            os.path.abspath(path).startswith(os.path.abspath(r) + os.sep) for r in roots)
+    return known
 
 
 def _token(v, seen: set):
@@ -102,8 +122,7 @@ def _function(f: types.FunctionType, seen: set) -> tuple:
     for n in sorted(_names(f.__code__)):
         if n in g:
             v = g[n]
-            if isinstance(v, types.ModuleType) and not _library(v) \
-                    and v.__name__.split(".")[0] not in _LIBRARIES:
+            if isinstance(v, types.ModuleType) and not _installed(v):
                 # a module of the user's: the attributes the code may read from it
                 attrs = tuple((a, _token(getattr(v, a), seen)) for a in sorted(_names(
                     f.__code__)) if hasattr(v, a) and not a.startswith("__"))

@@ -25,6 +25,8 @@ import logging
 import os
 import pickle
 import sys
+import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -95,23 +97,51 @@ class Chunk:
     runs: list[Run]
     batched: list[str] = field(default_factory=list)
 
-    def digest(self, model_key: str, spec: str) -> str:
+    def digest(self, model_key: str, spec: str, full: bool = False) -> str:
+        """A digest of everything the chunk's results depend on (``full``: the whole
+        digest, stored inside its file and checked before the file is reused)."""
         text = json.dumps([model_key, spec, [(r.index, r.seed, {k: np.asarray(v).tolist()
                                                                 for k, v in r.params.items()})
                                              for r in self.runs]], sort_keys=True)
-        return hashlib.sha1(text.encode()).hexdigest()[:12]
+        d = hashlib.sha256(text.encode()).hexdigest()
+        return d if full else d[:12]
+
+
+MAX_RUNS = 10_000_000  # a larger sweep is refused before its run list is built
+
+
+def _values(key: str, v) -> list:
+    """A grid axis: a list (or 1-D array) of numbers, or a list of arrays."""
+    if isinstance(v, str | bytes | dict) or np.ndim(v) == 0:
+        raise ParameterError(f"parameter_sweep: the values of {key!r} must be a list of "
+                             f"values (e.g. [0.5, 1.0] or np.linspace(...)), got {v!r:.60}")
+    values = list(v)
+    if not values:
+        raise ParameterError(f"parameter_sweep: no values for {key!r}")
+    for x in values:
+        try:
+            a = np.asarray(x, dtype=float)
+        except (TypeError, ValueError):
+            a = None
+        if a is None or not np.isfinite(a).all():
+            raise ParameterError(f"parameter_sweep: {key!r} takes numbers or arrays of "
+                                 f"finite numbers, got {x!r:.60}")
+    return [float(x) if np.ndim(x) == 0 else x for x in values]
 
 
 def _axes(params) -> tuple[list[str], list[np.ndarray], list[dict], list[tuple]]:
     """Sweep axes from a grid ``{key: values}`` (every combination) or a list of
     parameter sets (one axis ``set``): names, coordinates, sets, their indices."""
     if isinstance(params, dict):
+        if not params:
+            raise ParameterError("parameter_sweep: the grid is empty; give {\"block.param\": "
+                                 "[values]} (a run of the model as it is: simulate())")
         names = list(params)
-        values = [list(np.asarray(v, dtype=float)) if np.ndim(v) == 1 else list(v)
-                  for v in params.values()]
-        for n, v in zip(names, values, strict=True):
-            if not v:
-                raise ParameterError(f"parameter_sweep: no values for {n!r}")
+        values = [_values(n, v) for n, v in params.items()]
+        runs = int(np.prod([len(v) for v in values], dtype=object))
+        if runs > MAX_RUNS:
+            raise ParameterError(f"parameter_sweep: the grid has {runs:.3g} runs, more than "
+                                 f"{MAX_RUNS:,}; sweep fewer values, or in parts")
         sets, idx = [], []
         for combo in itertools.product(*(range(len(v)) for v in values)):
             sets.append({n: values[i][j] for i, (n, j) in enumerate(zip(names, combo,
@@ -119,11 +149,18 @@ def _axes(params) -> tuple[list[str], list[np.ndarray], list[dict], list[tuple]]
             idx.append(combo)
         coords = [np.asarray(v) for v in values]
         return names, coords, sets, idx
-    sets = [dict(s) for s in params]
-    if not sets or not all(isinstance(s, dict) for s in sets):
+    if isinstance(params, str | bytes) or not hasattr(params, "__iter__"):
+        sets = None
+    else:
+        sets = list(params)
+    if not sets or not all(isinstance(s, dict) and s for s in sets):
         raise ParameterError("parameter_sweep: params is a dict {key: values} (a grid) or a "
-                             "non-empty list of dicts (parameter sets)")
-    return ["set"], [np.arange(len(sets))], sets, [(i,) for i in range(len(sets))]
+                             f"non-empty list of dicts (parameter sets), got {params!r:.60}")
+    for s in sets:
+        for k, v in s.items():
+            _values(k, [v])
+    return ["set"], [np.arange(len(sets))], [dict(s) for s in sets], \
+        [(i,) for i in range(len(sets))]
 
 
 def _chunks(model: Model, sets, idx, seeds, chunk_size: int) -> list[Chunk]:
@@ -215,32 +252,69 @@ def run_chunk(spec: _Spec, chunk: Chunk) -> dict:
     signals = {n: np.asarray(tr[n]) for n in names}
     if spec.metric is None:
         return {"signals": signals, "time": tr.time}
-    metrics = []
-    for b in range(B):
-        value = spec.metric({n: a[:, b] for n, a in signals.items()}, tr.time)
-        metrics.append(dict(value) if isinstance(value, dict) else {"metric": float(value)})
-    return {"metrics": metrics}
+    metrics, errors = [], {}
+    for b in range(B):  # a metric failing for one run fails that run alone
+        try:
+            value = spec.metric({n: a[:, b] for n, a in signals.items()}, tr.time)
+            metrics.append(dict(value) if isinstance(value, dict) else {"metric": float(value)})
+        except Exception as e:  # noqa: BLE001 - reported per run by the sweep
+            metrics.append({})
+            errors[b] = f"{type(e).__name__} in metric: {e}"
+    return {"metrics": metrics, "run_errors": errors}
 
 
-def _save_chunk(path: Path, result: dict, errors: dict) -> None:
+def _save_chunk(path: Path, result: dict, errors: dict, key: str) -> None:
     buf = io.BytesIO()
     arrays = {f"s~{n}": a for n, a in result.get("signals", {}).items()}
     if "time" in result:
         arrays["time"] = result["time"]
-    meta = {"metrics": result.get("metrics"), "errors": {str(k): v for k, v in errors.items()}}
+    meta = {"metrics": result.get("metrics"), "errors": {str(k): v for k, v in errors.items()},
+            "key": key}
     np.savez(buf, **arrays, meta=np.array(json.dumps(meta)))
     atomic_write(path, buf.getvalue())
 
 
-def _load_chunk(path: Path) -> tuple[dict, dict]:
-    with np.load(path, allow_pickle=False) as z:
-        meta = json.loads(str(z["meta"]))
-        result = {"signals": {k[2:]: z[k] for k in z.files if k.startswith("s~")}}
-        if "time" in z.files:
-            result["time"] = z["time"]
-    if meta["metrics"] is not None:
-        result = {"metrics": meta["metrics"]}
-    return result, {int(k): v for k, v in meta["errors"].items()}
+def _load_chunk(path: Path, key: str) -> tuple[dict, dict] | None:
+    """A finished chunk's results, or ``None`` where the file is damaged or holds another
+    chunk's data (its stored key differs): then the chunk is computed again."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            if not isinstance(meta, dict) or meta.get("key") != key:
+                log.warning("chunk file %s holds another chunk's results (its key differs): "
+                            "computed again", path)
+                return None
+            result = {"signals": {k[2:]: z[k] for k in z.files if k.startswith("s~")}}
+            if "time" in z.files:
+                result["time"] = z["time"]
+            if meta["metrics"] is not None:
+                result = {"metrics": meta["metrics"]}
+            return result, {int(k): v for k, v in meta["errors"].items()}
+    except (OSError, ValueError, EOFError, KeyError, TypeError, zipfile.BadZipFile,
+            zlib.error) as e:
+        log.warning("chunk file %s is damaged (%s: %s): computed again", path,
+                    type(e).__name__, e)
+        return None
+
+
+def _array_key(v) -> str:
+    a = np.ascontiguousarray(np.asarray(v))
+    return f"{a.dtype.str}{a.shape}{hashlib.sha256(a.tobytes()).hexdigest()}"
+
+
+def _function_key(f) -> str:
+    """What a chunk's ``inputs``/``metric`` function computes from (its code and the values
+    it reads, :mod:`blockflow.codekey`); unkeyable functions key by a fresh token, so their
+    chunks are never reused."""
+    from .codekey import function_key
+
+    if f is None:
+        return "none"
+    key, why = function_key(f)
+    if key is None:
+        log.info("chunks of %s are not reused: %s", _name(f), why)
+        return f"unkeyable-{os.getpid()}-{id(f)}-{os.urandom(8).hex()}"
+    return key
 
 
 class _Serial(Executor):
@@ -259,6 +333,10 @@ class _Serial(Executor):
 
 def _executor(executor, workers: int | None, n_tasks: int):
     """``(executor, owned)``: a Dask client's executor, a given one, or local processes."""
+    if workers is not None and not (isinstance(workers, int) and not isinstance(workers, bool)
+                                    and workers >= 1):
+        raise ParameterError(f"workers must be a positive number of processes (or None: "
+                             f"one per core), got {workers!r}")
     if executor == "serial" or (executor is None and n_tasks <= 1):
         return _Serial(), False
     if executor is None or executor == "processes":
@@ -328,6 +406,36 @@ def _run_packed(spec_bytes: bytes, chunk: Chunk) -> dict:
     return run_chunk(pickle.loads(spec_bytes), chunk)
 
 
+def _check_result_size(model: Model, runs: int, inputs, steps, outputs) -> None:
+    """Refuse a sweep whose kept signals cannot fit in memory, before it runs (as
+    ``simulate`` refuses a run), with the estimate."""
+    from .execute import available_memory
+    from .plan import compile
+
+    if steps is None and isinstance(inputs, dict) and inputs:
+        steps = len(np.asarray(next(iter(inputs.values()))))
+    if steps is None:
+        return  # (inputs(seed) decides; not called here)
+    plan = compile(model)
+
+    def size(name: str) -> int:  # samples per step of a kept signal (1 where unknown)
+        path, _, port = name.partition(".")
+        slot = plan.outports.get(name, plan.inports.get(name, plan.slots.get((path, port))))
+        if slot is None and path in plan.flat.blocks and plan.flat.blocks[path].outputs:
+            slot = plan.slots.get((path, plan.flat.blocks[path].outputs[0]))
+        return 1 if slot is None else plan.slot_types[slot].size
+
+    slots = list(outputs) if outputs else list(plan.outports)
+    need = runs * int(steps) * sum(size(n) for n in slots) * 8
+    have = available_memory()
+    if need > 0.9 * have:
+        gib = 1024.0**3
+        raise ParameterError(f"parameter_sweep: {runs:,} runs x {steps:,} steps of "
+                             f"{len(slots)} kept signals need about {need / gib:.3g} GiB, "
+                             f"but {have / gib:.3g} GiB are available; pass metric= (one row "
+                             "per run), keep fewer outputs=, or sweep in parts")
+
+
 def _sweep_backend(model: Model, backend: str | None, chunks: list, inputs, steps) -> str:
     """One backend for every chunk of a sweep, whichever process runs it: the policy's
     decision for a chunk's batch over all the sweep's chunks (:mod:`blockflow.policy`),
@@ -353,9 +461,12 @@ def parameter_sweep(model: Model, params, *, seeds=1, inputs=None, steps: int | 
                     backend: str | None = None):
     """Run ``model`` for every parameter set times every seed.
 
-    A chunk file under ``out`` is reused when the model, the runs' parameter values and
-    seeds, ``steps``, ``outputs`` and the shared inputs match; ``inputs`` and ``metric``
-    functions are recognised by their name.
+    A chunk file under ``out`` is reused when everything its results depend on matches:
+    the model file, the runs' parameter values and seeds, ``steps``, ``outputs``, the
+    backend, the shared inputs' bytes, and the ``inputs`` and ``metric`` functions' code
+    and the values they read (:mod:`blockflow.codekey`).  The key is stored inside each
+    file and checked before it is reused; a damaged file or one holding another chunk's
+    results is computed again.
 
     Parameters
     ----------
@@ -402,15 +513,18 @@ def parameter_sweep(model: Model, params, *, seeds=1, inputs=None, steps: int | 
     if not (isinstance(chunk_size, int) and chunk_size >= 1):
         raise ParameterError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     chunks = _chunks(model, sets, idx, seed_list, chunk_size)
+    if metric is None:
+        _check_result_size(model, sum(len(c.runs) for c in chunks), inputs, steps, outputs)
     backend = _sweep_backend(model, backend, chunks, inputs, steps)
     spec = _Spec(pack_model(model), inputs, steps, list(outputs) if outputs else None,
                  metric, backend)
     spec_bytes = _payload(spec)
     model_key = hashlib.sha1(spec.model[1]).hexdigest()
-    # what a finished chunk's file must match to be reused (functions by their name)
-    spec_key = json.dumps([steps, spec.outputs, str(backend), _name(metric),
-                           _name(inputs) if callable(inputs) else None if inputs is None
-                           else {k: np.asarray(v).tolist() for k, v in inputs.items()}])
+    # what a finished chunk's file must match to be reused: the model file, the settings,
+    # the functions' code and the values they read, the shared inputs' bytes
+    spec_key = json.dumps([steps, spec.outputs, str(backend), _function_key(metric),
+                           _function_key(inputs) if callable(inputs) else None
+                           if inputs is None else {k: _array_key(v) for k, v in inputs.items()}])
     folder = Path(out) if out is not None else None
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -421,8 +535,10 @@ def parameter_sweep(model: Model, params, *, seeds=1, inputs=None, steps: int | 
     for c in chunks:
         f = folder / f"chunk-{c.number:05d}-{c.digest(model_key, spec_key)}.npz" \
             if folder else None
-        if f is not None and f.exists():
-            results[c.number], errors[c.number] = _load_chunk(f)
+        loaded = _load_chunk(f, c.digest(model_key, spec_key, full=True)) \
+            if f is not None and f.exists() else None
+        if loaded is not None:
+            results[c.number], errors[c.number] = loaded
             log.info("chunk %d: loaded from %s", c.number, f)
         else:
             todo.append((c, f))
@@ -444,12 +560,13 @@ def parameter_sweep(model: Model, params, *, seeds=1, inputs=None, steps: int | 
     try:
         for c, f, fut in finished():
             try:
-                res, errs = fut.result(), {}
+                res = fut.result()
+                errs = res.pop("run_errors", {})
             except Exception as e:  # noqa: BLE001 - isolate the failing runs
                 res, errs = _retry_runs(pool, spec_bytes, c, e)
             results[c.number], errors[c.number] = res, errs
             if f is not None:
-                _save_chunk(f, res, errs)
+                _save_chunk(f, res, errs, c.digest(model_key, spec_key, full=True))
             if bar is not None:
                 bar.update(len(c.runs))
     finally:
@@ -472,7 +589,11 @@ def _retry_runs(pool, spec_bytes: bytes, chunk: Chunk, error: Exception) -> tupl
         futs = [pool.submit(_run_packed, spec_bytes, s) for s in singles]
     for i, fut in enumerate(futs):
         try:
-            parts.append(fut.result())
+            part = fut.result()
+            failed = part.pop("run_errors", {})
+            parts.append(part)
+            if failed:
+                errs[i] = failed[0]
         except Exception as e:  # noqa: BLE001
             parts.append(None)
             errs[i] = f"{type(e).__name__}: {e}"

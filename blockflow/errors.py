@@ -54,5 +54,9 @@ class ModelFileError(BlockflowError, ValueError):
     """A model file cannot be read: malformed, unknown block type, wrong version."""
 
 
+class TraceFileError(BlockflowError, ValueError):
+    """A trace file cannot be written or read: a folder, damaged, not a trace."""
+
+
 class TrainingError(BlockflowError):
     """Training cannot go on: a non-finite loss or gradient (the message says where)."""

@@ -105,6 +105,14 @@ def linearize(model: Model, inputs: dict | None = None, *, trace: Trace | None =
     """
     from .simulate import simulate
 
+    if not isinstance(model, Model):
+        raise SimulationError(f"linearize takes a Model (load a model file with "
+                              f"blockflow.load first), got {type(model).__name__} "
+                              f"{model!r:.60}")
+    for label, v in (("step", step), ("member", member)):
+        if isinstance(v, bool) or not isinstance(v, int | np.integer):
+            raise SimulationError(f"linearize: {label} must be a whole step number, got "
+                                  f"{v!r:.40}")
     if compile(model).multirate:
         raise SimulationError(
             f"linearize: {model.name!r} runs blocks at several rates; its one-step map is "
@@ -209,7 +217,9 @@ def from_control(sys, *, method: str = "zoh", name: str | None = None,
     Continuous systems become :class:`~blocks.TransferFcn` (SISO transfer functions) or
     :class:`~blocks.ContinuousStateSpace`, discretised with ``method`` at the period of
     the model they run in; discrete ones become :class:`~blocks.DiscreteTransferFcn` or
-    :class:`~blocks.StateSpace` and should run in a model whose ``dt`` is the system's.
+    :class:`~blocks.StateSpace` that run at the system's own period (``sample_time=dt``:
+    every step in a model of that ``dt``, a slower rate in a faster model; a period that
+    is no whole multiple of the model's is an error naming both).
     SISO blocks act elementwise (scalar signals); MIMO ones take ``(m,)`` samples.
     """
     control = _control()
@@ -221,6 +231,8 @@ def from_control(sys, *, method: str = "zoh", name: str | None = None,
                              f"control.StateSpace, got {type(sys).__name__}")
     continuous = sys.isctime(strict=True)
     siso = sys.ninputs == 1 and sys.noutputs == 1
+    if not continuous and sys.dt not in (None, True) and "sample_time" not in kw:
+        kw["sample_time"] = float(sys.dt)  # runs at its own period in any model
     if isinstance(sys, control.TransferFunction) and siso:
         num, den = np.asarray(sys.num[0][0], float), np.asarray(sys.den[0][0], float)
         if continuous:
@@ -248,7 +260,11 @@ def mimo_realisation(tf) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray
     for i in range(tf.noutputs):
         for j in range(tf.ninputs):
             num = np.trim_zeros(np.asarray(tf.num[i][j], float), "f")
-            den = np.asarray(tf.den[i][j], float)
+            den = np.trim_zeros(np.asarray(tf.den[i][j], float), "f")
+            if num.size > den.size:
+                raise ParameterError(f"from_control: entry ({i}, {j}) of the transfer-function "
+                                     f"matrix, num={num}, den={den}, is improper (more zeros "
+                                     "than poles); it cannot run causally")
             parts.append((i, j, *tf2ss(num if num.size else np.zeros(1), den)))
     n = sum(a.shape[0] for _, _, a, _, _, _ in parts)
     A = np.zeros((n, n))

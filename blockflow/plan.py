@@ -10,6 +10,7 @@ lookups.  Signals live in integer-numbered slots.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -23,7 +24,7 @@ from .model import Model, feedthrough_graph, propagate_types
 from .ops import Op, Segment, SegmentKind, TraceRead
 from .policy import resolve_backend
 from .ports import Inport, Outport, Passthrough
-from .rates import ADJOINT_IO, BASE, FORWARD_IO, infer_rates
+from .rates import ADJOINT_IO, BASE, FORWARD_IO, RateError, infer_rates
 from .types import SignalType
 
 
@@ -172,7 +173,24 @@ def compile(model: Model, mode: str = "auto",  # noqa: A001 - networkx-style nam
     return cached(model, f"plan:{mode}:{backend}", build)
 
 
+def _check_periods(model: Model, dt: float, path: str = "") -> None:
+    """A subsystem with a ``dt`` of its own must run at the top model's period: the plan
+    steps every block at that period (its continuous blocks would be discretised at one
+    period and stepped at another)."""
+    for name, b in model.blocks.items():
+        if isinstance(b, Model):
+            here = f"{path}{name}"
+            if b._dt is not None and not math.isclose(b._dt, dt, rel_tol=1e-9):
+                raise RateError(
+                    f"subsystem {here!r} has dt={b._dt:g} s but runs inside {model.name!r} "
+                    f"stepped every {dt:g} s; leave its dt unset (it takes the outer "
+                    "period), or give its blocks sample_time=" f"{b._dt:g} (a slower rate, "
+                    "with RateTransition blocks at its edges)")
+            _check_periods(b, dt, here + "/")
+
+
 def _compile(model: Model, mode: str, flat: FlatModel | None = None) -> Plan:
+    _check_periods(model, model.dt)
     flat = flat or flatten(model)
     for path, b in flat.blocks.items():
         for p in b.inputs:

@@ -138,6 +138,12 @@ def backward(model: Model, inputs: dict | None = None, *, loss="sse", targets=No
         if update is not None:
             raise SimulationError("backward(params=...) gives per-member gradients of "
                                   "batched parameters; it cannot apply an update to them")
+        if isinstance(as_schedule(schedule, window=window, chunked=chunked, online=online),
+                      Streamed):
+            raise SimulationError("backward(params=...) takes the Full, Truncated or "
+                                  "Chunked schedule: Streamed(chunk) updates shared weights "
+                                  "online and has no per-member gradients of batched "
+                                  "parameters; run one backward per parameter set instead")
         plan = compile(model)
         reciprocal_plan(model)  # built before the parameters are swapped
         batch, checked = check_batched(plan, params, batch)

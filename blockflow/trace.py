@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import html
-import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -89,7 +87,11 @@ class Trace:
     def _pick(self, signals) -> list[str]:
         if signals is None:
             return list(self.plan.inports) + list(self.plan.outports) or self.names()
-        return [signals] if isinstance(signals, str) else list(signals)
+        names = [signals] if isinstance(signals, str) else signals
+        if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+            raise SimulationError(f"signals must be a signal name or a list of names (see "
+                                  f"trace.names()), got {signals!r:.60}")
+        return list(names)
 
     def to_xarray(self, signals=None):
         """The signals as an ``xarray.Dataset``: dims ``time`` (seconds when the model has
@@ -120,24 +122,19 @@ class Trace:
 
     def save(self, path) -> Path:
         """Every signal to ``path`` (.npz), with the time axis and the model's name."""
-        from .fsutil import atomic_write
+        from .tracefile import save
 
-        buf = io.BytesIO()
         names = dict.fromkeys([*self.plan.inports, *self.plan.outports, *self.names()])
-        np.savez(buf, **{n: self[n] for n in names},
-                 **{"~time": self.time, "~meta": np.array(json.dumps(
-                     {"model": self.plan.model.name, "T": self.T, "B": self.B,
-                      "dt": self.dt}))})
-        return atomic_write(Path(path), buf.getvalue())
+        return save(path, {n: self[n] for n in names}, self.time,
+                    {"model": self.plan.model.name, "T": self.T, "B": self.B, "dt": self.dt})
 
     @staticmethod
     def load(path) -> SavedTrace:
-        """A trace saved by :meth:`save`: signals by name, ``time``, ``T``, ``B``."""
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["~meta"]))
-            arrays = {k: z[k] for k in z.files if not k.startswith("~")}
-            time = z["~time"]
-        return SavedTrace(arrays, time, meta)
+        """A trace saved by :meth:`save`: signals by name, ``time``, ``T``, ``B``
+        (checked: a damaged or foreign file is a TraceFileError naming what is wrong)."""
+        from .tracefile import load
+
+        return SavedTrace(*load(path))
 
     def plot(self, signals=None, path=None, **kw):
         """Plot signals over time (see :func:`blockflow.plot.plot_trace`)."""

@@ -65,7 +65,14 @@ class _Discretised(StateSpace):
         cached = self.__dict__.get("_discrete")
         if cached is None or cached[0] != key:
             dtype = cont[0].dtype
-            cached = (key, tuple(M.astype(dtype) for M in c2d(*cont, h, self.method)))
+            try:
+                disc = c2d(*cont, h, self.method)
+            except np.linalg.LinAlgError:
+                raise ParameterError(
+                    f"block {self.name!r} ({type(self).__name__}): {self.method} cannot "
+                    f"discretise it at h={h:g} s (I - a h A is singular: a pole at "
+                    f"s = 1/(a h)); choose another method or sample period") from None
+            cached = (key, tuple(M.astype(dtype) for M in disc))
             self._discrete = cached
         return cached[1]
 
@@ -209,6 +216,10 @@ class TransferFcn(_Discretised):
         if num.ndim != 1 or den.ndim != 1 or num.size == 0 or den.size == 0:
             raise ParameterError(f"{where}: num and den must be non-empty 1-D, got shapes "
                                  f"{num.shape}, {den.shape}")
+        for label, c in (("num", num), ("den", den)):
+            if not np.isfinite(c).all():
+                raise ParameterError(f"{where}: {label} holds NaN, None or infinite "
+                                     f"coefficients: {c}; give finite numbers")
         num = np.trim_zeros(num, "f") if np.any(num) else num[-1:]
         if den[0] == 0:
             raise ParameterError(f"{where}: the leading coefficient of den must not be 0, "

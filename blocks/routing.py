@@ -211,6 +211,9 @@ class Switch(Block):
     def __init__(self, threshold: float = 0.0, *, strict: bool = False, **kw):
         super().__init__(**kw)
         self.threshold = self.scalar("threshold", threshold)
+        if not isinstance(strict, bool | np.bool_):
+            raise ParameterError(f"block {self.name!r} (Switch): strict must be True or False, "
+                                 f"got {strict!r:.40}")
         self.strict = bool(strict)
 
     def infer(self, *t):

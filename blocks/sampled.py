@@ -95,6 +95,8 @@ class DiscreteIntegrator(Model):
             raise ParameterError(f"block {self.name!r} (DiscreteIntegrator): method must be "
                                  f"one of {sorted(INTEGRATION)}, got {method!r}")
         self.method, self.K = method, self.scalar("K", K)
+        lower = self.scalar("lower", lower, finite=False)
+        upper = self.scalar("upper", upper, finite=False, above=lower)
         a, b = INTEGRATION[method]
         u, y = self.add(Inport("u"), Outport("y"))
         x = self.add(UnitDelay(x0, name="x"))
@@ -157,10 +159,16 @@ class RateLimiter(Model):
     def __init__(self, rising: float = 1.0, falling: float = -1.0, x0: float = 0.0, *,
                  name: str | None = None):
         super().__init__(name or "ratelimiter")
+        rising = self.scalar("rising", rising, finite=False)  # per second, up (>= 0)
+        falling = self.scalar("falling", falling, finite=False)  # per second, down (<= 0)
         if not falling < rising:
             raise ParameterError(f"block {self.name!r} (RateLimiter): falling rate must be "
                                  f"below the rising rate, got falling={falling}, "
                                  f"rising={rising}")
+        if rising < 0 or falling > 0:
+            raise ParameterError(f"block {self.name!r} (RateLimiter): rising is the fastest "
+                                 f"rise per second (>= 0) and falling the fastest fall (<= 0); "
+                                 f"got rising={rising}, falling={falling}")
         u, y = self.add(Inport("u"), Outport("y"))
         diff, rate, sat, step, acc, prev = self.add(
             Sum("+-", name="diff"), PeriodGain(1.0, -1, name="per_h"),

@@ -121,23 +121,20 @@ def test_local_processes_and_a_dask_cluster_give_the_serial_result_bit_for_bit()
 
 
 SCRIPT = """
-import sys, time
+import sys
 import numpy as np
 from blockflow.ensemble import parameter_sweep
 from models.closed_loop import tanh_loop
-
-def slow(seed):
-    time.sleep(0.4)
-    return {"r": np.random.default_rng(seed).standard_normal(50)}
+from tests.sweep_inputs import slow
 
 parameter_sweep(tanh_loop(), {"plant.a": [np.array([1.0, -a]) for a in np.linspace(0.1, 0.8, 8)]},
                 seeds=2, inputs=slow, executor="serial", out=sys.argv[1], progress=False)
 """
 
 
-def test_a_killed_sweep_resumes_without_recomputing_finished_chunks(tmp_path):
+def test_a_killed_sweep_resumes_without_recomputing_finished_chunks(tmp_path, monkeypatch):
     folder = tmp_path / "chunks"
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]), BF_SLOW="0.4")
     proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(SCRIPT), str(folder)],
                             env=env)
     deadline = time.time() + 60
@@ -148,23 +145,20 @@ def test_a_killed_sweep_resumes_without_recomputing_finished_chunks(tmp_path):
     done = {p: p.stat().st_mtime_ns for p in folder.glob("chunk-*.npz")}
     assert 3 <= len(done) < 8  # killed midway
 
-    CALLS.clear()
+    from tests.sweep_inputs import slow
+
+    calls = tmp_path / "calls"
+    calls.mkdir()
+    monkeypatch.setenv("BF_CALLS", str(calls))
+    monkeypatch.delenv("BF_SLOW", raising=False)
     grid = {"plant.a": [np.array([1.0, -a]) for a in np.linspace(0.1, 0.8, 8)]}
     resumed = parameter_sweep(tanh_loop(), grid, seeds=2, inputs=slow, executor="serial",
                               out=folder, progress=False)
-    assert len(CALLS) == 2 * (8 - len(done))  # only the unfinished chunks ran
+    assert len(list(calls.iterdir())) == 2 * (8 - len(done))  # only unfinished chunks ran
     assert all(p.stat().st_mtime_ns == t for p, t in done.items())
     fresh = parameter_sweep(tanh_loop(), grid, seeds=2, inputs=noise_like, executor="serial",
                             progress=False)
     xr.testing.assert_identical(resumed, fresh)
-
-
-CALLS: list = []
-
-
-def slow(seed):  # the script's inputs function (same name: its chunk files are reused)
-    CALLS.append(seed)
-    return {"r": np.random.default_rng(seed).standard_normal(50)}
 
 
 def noise_like(seed):
