@@ -1,5 +1,6 @@
 """blockflow: discrete-time block diagrams with exact gradients by reciprocal networks."""
 
+from . import export as _export  # noqa: F401 - registers Model.draw and notebook display
 from .block import Block, PortRef
 from .errors import (
     AlgebraicLoopError,

@@ -100,6 +100,8 @@ class Block:
     nondifferentiable: ClassVar[bool] = False
     #: sources produce their whole sequence with ``generate(T, B)``
     source: ClassVar[bool] = False
+    #: a model's external input, supplied by the caller (Inport)
+    external: ClassVar[bool] = False
     #: random sources: ``generate(T, B, streams)`` draws member ``b`` from ``streams[b]``
     #: (a ``numpy.random.SeedSequence`` per member, from its run seed and the block's path)
     random: ClassVar[bool] = False

@@ -25,7 +25,7 @@ from .adjoint import Anticausal
 from .block import Block
 from .errors import BlockflowError
 from .fsutil import atomic_write
-from .model import Model
+from .model import DRAWING, Model
 from .ports import Inport, Outport
 
 _RATE_COLOURS = ["#d62728", "#2ca02c", "#1f77b4", "#ff7f0e", "#9467bd"]
@@ -371,3 +371,7 @@ def draw(model: Model, path: str | Path, *, collapse: bool = False,
     else:
         raise BlockflowError(f"cannot draw to {path.name!r}: use .svg, .dot, .png or .pdf")
     return atomic_write(path, data)
+
+
+# Model.draw and notebooks draw through this module
+DRAWING.update(draw=draw, svg=lambda model: render_svg(to_pydot(model).to_string()).decode())

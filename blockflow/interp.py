@@ -30,6 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import kernels
 from .kernels import (
     _KERNELS,
     _forms,
@@ -257,3 +258,27 @@ def _make_interpreter(sigs: list, n_r: int, n_p: int, n_x: int, kinds: tuple):
     fn = _load_module(name, source).interp
     fn.source = source
     return fn
+
+
+def loop_mode(ops) -> tuple[str | None, bool]:
+    """How a loop compiles: ``(why it cannot, None if it can; interpreted)``.
+
+    Loops of up to ``INTERP_MIN_OPS`` blocks compile as one function with their kernels
+    inlined (the fastest per step: small loops keep their values in registers).  Larger
+    ones run through the interpreter of their operations' kinds (:mod:`blockflow.interp`:
+    compiled once per set of kinds in about 0.6-1 s, within 1.05-1.5x of a whole function
+    per step, where numba takes 1.4-2.4 s for 12-20 blocks compiled whole and 5.6 s for
+    60), if it can run them; else they compile whole, kernels inlined up to
+    ``INLINE_MAX_OPS`` blocks and called up to ``MAX_COMPILED_OPS`` (numba's compile
+    time grows faster than linearly with a function's size).
+    """
+    found, why = kernels.loop_kernels(ops)
+    if found is None or len(ops) <= kernels.INTERP_MIN_OPS:
+        return why, False
+    reason = interp_reason(ops, found)
+    if reason is None:
+        return None, True
+    if len(ops) <= kernels.MAX_COMPILED_OPS:
+        return None, False
+    return (f"a loop of {len(ops)} blocks, too large to compile as one function (limit "
+            f"{kernels.MAX_COMPILED_OPS}), and the interpreter cannot run it: {reason}"), False

@@ -32,6 +32,7 @@ import numpy as np
 from .codekey import function_key
 from .policy import BACKENDS, numba_available, resolve_backend  # noqa: F401 - re-exported
 from .rates import HOLD
+from .steps import loop_accumulators, step_args, step_body
 
 # numba's compile time grows faster than linearly with the size of one function: ~1 s
 # at 10 blocks, 5 s at 60, 12 s at 100 (kernels called), 45 s at 300
@@ -164,32 +165,6 @@ class Kernel(NamedTuple):
     output: Callable
     update: Callable | None = None
     params: tuple = ()
-
-
-def loop_mode(ops) -> tuple[str | None, bool]:
-    """How a loop compiles: ``(why it cannot, None if it can; interpreted)``.
-
-    Loops of up to ``INTERP_MIN_OPS`` blocks compile as one function with their kernels
-    inlined (the fastest per step: small loops keep their values in registers).  Larger
-    ones run through the interpreter of their operations' kinds (:mod:`blockflow.interp`:
-    compiled once per set of kinds in about 0.6-1 s, within 1.05-1.5x of a whole function
-    per step, where numba takes 1.4-2.4 s for 12-20 blocks compiled whole and 5.6 s for
-    60), if it can run them; else they compile whole, kernels inlined up to
-    ``INLINE_MAX_OPS`` blocks and called up to ``MAX_COMPILED_OPS`` (numba's compile
-    time grows faster than linearly with a function's size).
-    """
-    kernels, why = loop_kernels(ops)
-    if kernels is None or len(ops) <= INTERP_MIN_OPS:
-        return why, False
-    from .interp import interp_reason
-
-    reason = interp_reason(ops, kernels)
-    if reason is None:
-        return None, True
-    if len(ops) <= MAX_COMPILED_OPS:
-        return None, False
-    return (f"a loop of {len(ops)} blocks, too large to compile as one function (limit "
-            f"{MAX_COMPILED_OPS}), and the interpreter cannot run it: {reason}"), False
 
 
 def loop_kernels(ops) -> tuple[list[Kernel] | None, str | None]:
@@ -366,8 +341,6 @@ def _source(ops, kernels, slot_types) -> tuple[str, list[str]]:
          "import numpy as np", "from numba import njit",
          f"from blockflow.kernels import {table}", ""]
     w += [f"{n} = {table}[{key!r}]" for key, n in names.items()]
-    from .execute import loop_accumulators, step_args, step_body
-
     # a loop of functions that allocate nothing runs without reference counting
     plain = not loop_accumulators(ops) and all(
         into and not f.allocates for fo in forms for f, into in fo if f is not None)

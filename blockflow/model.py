@@ -8,7 +8,7 @@ makes known through the model, and a mismatch raises at once, naming both ends.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import networkx as nx
 import numpy as np
@@ -257,15 +257,20 @@ class Model(Block):
                 f"{self.graph.number_of_edges()} connections>")
 
     def draw(self, path, *, collapse: bool = False, labels: str = "auto"):
-        """Write the diagram to ``path`` (.svg, .dot, .png, .pdf); see :func:`export.draw`."""
-        from .export import draw
+        """Write the diagram to ``path`` (.svg, .dot, .png, .pdf); see :func:`export.draw`
+        (the drawing layer registers itself in :data:`DRAWING`)."""
+        return DRAWING["draw"](self, path, collapse=collapse, labels=labels)
 
-        return draw(self, path, collapse=collapse, labels=labels)
+    def _repr_svg_(self) -> str | None:
+        """The diagram in a notebook (None, a plain repr, where nothing draws)."""
+        svg = DRAWING.get("svg")
+        return None if svg is None else svg(self)
 
-    def _repr_svg_(self) -> str:
-        from .export import render_svg, to_pydot
 
-        return render_svg(to_pydot(self).to_string()).decode()
+#: how models are drawn, registered by the drawing layer (blockflow.export, imported with
+#: the package): ``draw(model, path, **options)`` and ``svg(model) -> str``; the model
+#: itself knows nothing of diagrams
+DRAWING: dict[str, Callable] = {}
 
 
 def feedthrough_graph(model) -> nx.DiGraph:

@@ -19,7 +19,7 @@ from .block import Block
 from .cache import cached
 from .errors import AlgebraicLoopError, SignalTypeError, SimulationError, WiringError
 from .execute import make_loop
-from .kernels import loop_mode
+from .interp import loop_mode
 from .model import Model, feedthrough_graph, propagate_types
 from .ops import Op, Segment, SegmentKind, TraceRead
 from .policy import resolve_backend

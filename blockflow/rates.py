@@ -113,15 +113,13 @@ def infer_rates(flat, dt: float) -> dict:
     rate of its inputs (which must agree), rate transitions convert, and what nothing
     determines (sources, loops of delays alone) runs at the base rate.
     """
-    from .ports import Inport
-
     blocks = flat.blocks
     declared = {}
     for path, b in blocks.items():
         if b.sample_time is not None:
             declared[path] = parse_sample_time(b.sample_time, dt,
                                                f"block {path!r} ({type(b).__name__})")
-            if isinstance(b, Inport) and declared[path] != BASE:
+            if b.external and declared[path] != BASE:  # an Inport
                 raise RateError(f"Inport {path!r} runs at the base rate; put a Downsample "
                                 "after it to read it at a slower rate")
     readers: dict[str, set] = {p: set() for p in blocks}

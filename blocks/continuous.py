@@ -27,27 +27,7 @@ from blockflow.errors import ParameterError
 from blockflow.types import SignalType
 
 from .discrete import StateSpace, _refuse_lti_object
-
-_SUP = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
-
-
-def poly_text(c, var: str = "s") -> str:
-    """``[1, 3, 2]`` -> ``"s² + 3s + 2"`` (descending powers)."""
-    c = np.asarray(c, float)
-    terms = []
-    for i, v in enumerate(c):
-        p = c.size - 1 - i
-        if v == 0:
-            continue
-        mag = abs(v)
-        coef = "" if mag == 1 and p else f"{mag:.4g}"
-        x = "" if p == 0 else var if p == 1 else var + str(p).translate(_SUP)
-        sign = "-" if v < 0 else "+"
-        terms.append((sign, coef + x))
-    if not terms:
-        return "0"
-    text = ("-" if terms[0][0] == "-" else "") + terms[0][1]
-    return text + "".join(f" {s} {t}" for s, t in terms[1:])
+from .notation import poly_text
 
 
 class _Discretised(StateSpace):

@@ -19,6 +19,8 @@ from blockflow.kernels import Kernel, kernel, take_input_into, take_state_into
 from blockflow.lines import DelayLine, Wire
 from blockflow.types import SignalType
 
+from .notation import poly_text, zinv_text
+
 
 def _rev(a: np.ndarray) -> np.ndarray:
     return np.flip(a, 0)
@@ -219,25 +221,6 @@ def siso_output_plain(AT, BT, CT, DT, feed, work, x, u):
 def siso_update(AT, BT, CT, DT, feed, work, x, u):
     n = x.shape[-1]
     return (x.reshape((-1, n)) @ AT + u.reshape((-1, 1)) @ BT).reshape(x.shape)
-
-
-_SUP = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
-
-
-def zinv_text(c) -> str:
-    """``[1, -0.5]`` -> ``"1 - 0.5z⁻¹"`` (ascending powers of z^-1)."""
-    terms = []
-    for m, v in enumerate(np.asarray(c, float)):
-        if v == 0:
-            continue
-        mag = abs(v)
-        coef = "" if mag == 1 and m else f"{mag:.4g}"
-        x = "" if m == 0 else "z⁻" + str(m).translate(_SUP)
-        terms.append(("-" if v < 0 else "+", coef + x))
-    if not terms:
-        return "0"
-    text = ("-" if terms[0][0] == "-" else "") + terms[0][1]
-    return text + "".join(f" {sg} {t}" for sg, t in terms[1:])
 
 
 def _delay_shape(b: Block, shape) -> tuple | None:
@@ -624,8 +607,6 @@ class DiscreteTransferFcn(DiscreteFilter):
         return f"TF ({self.num.size - 1}/{self.den.size - 1})"
 
     def fraction(self):  # num(z) / den(z)
-        from .continuous import poly_text
-
         return poly_text(self.num, "z"), poly_text(self.den, "z")
 
     def config(self) -> dict:
