@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from timing import best  # noqa: E402
 
 from blockflow import Inport, Model, Outport, compile, simulate  # noqa: E402
-from blockflow.sweep import backward  # noqa: E402
+from blockflow.gradient.sweep import backward  # noqa: E402
 from blocks import Dense, RNNCell, UnitDelay  # noqa: E402
 from models.paper import fir_network  # noqa: E402
 
@@ -220,7 +220,7 @@ def bench_fir(T=100_000, B=1):
     t_grad = best(lambda: backward(m, {"x": X}, targets=D))
     t_on = best(lambda: backward(m, {"x": X}, targets=D, online=True))
     tr = simulate(m, {"x": X})
-    from blockflow.sweep import output_deltas, sweep
+    from blockflow.gradient.sweep import output_deltas, sweep
 
     _, dl = output_deltas(tr, "sse", D)
     t_sweep = best(lambda: sweep(m, tr, dl))

@@ -16,7 +16,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from blockflow import Inport, Model, Outport, backward, compile, simulate  # noqa: E402
-from blockflow.gradients import reciprocal_plan  # noqa: E402
+from blockflow.gradient.gradients import reciprocal_plan  # noqa: E402
 from blocks import Function, Gain, Sum, UnitDelay  # noqa: E402
 
 PER = 20  # blocks per chain or loop

@@ -23,7 +23,7 @@ from bench_scale import chains, loops, measure, ring  # noqa: E402
 from timing import best  # noqa: E402
 
 from blockflow import backward, compile, simulate  # noqa: E402
-from blockflow.gradients import reciprocal_plan  # noqa: E402
+from blockflow.gradient.gradients import reciprocal_plan  # noqa: E402
 from models.closed_loop import tanh_loop  # noqa: E402
 
 ROWS: list[tuple[str, str, str, str]] = []

@@ -1,8 +1,10 @@
 """blockflow: discrete-time block diagrams with exact gradients by reciprocal networks."""
 
-from . import export as _export  # noqa: F401 - registers Model.draw and notebook display
-from .block import Block, PortRef
-from .errors import (
+from blockflow.core.block import Block, PortRef
+from blockflow.core.model import Model
+from blockflow.core.ports import Inport, Outport
+from blockflow.core.types import SignalType
+from blockflow.errors import (
     AlgebraicLoopError,
     BlockflowError,
     ModelFileError,
@@ -14,17 +16,15 @@ from .errors import (
     TrainingError,
     WiringError,
 )
-from .model import Model
-from .modelfile import load, register_block, save
-from .plan import Plan, compile
-from .ports import Inport, Outport
-from .reciprocal import reciprocal
-from .simulate import simulate
-from .sweep import Gradients, backward, grad, output_gradient, sweep
-from .tangent import directional, tangent
-from .trace import Trace
-from .train import train
-from .types import SignalType
+from blockflow.gradient.reciprocal import reciprocal
+from blockflow.gradient.sweep import Gradients, backward, grad, output_gradient, sweep
+from blockflow.gradient.tangent import directional, tangent
+from blockflow.io import export as _export  # noqa: F401 - registers Model.draw
+from blockflow.io.modelfile import load, register_block, save
+from blockflow.plan.compiler import Plan, compile
+from blockflow.run.simulate import simulate
+from blockflow.run.trace import Trace
+from blockflow.train import train
 
 __all__ = [
     "AlgebraicLoopError", "Block", "BlockflowError", "Inport", "Model", "ModelFileError",
@@ -37,7 +37,7 @@ __all__ = [
 __version__ = "0.1.0"
 
 
-def _callable_modules(*names: str) -> None:
+def _callable_modules(**modules: str) -> None:
     """``blockflow.simulate`` (``train``, ``sweep``, ...) is both a function and a module of
     that name.  The package attribute is the module, made callable as the function: so
     ``import blockflow.train as bt`` gives the module (``bt.Adam``) and
@@ -50,11 +50,13 @@ def _callable_modules(*names: str) -> None:
         def __call__(self, *args, **kwargs):
             return self.__dict__[self.__name__.rpartition(".")[2]](*args, **kwargs)
 
-    for name in names:
-        module = sys.modules[f"{__name__}.{name}"]
+    for name, path in modules.items():
+        module = sys.modules[path]
         module.__class__ = CallableModule
         module.__signature__ = inspect.signature(getattr(module, name))
         globals()[name] = module
 
 
-_callable_modules("simulate", "reciprocal", "tangent", "sweep", "train")
+_callable_modules(simulate="blockflow.run.simulate", reciprocal="blockflow.gradient.reciprocal",
+                  tangent="blockflow.gradient.tangent", sweep="blockflow.gradient.sweep",
+                  train="blockflow.train")

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BlockflowError
-from .model import Model
+from blockflow.core.model import Model
+from blockflow.errors import BlockflowError
 
 
 class CliError(Exception):
@@ -30,7 +30,7 @@ def load_model(spec: str) -> Model:
     if not p.exists():
         raise CliError(f"model file {path!r} not found")
     if p.suffix == ".json":
-        from .modelfile import load
+        from blockflow.io.modelfile import load
 
         return load(p)
     if p.suffix != ".py":
@@ -86,7 +86,7 @@ def _named_files(items, flag: str, kind: str, known=None) -> dict:
 
 
 def _inputs(model: Model, args) -> dict:
-    from .plan import compile
+    from blockflow.plan.compiler import compile
 
     plan = compile(model)
     inputs = _named_files(args.input, "--input", "NAME")
@@ -95,7 +95,7 @@ def _inputs(model: Model, args) -> dict:
         rng = np.random.default_rng(args.random_inputs)
         if args.steps is None:
             raise CliError("--random-inputs needs --steps")
-        from .execute import check_memory
+        from blockflow.backends.execute import check_memory
 
         check_memory(plan, args.steps, args.batch or 1)  # before generating the inputs
         for n in missing:
@@ -133,7 +133,7 @@ def _writable(path: str | None, suffixes: tuple, what: str) -> None:
 
 
 def _save_trace(trace, path: str) -> None:
-    from .fsutil import atomic_write
+    from blockflow.fsutil import atomic_write
 
     p = Path(path)
     names = trace.names()
@@ -156,7 +156,7 @@ def _save_trace(trace, path: str) -> None:
 
 
 def cmd_run(args) -> int:
-    from .simulate import simulate
+    from blockflow.run.simulate import simulate
 
     _writable(args.out, (".npz", ".csv"), "--out")
     _writable(args.plot, (".png", ".svg", ".pdf"), "--plot")
@@ -177,7 +177,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from .plan import compile
+    from blockflow.plan.compiler import compile
 
     model = load_model(args.model)
     plan = compile(model)
@@ -204,7 +204,7 @@ def cmd_check(args) -> int:
 def cmd_draw(args) -> int:
     model = load_model(args.model)
     if args.reciprocal:
-        from .reciprocal import reciprocal
+        from blockflow.gradient.reciprocal import reciprocal
 
         model = reciprocal(model)
     out = args.output or f"{Path(args.model.split(':')[0]).stem}" \
@@ -215,8 +215,8 @@ def cmd_draw(args) -> int:
 
 
 def cmd_grad(args) -> int:
-    from .simulate import simulate
-    from .sweep import backward
+    from blockflow.gradient.sweep import backward
+    from blockflow.run.simulate import simulate
 
     model = load_model(args.model)
     inputs = _inputs(model, args)
@@ -251,8 +251,8 @@ def _fd_check(model, inputs, targets, args, g) -> list:
     """Each parameter's directional derivative along a random direction against central
     differences (a step relative to the parameter's size, Richardson-extrapolated);
     returns the disagreements ``(name, sweep, differences, relative difference)``."""
-    from .check import central_difference, relative_step
-    from .sweep import backward
+    from blockflow.gradient.check import central_difference, relative_step
+    from blockflow.gradient.sweep import backward
 
     rng = np.random.default_rng(0)
     worst, bad = 0.0, []
@@ -319,7 +319,7 @@ OPTIMIZERS = ("adam", "sgd", "momentum")
 
 
 def _train_model(args) -> int:
-    from .train import SGD, Adam, Momentum, train
+    from blockflow.train import SGD, Adam, Momentum, train
 
     if not Path(args.model.split(".py:")[0] + (".py" if ".py:" in args.model else "")
                 ).exists():
@@ -332,12 +332,12 @@ def _train_model(args) -> int:
     if not args.target:
         raise CliError(f"training {model.name!r} needs targets: --target OUTPORT=FILE (.npy "
                        "or .csv, (T, ...) or (T, B, ...))")
-    from .plan import compile
+    from blockflow.plan.compiler import compile
 
     targets = _named_files(args.target, "--target", "OUTPORT", compile(model).outports)
     inputs = _inputs(model, args)
     opt = {"adam": Adam, "sgd": SGD, "momentum": Momentum}[args.optimizer](args.lr)
-    from .train import showing_progress
+    from blockflow.train import showing_progress
 
     with showing_progress(not args.quiet and sys.stderr.isatty()):
         hist = train(model, inputs, targets, loss=args.loss, params=args.params,
@@ -347,12 +347,12 @@ def _train_model(args) -> int:
     print(f"trained {model.name!r}: {len(losses)} epochs, loss ({args.loss}) "
           f"{losses[0]:.6g} -> {losses[-1]:.6g}")
     if args.save:
-        from .modelfile import save
+        from blockflow.io.modelfile import save
 
         save(model, args.save)
         print(f"trained model written to {args.save}")
     if args.plot:
-        from .plot import plot_history
+        from blockflow.run.plot import plot_history
 
         plot_history(losses, args.plot, title=f"training {model.name}")
         print(f"loss curve written to {args.plot}")
@@ -546,8 +546,8 @@ class _RandomInputs:
 
 
 def cmd_sweep(args) -> int:
-    from .ensemble import parameter_sweep
-    from .plan import compile
+    from blockflow.parallel.ensemble import parameter_sweep
+    from blockflow.plan.compiler import compile
 
     _writable(args.out, (".nc", ".csv", ".npz"), "--out")
     if args.out and Path(args.out).suffix != (".csv" if args.metric else ".nc"):

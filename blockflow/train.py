@@ -31,12 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BlockflowError, ParameterError, SimulationError, TrainingError
-from .fsutil import atomic_write
-from .model import Model
-from .policy import expected_runs
-from .schedules import Chunked, Full, Schedule, Streamed
-from .trace import check_finite_data, first_nonfinite
+from blockflow.backends.policy import expected_runs
+from blockflow.core.model import Model
+from blockflow.errors import BlockflowError, ParameterError, SimulationError, TrainingError
+from blockflow.fsutil import atomic_write
+from blockflow.gradient.schedules import Chunked, Full, Schedule, Streamed
+from blockflow.run.trace import check_finite_data, first_nonfinite
 
 
 # ------------------------------------------------------------------ optimizers
@@ -132,9 +132,9 @@ class History:
         return len(self.records)
 
     def plot(self, path=None, **kw):
-        """The loss curve (see :func:`blockflow.plot.plot_history`); shows inline in a
+        """The loss curve (see :func:`blockflow.run.plot.plot_history`); shows inline in a
         notebook."""
-        from .plot import plot_history
+        from blockflow.run.plot import plot_history
 
         return plot_history(self.losses, path, **kw)
 
@@ -178,7 +178,7 @@ def _take(data, idx):
 
 def _with_batch_axis(model: Model, inputs: dict, targets):
     """One run given as ``(T, *shape)`` becomes ``(T, 1, *shape)`` (inputs and targets)."""
-    from .plan import compile
+    from blockflow.plan.compiler import compile
 
     plan = compile(model)
 
@@ -216,7 +216,7 @@ def _count(name: str, value) -> int:
 
 
 def training_schedule(mode: str, window: int | None = None, chunk: int = 1) -> Schedule:
-    """The gradient schedule of a training ``mode`` (see :mod:`blockflow.schedules`)."""
+    """The gradient schedule of a training ``mode`` (see :mod:`blockflow.gradient.schedules`)."""
     if mode == "bptt":
         return Full()
     if mode == "truncated":
@@ -260,8 +260,8 @@ def train(model: Model, inputs: dict, targets, *, loss="sse", params=None,
     callback : callable, optional
         ``callback(epoch, record)`` after every epoch.
     """
-    from .simulate import simulate
-    from .sweep import backward
+    from blockflow.gradient.sweep import backward
+    from blockflow.run.simulate import simulate
 
     sched = training_schedule(mode, window, chunk)
     epochs = _count("epochs", epochs)
@@ -309,7 +309,7 @@ def train(model: Model, inputs: dict, targets, *, loss="sse", params=None,
 
     # the whole training's runs, announced to the backend policy: its decision is a
     # function of these settings, the same for a resumed training as for one that ran
-    # through (see blockflow.policy)
+    # through (see blockflow.backends.policy)
     with expected_runs(epochs * -(-B // (batch_size or B))):
         bar = None
         if _PROGRESS and epochs - start > 1:

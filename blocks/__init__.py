@@ -2,7 +2,7 @@
 
 import sys
 
-from blockflow.modelfile import register_library
+from blockflow.core.registry import register_library
 
 from .continuous import ContinuousStateSpace, Integrator, TransferFcn
 from .discontinuities import DeadZone, Lookup1D, Quantizer, Relay

@@ -4,7 +4,7 @@ Each is discretised for the sample period it runs at (its model's ``dt``) with
 ``method="zoh" | "foh" | "tustin" | "euler" | "backward_euler"``
 (:func:`scipy.signal.cont2discrete`), and runs as the discrete :class:`StateSpace` of
 that realisation.  Gradients with respect to the continuous parameters flow through the
-discretisation (:mod:`blockflow.discretize`): the discrete state-space rule gives
+discretisation (:mod:`blockflow.core.discretize`): the discrete state-space rule gives
 ``dJ/d(Ad, Bd, Cd, Dd)``, the chain rule carries it to ``(A, B, C, D)`` or ``(num, den)``.
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from blockflow.block import Block
-from blockflow.discretize import (
+from blockflow.core.block import Block
+from blockflow.core.discretize import (
     c2d,
     c2d_jvp,
     c2d_vjp,
@@ -23,8 +23,8 @@ from blockflow.discretize import (
     tf2ss_jvp,
     tf2ss_vjp,
 )
+from blockflow.core.types import SignalType
 from blockflow.errors import ParameterError
-from blockflow.types import SignalType
 
 from .discrete import StateSpace, _refuse_lti_object
 from .notation import poly_text

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from blockflow.block import Block
+from blockflow.core.block import Block
+from blockflow.core.kernel import Kernel, kernel
 from blockflow.errors import ParameterError
-from blockflow.kernels import Kernel, kernel
 
 
 @kernel(allocates=False)

@@ -3,7 +3,7 @@ StateSpace.
 
 Each is stateful and linear and gives its transposed realisation (``transposed()``); its
 reciprocal is that realisation run in reversed time, ``H(q^-1)`` becomes ``H^T(q^+1)``,
-and its tangent the transpose of the transpose (:mod:`blockflow.derive`).  The
+and its tangent the transpose of the transpose (:mod:`blockflow.gradient.derive`).  The
 reciprocal shares the forward block's parameter arrays, so it stays current as they are
 trained in place.  Filters start from zero initial conditions; delays from ``x0``.
 """
@@ -13,11 +13,11 @@ from __future__ import annotations
 import numpy as np
 import scipy.signal
 
-from blockflow.block import Block, sum_to
+from blockflow.core.block import Block, sum_to
+from blockflow.core.kernel import Kernel, kernel, take_input_into, take_state_into
+from blockflow.core.lines import DelayLine, Wire
+from blockflow.core.types import SignalType
 from blockflow.errors import ParameterError
-from blockflow.kernels import Kernel, kernel, take_input_into, take_state_into
-from blockflow.lines import DelayLine, Wire
-from blockflow.types import SignalType
 
 from .notation import poly_text, zinv_text
 
@@ -553,7 +553,7 @@ def _refuse_lti_object(num, kind: str) -> None:
     if hasattr(num, "num") and hasattr(num, "den"):
         raise ParameterError(f"{kind} takes num and den coefficient arrays, got a "
                              f"{type(num).__name__}; convert a python-control system with "
-                             "blockflow.lti.from_control(sys)")
+                             "blockflow.control.lti.from_control(sys)")
 
 
 class DiscreteTransferFcn(DiscreteFilter):

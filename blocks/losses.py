@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.special
 
-from blockflow.block import Block
-from blockflow.types import SignalType, same_type
+from blockflow.core.block import Block
+from blockflow.core.types import SignalType, same_type
 
 
 class _Loss(Block):

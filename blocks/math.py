@@ -11,10 +11,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from blockflow.block import Block, sum_to
-from blockflow.codekey import function_key
-from blockflow.errors import ParameterError
-from blockflow.kernels import (
+from blockflow.core.block import Block, sum_to
+from blockflow.core.codekey import function_key
+from blockflow.core.kernel import (
     Kernel,
     broadcast_at,
     elementwise_into,
@@ -22,7 +21,8 @@ from blockflow.kernels import (
     kernel,
     rows_matmul,
 )
-from blockflow.types import SignalType, same_type
+from blockflow.core.types import SignalType, same_type
+from blockflow.errors import ParameterError
 
 
 def _flat_sum(terms: list[str]) -> str:

@@ -1,6 +1,6 @@
 """Rate transitions: where blocks at different sample rates meet.
 
-Each is the identity run at the slower of its two rates (see :mod:`blockflow.rates`):
+Each is the identity run at the slower of its two rates (see :mod:`blockflow.core.rates`):
 
 - ``ZeroOrderHold(n)`` (slow to ``n`` times faster) and ``Downsample(n)`` (fast to ``n``
   times slower) both sample on the slow hits and hold: ``y = H S u``.  Their reciprocal
@@ -13,9 +13,9 @@ Each is the identity run at the slower of its two rates (see :mod:`blockflow.rat
 
 from __future__ import annotations
 
-from blockflow.block import Block
-from blockflow.kernels import Kernel
-from blockflow.rates import IMPULSE, SAMPLE, Rate, RateError
+from blockflow.core.block import Block
+from blockflow.core.kernel import Kernel
+from blockflow.core.rates import IMPULSE, SAMPLE, Rate, RateError
 
 from .math import ELEMENTWISE
 

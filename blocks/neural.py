@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import scipy.special
 
-from blockflow.block import Block
+from blockflow.core.block import Block
+from blockflow.core.kernel import Kernel, fill_rows, generated_kernel, kernel, rows_matmul
+from blockflow.core.types import SignalType
 from blockflow.errors import ParameterError
-from blockflow.kernels import Kernel, fill_rows, generated_kernel, kernel, rows_matmul
-from blockflow.types import SignalType
 
 from .discrete import _fir_update_into, fir_update
 from .math import ELEMENTWISE, _matmul_into, _sigmoid, gain_matrix_t

@@ -7,10 +7,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from blockflow.block import Block
+from blockflow.core.block import Block
+from blockflow.core.kernel import Kernel, generated_kernel, kernel
+from blockflow.core.types import SignalType, same_type
 from blockflow.errors import ParameterError
-from blockflow.kernels import Kernel, generated_kernel, kernel
-from blockflow.types import SignalType, same_type
 
 
 def mux_kernel(sizes) -> Callable:

@@ -14,11 +14,11 @@ import math
 
 import numpy as np
 
-from blockflow.block import Block
+from blockflow.core.block import Block
+from blockflow.core.kernel import Kernel
+from blockflow.core.model import Model
+from blockflow.core.ports import Inport, Outport
 from blockflow.errors import ParameterError
-from blockflow.kernels import Kernel
-from blockflow.model import Model
-from blockflow.ports import Inport, Outport
 
 from .discrete import UnitDelay
 from .math import Saturation, Sum, gain_elementwise

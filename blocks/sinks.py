@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from blockflow.block import Block
+from blockflow.core.block import Block
 
 
 class Scope(Block):

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from blockflow.block import Block, sum_to
+from blockflow.core.block import Block, sum_to
+from blockflow.core.streams import random_streams
+from blockflow.core.types import SignalType
 from blockflow.errors import ParameterError
-from blockflow.types import SignalType
 
 
 class _Source(Block):
@@ -166,8 +167,8 @@ class Noise(_Source):
 
     Each batch member draws from its own stream, made from the block's ``seed``, the
     member's run seed and the block's path in the model (the engine's
-    :func:`blockflow.execute.random_streams`): a member's noise is the same whatever the
-    batch it runs in (a sweep's chunking, its workers), two Noise blocks of one model
+    :func:`blockflow.core.streams.random_streams`): a member's noise is the same whatever
+    the batch it runs in (a sweep's chunking, its workers), two Noise blocks of one model
     are independent, and a run seed reproduces every random block of the model.
     """
 
@@ -181,8 +182,6 @@ class Noise(_Source):
 
     def generate(self, T, B, streams=None):
         if streams is None:  # (called alone: members 0 .. B-1 under this block's name)
-            from blockflow.execute import random_streams
-
             streams = random_streams(self.name, range(B))
         out = np.empty((T, B, *self.shape), self.dtype)
         for b, stream in enumerate(streams):

@@ -12,7 +12,7 @@ simulated at ``plant_hz`` (zero-order hold discretisation), under a PID sampled 
     u(k) = Kp e(k) + Ki h sum_{j<k} e(j) + Kd (e(k) - e(k-1)) / h,   e = r - w
 
 Run ``python -m models.dc_motor``: the step response, the closed loop's poles from
-:func:`~blockflow.lti.linearize` beside python-control's ``feedback``, the PID gains
+:func:`~blockflow.control.lti.linearize` beside python-control's ``feedback``, the PID gains
 tuned by gradient descent on the step response (reciprocal sweep through the multirate
 loop), and the diagram (``out/dc_motor.svg``) and plot (``out/dc_motor.png``).
 """
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from blockflow import Inport, Model, Outport, compile, simulate
-from blockflow.lti import linearize
+from blockflow.control.lti import linearize
 from blockflow.train import Adam, train
 from blocks import (
     DiscreteDerivative,
@@ -152,7 +152,7 @@ def main(out: str | Path = "out") -> int:
     print(f"tuned from Kp, Ki, Kd = 20, 20, 0.1: loss {hist.losses[0]:.4f} -> "
           f"{hist.losses[-1]:.4f}, gains {', '.join(f'{g:.3g}' for g in gains)}")
     after = simulate(slow, {"r": np.ones((T, 1))})["w"][:, 0]
-    from blockflow.export import draw
+    from blockflow.io.export import draw
 
     draw(m, out / "dc_motor.svg")
     import matplotlib

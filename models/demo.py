@@ -14,7 +14,7 @@ import numpy as np
 import scipy.signal as ss
 
 from blockflow import compile, reciprocal, simulate
-from blockflow.sweep import grad
+from blockflow.gradient.sweep import grad
 from models.arma import A_DEFAULT, B_DEFAULT, arma_blocks, arma_filter
 from models.closed_loop import tanh_loop
 

@@ -29,7 +29,7 @@ from blockflow import (
     simulate,
 )
 from blockflow.cli import main
-from blockflow.modelfile import dumps, load, loads, save
+from blockflow.io.modelfile import dumps, load, loads, save
 from blockflow.train import SGD, train
 from blocks import (
     MLP,
@@ -297,7 +297,7 @@ def test_a_fifo_is_refused_without_blocking(tmp_path):
 
 
 def test_oversized_model_file_is_refused(tmp_path, monkeypatch):
-    import blockflow.modelfile as mf
+    import blockflow.io.modelfile as mf
 
     path = tmp_path / "m.json"
     save(gain_model(), path)

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from blockflow import Block, Inport, Model, Outport, backward, compile, simulate
-from blockflow.gradients import reciprocal_plan
-from blockflow.kernels import Kernel, kernel, numba_available
+from blockflow.backends.policy import numba_available
+from blockflow.core.kernel import Kernel, kernel
+from blockflow.gradient.gradients import reciprocal_plan
 from models import CATALOGUE
 from models.closed_loop import tanh_loop
 
@@ -136,7 +137,7 @@ def test_parameters_are_read_when_the_loop_runs(monkeypatch):
 
 @pytest.mark.parametrize("name", ["lstm", "lstm_from_blocks"])
 def test_tangent_loops_compile_and_agree(monkeypatch, name):
-    from blockflow.tangent import directional, tangent
+    from blockflow.gradient.tangent import directional, tangent
 
     build, make_inputs = CATALOGUE[name]
     res = {}
@@ -231,7 +232,7 @@ def test_elementwise_parameters_broadcast_in_compiled_loops(shape, per_member):
 def test_states_handed_to_a_compiled_loop_are_not_changed():
     # compiled loops update their states in place, on their own copies: a state handed
     # in (a stream's next chunk, linearize's operating point) stays the caller's
-    from blockflow.execute import run_plan
+    from blockflow.backends.execute import run_plan
 
     plan = compile(CATALOGUE["pid_loop"][0](), backend="numba")
     x = np.random.default_rng(5).standard_normal((2, 20, 2))
@@ -282,7 +283,7 @@ def test_rnn_cells_and_matrix_gains_compile_in_loops(dtype, tol):
         np.testing.assert_allclose(gb.params[k], ga.params[k], rtol=tol, atol=tol, err_msg=k)
     np.testing.assert_allclose(gb.inputs["x"], ga.inputs["x"], rtol=tol, atol=tol)
     # forward mode: the cells' tangents, element loops too
-    from blockflow.tangent import directional
+    from blockflow.gradient.tangent import directional
 
     dx = {"x": rng.standard_normal((25, 2, 3)).astype(dtype)}
     tangents = []
@@ -349,7 +350,7 @@ def test_an_mlp_controller_in_a_loop_compiles_and_agrees(monkeypatch, caplog, dt
     # its forward form writes every layer into its rows, its reciprocal and tangent the
     # deltas of each row through a work row: all allocation-free, in the signals'
     # precision (float literals would make float32 float64)
-    from blockflow.tangent import directional
+    from blockflow.gradient.tangent import directional
     from blocks import MLP, Demux, DiscreteFilter, Mux, UnitDelay
 
     m = Model("mlp_loop")
@@ -434,7 +435,7 @@ def test_auto_decides_from_the_run_alone_never_from_the_process_history(monkeypa
     many ran before (a resumed training or a second process would otherwise differ in
     the last bits); runs announced together (``expected_runs``: a training's epochs)
     compile from the first one; a large signal stays on numpy's arrays."""
-    from blockflow import execute, policy
+    from blockflow.backends import execute, policy
 
     compiled = []
 
@@ -522,7 +523,7 @@ def test_float32_tangent_loops_stay_float32_and_compile(monkeypatch, caplog):
     """Random model 13: a delay reached before its input's type is known (the loop
     [delay, MLP]); its tangent delay starts from a zero in the model's precision, so the
     tangent loop is float32 throughout and compiles."""
-    from blockflow.tangent import directional
+    from blockflow.gradient.tangent import directional
 
     from .test_random_models import inputs, random_model
 
@@ -643,7 +644,7 @@ def test_auto_ignores_what_is_loaded_or_in_the_disk_cache(monkeypatch):
     change the decision: a short run takes the numpy path in a warm process as in a cold
     one, a long run the compiled path in both; their numbers agree to the bit run to
     run."""
-    from blockflow import execute, policy
+    from blockflow.backends import execute, policy
 
     m = tanh_loop()
     n = len(next(s for s in compile(m).segments if s.loop is not None).ops)

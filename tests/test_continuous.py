@@ -7,8 +7,8 @@ import pytest
 import scipy.signal
 
 from blockflow import Inport, Model, Outport, ParameterError, compile, simulate
-from blockflow.discretize import METHODS, c2d, c2d_jvp, c2d_vjp, tf2ss, tf2ss_jvp, tf2ss_vjp
-from blockflow.modelfile import dumps, loads
+from blockflow.core.discretize import METHODS, c2d, c2d_jvp, c2d_vjp, tf2ss, tf2ss_jvp, tf2ss_vjp
+from blockflow.io.modelfile import dumps, loads
 from blocks import ContinuousStateSpace, Gain, Integrator, Sum, TransferFcn, UnitDelay
 
 from .helpers import dot_check, fd_check

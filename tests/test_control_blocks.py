@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from blockflow import Inport, Model, Outport, ParameterError, simulate
-from blockflow.lti import linearize
-from blockflow.modelfile import dumps, loads
+from blockflow.control.lti import linearize
+from blockflow.io.modelfile import dumps, loads
 from blocks import (
     DeadZone,
     DiscreteDerivative,

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from blockflow import ParameterError, SimulationError, backward, simulate
-from blockflow.ensemble import parameter_sweep, train_many
-from blockflow.trace import Trace
+from blockflow.parallel.ensemble import parameter_sweep, train_many
+from blockflow.run.trace import Trace
 from models.closed_loop import tanh_loop
 
 xr = pytest.importorskip("xarray")
@@ -123,7 +123,7 @@ def test_local_processes_and_a_dask_cluster_give_the_serial_result_bit_for_bit()
 SCRIPT = """
 import sys
 import numpy as np
-from blockflow.ensemble import parameter_sweep
+from blockflow.parallel.ensemble import parameter_sweep
 from models.closed_loop import tanh_loop
 from tests.sweep_inputs import slow
 
@@ -235,8 +235,8 @@ def test_a_sweep_decides_auto_once_for_every_worker(monkeypatch):
     """The compiled and numpy paths agree to rounding only: a sweep picks one backend
     from its whole work, so a chunk's bits do not depend on the worker that ran it."""
     pytest.importorskip("numba")
-    from blockflow.ensemble import _chunks, _sweep_backend
-    from blockflow.policy import AUTO_MAX_ELEMENTS
+    from blockflow.backends.policy import AUTO_MAX_ELEMENTS
+    from blockflow.parallel.ensemble import _chunks, _sweep_backend
 
     m = tanh_loop()
 

@@ -12,10 +12,10 @@ import pydot
 import pytest
 
 from blockflow import BlockflowError, reciprocal, simulate
-from blockflow.export import render_svg, to_pydot
-from blockflow.modelfile import save
-from blockflow.plan import flatten
-from blockflow.plot import plot_history, plot_scopes
+from blockflow.io.export import render_svg, to_pydot
+from blockflow.io.modelfile import save
+from blockflow.plan.compiler import flatten
+from blockflow.run.plot import plot_history, plot_scopes
 from models.closed_loop import tanh_loop
 from models.paper import lstm_from_blocks
 from models.pid import pid_loop
@@ -127,7 +127,7 @@ def test_svg_is_well_formed_and_names_every_block(tmp_path):
 
 
 def test_png_without_system_graphviz_says_how_to_get_it(tmp_path, monkeypatch):
-    import blockflow.export as export
+    import blockflow.io.export as export
 
     monkeypatch.setattr(export.shutil, "which", lambda name: None)
     with pytest.raises(BlockflowError, match="apt install graphviz.*or draw to .svg"):
@@ -262,7 +262,7 @@ def test_trace_displays_as_a_table_in_notebooks():
 
 def test_cli_trains_a_model_and_runs_scripts_with_their_own_arguments(tmp_path, capsys):
     from blockflow import cli
-    from blockflow.modelfile import load
+    from blockflow.io.modelfile import load
 
     r = np.sin(np.arange(120) / 8.0)
     np.save(tmp_path / "r.npy", r)

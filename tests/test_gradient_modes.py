@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from blockflow import Inport, Model, Outport, SimulationError, backward, simulate
-from blockflow.online import OnlineBackprop
-from blockflow.schedules import Causal, Chunked, Full, Window
-from blockflow.tangent import directional
+from blockflow.gradient.online import OnlineBackprop
+from blockflow.gradient.schedules import Causal, Chunked, Full, Window
+from blockflow.gradient.tangent import directional
 from blocks import (
     FIR,
     Constant,

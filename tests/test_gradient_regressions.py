@@ -6,9 +6,9 @@ import pytest
 
 from blockflow import Inport, Model, Outport, backward, simulate
 from blockflow.errors import SimulationError
-from blockflow.losses import cross_entropy
-from blockflow.modelfile import load, save
-from blockflow.tangent import directional
+from blockflow.gradient.losses import cross_entropy
+from blockflow.gradient.tangent import directional
+from blockflow.io.modelfile import load, save
 from blockflow.train import SGD, train
 from blocks import FIR, Constant, DiscreteFilter, Function, Gain, Sum
 

@@ -26,9 +26,9 @@ from blockflow import (
     simulate,
 )
 from blockflow.cli import main
-from blockflow.ensemble import parameter_sweep
-from blockflow.rates import RateError
-from blockflow.trace import Trace
+from blockflow.core.rates import RateError
+from blockflow.parallel.ensemble import parameter_sweep
+from blockflow.run.trace import Trace
 from models.closed_loop import tanh_loop
 
 xr = pytest.importorskip("xarray")
@@ -56,7 +56,7 @@ def _inner_dt():
 
 
 def _discrete_tf_in_faster_model():
-    from blockflow.lti import from_control
+    from blockflow.control.lti import from_control
 
     m = Model("outer", dt=0.1)
     r, y = m.add(Inport("r"), Outport("y"))
@@ -75,14 +75,14 @@ def _tustin_singular():
 
 
 def _improper_mimo():
-    from blockflow.lti import from_control
+    from blockflow.control.lti import from_control
 
     sys = control.tf([[[1, 2, 3], [1]], [[1], [1]]], [[[1, 1], [1, 1]], [[1, 1], [1, 1]]])
     return from_control(sys, name="p")
 
 
 def _streamed_batched():
-    from blockflow.schedules import Streamed
+    from blockflow.gradient.schedules import Streamed
 
     r = np.ones((20, 2))
     return backward(tanh_loop(), {"r": r}, targets=r, schedule=Streamed(5),
@@ -129,9 +129,9 @@ CASES = [
      "block 'css'.*tustin cannot discretise it at h=1 s"),
     ("improper entry of a MIMO transfer function", _improper_mimo, ParameterError,
      r"entry \(0, 0\).*improper"),
-    ("linearize(step=2.5)", lambda: __import__("blockflow.lti").lti.linearize(
+    ("linearize(step=2.5)", lambda: __import__("blockflow.control.lti").control.lti.linearize(
         tanh_loop(), step=2.5), SimulationError, "step must be a whole step number"),
-    ("linearize('model.json')", lambda: __import__("blockflow.lti").lti.linearize(
+    ("linearize('model.json')", lambda: __import__("blockflow.control.lti").control.lti.linearize(
         "model.json"), SimulationError, "linearize takes a Model"),
     ("RateLimiter(rising='fast')", lambda: _blocks().RateLimiter(rising="fast", name="rl"),
      ParameterError, "rising must be a number, got 'fast'"),

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from blockflow import Block, Inport, Model, Outport, backward, compile, simulate
-from blockflow import kernels as kernels_module
-from blockflow.gradients import reciprocal_plan
-from blockflow.kernels import Kernel, kernel, numba_available
+from blockflow.backends import loops as kernels_module
+from blockflow.backends.policy import numba_available
+from blockflow.core.kernel import Kernel, kernel
+from blockflow.gradient.gradients import reciprocal_plan
 
 pytestmark = pytest.mark.skipif(not numba_available(), reason="numba is not installed")
 
@@ -80,7 +81,7 @@ def test_a_large_loop_runs_interpreted_with_the_numpy_numbers(small_limit, monke
 def test_interpreted_loops_continue_from_given_states_and_leave_them(small_limit):
     """A run in two chunks (the first's final states handed to the second) equals one
     run, and the states handed in are not changed."""
-    from blockflow.execute import run_plan
+    from blockflow.backends.execute import run_plan
 
     m = ring(9)
     plan = compile(m, backend="numba")
@@ -180,7 +181,7 @@ def test_an_overflow_in_an_interpreted_loop_is_named_as_on_the_numpy_path(small_
 def test_auto_counts_the_work_of_every_loop_one_interpreter_serves(small_limit, monkeypatch):
     """Four separate loops of the same kinds: each alone is too short to pay for the
     interpreter, together they are, so all run interpreted from the first run."""
-    from blockflow import policy
+    from blockflow.backends import policy
 
     monkeypatch.setattr(policy, "AUTO_MIN_WORK", 1000)
     from blocks import Gain, Sum, UnitDelay

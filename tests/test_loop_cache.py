@@ -94,8 +94,8 @@ def _planted(tmp_path: Path, shared_tmp: Path, victim_uid: int) -> None:
     home.mkdir(mode=0o755)
     body = f"""
     import glob, tempfile
-    from blockflow.kernels import loop_name, _register_all
-    from blockflow.plan import compile
+    from blockflow.backends.loops import loop_name, _register_all
+    from blockflow.plan.compiler import compile
     m = victim(0.7)
     plan = compile(m, backend="numba")
     seg = next(s for s in plan.segments if s.loop is not None)
@@ -155,9 +155,9 @@ def test_a_symlink_at_a_temporary_name_is_never_followed(tmp_path):
     target.write_text("keep me")
     body = f"""
     os.environ["BLOCKFLOW_CACHE"] = {str(cache)!r}
-    from blockflow.kernels import loop_name
-    from blockflow.plan import compile
-    from blockflow.diskcache import loop_dir
+    from blockflow.backends.loops import loop_name
+    from blockflow.plan.compiler import compile
+    from blockflow.backends.diskcache import loop_dir
     plan = compile(victim(0.7), backend="numba")
     seg = next(s for s in plan.segments if s.loop is not None)
     name = loop_name(seg.ops, [op.block.kernel() for op in seg.ops], plan.slot_types)[0]
@@ -200,7 +200,7 @@ def test_a_cache_that_cannot_grow_runs_uncached(tmp_path, monkeypatch, caplog):
     """A full disk: neither the module nor numba's files can be written; the run warns
     once and compiles in memory, with the compiled numbers."""
 
-    from blockflow import diskcache
+    from blockflow.backends import diskcache
 
     monkeypatch.setenv("BLOCKFLOW_CACHE", str(tmp_path / "full"))
     monkeypatch.setattr(diskcache, "_DISABLED", [])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from blockflow import Inport, Model, Outport, ParameterError, SimulationError, simulate
-from blockflow.lti import from_control, linearize, to_control
+from blockflow.control.lti import from_control, linearize, to_control
 from blocks import (
     ContinuousStateSpace,
     Delay,

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from blockflow import Block, Inport, Model, ModelFileError, Outport, reciprocal, simulate
-from blockflow.modelfile import dumps, load, loads, register_block, save
+from blockflow.io.modelfile import dumps, load, loads, register_block, save
 from blocks import Function, Gain
 from models import CATALOGUE
 from models.closed_loop import tanh_loop

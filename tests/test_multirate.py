@@ -16,9 +16,9 @@ from blockflow import (
     compile,
     simulate,
 )
-from blockflow.modelfile import dumps, loads
-from blockflow.rates import RateError
-from blockflow.schedules import Chunked
+from blockflow.core.rates import RateError
+from blockflow.gradient.schedules import Chunked
+from blockflow.io.modelfile import dumps, loads
 from blocks import (
     DiscreteFilter,
     DiscreteTransferFcn,

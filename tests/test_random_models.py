@@ -128,7 +128,7 @@ def test_random_models_online_sweeps_equal_the_full_sweep(seed):
     from hypothesis import assume
 
     from blockflow import SimulationError
-    from blockflow.online import OnlineBackprop
+    from blockflow.gradient.online import OnlineBackprop
 
     m = random_model(seed)
     x = inputs(seed, T=11)

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 from blockflow import Block, Inport, Model, Outport, ReciprocalNotDefinedError, compile, simulate
-from blockflow.adjoint import Anticausal, JacobianT, Junction
-from blockflow.plan import flatten
-from blockflow.reciprocal import reciprocal
-from blockflow.sweep import backward, grad
-from blockflow.tangent import directional
+from blockflow.gradient.adjoint import Anticausal, JacobianT, Junction
+from blockflow.gradient.reciprocal import reciprocal
+from blockflow.gradient.sweep import backward, grad
+from blockflow.gradient.tangent import directional
+from blockflow.plan.compiler import flatten
 from blocks import Function, Gain, Sum, UnitDelay
 from models import CATALOGUE
 from models.paper import lstm, lstm_from_blocks

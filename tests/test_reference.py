@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from blockflow import simulate
-from blockflow.sweep import backward
-from blockflow.tangent import directional
+from blockflow.gradient.sweep import backward
+from blockflow.gradient.tangent import directional
 from models.paper import cascaded, mlp, output_feedback_rnn
 
 REF = Path(__file__).resolve().parents[2] / "shared" / "reference"

@@ -1,11 +1,11 @@
-"""blockflow.testing.check_grads: passes on correct rules, names the wrong gradient of a
+"""blockflow.gradient.testing.check_grads: passes on correct rules, names the wrong gradient of a
 block whose rule is wrong, works on models and blocks already in a model."""
 
 import numpy as np
 import pytest
 
 from blockflow import Block
-from blockflow.testing import GradientCheckError, check_grads, wrap
+from blockflow.gradient.testing import GradientCheckError, check_grads, wrap
 from blocks import Dense, DiscreteFilter, Gain, StateSpace
 from models.closed_loop import tanh_loop
 

@@ -6,8 +6,8 @@ import pytest
 import scipy.signal as ss
 
 from blockflow import Inport, Model, Outport, SimulationError, TrainingError, simulate
-from blockflow.online import OnlineBackprop
-from blockflow.sweep import backward
+from blockflow.gradient.online import OnlineBackprop
+from blockflow.gradient.sweep import backward
 from blockflow.train import SGD, Adam, Momentum, exponential_decay, first_nonfinite, train
 from blocks import DiscreteFilter, Function, Gain, UnitDelay
 from models.arma import arma_filter

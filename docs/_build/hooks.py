@@ -67,7 +67,7 @@ def on_pre_build(config, **kw):
     sys.path.insert(0, str(ROOT))
     from blockflow import reciprocal
     from blockflow.cli import parser
-    from blockflow.export import draw
+    from blockflow.io.export import draw
 
     OUT.mkdir(parents=True, exist_ok=True)
     _readme_sections()

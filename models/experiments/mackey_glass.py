@@ -12,7 +12,7 @@ are scored by NMSE on a held-out span.
 from __future__ import annotations
 
 from blockflow import simulate
-from blockflow.online import OnlineBackprop
+from blockflow.gradient.online import OnlineBackprop
 from blockflow.train import SGD, train
 from models.experiments.common import (
     ar_fit,

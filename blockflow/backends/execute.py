@@ -1,0 +1,340 @@
+"""Run a compiled plan: one executor for forward simulation and for backward sweeps.
+
+Whole-sequence operations read and write ``(T, B, ...)`` arrays in slots.  A feedback
+loop runs as a generated function: straight-line calls of the bound ``output`` and
+``update`` methods on local variables, so each step costs the block equations and
+nothing else.  ``reverse=True`` runs loops from ``k = T-1`` down to ``0`` (the
+backward sweep: advances run in reversed time are delays).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from functools import partial
+
+import numpy as np
+
+from blockflow.backends.loops import compile_loop, loop_name, run_compiled
+from blockflow.backends.ops import SegmentKind
+from blockflow.backends.steps import loop_accumulators, step_args, step_body
+from blockflow.core.block import as_tuple
+from blockflow.core.rates import SUM, interval_sum, n_hits, place, sample
+from blockflow.core.streams import random_streams, run_seeds
+from blockflow.errors import BlockflowError, SimulationError
+
+log = logging.getLogger(__name__)
+
+
+def make_loop(ops):
+    """Generate the step function of one feedback loop (a list of plan ``Op``).
+
+    Each op calls its block's kernel with the parameters bound (:func:`step_functions`)
+    or, for a block without one, its ``output``/``update`` methods; a stateless kernel
+    takes no state argument.  An op off the base rate runs only on its hits (``if`` on
+    ``k``): between them its outputs hold (or stay zero: impulses) and its state waits;
+    an op that sums its inputs over the held interval (a reciprocal in reversed time)
+    accumulates them.
+    """
+    produced = [s for op in ops for s in op.outs]
+    prod = set(produced)
+    external = sorted({s for op in ops for s in op.ins if s not in prod})
+    w = []
+    w.append("def loop(ks, ext, fns, ufns, states, rec):")
+    for i in range(len(ops)):
+        w.append(f"    f{i} = fns[{i}]; g{i} = ufns[{i}]")
+    w += [f"    e{s} = ext[{s}]" for s in external]
+    w += [f"    v{s} = None; r{s} = rec[{s}]" for s in produced]
+    stateful = [op for op in ops if op.state is not None]
+    w += [f"    x{op.state} = states[{op.state}]" for op in stateful]
+    w += [f"    a{i}_{j} = 0.0" for i, j, _, _ in loop_accumulators(ops)]
+    w.append("    for k in ks:")
+
+    def read(s):
+        return f"v{s}" if s in prod else f"e{s}[k]"
+
+    def call(i, op, fn):
+        x = [f"x{op.state}"] if op.state is not None else [] if kernel[i] else ["None"]
+        return f"{fn}{i}({', '.join(x + step_args(i, op, read))})"
+
+    kernel = [op.block.kernel() is not None for op in ops]
+
+    w += step_body(ops, read, lambda i, op: call(i, op, "f"), lambda i, op: call(i, op, "g"))
+    if len(w) and w[-1] == "    for k in ks:":
+        w.append("        pass")
+    w.append("    return {" + ", ".join(f"{op.state}: x{op.state}" for op in stateful) + "}")
+    namespace: dict = {"np": np}
+    source = "\n".join(w)
+    exec(source, namespace)  # noqa: S102 - source built from integers only
+    namespace["loop"].source = source  # for inspection: plan.segments[i].loop.source
+    return namespace["loop"]
+
+
+def step_functions(ops) -> tuple[list, list]:
+    """The output and update functions of a loop's ops for the numpy path: the block's
+    kernel with its current parameters bound (one call, no method layers), or its
+    ``output``/``update`` methods (see :func:`make_loop` for the call shapes)."""
+    outs, upds = [], []
+    for op in ops:
+        k = op.block.kernel()
+        if k is None:
+            outs.append(op.block.output)
+            upds.append(op.block.update if op.state is not None else None)
+        else:
+            outs.append(partial(k.output, *k.params) if k.params else k.output)
+            upds.append(None if op.state is None else
+                        partial(k.update, *k.params) if k.params else k.update)
+    return outs, upds
+
+
+def _store(op, result, bufs, T, B, slot_types):
+    for s, arr, port in zip(op.outs, as_tuple(op.block, result), op.block.recorded,
+                            strict=True):
+        t = slot_types[s]
+        arr = np.asarray(arr)
+        if arr.shape != (T, B, *t.shape):
+            raise BlockflowError(
+                f"block {op.path!r} ({type(op.block).__name__}) produced shape {arr.shape} "
+                f"at output {port!r}, expected {(T, B, *t.shape)} for signal type {t}; "
+                "check its output()/sequence() against its infer()"
+            )
+        bufs[s] = arr if arr.dtype == t.dtype else arr.astype(t.dtype)
+
+
+def _gather(op, bufs) -> list:
+    """The inputs of an op off the base rate on its hits: sampled, or summed over each
+    held interval (reciprocals); trace reads are always sampled."""
+    n = len(op.block.inputs)
+    summed = op.io[0] == SUM
+    return [interval_sum(bufs[s], op.rate) if summed and j < n else sample(bufs[s], op.rate)
+            for j, s in enumerate(op.ins)]
+
+
+def _place(op, bufs, T: int) -> None:
+    """Spread an op's outputs from its hits to every step: held, or impulses."""
+    for s in op.outs:
+        bufs[s] = place(bufs[s], op.rate, T, op.io[1])
+
+
+def _init_state(op, B, slot_types):
+    n = len(op.block.inputs)
+    return op.block.init_state(B, tuple(slot_types[s] for s in op.ins[:n]),
+                               tuple(slot_types[s] for s in op.outs))
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a run (MemAvailable where the OS tells it)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62  # unknown: do not refuse
+
+
+def check_memory(plan, T: int, B: int) -> None:
+    """Refuse a run that cannot fit, before allocating: every signal ``(T, B, *shape)``
+    plus the delay lines of blocks with finite memory, against the memory available."""
+    need = sum(T * B * t.size * t.dtype.itemsize for t in plan.slot_types)
+    lines = 0
+    for seg in plan.segments:
+        for op in seg.ops:
+            b = op.block
+            if b.stateful and b.memory and op.ins:
+                t = plan.slot_types[op.ins[0]]
+                lines += int(b.memory) * B * t.size * t.dtype.itemsize
+    if need + lines < 1 << 28:  # under 256 MiB: not worth asking the OS
+        return
+    have = available_memory()
+    if need + lines > 0.9 * have:
+        gib = 1024.0**3
+        raise SimulationError(
+            f"the run of {plan.model.name!r} needs about {(need + lines) / gib:.3g} GiB "
+            f"(T={T}, B={B}, {len(plan.slot_types)} signals: {need / gib:.3g} GiB; delay "
+            f"lines: {lines / gib:.3g} GiB) but {have / gib:.3g} GiB are available; run "
+            "fewer steps or a smaller batch, or stream it (Streamed schedules)"
+        )
+
+
+def _compiled(plan, seg, T: int, B: int) -> bool:
+    """Whether a loop runs compiled in this run (:func:`blockflow.backends.policy.loop_compiled`:
+    a pure function of the run, never of what the process ran before)."""
+    from blockflow.backends.policy import loop_compiled
+
+    return loop_compiled(plan, seg, T, B)
+
+
+def _interp_kinds(plan, seg, kernels) -> tuple:
+    """The kernels of every loop of the plan the interpreter runs (one interpreter serves
+    them all); made once per plan, again where a kernel changed (a user's function whose
+    globals changed is a new kernel)."""
+    known = plan.__dict__.get("_interp_kinds")
+    mine = {f.kernel_key for k in kernels for f in k[:2] if f is not None}
+    if known is None or not mine <= set(known):
+        keys = set(mine)
+        for sg in plan.segments:
+            if sg.loop is not None and sg.interpreted and sg.why_numpy is None:
+                keys |= {f.kernel_key for op in sg.ops for f in op.block.kernel()[:2]
+                         if f is not None}
+        known = plan._interp_kinds = ("interpreter", *sorted(keys))
+    return known
+
+
+def _loop_names(plan) -> dict:
+    """The generated module name of every compilable loop of ``plan`` (made once per
+    plan: twins find each other's module)."""
+    known = getattr(plan, "_loop_names", None)
+    if known is None:
+        known = plan._loop_names = {
+            id(seg): loop_name(seg.ops, [op.block.kernel() for op in seg.ops],
+                               plan.slot_types)[0]
+            for seg in plan.segments if seg.loop is not None and seg.why_numpy is None
+            and not seg.interpreted}
+    return known
+
+
+def _run_compiled(plan, seg, ks, bufs, states, rec, st):
+    """Run a loop compiled; ``None`` when numba cannot compile it (the loop then stays on
+    the numpy path for good, and ``describe()`` says why).  A damaged disk-cache entry
+    (numba failed reading its own files) is discarded and the loop built again."""
+    for attempt in (0, 1, 2):
+        try:
+            return _try_compiled(plan, seg, ks, bufs, states, rec, st)
+        except Exception as e:
+            if attempt < 2 and _discard_damaged(seg, e):
+                if attempt == 1:  # failed again on its files (a full disk): in memory
+                    from blockflow.backends.diskcache import disable
+
+                    disable(f"numba could not use its cache files: {type(e).__name__}: {e}")
+                continue
+            from numba.core.errors import NumbaError
+
+            # numba's errors (and its recursion on huge functions), not the model's
+            if not isinstance(e, NumbaError | NotImplementedError | RecursionError):
+                raise
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            seg.why_numpy, seg.compiled = f"numba could not compile it: {first}", None
+            log.warning("loop [%s] runs on the numpy path: %s",
+                        ", ".join(op.path for op in seg.ops), seg.why_numpy)
+            return None
+
+
+def _try_compiled(plan, seg, ks, bufs, states, rec, st):
+    kernels = [op.block.kernel() for op in seg.ops]  # the current parameters
+    steps = np.arange(ks.start, ks.stop, ks.step, dtype=np.int64)  # ks: a range
+    if seg.interpreted:
+        from blockflow.backends.interp import run_interpreted
+
+        kinds = _interp_kinds(plan, seg, kernels)
+        return run_interpreted(seg, kernels, steps, bufs, states, rec, st, kinds)
+    # the kernels this loop was compiled from (a user function whose globals changed is
+    # a new kernel, compiled anew: numba froze the old values)
+    sig = tuple(f.kernel_key for k in kernels for f in k[:2] if f is not None)
+    if seg.compiled is None or getattr(seg.compiled, "kernel_sig", None) != sig:
+        # a twin's module, loaded already (no source again)
+        known = _loop_names(plan).get(id(seg)) if seg.compiled is None else None
+        module = sys.modules.get(known) if known else None
+        fn = module.loop if module else compile_loop(seg.ops, kernels, st)
+        fn.kernel_sig = sig
+        seg.compiled = fn
+    return run_compiled(seg, kernels, steps, bufs, states, rec, st)
+
+
+def _discard_damaged(seg, e: Exception) -> bool:
+    """Where numba failed on its cache files (truncated, garbage, not writable), remove
+    the loop's entry so that it is compiled again; whether it did."""
+    import traceback
+
+    from blockflow.backends.diskcache import discard, forget, loop_dir
+
+    if not any("numba" in f.filename and "caching" in f.filename
+               for f in traceback.extract_tb(e.__traceback__)):
+        return False
+    fn = seg.compiled
+    name = getattr(getattr(fn, "py_func", None), "__module__", None)
+    folder = loop_dir()
+    if name is None:
+        return False
+    log.warning("the disk cache entry of loop [%s] is damaged (%s: %s): rebuilt",
+                ", ".join(op.path for op in seg.ops), type(e).__name__, e)
+    if folder is not None:
+        discard(folder, name)
+    forget(name)
+    seg.compiled = None
+    seg.__dict__.pop("_layout", None)
+    from blockflow.backends.interp import _MADE
+
+    for k in [k for k, v in _MADE.items() if v is fn]:
+        del _MADE[k]
+    return True
+
+
+def run_plan(plan, T: int, B: int, bufs: list, *, reverse: bool = False,
+             progress=None, states: dict | None = None, seeds=None) -> dict:
+    """Fill ``bufs`` (one array per slot) by running ``plan`` for ``T`` steps.
+
+    External slots (Inports, trace reads) must be filled by the caller.  Returns the
+    final state of each stateful block, keyed by path.  ``progress(iterable, total)``
+    may wrap the steps of each loop (a progress bar).  ``states`` (by path, as returned)
+    continues loops from where an earlier run stopped (streaming, chunk by chunk).
+    ``seeds`` are the members' run seeds (:func:`run_seeds`), which random sources draw
+    from.
+    """
+    check_memory(plan, T, B)
+    states_in = states or {}
+    finals = {}
+    st = plan.slot_types
+    for seg in plan.segments:
+        if seg.kind is SegmentKind.EXTERNAL:
+            continue
+        if seg.kind is SegmentKind.SOURCE:
+            op = seg.ops[0]
+            extra = {}
+            if op.block.random:
+                extra["streams"] = random_streams(op.path, run_seeds(seeds, B))
+            Ts = n_hits(op.rate, T) if op.multirate else T
+            _store(op, op.block.generate(Ts, B, **extra), bufs, Ts, B, st)
+            if op.multirate:
+                _place(op, bufs, T)
+        elif seg.kind is SegmentKind.SEQUENCE:
+            op = seg.ops[0]
+            x0 = _init_state(op, B, st) if op.block.stateful else None
+            if op.multirate:  # on its hits only: sample (or sum) in, hold (or place) out
+                ins = _gather(op, bufs)
+                Ts = n_hits(op.rate, T)
+                _store(op, op.block.sequence(x0, *ins), bufs, Ts, B, st)
+                _place(op, bufs, T)
+            else:
+                _store(op, op.block.sequence(x0, *(bufs[s] for s in op.ins)), bufs, T, B,
+                       st)
+        else:
+            states = {op.state: states_in[op.path] if op.path in states_in
+                      else _init_state(op, B, st) for op in seg.ops if op.state is not None}
+            rec = {s: st[s].zeros(T, B) for op in seg.ops for s in op.outs}
+            ks = range(T - 1, -1, -1) if reverse else range(T)
+            try:
+                out = None
+                if _compiled(plan, seg, T, B):
+                    out = _run_compiled(plan, seg, ks, bufs, states, rec, st)
+                if out is None:
+                    if progress is not None:
+                        ks = progress(ks, T)
+                    out = seg.loop(ks, bufs, *step_functions(seg.ops), states, rec)
+            except ValueError as e:
+                names = ", ".join(f"{op.path} ({type(op.block).__name__})" for op in seg.ops)
+                raise BlockflowError(
+                    f"a block of the loop [{names}] produced a value that does not fit its "
+                    f"output's signal type: {e}; check its output() against its infer()"
+                ) from e
+            for op in seg.ops:
+                if op.state is not None:
+                    finals[op.path] = out[op.state]
+                for s in op.outs:
+                    bufs[s] = rec[s]
+    return finals

@@ -1,0 +1,78 @@
+"""The statements of one step of a feedback loop, shared by the loop generators (the
+numpy path's :func:`blockflow.backends.execute.make_loop` and the compiled path's source in
+:mod:`blockflow.backends.loops`): outputs in step order, then state updates; ops off the base
+rate guarded by their hits; inputs summed over held intervals (reciprocals)."""
+
+from __future__ import annotations
+
+from blockflow.core.rates import BASE as BASE_RATE
+from blockflow.core.rates import HOLD, SUM, hits_text
+
+
+def loop_accumulators(ops) -> list[tuple[int, int, int, bool]]:
+    """``(op, input index, slot, direct)`` of every input summed over held intervals;
+    a direct (feedthrough) input is summed before the op's output, any other one (known
+    only later in the step) before its update."""
+    out = []
+    for i, op in enumerate(ops):
+        if op.io[0] == SUM:
+            direct = op.block.direct_inputs()
+            out += [(i, j, s, op.block.inputs[j] in direct)
+                    for j, s in enumerate(op.ins[:len(op.block.inputs)])]
+    return out
+
+
+def step_args(i: int, op, read) -> list[str]:
+    """The input expressions of op ``i``: summed inputs come from their accumulators."""
+    n = len(op.block.inputs)
+    summed = op.io[0] == SUM
+    return [f"a{i}_{j}" if summed and j < n else read(s) for j, s in enumerate(op.ins)]
+
+
+def step_body(ops, read, output_call, update_call, store=None,
+              copy=lambda src, dst: f"{dst} = {src}") -> list[str]:
+    """The statements of one step of a loop (both generators share them): outputs in
+    step order, then state updates; ops off the base rate guarded by their hits.
+
+    ``output_call(i, op)`` / ``update_call(i, op)`` render the calls; ``store(s, expr)``
+    the lines that bind ``v{s}`` and record ``r{s}[k]`` from an output expression;
+    ``copy(src, dst)`` the line that holds a record row (``dst = src``, or an element
+    loop where slice assignment would allocate).
+    """
+    if store is None:
+        def store(op, call):
+            tgt = ", ".join(f"v{s}" for s in op.outs)
+            return [f"{tgt} = {call}"] + [f"r{s}[k] = v{s}" for s in op.outs]
+
+    acc = loop_accumulators(ops)
+    w = []
+
+    def guarded(op, lines, other=()):
+        if op.rate == BASE_RATE:
+            return ["        " + ln for ln in lines]
+        out = [f"        if {hits_text(op.rate)}:"] + ["            " + ln for ln in lines]
+        if other:
+            out += ["        else:"] + ["            " + ln for ln in other]
+        return out
+
+    for i, op in enumerate(ops):
+        w += [f"        a{i}_{j} = a{i}_{j} + {read(s)}" for ii, j, s, d in acc if ii == i and d]
+        if not op.outs:
+            continue
+        held = []
+        if op.io[1] == HOLD:  # zero before the first hit (as recorded), then the last value
+            held = [f"if k > {op.rate.offset}:"] + [f"    {copy(f'r{s}[k - 1]', f'r{s}[k]')}"
+                                                     for s in op.outs]
+        lines = store(op, output_call(i, op))
+        if op.state is None:
+            lines += [f"a{i}_{j} = np.zeros_like(a{i}_{j})" for ii, j, _, _ in acc if ii == i]
+        w += guarded(op, lines, held + [f"v{s} = r{s}[k]" for s in op.outs])
+    for i, op in enumerate(ops):
+        if op.state is None:
+            continue
+        w += [f"        a{i}_{j} = a{i}_{j} + {read(s)}" for ii, j, s, d in acc
+              if ii == i and not d]
+        lines = [f"x{op.state} = {update_call(i, op)}"]
+        lines += [f"a{i}_{j} = np.zeros_like(a{i}_{j})" for ii, j, _, _ in acc if ii == i]
+        w += guarded(op, lines)
+    return w

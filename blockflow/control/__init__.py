@@ -1,0 +1,1 @@
+"""Control engineering: linearisation, python-control both ways."""

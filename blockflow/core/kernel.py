@@ -1,0 +1,177 @@
+"""Kernels: a block's step equations written once, run by numpy or compiled by numba.
+
+A block's step equations are plain functions of ``(parameters..., [state,] inputs...)``
+with no attribute access inside, marked with :func:`kernel`.  The block's ``output`` /
+``update`` call them on numpy arrays (the numpy path), and ``Block.kernel()`` hands the
+same functions and the current parameter values to the engine.  A kernel may carry an
+``into`` form, the same equation writing into a given buffer (an element loop that
+allocates nothing), which compiled loops call.  This module is what blocks import; how
+loops of kernels are generated, compiled and cached is :mod:`blockflow.backends`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import NamedTuple
+
+_KERNELS: dict[str, Callable] = {}
+def kernel(fn: Callable | None = None, *, name: str | None = None,
+           into: Callable | None = None, allocates: bool = True):
+    """Mark a step-equation function as a kernel: plain Python for numpy, compiled by
+    numba inside generated loops.  ``name`` gives closures a stable key.
+
+    ``into`` is the same equation writing its result into a given buffer, the form the
+    compiled loops call (no array is allocated per step): ``into(*args, out)`` fills
+    ``out`` (an output's record row, a tuple of rows for several outputs, or the state
+    itself for an update, which it then changes in place) and returns it.
+
+    ``allocates=False`` promises that the function creates no array (element loops over
+    ``.flat``, no ufuncs, no views kept): a loop calling only such functions is compiled
+    without numba's reference counting, which is most of a small loop's cost.  Array
+    parameters reach compiled kernels as arrays of at least one dimension (a 0-d one as
+    one element: read it as ``p.flat[0]``).
+    """
+
+    def mark(f):
+        key = name or f"{f.__module__}.{f.__qualname__}"
+        _KERNELS[key] = f
+        f.kernel_key = key
+        f.allocates = allocates
+        if into is not None:
+            f.into = into if hasattr(into, "kernel_key") else kernel(into, name=key + ".into")
+        return f
+
+    return mark(fn) if fn is not None else mark
+
+
+@kernel(allocates=False)
+def copy_into(src, out):
+    """``out[...] = src`` element by element (a held record row; numba's slice
+    assignment may copy through a temporary)."""
+    for i in range(out.size):
+        out.flat[i] = src.flat[i]
+    return out
+
+
+# into forms shared by the delays (UnitDelay, the engine's DelayLine), each a loop of its
+# own: a kernel calling another is compiled as a function of its own, not inlined
+@kernel(allocates=False)
+def take_state_into(x, u, out):
+    """``out`` = the state's first ``out.size`` elements (a delay's output)."""
+    for i in range(out.size):
+        out.flat[i] = x.flat[i]
+    return out
+
+
+@kernel(allocates=False)
+def take_input_into(x, u, out):
+    """``out`` (the state itself) = the input (a unit delay's update)."""
+    for i in range(out.size):
+        out.flat[i] = u.flat[i]
+    return out
+
+
+@kernel(allocates=False)
+def broadcast_at(p, out, i):
+    """The element of ``p`` that numpy's broadcasting puts at ``out.flat[i]`` (``p`` at
+    least 1-D, broadcastable to ``out``): element loops over parameters of any shape."""
+    n = p.size
+    if n == 1:
+        return p.flat[0]
+    if n == out.size:  # then p's shape is out's, less leading ones
+        return p.flat[i]
+    off = out.ndim - p.ndim
+    j, stride, rem = 0, 1, i
+    for d in range(out.ndim - 1, off - 1, -1):
+        dim, pd = out.shape[d], p.shape[d - off]
+        if pd != 1:
+            j += (rem % dim) * stride
+            stride *= pd
+        rem //= dim
+    return p.flat[j]
+
+
+@kernel(allocates=False)
+def rows_matmul(u, M, out):
+    """``out[r] += u[r] @ M`` for every row ``r`` of ``u`` (B, n) and ``out`` (B, m): the
+    matrix product of the compiled forms, in place (no allocation; ``M`` is (n, m))."""
+    n, m = M.shape[0], M.shape[1]
+    for r in range(out.shape[0]):
+        if m < 16:  # narrow: one sum in a register per output element
+            for j in range(m):
+                s = out[r, j]
+                for i in range(n):
+                    s += u[r, i] * M[i, j]
+                out[r, j] = s
+        else:  # wide: along M's rows (contiguous, vectorised)
+            for i in range(n):
+                ui = u[r, i]
+                for j in range(m):
+                    out[r, j] += ui * M[i, j]
+    return out
+
+
+@kernel(allocates=False)
+def fill_rows(b, out):
+    """``out[r] = b`` for every row ``r`` (the last axis) of ``out``."""
+    m = b.size
+    for r in range(out.size // m):
+        for j in range(m):
+            out.flat[r * m + j] = b.flat[j]
+    return out
+
+
+def into_form(f: Callable | None) -> Callable | None:
+    """The kernel's form that writes into ``out`` (see :func:`kernel`), if it has one."""
+    return getattr(f, "into", None) if f is not None else None
+
+
+class Kernel(NamedTuple):
+    """What a block gives the compiled path: its step functions and their parameters.
+
+    ``output(*params, [x,] *inputs)`` returns one array or a tuple (outputs, then
+    residuals); ``update(*params, x, *inputs)`` the next state (stateful blocks);
+    ``params`` are read when the loop runs.
+    """
+
+    output: Callable
+    update: Callable | None = None
+    params: tuple = ()
+
+
+def generated_kernel(key: str, source: str, fname: str, namespace: dict,
+                     into: str | None = None) -> Callable:
+    """A kernel written for one configuration (an arity, a list of widths) from source,
+    made once per process under the stable name ``key``; ``into`` is the source of its
+    form writing into ``out`` (an element loop, which allocates nothing)."""
+    f = _KERNELS.get(key)
+    if f is None:
+        exec(source, namespace)  # noqa: S102 - source built by the library from integers
+        f = namespace.pop(fname)
+        if isinstance(into, str):
+            exec(into, namespace)  # noqa: S102 - the same
+            g = kernel(namespace.pop(fname), name=key + ".into", allocates=False)
+            g.kernel_source, into = into, g
+        f = kernel(f, name=key, into=into)
+        f.kernel_source = source
+    return f
+
+
+def elementwise_into(f: Callable, nargs: int, key: str) -> Callable:
+    """The form of an elementwise kernel ``f(a_1, ..., a_n)`` (written so that it works on
+    numbers as well as arrays) that writes ``out[i] = f(a_1[i], ..., a_n[i])`` over every
+    element: the arguments have the output's shape, so nothing is allocated."""
+    args = [f"a{i}" for i in range(nargs)]
+    src = [f"def f({', '.join(args)}, out):", "    for i in range(out.size):",
+           f"        out.flat[i] = F({', '.join(a + '.flat[i]' for a in args)})",
+           "    return out"]
+    namespace = {"F": f}
+    exec("\n".join(src) + "\n", namespace)  # noqa: S102 - source built from integers
+    g = kernel(namespace.pop("f"), name=key, allocates=False)
+    g.kernel_source = "\n".join(src) + "\n# F:\n" + _text(f)
+    return g
+
+
+def _text(f) -> str:
+    return getattr(f, "kernel_source", None) or inspect.getsource(f)

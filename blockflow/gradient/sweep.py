@@ -1,0 +1,231 @@
+"""The backward sweep: run the reciprocal model over reversed time on a forward Trace.
+
+In reversed time an advance is a delay, so the sweep is the ordinary executor run from
+``k = T-1`` down to ``0`` with zero terminal state, its trace-reading blocks fed from the
+forward Trace.  Loop-free parts sweep whole sequences at once.  Parameter gradients are
+then one contraction over time per parameter, ``dJ/dw = sum_k delta_j(k) a_i(k)``, never
+accumulated step by step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from blockflow.backends.execute import run_plan
+from blockflow.core.model import Model
+from blockflow.errors import SimulationError
+from blockflow.gradient.causal import causal_sweep
+from blockflow.gradient.gradients import (
+    Gradients,
+    bind_output_deltas,
+    broadcast_target,
+    param_grads,
+    reciprocal_plan,
+)
+from blockflow.gradient.losses import resolve
+from blockflow.gradient.online import streamer
+from blockflow.gradient.schedules import Causal, Full, Schedule, Streamed, as_schedule
+from blockflow.plan.compiler import Plan, compile
+from blockflow.run.simulate import simulate
+from blockflow.run.trace import Trace, check_finite_data
+
+
+def sweep(model: Model, trace: Trace, dL_dy: dict, schedule: Schedule | None = None, *,
+          window: int | None = None, chunked: bool = False, online: bool = False
+          ) -> Gradients:
+    """Backward sweep of ``model`` over ``trace`` with output deltas ``dL_dy``.
+
+    Parameters
+    ----------
+    model : Model
+    trace : Trace
+        The forward trace of ``model``.
+    dL_dy : dict
+        ``{outport: (T, B, *shape) array}``; Outports left out get zero.
+    schedule : Schedule, default Full()
+        How the sweep covers time (:mod:`blockflow.gradient.schedules`).
+    window, chunked, online
+        Shorthands: ``window=h`` is ``Window(h)``, with ``chunked=True`` ``Chunked(h)``;
+        ``online=True`` is ``Causal()``.
+
+    Returns
+    -------
+    Gradients
+        Deltas cover all ``T`` steps (zero outside the swept windows).
+    """
+    schedule = as_schedule(schedule, window=window, chunked=chunked, online=online)
+    if isinstance(schedule, Streamed):
+        raise SimulationError("a Streamed schedule runs beside the forward model: call "
+                              "backward(model, inputs, ..., schedule=Streamed(chunk))")
+    if isinstance(schedule, Causal):
+        return causal_sweep(model, trace, dL_dy)
+    rplan = reciprocal_plan(model)
+    T, B = trace.T, trace.B
+    dl = bind_output_deltas(rplan, dL_dy, T, B, model.name)
+    spans = schedule.spans(T)
+    bufs: list = [None] * len(rplan.slot_types)
+    finals = {}
+    for a, b in spans:
+        part = _sweep_span(rplan, trace, dl, a, b)
+        finals = part.final_states
+        if len(spans) == 1 and (a, b) == (0, T):
+            bufs = part.bufs
+            break
+        for i, arr in enumerate(part.bufs):
+            if arr is None:
+                continue
+            if bufs[i] is None:
+                bufs[i] = np.zeros((T, *arr.shape[1:]), arr.dtype)
+            bufs[i][a:b] = arr
+    deltas = Trace(rplan, bufs, T, B, finals)
+    resets = tuple(a for a, _ in spans if a > 0)
+    grads = param_grads(trace, deltas, resets=resets, start=spans[0][0])
+    return Gradients(grads, {n: deltas[n] for n in rplan.outports}, deltas)
+
+
+def _sweep_span(rplan: Plan, trace: Trace, dl: dict, start: int, stop: int) -> Trace:
+    """The reciprocal run over steps ``start..stop-1`` from zero state at ``stop``."""
+    bufs: list = [None] * len(rplan.slot_types)
+    for slot, g in dl.items():
+        bufs[slot] = g[start:stop]
+    for slot, path, read in rplan.trace_reads:
+        bufs[slot] = trace[(path, read.port)][start:stop]
+    finals = run_plan(rplan, stop - start, trace.B, bufs, reverse=True)
+    return Trace(rplan, bufs, stop - start, trace.B, finals)
+
+
+def output_deltas(trace: Trace, loss, targets) -> tuple[float, dict]:
+    """Loss value and ``dL/dy`` for each Outport with a target."""
+    outs = trace.plan.outports
+    if not isinstance(targets, dict):
+        if len(outs) != 1:
+            raise SimulationError(f"model has Outports {sorted(outs)}: give targets as a dict")
+        targets = {next(iter(outs)): targets}
+    f = resolve(loss)
+    total, dL = 0.0, {}
+    for name, d in targets.items():
+        if name not in outs:
+            raise SimulationError(f"targets name {name!r}, which is not an Outport; the "
+                                  f"Outports are {sorted(outs)}")
+        y = trace[name]
+        value, g = f(y, broadcast_target(name, y, d))
+        total += value
+        dL[name] = g
+    return total, dL
+
+
+def backward(model: Model, inputs: dict | None = None, *, loss="sse", targets=None,
+             dL_dy: dict | None = None, steps: int | None = None, batch: int | None = None,
+             schedule: Schedule | None = None, window: int | None = None,
+             chunked: bool = False, online: bool = False, trace: Trace | None = None,
+             update=None, check_finite: bool = True, params: dict | None = None
+             ) -> Gradients:
+    """Simulate ``model``, apply the loss, sweep back: every gradient at once.
+
+    Either ``targets`` (with ``loss``: ``"sse"``, ``"mse"``, ``"cross_entropy"`` or a
+    callable ``(y, d) -> (value, dL/dy)``) or ``dL_dy`` directly.  ``schedule`` (or the
+    shorthands ``window``, ``chunked``, ``online``) picks the gradient mode
+    (:mod:`blockflow.gradient.schedules`).  ``Streamed(chunk)`` runs the forward model and the
+    causal reciprocal side by side from ``inputs`` and calls ``update(grads, k)`` after
+    each chunk; it gives parameter gradients and the loss (no input deltas).
+    ``check_finite`` refuses inputs, targets and output deltas holding NaN or infinity,
+    and a forward run producing one (see :func:`~blockflow.run.simulate`).
+    """
+    if params:  # parameters per batch member: gradients per member
+        from blockflow.plan.cache import pinned
+        from blockflow.run.batched import batched, check_batched, per_member
+
+        if update is not None:
+            raise SimulationError("backward(params=...) gives per-member gradients of "
+                                  "batched parameters; it cannot apply an update to them")
+        if isinstance(as_schedule(schedule, window=window, chunked=chunked, online=online),
+                      Streamed):
+            raise SimulationError("backward(params=...) takes the Full, Truncated or "
+                                  "Chunked schedule: Streamed(chunk) updates shared weights "
+                                  "online and has no per-member gradients of batched "
+                                  "parameters; run one backward per parameter set instead")
+        plan = compile(model)
+        reciprocal_plan(model)  # built before the parameters are swapped
+        batch, checked = check_batched(plan, params, batch)
+        with pinned(model), batched(checked):
+            g = backward(model, inputs, loss=loss, targets=targets, dL_dy=dL_dy, steps=steps,
+                         batch=batch, schedule=schedule, window=window, chunked=chunked,
+                         online=online, trace=trace, check_finite=check_finite)
+        g.params = per_member(g.params, checked)
+        return g
+    schedule = as_schedule(schedule, window=window, chunked=chunked, online=online)
+    if not isinstance(schedule, Full) and compile(model).multirate:
+        raise SimulationError(
+            f"model {model.name!r} runs blocks at several rates "
+            f"({', '.join(sorted(compile(model).rates))} off the base rate); its gradient "
+            f"takes the Full schedule, not {type(schedule).__name__}")
+    if check_finite:
+        for what, data in (("target", targets), ("dL_dy", dL_dy)):
+            items = data.items() if isinstance(data, dict) else [("", data)]
+            for name, a in items:
+                if a is not None:
+                    check_finite_data(what, name, a)
+    if isinstance(schedule, Streamed):
+        if targets is None or trace is not None or dL_dy is not None:
+            raise SimulationError("Streamed(chunk) runs from inputs and targets: give "
+                                  "inputs= and targets=, not trace= or dL_dy=")
+        value, params = streamer(model, schedule.chunk).run(inputs, targets, loss=loss,
+                                                            update=update)
+        return Gradients(params, {}, None, value)
+    tr = trace if trace is not None else simulate(model, inputs, steps=steps, batch=batch,
+                                                  check_finite=check_finite)
+    if dL_dy is None:
+        if targets is None and loss == "sum":  # the outputs are losses already
+            targets = {n: np.zeros_like(a) for n, a in tr.outputs().items()}
+        if targets is None:
+            raise SimulationError("give targets (with a loss) or dL_dy")
+        value, dL_dy = output_deltas(tr, loss, targets)
+    else:
+        value = None
+    g = sweep(model, tr, dL_dy, schedule)
+    g.loss = value
+    if update is not None:
+        update(g.params, tr.T)
+    return g
+
+
+def grad(model: Model, inputs: dict | None = None, *, loss="sse", targets=None,
+         dL_dy: dict | None = None, **kw) -> tuple[float | None, dict]:
+    """``(loss value, dJ/dw)`` with gradients keyed like ``model.parameters()``.
+
+    Examples
+    --------
+    >>> from models.closed_loop import tanh_loop
+    >>> m = tanh_loop()
+    >>> J, g = grad(m, {"r": np.ones((20, 1))}, targets=np.zeros((20, 1)))
+    >>> sorted(g)
+    ['kc.K', 'plant.a', 'plant.b']
+    """
+    g = backward(model, inputs, loss=loss, targets=targets, dL_dy=dL_dy, **kw)
+    return g.loss, g.params
+
+
+def output_gradient(model: Model, inputs: dict | None = None, *, output: str | None = None,
+                    step: int = -1, index: tuple = (), **kw) -> Gradients:
+    """Gradients of one output sample, ``y(step)[index]``, instead of a loss.
+
+    The reciprocal network fed with a unit impulse at that output: ``.inputs[x][j]`` is
+    ``dy(step)/dx(j)`` for every step ``j`` (zero after ``step``: the model is causal), and
+    ``.params`` is ``dy/dw``, summed over the batch.
+    """
+    tr = simulate(model, inputs, **kw)
+    outs = tr.plan.outports
+    if output is None:
+        if len(outs) != 1:
+            raise SimulationError(f"model has Outports {sorted(outs)}: say which output=")
+        output = next(iter(outs))
+    if output not in outs:
+        raise SimulationError(f"{output!r} is not an Outport of {model.name!r}; its Outports "
+                              f"are {sorted(outs)}")
+    seed = np.zeros_like(tr[output])
+    try:
+        seed[(step, slice(None), *index)] = 1.0
+    except IndexError:
+        raise SimulationError(f"no sample {(step, *index)} in output {output!r} of shape "
+                              f"{tr[output].shape[:1] + tr[output].shape[2:]}") from None
+    return sweep(model, tr, {output: seed})

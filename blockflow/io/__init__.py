@@ -1,0 +1,2 @@
+"""Models as data and as pictures: model files (``modelfile``) and diagrams
+(``export``)."""

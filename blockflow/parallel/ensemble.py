@@ -1,0 +1,744 @@
+"""Parameter sweeps, Monte-Carlo runs and many trainings: local processes by default, any
+``concurrent.futures.Executor``, or a Dask cluster.
+
+:func:`parameter_sweep` runs a model over a grid (or a list) of parameter sets times
+seeds.  Runs are grouped into *chunks*: runs that differ only in parameters their blocks
+take per batch member (``Block.batchable``, :mod:`blockflow.run.batched`) share one vectorised
+simulation, one run per batch member; the others run in chunks of their own.  Chunks go
+to the executor as plain data: the model as its model file (or pickled, when it holds
+Python callables), the runs' parameter values and seeds.  A chunk that fails is retried
+run by run, so a failure is reported with its parameter set and every other run
+finishes.  With ``out=`` each finished chunk is written to its own file at once, and a
+sweep started again with the same ``out`` loads those instead of running them again.
+
+:func:`train_many` trains a model from many tasks (seeds, learning rates, ...) the same
+way, each with its own checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import json
+import logging
+import os
+import pickle
+import sys
+import zipfile
+import zlib
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from blockflow.core.model import Model
+from blockflow.errors import BlockflowError, ModelFileError, ParameterError
+from blockflow.fsutil import atomic_write
+
+log = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------- transport
+def _pickler():
+    try:
+        import cloudpickle  # lambdas and local functions too (installed with dask)
+
+        return cloudpickle
+    except ImportError:
+        return pickle
+
+
+def pack_model(model: Model) -> tuple[str, bytes]:
+    """The model as it travels to a worker: its model file, or pickled when it holds
+    Python callables a model file cannot carry."""
+    from blockflow.io.modelfile import dumps
+
+    try:
+        return "file", dumps(model).encode()
+    except (ModelFileError, ParameterError):
+        return "pickle", _pickler().dumps(model)
+
+
+_MODELS: dict[str, Model] = {}  # per worker process: unpacked once per sweep
+
+
+def unpack_model(packed: tuple[str, bytes]) -> Model:
+    """A private copy of a packed model, cached per process (by content)."""
+    key = hashlib.sha1(packed[1]).hexdigest()
+    m = _MODELS.get(key)
+    if m is None:
+        from blockflow.io.modelfile import loads
+
+        m = loads(packed[1].decode()) if packed[0] == "file" else pickle.loads(packed[1])
+        if len(_MODELS) > 8:
+            _MODELS.clear()
+        _MODELS[key] = m
+    return m
+
+
+# ----------------------------------------------------------------------- runs
+@dataclass
+class Run:
+    """One run of a sweep: its position on the sweep axes, parameter values and seed."""
+
+    index: tuple
+    params: dict
+    seed: int
+
+
+@dataclass
+class Chunk:
+    """Runs sharing one simulation (their batchable parameters along the batch axis)."""
+
+    number: int
+    runs: list[Run]
+    batched: list[str] = field(default_factory=list)
+
+    def digest(self, model_key: str, spec: str, full: bool = False) -> str:
+        """A digest of everything the chunk's results depend on (``full``: the whole
+        digest, stored inside its file and checked before the file is reused)."""
+        text = json.dumps([model_key, spec, [(r.index, r.seed, {k: np.asarray(v).tolist()
+                                                                for k, v in r.params.items()})
+                                             for r in self.runs]], sort_keys=True)
+        d = hashlib.sha256(text.encode()).hexdigest()
+        return d if full else d[:12]
+
+
+MAX_RUNS = 10_000_000  # a larger sweep is refused before its run list is built
+
+
+def _values(key: str, v) -> list:
+    """A grid axis: a list (or 1-D array) of numbers, or a list of arrays."""
+    if isinstance(v, str | bytes | dict) or np.ndim(v) == 0:
+        raise ParameterError(f"parameter_sweep: the values of {key!r} must be a list of "
+                             f"values (e.g. [0.5, 1.0] or np.linspace(...)), got {v!r:.60}")
+    values = list(v)
+    if not values:
+        raise ParameterError(f"parameter_sweep: no values for {key!r}")
+    for x in values:
+        try:
+            a = np.asarray(x, dtype=float)
+        except (TypeError, ValueError):
+            a = None
+        if a is None or not np.isfinite(a).all():
+            raise ParameterError(f"parameter_sweep: {key!r} takes numbers or arrays of "
+                                 f"finite numbers, got {x!r:.60}")
+    return [float(x) if np.ndim(x) == 0 else x for x in values]
+
+
+def _axes(params) -> tuple[list[str], list[np.ndarray], list[dict], list[tuple]]:
+    """Sweep axes from a grid ``{key: values}`` (every combination) or a list of
+    parameter sets (one axis ``set``): names, coordinates, sets, their indices."""
+    if isinstance(params, dict):
+        if not params:
+            raise ParameterError("parameter_sweep: the grid is empty; give {\"block.param\": "
+                                 "[values]} (a run of the model as it is: simulate())")
+        names = list(params)
+        values = [_values(n, v) for n, v in params.items()]
+        runs = int(np.prod([len(v) for v in values], dtype=object))
+        if runs > MAX_RUNS:
+            raise ParameterError(f"parameter_sweep: the grid has {runs:.3g} runs, more than "
+                                 f"{MAX_RUNS:,}; sweep fewer values, or in parts")
+        sets, idx = [], []
+        for combo in itertools.product(*(range(len(v)) for v in values)):
+            sets.append({n: values[i][j] for i, (n, j) in enumerate(zip(names, combo,
+                                                                        strict=True))})
+            idx.append(combo)
+        coords = [np.asarray(v) for v in values]
+        return names, coords, sets, idx
+    if isinstance(params, str | bytes) or not hasattr(params, "__iter__"):
+        sets = None
+    else:
+        sets = list(params)
+    if not sets or not all(isinstance(s, dict) and s for s in sets):
+        raise ParameterError("parameter_sweep: params is a dict {key: values} (a grid) or a "
+                             f"non-empty list of dicts (parameter sets), got {params!r:.60}")
+    for s in sets:
+        for k, v in s.items():
+            _values(k, [v])
+    return ["set"], [np.arange(len(sets))], [dict(s) for s in sets], \
+        [(i,) for i in range(len(sets))]
+
+
+def _chunks(model: Model, sets, idx, seeds, chunk_size: int) -> list[Chunk]:
+    keys = list(sets[0]) if sets else []
+    for s in sets:
+        if list(s) != keys:
+            raise ParameterError("parameter_sweep: every parameter set must name the same "
+                                 f"parameters; {sorted(s)} differs from {sorted(keys)}")
+    known = model.parameters(trainable_only=False)
+    batchable = []
+    for k in keys:
+        if k not in known:
+            raise ParameterError(f"parameter_sweep: model {model.name!r} has no parameter "
+                                 f"{k!r}; it has {sorted(known)}")
+        path, _, name = k.rpartition(".")
+        for st in sets:
+            if np.shape(st[k]) != known[k].shape:
+                raise ParameterError(f"parameter_sweep: {k!r} has shape {known[k].shape}, "
+                                     f"got a value of shape {np.shape(st[k])}")
+        if name in model.block(path).batchable:
+            batchable.append(k)
+    groups: dict = {}
+    for s, i in zip(sets, idx, strict=True):
+        fixed = json.dumps({k: np.asarray(s[k]).tolist() for k in keys if k not in batchable},
+                           sort_keys=True)
+        for seed in seeds:
+            groups.setdefault(fixed, []).append(Run(i, s, int(seed)))
+    chunks = []
+    for runs in groups.values():
+        for a in range(0, len(runs), chunk_size):
+            chunks.append(Chunk(len(chunks), runs[a:a + chunk_size], batchable))
+    return chunks
+
+
+@dataclass
+class _Spec:
+    """What every chunk of a sweep shares (sent with each chunk)."""
+
+    model: tuple
+    inputs: object
+    steps: int | None
+    outputs: list | None
+    metric: Callable | None
+    backend: str | None
+
+
+def _inputs_for(spec: _Spec, runs: list[Run], plan) -> dict | None:
+    """The chunk's inputs: shared, or each run's ``inputs(seed)`` along the batch axis
+    (a run's array may be ``(T, *shape)`` or ``(T, 1, *shape)``)."""
+    if spec.inputs is None:
+        return None
+    if not callable(spec.inputs):
+        return spec.inputs
+    per = [spec.inputs(r.seed) for r in runs]
+    out = {}
+    for k in per[0]:
+        n = len(plan.slot_types[plan.inports[k]].shape) if k in plan.inports else None
+        arrays = [np.asarray(d[k]) for d in per]
+        arrays = [a[:, 0] if n is not None and a.ndim == n + 2 and a.shape[1] == 1 else a
+                  for a in arrays]
+        out[k] = np.stack(arrays, axis=1)
+    return out
+
+
+def run_chunk(spec: _Spec, chunk: Chunk) -> dict:
+    """Run one chunk (on a worker): signals ``(T, B_chunk, ...)`` or per-run metrics."""
+    from blockflow.run.simulate import simulate
+
+    model = unpack_model(spec.model)
+    fixed = {k: v for k, v in chunk.runs[0].params.items() if k not in chunk.batched}
+    own = model.parameters(trainable_only=False)
+    saved = {k: own[k].copy() for k in fixed}
+    try:
+        for k, v in fixed.items():
+            own[k][...] = v
+        batched = {k: np.stack([np.asarray(r.params[k], dtype=own[k].dtype)
+                                for r in chunk.runs]) for k in chunk.batched}
+        B = len(chunk.runs)
+        from blockflow.plan.compiler import compile
+
+        # each run's seed reaches its inputs(seed) and every random block of the model
+        tr = simulate(model, _inputs_for(spec, chunk.runs, compile(model)), steps=spec.steps,
+                      batch=B, params=batched or None, backend=spec.backend,
+                      seed=[r.seed for r in chunk.runs])
+    finally:
+        for k, v in saved.items():
+            own[k][...] = v
+    names = spec.outputs or list(tr.plan.outports)
+    signals = {n: np.asarray(tr[n]) for n in names}
+    if spec.metric is None:
+        return {"signals": signals, "time": tr.time}
+    metrics, errors = [], {}
+    for b in range(B):  # a metric failing for one run fails that run alone
+        try:
+            value = spec.metric({n: a[:, b] for n, a in signals.items()}, tr.time)
+            metrics.append(dict(value) if isinstance(value, dict) else {"metric": float(value)})
+        except Exception as e:  # noqa: BLE001 - reported per run by the sweep
+            metrics.append({})
+            errors[b] = f"{type(e).__name__} in metric: {e}"
+    return {"metrics": metrics, "run_errors": errors}
+
+
+def _save_chunk(path: Path, result: dict, errors: dict, key: str) -> None:
+    buf = io.BytesIO()
+    arrays = {f"s~{n}": a for n, a in result.get("signals", {}).items()}
+    if "time" in result:
+        arrays["time"] = result["time"]
+    meta = {"metrics": result.get("metrics"), "errors": {str(k): v for k, v in errors.items()},
+            "key": key}
+    np.savez(buf, **arrays, meta=np.array(json.dumps(meta)))
+    atomic_write(path, buf.getvalue())
+
+
+def _load_chunk(path: Path, key: str) -> tuple[dict, dict] | None:
+    """A finished chunk's results, or ``None`` where the file is damaged or holds another
+    chunk's data (its stored key differs): then the chunk is computed again."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            if not isinstance(meta, dict) or meta.get("key") != key:
+                log.warning("chunk file %s holds another chunk's results (its key differs): "
+                            "computed again", path)
+                return None
+            result = {"signals": {k[2:]: z[k] for k in z.files if k.startswith("s~")}}
+            if "time" in z.files:
+                result["time"] = z["time"]
+            if meta["metrics"] is not None:
+                result = {"metrics": meta["metrics"]}
+            return result, {int(k): v for k, v in meta["errors"].items()}
+    except (OSError, ValueError, EOFError, KeyError, TypeError, zipfile.BadZipFile,
+            zlib.error) as e:
+        log.warning("chunk file %s is damaged (%s: %s): computed again", path,
+                    type(e).__name__, e)
+        return None
+
+
+def _array_key(v) -> str:
+    a = np.ascontiguousarray(np.asarray(v))
+    return f"{a.dtype.str}{a.shape}{hashlib.sha256(a.tobytes()).hexdigest()}"
+
+
+def _function_key(f) -> str:
+    """What a chunk's ``inputs``/``metric`` function computes from (its code and the values
+    it reads, :mod:`blockflow.core.codekey`); unkeyable functions key by a fresh token, so their
+    chunks are never reused."""
+    from blockflow.core.codekey import function_key
+
+    if f is None:
+        return "none"
+    key, why = function_key(f)
+    if key is None:
+        log.info("chunks of %s are not reused: %s", _name(f), why)
+        return f"unkeyable-{os.getpid()}-{id(f)}-{os.urandom(8).hex()}"
+    return key
+
+
+class _Serial(Executor):
+    """Runs each task at submit time, in this process."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        from concurrent.futures import Future
+
+        f: Future = Future()
+        try:
+            f.set_result(fn(*args, **kwargs))
+        except Exception as e:  # noqa: BLE001 - reported per run by the sweep
+            f.set_exception(e)
+        return f
+
+
+def _executor(executor, workers: int | None, n_tasks: int):
+    """``(executor, owned)``: a Dask client's executor, a given one, or local processes."""
+    if workers is not None and not (isinstance(workers, int) and not isinstance(workers, bool)
+                                    and workers >= 1):
+        raise ParameterError(f"workers must be a positive number of processes (or None: "
+                             f"one per core), got {workers!r}")
+    if executor == "serial" or (executor is None and n_tasks <= 1):
+        return _Serial(), False
+    if executor is None or executor == "processes":
+        import multiprocessing as mp
+
+        _check_main_guard()
+
+        n = workers or os.cpu_count() or 1
+        if "forkserver" in mp.get_all_start_methods():
+            # workers fork from a server that imported the library once: they start in
+            # milliseconds, and safely (the server has no threads)
+            ctx = mp.get_context("forkserver")
+            ctx.set_forkserver_preload(["blockflow.parallel.ensemble", "blocks"])
+        else:
+            ctx = mp.get_context("spawn")
+        return ProcessPoolExecutor(max_workers=min(n, n_tasks), mp_context=ctx), True
+    if type(executor).__module__.startswith("distributed") and hasattr(executor,
+                                                                        "get_executor"):
+        return executor.get_executor(), False  # a dask.distributed.Client
+    if isinstance(executor, Executor):
+        return executor, False
+    raise ParameterError(f"executor must be None (local processes), 'serial', a "
+                         f"concurrent.futures.Executor or a dask.distributed.Client; got "
+                         f"{executor!r}")
+
+
+def _check_main_guard() -> None:
+    """Local worker processes import the main script again: a script that starts a sweep
+    at its top level without ``if __name__ == "__main__":`` would start it again in every
+    worker (Python then breaks the pool with pages of tracebacks).  Refuse, in one line."""
+    import ast
+    import inspect
+
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if path is None or not os.path.isfile(path):
+        return  # interactive, a notebook, python -c: nothing is imported again
+    for info in inspect.stack(context=0):
+        if info.frame.f_globals is not vars(main) or info.function != "<module>":
+            continue
+        try:
+            tree = ast.parse(open(path, encoding="utf-8").read())
+        except (OSError, SyntaxError, ValueError):
+            return
+        guarded = [(n.lineno, n.end_lineno) for n in ast.walk(tree)
+                   if isinstance(n, ast.If) and "__main__" in ast.unparse(n.test)
+                   and "__name__" in ast.unparse(n.test)]
+        if not any(a <= info.lineno <= b for a, b in guarded):
+            raise ParameterError(
+                f"{os.path.basename(path)}, line {info.lineno}: a sweep on local processes "
+                "must start under `if __name__ == \"__main__\":` (each worker imports the "
+                "script again and would start the sweep anew); add the guard, or pass "
+                "executor=\"serial\"")
+        return
+
+
+def _name(f) -> str | None:
+    return None if f is None else str(getattr(f, "__qualname__", f))
+
+
+def _payload(obj):
+    """Callables made picklable for the trip (cloudpickle when available)."""
+    return _pickler().dumps(obj)
+
+
+def _run_packed(spec_bytes: bytes, chunk: Chunk) -> dict:
+    return run_chunk(pickle.loads(spec_bytes), chunk)
+
+
+def _check_result_size(model: Model, runs: int, inputs, steps, outputs) -> None:
+    """Refuse a sweep whose kept signals cannot fit in memory, before it runs (as
+    ``simulate`` refuses a run), with the estimate."""
+    from blockflow.backends.execute import available_memory
+    from blockflow.plan.compiler import compile
+
+    if steps is None and isinstance(inputs, dict) and inputs:
+        steps = len(np.asarray(next(iter(inputs.values()))))
+    if steps is None:
+        return  # (inputs(seed) decides; not called here)
+    plan = compile(model)
+
+    def size(name: str) -> int:  # samples per step of a kept signal (1 where unknown)
+        path, _, port = name.partition(".")
+        slot = plan.outports.get(name, plan.inports.get(name, plan.slots.get((path, port))))
+        if slot is None and path in plan.flat.blocks and plan.flat.blocks[path].outputs:
+            slot = plan.slots.get((path, plan.flat.blocks[path].outputs[0]))
+        return 1 if slot is None else plan.slot_types[slot].size
+
+    slots = list(outputs) if outputs else list(plan.outports)
+    need = runs * int(steps) * sum(size(n) for n in slots) * 8
+    have = available_memory()
+    if need > 0.9 * have:
+        gib = 1024.0**3
+        raise ParameterError(f"parameter_sweep: {runs:,} runs x {steps:,} steps of "
+                             f"{len(slots)} kept signals need about {need / gib:.3g} GiB, "
+                             f"but {have / gib:.3g} GiB are available; pass metric= (one row "
+                             "per run), keep fewer outputs=, or sweep in parts")
+
+
+def _sweep_backend(model: Model, backend: str | None, chunks: list, inputs, steps) -> str:
+    """One backend for every chunk of a sweep, whichever process runs it: the policy's
+    decision for a chunk's batch over all the sweep's chunks (:mod:`blockflow.backends.policy`),
+    made here once so that no chunk's numbers depend on where it ran."""
+    from blockflow.backends.policy import plan_backend
+    from blockflow.plan.compiler import compile
+
+    plan = compile(model, backend=backend)
+    if plan.backend != "auto":
+        return plan.backend
+    if steps is None and isinstance(inputs, dict) and inputs:
+        steps = len(np.asarray(next(iter(inputs.values()))))
+    if steps is None:  # (inputs(seed) is not called here: a sweep is work enough)
+        steps = 10**9
+    B = max(len(c.runs) for c in chunks)
+    return plan_backend(plan, steps, B, runs=sum(len(c.runs) for c in chunks))
+
+
+def parameter_sweep(model: Model, params, *, seeds=1, inputs=None, steps: int | None = None,
+                    outputs: Sequence[str] | None = None, metric: Callable | None = None,
+                    executor=None, workers: int | None = None, chunk_size: int = 256,
+                    out: str | Path | None = None, progress: bool = True,
+                    backend: str | None = None):
+    """Run ``model`` for every parameter set times every seed.
+
+    A chunk file under ``out`` is reused when everything its results depend on matches:
+    the model file, the runs' parameter values and seeds, ``steps``, ``outputs``, the
+    backend, the shared inputs' bytes, and the ``inputs`` and ``metric`` functions' code
+    and the values they read (:mod:`blockflow.core.codekey`).  The key is stored inside each
+    file and checked before it is reused; a damaged file or one holding another chunk's
+    results is computed again.
+
+    Parameters
+    ----------
+    params : dict or list of dict
+        ``{"block.param": values}`` sweeps every combination (a grid; one axis per
+        parameter, scalar values or arrays of the parameter's shape); a list of dicts is
+        a list of parameter sets (one axis, ``set``).
+    seeds : int or sequence of int
+        ``n`` means seeds ``0 .. n-1``; each seed is one run per parameter set.  A run's
+        seed is passed to ``inputs(seed)`` and is the run seed of every random block in
+        the model (``Noise``: see ``simulate(seed=)``), so one seed gives the same noise
+        for every parameter value, whatever the chunking, backend or executor.
+    inputs : dict or callable, optional
+        Inport data shared by every run (``(T, *shape)``), or ``inputs(seed)`` returning
+        one run's ``{inport: (T, *shape)}`` (noise, random references).
+    steps : int, optional
+        Needed when the model has no Inports.
+    outputs : list of str, optional
+        Signals to keep (default: the Outports).
+    metric : callable, optional
+        ``metric(signals, time) -> float or {name: float}`` per run, with ``signals`` the
+        run's ``{name: (T, *shape)}``; the result is then a ``pandas.DataFrame`` of
+        metrics instead of traces.
+    executor : None, "serial", concurrent.futures.Executor or dask.distributed.Client
+        Where chunks run (default: local processes, one per core).
+    chunk_size : int
+        The most runs simulated together.
+    out : path, optional
+        A folder: each chunk's result is written there as it finishes, and a sweep
+        started again with the same folder reuses the finished chunks.
+
+    Returns
+    -------
+    xarray.Dataset or pandas.DataFrame
+        Without ``metric``: every kept signal with dims (sweep axes, ``seed``, ``time``,
+        sample axes), a coordinate per swept parameter and ``time`` in seconds; runs
+        that failed hold NaN and are listed in ``attrs["failed_runs"]``.  With ``metric``:
+        one row per run (parameter values, seed, metrics, ``error``).
+    """
+    names, coords, sets, idx = _axes(params)
+    seed_list = list(range(seeds)) if isinstance(seeds, int | np.integer) else list(seeds)
+    if not seed_list:
+        raise ParameterError("parameter_sweep: seeds must give at least one seed")
+    if not (isinstance(chunk_size, int) and chunk_size >= 1):
+        raise ParameterError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    chunks = _chunks(model, sets, idx, seed_list, chunk_size)
+    if metric is None:
+        _check_result_size(model, sum(len(c.runs) for c in chunks), inputs, steps, outputs)
+    backend = _sweep_backend(model, backend, chunks, inputs, steps)
+    spec = _Spec(pack_model(model), inputs, steps, list(outputs) if outputs else None,
+                 metric, backend)
+    spec_bytes = _payload(spec)
+    model_key = hashlib.sha1(spec.model[1]).hexdigest()
+    # what a finished chunk's file must match to be reused: the model file, the settings,
+    # the functions' code and the values they read, the shared inputs' bytes
+    spec_key = json.dumps([steps, spec.outputs, str(backend), _function_key(metric),
+                           _function_key(inputs) if callable(inputs) else None
+                           if inputs is None else {k: _array_key(v) for k, v in inputs.items()}])
+    folder = Path(out) if out is not None else None
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+
+    results: dict[int, dict] = {}
+    errors: dict[int, dict] = {}  # chunk -> {run position: message}
+    todo = []
+    for c in chunks:
+        f = folder / f"chunk-{c.number:05d}-{c.digest(model_key, spec_key)}.npz" \
+            if folder else None
+        loaded = _load_chunk(f, c.digest(model_key, spec_key, full=True)) \
+            if f is not None and f.exists() else None
+        if loaded is not None:
+            results[c.number], errors[c.number] = loaded
+            log.info("chunk %d: loaded from %s", c.number, f)
+        else:
+            todo.append((c, f))
+    pool, owned = _executor(executor, workers, len(todo))
+    bar = None
+    if progress and todo:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=sum(len(c.runs) for c, _ in todo), desc=model.name, unit="run")
+    def finished():  # (chunk, file, future) as each chunk finishes
+        if isinstance(pool, _Serial):  # one by one, each saved before the next starts
+            for c, f in todo:
+                yield c, f, pool.submit(run_chunk, spec, c)
+            return
+        futures = {pool.submit(_run_packed, spec_bytes, c): (c, f) for c, f in todo}
+        for fut in as_completed(futures):
+            yield (*futures[fut], fut)
+
+    try:
+        for c, f, fut in finished():
+            try:
+                res = fut.result()
+                errs = res.pop("run_errors", {})
+            except Exception as e:  # noqa: BLE001 - isolate the failing runs
+                res, errs = _retry_runs(pool, spec_bytes, c, e)
+            results[c.number], errors[c.number] = res, errs
+            if f is not None:
+                _save_chunk(f, res, errs, c.digest(model_key, spec_key, full=True))
+            if bar is not None:
+                bar.update(len(c.runs))
+    finally:
+        if bar is not None:
+            bar.close()
+        if owned:
+            pool.shutdown()
+    return _assemble(model, names, coords, seed_list, chunks, results, errors, metric)
+
+
+def _retry_runs(pool, spec_bytes: bytes, chunk: Chunk, error: Exception) -> tuple[dict, dict]:
+    """A failed chunk, run by run: what succeeds is kept, each failure is recorded."""
+    if len(chunk.runs) == 1:
+        return {}, {0: f"{type(error).__name__}: {error}"}
+    parts, errs = [], {}
+    singles = [Chunk(chunk.number, [r], chunk.batched) for r in chunk.runs]
+    if isinstance(pool, _Serial):
+        futs = [pool.submit(run_chunk, pickle.loads(spec_bytes), s) for s in singles]
+    else:
+        futs = [pool.submit(_run_packed, spec_bytes, s) for s in singles]
+    for i, fut in enumerate(futs):
+        try:
+            part = fut.result()
+            failed = part.pop("run_errors", {})
+            parts.append(part)
+            if failed:
+                errs[i] = failed[0]
+        except Exception as e:  # noqa: BLE001
+            parts.append(None)
+            errs[i] = f"{type(e).__name__}: {e}"
+            log.warning("run %s (seed %d) failed: %s", chunk.runs[i].params,
+                        chunk.runs[i].seed, errs[i])
+    good = next((p for p in parts if p is not None), None)
+    if good is None:
+        return {}, errs
+    if "metrics" in good:
+        return {"metrics": [p["metrics"][0] if p else {} for p in parts]}, errs
+    sig = {}
+    for n, a in good["signals"].items():
+        sig[n] = np.concatenate([p["signals"][n] if p else np.full_like(a, np.nan)
+                                 for p in parts], axis=1)
+    return {"signals": sig, "time": good["time"]}, errs
+
+
+def _assemble(model, names, coords, seeds, chunks, results, errors, metric):
+    failed = []
+    for c in chunks:
+        for i, msg in errors.get(c.number, {}).items():
+            r = c.runs[i]
+            failed.append({"params": {k: np.asarray(v).tolist() for k, v in r.params.items()},
+                           "seed": r.seed, "error": msg})
+    if metric is not None:
+        from blockflow.run.trace import _require
+
+        pd = _require("pandas", "data")
+        rows = []
+        for c in chunks:
+            res = results.get(c.number, {})
+            for i, r in enumerate(c.runs):
+                row = {k: (v if np.ndim(v) == 0 else np.asarray(v).tolist())
+                       for k, v in r.params.items()}
+                row["seed"] = r.seed
+                m = res.get("metrics", [{}] * len(c.runs))[i]
+                row.update(m)
+                row["error"] = errors.get(c.number, {}).get(i)
+                rows.append((r.index, r.seed, row))
+        rows.sort(key=lambda x: (x[0], x[1]))  # sweep order, whatever the chunking
+        return pd.DataFrame([row for _, _, row in rows])
+    from blockflow.run.trace import _require
+
+    xr = _require("xarray", "data")
+    sample = next((res for res in results.values() if res.get("signals")), None)
+    if sample is None:
+        raise BlockflowError(f"every run of the sweep of {model.name!r} failed; the first: "
+                             f"{failed[0]['error'] if failed else '?'}")
+    time = sample["time"]
+    shape = [len(c) for c in coords] + [len(seeds)]
+    seed_pos = {s: i for i, s in enumerate(seeds)}
+    data = {}
+    for n, a in sample["signals"].items():
+        arr = np.full((*shape, len(time), *a.shape[2:]), np.nan)
+        for c in chunks:
+            res = results.get(c.number, {}).get("signals")
+            if res is None:
+                continue
+            for i, r in enumerate(c.runs):
+                arr[(*r.index, seed_pos[r.seed])] = res[n][:, i]
+        dims = (*names, "seed", "time", *(f"{n}_dim{j}" for j in range(a.ndim - 2)))
+        data[n] = (dims, arr)
+    coord = {nm: c for nm, c in zip(names, coords, strict=True) if np.ndim(c) == 1}
+    coord.update(seed=np.asarray(seeds), time=time)
+    return xr.Dataset(data, coords=coord, attrs={"model": model.name, "dt": model.dt,
+                                                 "failed_runs": json.dumps(failed)})
+
+
+# ------------------------------------------------------------------ trainings
+@dataclass
+class TrainResult:
+    """One task of :func:`train_many`: the task, its loss history, final parameters."""
+
+    task: dict
+    losses: list
+    params: dict
+    error: str | None = None
+
+    @property
+    def final_loss(self) -> float:
+        return self.losses[-1] if self.losses else float("inf")
+
+
+def _train_task(build_bytes: bytes, number: int, task: dict, inputs, targets, kw: dict,
+                folder: str | None) -> TrainResult:
+    from blockflow.train import Adam, train
+
+    build = pickle.loads(build_bytes)
+    model = build(**task)
+    opts = dict(kw)
+    if "lr" in task and "optimizer" not in opts:
+        opts["optimizer"] = Adam(task["lr"])
+    if "seed" in task:
+        opts.setdefault("seed", int(task["seed"]))
+    if folder is not None:
+        opts.update(checkpoint=str(Path(folder) / f"task-{number:04d}.npz"), resume=True)
+    hist = train(model, inputs, targets, **opts)
+    return TrainResult(task, list(hist.losses),
+                       {k: v.copy() for k, v in model.parameters().items()})
+
+
+def train_many(build: Callable[..., Model], tasks: Sequence[dict], inputs: dict, targets, *,
+               executor=None, workers: int | None = None, checkpoint_dir=None,
+               progress: bool = True, **train_kw) -> tuple[list[TrainResult], TrainResult]:
+    """Train one model per task in parallel; returns every result and the best one.
+
+    ``build(**task)`` makes the task's model (seeded initial weights, an architecture
+    choice); ``task["lr"]`` picks ``Adam(lr)`` and ``task["seed"]`` the training seed
+    unless ``train_kw`` says otherwise; the rest of ``train_kw`` goes to
+    :func:`~blockflow.train.train` (``epochs``, ``loss``, ``mode``, ...).  With
+    ``checkpoint_dir`` each task checkpoints there and resumes when started again; a
+    task that fails is reported (``error``) and the others finish.
+    """
+    tasks = [dict(t) for t in tasks]
+    if not tasks:
+        raise ParameterError("train_many needs at least one task")
+    folder = None
+    if checkpoint_dir is not None:
+        Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
+        folder = str(checkpoint_dir)
+    pool, owned = _executor(executor, workers, len(tasks))
+    build_bytes = _payload(build)
+    results: list[TrainResult | None] = [None] * len(tasks)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(tasks), desc="train_many", unit="task")
+    try:
+        futs = {pool.submit(_train_task, build_bytes, i, t, inputs, targets, train_kw,
+                            folder): i for i, t in enumerate(tasks)}
+        for fut in as_completed(futs):
+            i = futs[fut]
+            try:
+                results[i] = fut.result()
+            except Exception as e:  # noqa: BLE001 - reported with its task
+                results[i] = TrainResult(tasks[i], [], {}, f"{type(e).__name__}: {e}")
+                log.warning("task %s failed: %s", tasks[i], results[i].error)
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+        if owned:
+            pool.shutdown()
+    done = [r for r in results if r is not None]
+    best = min(done, key=lambda r: r.final_loss)
+    return done, best

@@ -1,0 +1,2 @@
+"""Running a plan forward: ``simulate``, the ``Trace`` it returns, trace files and
+plots, parameters per batch member."""
