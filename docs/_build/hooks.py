@@ -1,11 +1,13 @@
 """MkDocs hooks: pages drawn and written by the project itself at build time, so the
-documentation cannot drift from the code: the reciprocal rules' diagrams and the
-command-line reference."""
+documentation cannot drift from the code: the reciprocal rules' diagrams, the
+command-line reference and the API reference (every public name of ``blockflow`` and
+``blocks``)."""
 
 from __future__ import annotations
 
 import contextlib
 import io
+import re
 import sys
 from pathlib import Path
 
@@ -41,28 +43,6 @@ def _rule_models():
     }
 
 
-#: README sections the site shows (written to docs/generated/readme_<key>.md at build
-#: time, so the pages cannot drift from the README): key -> (first heading, next heading)
-SECTIONS = {
-    "tour": ("## A tour", "## Gradients by reciprocal networks"),
-    "gradients": ("## Gradients by reciprocal networks", "## Diagrams, model files"),
-    "diagrams": ("## Diagrams, model files", "## Training and experiments"),
-    "training": ("## Training and experiments", "## Control engineering"),
-    "control": ("## Control engineering", "## Sweeps, Monte-Carlo"),
-    "sweeps": ("## Sweeps, Monte-Carlo", "## How it works"),
-    "how": ("## How it works", "## Performance"),
-}
-
-
-def _readme_sections() -> None:
-    text = (ROOT / "README.md").read_text()
-    for key, (first, nxt) in SECTIONS.items():
-        i = text.index(first)
-        part = text[i:text.index(nxt, i)]
-        # the README's paths are relative to the repository; the site's to docs/
-        (OUT / f"readme_{key}.md").write_text(part.replace("](docs/", "]("))
-
-
 def on_pre_build(config, **kw):
     sys.path.insert(0, str(ROOT))
     from blockflow import reciprocal
@@ -70,7 +50,6 @@ def on_pre_build(config, **kw):
     from blockflow.io.export import draw
 
     OUT.mkdir(parents=True, exist_ok=True)
-    _readme_sections()
     for name, m in _rule_models().items():
         draw(m, OUT / f"{name}.svg")
         draw(reciprocal(m), OUT / f"{name}_reciprocal.svg")
@@ -84,3 +63,69 @@ def on_pre_build(config, **kw):
             p.print_help()
         text += [f"\n## blockflow {cmd or ''}\n", "```text", buf.getvalue().rstrip(), "```"]
     (OUT / "cli.md").write_text("\n".join(text) + "\n")
+    (OUT / "api.md").write_text(_api_reference())
+
+
+#: the API reference's sections: (title, module, names or None for every public name the
+#: module defines)
+API = [
+    ("The package: `from blockflow import ...`", "blockflow", "__all__"),
+    ("Errors", "blockflow.errors", None),
+    ("Kernels (for your own blocks)", "blockflow.core.kernel", ["kernel", "Kernel"]),
+    ("Signal types", "blockflow.core.types", None),
+    ("Gradient schedules", "blockflow.gradient.schedules", None),
+    ("Losses", "blockflow.gradient.losses", None),
+    ("Gradient checks", "blockflow.gradient.check", None),
+    ("Gradient checks for your own blocks", "blockflow.gradient.testing", None),
+    ("Training: optimizers, schedules, checkpoints", "blockflow.train", None),
+    ("Sweeps and many trainings", "blockflow.parallel.ensemble", None),
+    ("Linear systems and python-control", "blockflow.control.lti", None),
+    ("Traces and plots", "blockflow.run.plot", None),
+    ("Model files", "blockflow.io.modelfile", None),
+    ("Diagrams", "blockflow.io.export", None),
+    ("The backend policy", "blockflow.backends.policy", None),
+    ("The block library: `from blocks import ...`", "blocks", "__all__"),
+]
+
+
+def _api_reference() -> str:
+    """Every public name of ``blockflow`` and ``blocks`` (and of the modules users reach
+    into), each rendered from its docstring; nothing is listed by hand."""
+    import importlib
+    import inspect
+
+    lines = ["# API reference", "",
+             "Generated from the package at build time: every public name of `blockflow` "
+             "and `blocks`, from its docstring.", ""]
+    seen = set()
+    for title, modname, names in API:
+        module = importlib.import_module(modname)
+        if names == "__all__":
+            names = sorted(module.__all__)
+        elif names is None:
+            names = [n for n, v in vars(module).items() if not n.startswith("_")
+                     and (inspect.isclass(v) or inspect.isfunction(v))
+                     and getattr(v, "__module__", None) == modname and v.__doc__]
+        entries = []
+        for n in names:
+            obj = getattr(module, n)
+            if inspect.ismodule(obj):  # blockflow.simulate & co: callable modules
+                obj = getattr(obj, n)
+            if not (inspect.isclass(obj) or inspect.isfunction(obj)) or not obj.__doc__:
+                continue
+            path = f"{obj.__module__}.{obj.__qualname__}"
+            if path in seen:
+                continue
+            seen.add(path)
+            entries.append(f"::: {path}\n    options:\n      heading_level: 3\n")
+        if entries:
+            lines += [f"## {title}", "", *entries]
+    return "\n".join(lines) + "\n"
+
+
+_ROLE = re.compile(r":(?:func|class|mod|meth|data|attr|exc|obj):<code>~?([^<]*)</code>")
+
+
+def on_page_content(html, **kw):
+    """Docstrings' Sphinx roles (``:func:`x```) as plain code, not raw text."""
+    return _ROLE.sub(lambda m: f"<code>{m.group(1)}</code>", html)
