@@ -14,6 +14,7 @@ from blockflow.core.kernel import Kernel, kernel
 from blockflow.gradient.gradients import reciprocal_plan
 from models import CATALOGUE
 from models.closed_loop import tanh_loop
+from tests.helpers import compiled
 
 pytestmark = pytest.mark.skipif(not numba_available(), reason="numba is not installed")
 
@@ -152,7 +153,7 @@ def test_tangent_loops_compile_and_agree(monkeypatch, name):
             assert all("compiled" in plan.loop_backend(s) for s in plan.segments
                        if s.loop is not None)
     loops = [s for s in res["numba"].plan.segments if s.loop is not None]
-    assert loops and all("_nrt=False" in s.compiled.source for s in loops)  # into forms
+    assert loops and all("_nrt=False" in compiled(s).source for s in loops)  # into forms
     for k in res["numpy"].plan.outports:
         np.testing.assert_allclose(res["numba"][k], res["numpy"][k], rtol=1e-12, atol=1e-13)
 
@@ -291,7 +292,7 @@ def test_rnn_cells_and_matrix_gains_compile_in_loops(dtype, tol):
         with _backend(backend):
             tangents.append(directional(m, simulate(m, x), dx))
     loops = [s for s in tangents[1].plan.segments if s.loop is not None]
-    assert loops and all("_nrt=False" in s.compiled.source for s in loops)
+    assert loops and all("_nrt=False" in compiled(s).source for s in loops)
     np.testing.assert_allclose(tangents[1]["y"], tangents[0]["y"], rtol=tol, atol=tol)
 
 
@@ -338,8 +339,8 @@ def test_a_users_kernel_with_an_into_form_runs_in_the_compiled_loop():
     x = {"r": 2.0 * np.random.default_rng(7).standard_normal((40, 2))}
     a, b = simulate(m, x, backend="numpy"), simulate(m, x, backend="numba")
     seg = next(s for s in b.plan.segments if s.loop is not None)
-    assert seg.compiled is not None and "_clip_into" in seg.compiled.source
-    assert "_nrt=False" in seg.compiled.source  # every form allocation-free
+    assert compiled(seg) is not None and "_clip_into" in compiled(seg).source
+    assert "_nrt=False" in compiled(seg).source  # every form allocation-free
     np.testing.assert_allclose(b["y"], a["y"], rtol=1e-12, atol=0)
     assert np.abs(a["y"]).max() == pytest.approx(0.8)
 
@@ -366,7 +367,7 @@ def test_an_mlp_controller_in_a_loop_compiles_and_agrees(monkeypatch, caplog, dt
     w = {"y": np.random.default_rng(9).standard_normal((30, 3)).astype(dtype)}
     (a, ga), (b, gb) = _on_both_paths(m, x, w)
     seg = next(s for s in b.plan.segments if s.loop is not None)
-    assert seg.compiled is not None and "_nrt=False" in seg.compiled.source
+    assert compiled(seg) is not None and "_nrt=False" in compiled(seg).source
     np.testing.assert_allclose(b["y"], a["y"], rtol=tol, atol=tol)
     for k in ga.params:
         np.testing.assert_allclose(gb.params[k], ga.params[k], rtol=10 * tol, atol=tol,
@@ -379,7 +380,7 @@ def test_an_mlp_controller_in_a_loop_compiles_and_agrees(monkeypatch, caplog, dt
     ta, tb = tangents
     assert "numpy path" not in caplog.text, caplog.text  # reciprocal and tangent compiled
     back = _compiled_reciprocal_loops(m)
-    assert back and all("_nrt=False" in s.compiled.source for s in back)
+    assert back and all("_nrt=False" in compiled(s).source for s in back)
     assert all(tb[s].dtype == dtype for s in tb.names())  # the tangent's delay included
     np.testing.assert_allclose(tb["y"], ta["y"], rtol=tol, atol=tol)
 
@@ -397,7 +398,7 @@ def test_a_saturating_loop_compiles_allocation_free_and_agrees():
     x = {"r": np.random.default_rng(10).standard_normal((40, 3))}
     w = {"y": np.random.default_rng(11).standard_normal((40, 3))}
     (a, ga), (b, gb) = _on_both_paths(m, x, w)
-    assert all("_nrt=False" in s.compiled.source for s in b.plan.segments if s.loop is not None)
+    assert all("_nrt=False" in compiled(s).source for s in b.plan.segments if s.loop is not None)
     assert a["y"].min() == -0.5 and a["y"].max() == 0.7  # both limits are reached
     np.testing.assert_allclose(b["y"], a["y"], rtol=1e-12, atol=0)
     np.testing.assert_allclose(gb.params["k.K"], ga.params["k.K"], rtol=1e-12)
@@ -423,7 +424,7 @@ def test_fir_delay_lines_in_loops_compile_allocation_free_and_agree():
     w = {"y": np.random.default_rng(13).standard_normal((40, 2))}
     (a, ga), (b, gb) = _on_both_paths(m, x, w)
     loops = [s for s in b.plan.segments if s.loop is not None]
-    assert loops and all("_nrt=False" in s.compiled.source for s in loops)
+    assert loops and all("_nrt=False" in compiled(s).source for s in loops)
     np.testing.assert_allclose(b["y"], a["y"], rtol=1e-12, atol=1e-14)
     for k in ga.params:
         np.testing.assert_allclose(gb.params[k], ga.params[k], rtol=1e-11, atol=1e-13,
@@ -478,7 +479,7 @@ def test_the_multirate_motor_loop_compiles_with_a_batch_forward_and_back(caplog)
     loops = [s for s in tb.plan.segments if s.loop is not None]
     # allocation-free: held record rows copied element by element, the plant's state
     # updated in place
-    assert loops and all("_nrt=False" in s.compiled.source for s in loops)
+    assert loops and all("_nrt=False" in compiled(s).source for s in loops)
     np.testing.assert_allclose(tb["w"], ta["w"], rtol=1e-12, atol=1e-14)
     assert np.ptp(ta["w"][-1]) > 1e-3  # the batch members differ
     for k in ga.params:
@@ -510,7 +511,7 @@ def test_state_space_blocks_in_loops_compile_allocation_free_and_agree(dtype, to
     w = {"y": rng.standard_normal((30, 3, 2)).astype(dtype)}
     (a, ga), (b, gb) = _on_both_paths(m, x, w)
     loops = [s for s in b.plan.segments if s.loop is not None]
-    assert loops and all("_nrt=False" in s.compiled.source for s in loops)
+    assert loops and all("_nrt=False" in compiled(s).source for s in loops)
     assert b["y"].dtype == dtype
     np.testing.assert_allclose(b["y"], a["y"], rtol=tol, atol=tol)
     np.testing.assert_allclose(gb.inputs["r"], ga.inputs["r"], rtol=tol, atol=tol)
@@ -577,7 +578,7 @@ def test_a_functions_user_callables_compile_in_loops(caplog):
     (a, ga), (b, gb) = _on_both_paths(_user_loop(_plant, _dplant), x, w)
     assert "numpy path" not in caplog.text, caplog.text
     loops = [s for s in b.plan.segments if s.loop is not None]
-    assert loops and all("_nrt=False" in s.compiled.source for s in loops)
+    assert loops and all("_nrt=False" in compiled(s).source for s in loops)
     np.testing.assert_allclose(b["y"], a["y"], rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(gb.inputs["r"], ga.inputs["r"], rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(gb.params["g.K"], ga.params["g.K"], rtol=1e-12)
@@ -628,7 +629,7 @@ def test_products_and_lookup_tables_in_loops_compile_allocation_free(caplog):
     assert "numpy path" not in caplog.text, caplog.text
     loops = [s for s in b.plan.segments if s.loop is not None]
     back = _compiled_reciprocal_loops(m)
-    assert loops and back and all("_nrt=False" in s.compiled.source for s in loops + back)
+    assert loops and back and all("_nrt=False" in compiled(s).source for s in loops + back)
     lut_in = a["s"]
     assert lut_in.min() < -1.0 < 0.5 < lut_in.max()  # below, inside and across the table
     np.testing.assert_allclose(b["y"], a["y"], rtol=1e-12, atol=1e-15)

@@ -13,6 +13,7 @@ from blockflow.backends import loops as kernels_module
 from blockflow.backends.policy import numba_available
 from blockflow.core.kernel import Kernel, kernel
 from blockflow.gradient.gradients import reciprocal_plan
+from tests.helpers import compiled
 
 pytestmark = pytest.mark.skipif(not numba_available(), reason="numba is not installed")
 
@@ -64,10 +65,10 @@ def test_a_large_loop_runs_interpreted_with_the_numpy_numbers(small_limit, monke
     back = next(s for s in reciprocal_plan(m).segments if s.loop is not None)
     seg = next(s for s in b.plan.segments if s.loop is not None)
     for s in (seg, back):
-        assert "interp(" in s.compiled.source and "_nrt=False" in s.compiled.source
+        assert "interp(" in compiled(s).source and "_nrt=False" in compiled(s).source
     assert "by the interpreter" in b.plan.loop_backend(seg)
     # a few kinds of operation, whatever the loop's length: one branch each
-    assert seg.compiled.source.count("elif c ==") < 8
+    assert compiled(seg).source.count("elif c ==") < 8
     assert a["y"][0, 0, 0] != 0  # the delay's first sample (x0 = 0.7) reaches y at k = 0
     for s in a.names():
         assert b[s].dtype == dtype
@@ -150,7 +151,7 @@ def test_a_loop_the_interpreter_cannot_run_compiles_whole_or_says_why(small_limi
     x = {"u": np.linspace(-1, 1, 10)[:, None]}
     with caplog.at_level(logging.WARNING):
         b = simulate(m, x, backend="numba")
-    assert any(s.compiled is not None for s in b.plan.segments) == (gains == 3)
+    assert any(compiled(s) is not None for s in b.plan.segments) == (gains == 3)
     np.testing.assert_allclose(b["y"], simulate(m, x, backend="numpy")["y"], rtol=1e-15)
 
 
@@ -198,5 +199,5 @@ def test_auto_counts_the_work_of_every_loop_one_interpreter_serves(small_limit, 
     loops = [s for s in tr.plan.segments if s.loop is not None]
     assert len(loops) == 4 and all(s.interpreted for s in loops)
     assert 40 * len(loops[0].ops) < 1000 <= 40 * sum(len(s.ops) for s in loops)
-    assert all(s.compiled is not None for s in loops)
+    assert all(compiled(s) is not None for s in loops)
     np.testing.assert_allclose(tr["y0"], simulate(m, x, backend="numpy")["y0"], rtol=1e-14)

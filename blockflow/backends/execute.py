@@ -18,6 +18,7 @@ import numpy as np
 
 from blockflow.backends.loops import compile_loop, loop_name, run_compiled
 from blockflow.backends.ops import SegmentKind
+from blockflow.backends.runtime import forget, loop_state, memo
 from blockflow.backends.steps import loop_accumulators, step_args, step_body
 from blockflow.core.block import as_tuple
 from blockflow.core.rates import SUM, interval_sum, n_hits, place, sample
@@ -174,29 +175,31 @@ def _interp_kinds(plan, seg, kernels) -> tuple:
     """The kernels of every loop of the plan the interpreter runs (one interpreter serves
     them all); made once per plan, again where a kernel changed (a user's function whose
     globals changed is a new kernel)."""
-    known = plan.__dict__.get("_interp_kinds")
     mine = {f.kernel_key for k in kernels for f in k[:2] if f is not None}
-    if known is None or not mine <= set(known):
+
+    def make():
         keys = set(mine)
         for sg in plan.segments:
             if sg.loop is not None and sg.interpreted and sg.why_numpy is None:
                 keys |= {f.kernel_key for op in sg.ops for f in op.block.kernel()[:2]
                          if f is not None}
-        known = plan._interp_kinds = ("interpreter", *sorted(keys))
+        return ("interpreter", *sorted(keys))
+
+    known = memo(plan, "interp_kinds", make)
+    if not mine <= set(known):
+        forget(plan, "interp_kinds")
+        known = memo(plan, "interp_kinds", make)
     return known
 
 
 def _loop_names(plan) -> dict:
     """The generated module name of every compilable loop of ``plan`` (made once per
     plan: twins find each other's module)."""
-    known = getattr(plan, "_loop_names", None)
-    if known is None:
-        known = plan._loop_names = {
-            id(seg): loop_name(seg.ops, [op.block.kernel() for op in seg.ops],
-                               plan.slot_types)[0]
-            for seg in plan.segments if seg.loop is not None and seg.why_numpy is None
-            and not seg.interpreted}
-    return known
+    return memo(plan, "loop_names", lambda: {
+        id(seg): loop_name(seg.ops, [op.block.kernel() for op in seg.ops],
+                           plan.slot_types)[0]
+        for seg in plan.segments if seg.loop is not None and seg.why_numpy is None
+        and not seg.interpreted})
 
 
 def _run_compiled(plan, seg, ks, bufs, states, rec, st):
@@ -207,7 +210,7 @@ def _run_compiled(plan, seg, ks, bufs, states, rec, st):
         try:
             return _try_compiled(plan, seg, ks, bufs, states, rec, st)
         except Exception as e:
-            if attempt < 2 and _discard_damaged(seg, e):
+            if attempt < 2 and _discard_damaged(plan, seg, e):
                 if attempt == 1:  # failed again on its files (a full disk): in memory
                     from blockflow.backends.diskcache import disable
 
@@ -219,34 +222,36 @@ def _run_compiled(plan, seg, ks, bufs, states, rec, st):
             if not isinstance(e, NumbaError | NotImplementedError | RecursionError):
                 raise
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            seg.why_numpy, seg.compiled = f"numba could not compile it: {first}", None
+            st = loop_state(plan, seg)
+            st.why_numpy, st.compiled = f"numba could not compile it: {first}", None
             log.warning("loop [%s] runs on the numpy path: %s",
-                        ", ".join(op.path for op in seg.ops), seg.why_numpy)
+                        ", ".join(op.path for op in seg.ops), st.why_numpy)
             return None
 
 
 def _try_compiled(plan, seg, ks, bufs, states, rec, st):
     kernels = [op.block.kernel() for op in seg.ops]  # the current parameters
     steps = np.arange(ks.start, ks.stop, ks.step, dtype=np.int64)  # ks: a range
+    run = loop_state(plan, seg)
     if seg.interpreted:
         from blockflow.backends.interp import run_interpreted
 
         kinds = _interp_kinds(plan, seg, kernels)
-        return run_interpreted(seg, kernels, steps, bufs, states, rec, st, kinds)
+        return run_interpreted(seg, run, kernels, steps, bufs, states, rec, st, kinds)
     # the kernels this loop was compiled from (a user function whose globals changed is
     # a new kernel, compiled anew: numba froze the old values)
     sig = tuple(f.kernel_key for k in kernels for f in k[:2] if f is not None)
-    if seg.compiled is None or getattr(seg.compiled, "kernel_sig", None) != sig:
+    if run.compiled is None or getattr(run.compiled, "kernel_sig", None) != sig:
         # a twin's module, loaded already (no source again)
-        known = _loop_names(plan).get(id(seg)) if seg.compiled is None else None
+        known = _loop_names(plan).get(id(seg)) if run.compiled is None else None
         module = sys.modules.get(known) if known else None
         fn = module.loop if module else compile_loop(seg.ops, kernels, st)
         fn.kernel_sig = sig
-        seg.compiled = fn
-    return run_compiled(seg, kernels, steps, bufs, states, rec, st)
+        run.compiled = fn
+    return run_compiled(seg, run.compiled, kernels, steps, bufs, states, rec, st)
 
 
-def _discard_damaged(seg, e: Exception) -> bool:
+def _discard_damaged(plan, seg, e: Exception) -> bool:
     """Where numba failed on its cache files (truncated, garbage, not writable), remove
     the loop's entry so that it is compiled again; whether it did."""
     import traceback
@@ -256,7 +261,8 @@ def _discard_damaged(seg, e: Exception) -> bool:
     if not any("numba" in f.filename and "caching" in f.filename
                for f in traceback.extract_tb(e.__traceback__)):
         return False
-    fn = seg.compiled
+    run = loop_state(plan, seg)
+    fn = run.compiled
     name = getattr(getattr(fn, "py_func", None), "__module__", None)
     folder = loop_dir()
     if name is None:
@@ -266,8 +272,7 @@ def _discard_damaged(seg, e: Exception) -> bool:
     if folder is not None:
         discard(folder, name)
     forget(name)
-    seg.compiled = None
-    seg.__dict__.pop("_layout", None)
+    run.compiled = run.layout = None
     from blockflow.backends.interp import _MADE
 
     for k in [k for k, v in _MADE.items() if v is fn]:

@@ -144,8 +144,8 @@ def _make_layout(ops, kernels, kparams, keys, st, kinds: tuple) -> _Layout:
     return _Layout(keys, records, params, xs, where, xpos, code, updates, fn)
 
 
-def run_interpreted(seg, kernels, ks: np.ndarray, bufs: list, states: dict, rec: dict, st,
-                    kinds: tuple):
+def run_interpreted(seg, run, kernels, ks: np.ndarray, bufs: list, states: dict, rec: dict,
+                    st, kinds: tuple):
     """Run the loop ``seg`` through its interpreter (made on first use); the records
     ``rec`` become views of the stacked records, the returned states copies."""
     ops = seg.ops
@@ -155,10 +155,10 @@ def run_interpreted(seg, kernels, ks: np.ndarray, bufs: list, states: dict, rec:
                       tuple(_key(p) for p in ps), None if op.state is None
                       else _state_key(states[op.state]))
                      for op, k, ps in zip(ops, kernels, kparams, strict=True))
-        lay = seg.__dict__.get("_layout")
+        lay = run.layout  # (the loop's runtime state: blockflow.backends.runtime)
         if lay is None or lay.keys != keys:  # (first run, or a new batch size or dtype)
-            lay = seg._layout = _make_layout(ops, kernels, kparams, keys, st, kinds)
-        seg.compiled = lay.fn
+            lay = run.layout = _make_layout(ops, kernels, kparams, keys, st, kinds)
+        run.compiled = lay.fn
         T, B = next(iter(rec.values())).shape[:2]
         R = [np.zeros((len(slots), T, B, *shape), dtype)
              for (dtype, shape), slots in lay.records.items.items()]

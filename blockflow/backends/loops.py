@@ -282,7 +282,7 @@ def _contiguous(x):
     return np.ascontiguousarray(x) if isinstance(x, np.ndarray) else x
 
 
-def run_compiled(seg, kernels, ks: np.ndarray, bufs: list, states: dict, rec: dict, st):
+def run_compiled(seg, fn, kernels, ks: np.ndarray, bufs: list, states: dict, rec: dict, st):
     """Call a compiled loop with the current parameters, states and buffers."""
     ops = seg.ops
     produced, external, stateful = _layout(ops)
@@ -298,5 +298,5 @@ def run_compiled(seg, kernels, ks: np.ndarray, bufs: list, states: dict, rec: di
             states[op.state] = _own(x) if _forms(op, k)[1][1] else _contiguous(x)
     args += [states[op.state] for op in stateful]
     args += [rec[s] for s in produced]
-    out = seg.compiled(*args)
+    out = fn(*args)
     return dict(zip((op.state for op in stateful), out, strict=True))

@@ -42,7 +42,8 @@ class Segment:
     ops: list[Op]
     loop: object = None  # the generated step function of a loop segment (numpy path)
     why_numpy: str | None = None  # why a loop has no compiled form (None: it has one)
-    compiled: object = None  # the numba-compiled loop, made on first use
+    # (what running learns, the compiled function among it, is kept beside the plan:
+    # blockflow.backends.runtime)
     interpreted: bool = False  # compiled loops: run by the interpreter of their kinds
 
 

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
+from blockflow.backends.runtime import memo, why_numpy
 from blockflow.errors import SimulationError
 
 BACKENDS = ("auto", "numpy", "numba")
@@ -70,7 +71,7 @@ def wide(plan, seg, B: int) -> bool:
 def loop_compiled(plan, seg, T: int, B: int, runs: int | None = None) -> bool:
     """Whether the loop ``seg`` of ``plan`` runs compiled in a run of ``T`` steps and
     ``B`` members (a pure function of these, the plan and ``runs``)."""
-    if seg.why_numpy is not None or plan.backend == "numpy":
+    if why_numpy(plan, seg) is not None or plan.backend == "numpy":
         return False
     if plan.backend == "numba":
         return True
@@ -96,12 +97,12 @@ def plan_backend(plan, T: int, B: int, runs: int = 1) -> str:
 
 def twins(plan, seg) -> int:
     """How many loops of ``plan`` share ``seg``'s structure (and compiled function)."""
-    counts = plan.__dict__.get("_twins")
-    if counts is None:
+    def make():
         sig = {id(sg): _structure(sg) for sg in plan.segments if sg.loop is not None}
         per = Counter(sig.values())
-        counts = plan._twins = {k: per[v] for k, v in sig.items()}
-    return counts[id(seg)]
+        return {k: per[v] for k, v in sig.items()}
+
+    return memo(plan, "twins", make)[id(seg)]
 
 
 def interpreted_blocks(plan) -> int:
@@ -117,8 +118,9 @@ def _structure(seg) -> tuple:
 
 def explain(plan, seg) -> str:
     """How a loop runs under ``plan``'s backend, and why (``describe()``)."""
-    if seg.why_numpy is not None:
-        return f"numpy path ({seg.why_numpy})"
+    why = why_numpy(plan, seg)
+    if why is not None:
+        return f"numpy path ({why})"
     if plan.backend == "numpy":
         return "numpy path (backend='numpy')"
     n = len(seg.ops)

@@ -130,6 +130,13 @@ class Plan:
                 lines.append(f"            {self.loop_backend(s)}")
         return "\n".join(lines)
 
+    def compiled_loop(self, seg):
+        """The compiled function a loop of this plan last ran (None if it never ran
+        compiled); running keeps it beside the plan (:mod:`blockflow.backends.runtime`)."""
+        from blockflow.backends.runtime import loop_state
+
+        return loop_state(self, seg).compiled
+
     def loop_backend(self, seg) -> str:
         """How a loop runs under this plan's backend, and why."""
         from blockflow.backends.policy import explain

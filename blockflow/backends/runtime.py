@@ -1,0 +1,74 @@
+"""What running a plan learns, kept beside the plan: the plan stays a description that
+running never writes into (as a model is never written into by compiling it).
+
+Per loop: the compiled function last used (a loop compiled whole, or its interpreter),
+why numba could not compile it (found when it first ran), the interpreter's layout of
+its arrays.  Per plan: memos of its structure (generated module names, the kinds one
+interpreter serves, loops of the same structure).  Held weakly: a plan that is dropped
+takes its runtime state with it.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class LoopState:
+    """What running one loop of a plan has learnt."""
+
+    compiled: Callable | None = None  # the compiled loop or interpreter last used
+    why_numpy: str | None = None  # numba could not compile it (the loop stays on numpy)
+    layout: Any = None  # the interpreter's layout of its arrays
+
+
+@dataclass
+class PlanState:
+    loops: dict[int, LoopState] = field(default_factory=dict)
+    memos: dict[str, Any] = field(default_factory=dict)
+
+
+_PLANS: dict[int, PlanState] = {}  # by id(plan), dropped with the plan (plans compare
+# by value, so they are not hashable keys)
+
+
+def _state(plan) -> PlanState:
+    st = _PLANS.get(id(plan))
+    if st is None:
+        st = _PLANS[id(plan)] = PlanState()
+        weakref.finalize(plan, _PLANS.pop, id(plan), None)
+    return st
+
+
+def loop_state(plan, seg) -> LoopState:
+    """The runtime state of the loop ``seg`` of ``plan`` (made on first use)."""
+    loops = _state(plan).loops
+    st = loops.get(id(seg))  # (the plan holds its segments: their ids are stable)
+    if st is None:
+        st = loops[id(seg)] = LoopState()
+    return st
+
+
+def why_numpy(plan, seg) -> str | None:
+    """Why a loop runs on the numpy path: its plan says (no compiled form), or running it
+    found that numba cannot compile it."""
+    if seg.why_numpy is not None:
+        return seg.why_numpy
+    st = _PLANS.get(id(plan))
+    known = st.loops.get(id(seg)) if st is not None else None
+    return known.why_numpy if known is not None else None
+
+
+def memo(plan, key: str, make: Callable[[], Any]) -> Any:
+    """A memo of ``plan``'s structure, made once."""
+    memos = _state(plan).memos
+    if key not in memos:
+        memos[key] = make()
+    return memos[key]
+
+
+def forget(plan, key: str) -> None:
+    _state(plan).memos.pop(key, None)
