@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from blockflow.backends.execute import run_plan
 from blockflow.backends.ops import SegmentKind
 from blockflow.core.block import Block
 from blockflow.core.model import Model
 from blockflow.errors import BlockflowError, ParameterError, SimulationError
 from blockflow.gradient.tangent import tangent
 from blockflow.plan.compiler import compile
+from blockflow.run.driver import run
 from blockflow.run.trace import Trace
 
 
@@ -178,12 +178,15 @@ def linearize(model: Model, inputs: dict | None = None, *, trace: Trace | None =
             u[0, col:col + size] = np.eye(size)
             col += size
         bufs[slot] = u.reshape(1, Bl, *st[slot].shape)
-    for slot, path, read in tplan.trace_reads:
-        if read.forcing:  # pragma: no cover - no parameter directions here
-            continue
-        at = trace[(path, read.port)][step:step + 1, member:member + 1]
-        bufs[slot] = np.ascontiguousarray(np.broadcast_to(at, (1, Bl, *at.shape[2:])))
-    finals = run_plan(tplan, 1, Bl, bufs, states=states)
+
+    def read(slot, path, r):  # the operating point: step k of the member, for every column
+        if r.forcing:  # pragma: no cover - no parameter directions here
+            return None
+        at = trace[(path, r.port)][step:step + 1, member:member + 1]
+        return np.ascontiguousarray(np.broadcast_to(at, (1, Bl, *at.shape[2:])))
+
+    ran = run(tplan, 1, Bl, bufs, read, states=states)
+    finals, bufs = ran.final_states, ran.bufs
 
     nxt = np.zeros((Bl, n))
     row = 0

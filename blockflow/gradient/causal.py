@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import networkx as nx
 
-from blockflow.backends.execute import run_plan
 from blockflow.core.lines import DelayLine
 from blockflow.core.model import Model, propagate_types
 from blockflow.errors import SimulationError
@@ -25,6 +24,7 @@ from blockflow.gradient.derive import causal_block
 from blockflow.gradient.gradients import Gradients, bind_output_deltas, param_grads, reciprocal_plan
 from blockflow.plan.cache import cached
 from blockflow.plan.compiler import FlatModel, _compile
+from blockflow.run.driver import run
 from blockflow.run.trace import Trace, read_span
 
 
@@ -92,13 +92,12 @@ def causal_sweep(model: Model, trace: Trace, dL_dy: dict):
     D = max(lag.values(), default=0)
     T, B = trace.T, trace.B
 
-    bufs: list = [None] * len(cplan.slot_types)
+    given = {}
     for slot, g in bind_output_deltas(rplan, dL_dy, T, B, model.name).items():
         port = next(n for n, s in rplan.inports.items() if s == slot)
-        bufs[cplan.inports[port]] = read_span(g, 0, T + D)
-    for slot, path, read in cplan.trace_reads:
-        bufs[slot] = read_span(trace[(path, read.port)], -lag[path], T + D)
-    run_plan(cplan, T + D, B, bufs)
+        given[cplan.inports[port]] = read_span(g, 0, T + D)
+    bufs = run(cplan, T + D, B, given, lambda slot, path, read: read_span(
+        trace[(path, read.port)], -lag[path], T + D)).bufs
     # undo each signal's lag: deltas for true times 0..T-1
     slot_lag = {}
     for (path, port), s in cplan.slots.items():

@@ -15,7 +15,6 @@ from collections.abc import Callable
 
 import numpy as np
 
-from blockflow.backends.execute import run_plan
 from blockflow.core.model import Model
 from blockflow.errors import SimulationError
 from blockflow.gradient.causal import retime
@@ -24,6 +23,7 @@ from blockflow.gradient.losses import resolve
 from blockflow.gradient.schedules import Streamed
 from blockflow.plan.cache import cached
 from blockflow.plan.compiler import _compile, compile
+from blockflow.run.driver import run
 from blockflow.run.simulate import bind_inputs
 from blockflow.run.trace import read_span
 
@@ -85,16 +85,16 @@ class OnlineBackprop:
         for t in range(0, T + self.D, self.chunk):
             C = min(self.chunk, T + self.D - t)
             n_real = max(0, min(C, T - t))  # steps of real data in this chunk
-            fb: list = [None] * len(self.fplan.slot_types)
-            for slot in self.fplan.inports.values():
-                fb[slot] = read_span(xbufs[slot], t, C)
-            fstates = run_plan(self.fplan, C, B, fb, states=fstates)
+            fwd = run(self.fplan, C, B, {slot: read_span(xbufs[slot], t, C)
+                                         for slot in self.fplan.inports.values()},
+                      states=fstates)
+            fb, fstates = fwd.bufs, fwd.final_states
             for s in hist:
                 step = fb[s] if fb[s] is not None else np.zeros((C, *hist[s].shape[1:]),
                                                                   hist[s].dtype)
                 hist[s] = np.concatenate([hist[s], step])
             held += C
-            cb: list = [None] * len(self.cplan.slot_types)
+            cb: dict = {}
             for name, slot in self.cplan.inports.items():
                 y = fb[self.fplan.outports[name]][:n_real]
                 g = self.cplan.slot_types[slot].zeros(C, B)
@@ -107,10 +107,10 @@ class OnlineBackprop:
                         g[:n_real] *= n_real / T
                     total_loss += value
                 cb[slot] = g
-            for slot, path, read in self.cplan.trace_reads:
-                cb[slot] = read_span(hist[self.fplan.slots[(path, read.port)]],
-                                     t - self.lag[path], C, t0)
-            cstates = run_plan(self.cplan, C, B, cb, states=cstates)
+            back = run(self.cplan, C, B, cb, lambda slot, path, read, t=t, t0=t0, hist=hist, C=C:
+                       read_span(hist[self.fplan.slots[(path, read.port)]],
+                                 t - self.lag[path], C, t0), states=cstates)
+            cb, cstates = back.bufs, back.final_states
             grads = {}
             for path, b, lag, mem in self.blocks:
                 start = t - lag  # true time of this chunk's deltas

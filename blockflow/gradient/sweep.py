@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from blockflow.backends.execute import run_plan
 from blockflow.core.model import Model
 from blockflow.errors import SimulationError
 from blockflow.gradient.causal import causal_sweep
@@ -26,6 +25,7 @@ from blockflow.gradient.losses import resolve
 from blockflow.gradient.online import streamer
 from blockflow.gradient.schedules import Causal, Full, Schedule, Streamed, as_schedule
 from blockflow.plan.compiler import Plan, compile
+from blockflow.run.driver import run
 from blockflow.run.simulate import simulate
 from blockflow.run.trace import Trace, check_finite_data
 
@@ -85,13 +85,8 @@ def sweep(model: Model, trace: Trace, dL_dy: dict, schedule: Schedule | None = N
 
 def _sweep_span(rplan: Plan, trace: Trace, dl: dict, start: int, stop: int) -> Trace:
     """The reciprocal run over steps ``start..stop-1`` from zero state at ``stop``."""
-    bufs: list = [None] * len(rplan.slot_types)
-    for slot, g in dl.items():
-        bufs[slot] = g[start:stop]
-    for slot, path, read in rplan.trace_reads:
-        bufs[slot] = trace[(path, read.port)][start:stop]
-    finals = run_plan(rplan, stop - start, trace.B, bufs, reverse=True)
-    return Trace(rplan, bufs, stop - start, trace.B, finals)
+    return run(rplan, stop - start, trace.B, {slot: g[start:stop] for slot, g in dl.items()},
+               lambda slot, path, read: trace[(path, read.port)][start:stop], reverse=True)
 
 
 def output_deltas(trace: Trace, loss, targets) -> tuple[float, dict]:

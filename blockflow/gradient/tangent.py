@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from blockflow.backends.execute import run_plan
 from blockflow.core.block import Block
 from blockflow.core.model import Model
 from blockflow.errors import ReciprocalNotDefinedError
@@ -21,6 +20,7 @@ from blockflow.gradient.adjoint import Forced
 from blockflow.gradient.derive import tangent_block
 from blockflow.gradient.reciprocal import port_types
 from blockflow.plan.compiler import compile
+from blockflow.run.driver import run
 from blockflow.run.simulate import bind_inputs
 from blockflow.run.trace import Trace
 
@@ -72,13 +72,13 @@ def directional(model: Model, trace: Trace, dx: dict | None = None,
             dx[name] = tplan.slot_types[slot].zeros(trace.T, trace.B)
     T, B, bufs = bind_inputs(tplan, dx, trace.T, trace.B, what="direction for Inport")
     forcing: dict = {}
-    for slot, path, read in tplan.trace_reads:
-        if read.forcing:  # a parameter direction's effect, over the whole trace
+
+    def read(slot, path, r):
+        if not r.forcing:
+            return trace[(path, r.port)]
+        if path not in forcing:  # a parameter direction's effect, over the whole trace
             b = tplan.flat.blocks[path]
-            if path not in forcing:
-                forcing[path] = dict(zip(b.outputs, b.forcing(trace, path), strict=True))
-            bufs[slot] = np.asarray(forcing[path][read.port], dtype=tplan.slot_types[slot].dtype)
-        else:
-            bufs[slot] = trace[(path, read.port)]
-    finals = run_plan(tplan, T, B, bufs)
-    return Trace(tplan, bufs, T, B, finals)
+            forcing[path] = dict(zip(b.outputs, b.forcing(trace, path), strict=True))
+        return np.asarray(forcing[path][r.port], dtype=tplan.slot_types[slot].dtype)
+
+    return run(tplan, T, B, bufs, read)

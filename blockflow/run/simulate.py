@@ -6,9 +6,9 @@ import numbers
 
 import numpy as np
 
-from blockflow.backends.execute import run_plan
 from blockflow.errors import SimulationError
 from blockflow.plan.compiler import Plan, compile
+from blockflow.run.driver import run
 from blockflow.run.trace import Trace, check_finite_data, first_nonfinite
 
 
@@ -159,8 +159,7 @@ def simulate(model, inputs: dict | None = None, *, steps: int | None = None,
             return simulate(plan, inputs, steps=steps, batch=batch, progress=progress,
                             check_finite=check_finite, seed=seed)
     T, B, bufs = bind_inputs(plan, inputs, steps, batch, check_finite=check_finite)
-    finals = run_plan(plan, T, B, bufs, progress=progress, seeds=seed)
-    trace = Trace(plan, bufs, T, B, finals)
+    trace = run(plan, T, B, bufs, progress=progress, seeds=seed)
     if check_finite:
         where = first_nonfinite(trace)
         if where is not None:
