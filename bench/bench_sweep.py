@@ -18,7 +18,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from blockflow import simulate  # noqa: E402
-from blockflow.parallel.ensemble import parameter_sweep  # noqa: E402
+from blockflow.parallel import parameter_sweep  # noqa: E402
 from models.closed_loop import tanh_loop  # noqa: E402
 
 T = 1000

@@ -546,7 +546,7 @@ class _RandomInputs:
 
 
 def cmd_sweep(args) -> int:
-    from blockflow.parallel.ensemble import parameter_sweep
+    from blockflow.parallel import parameter_sweep
     from blockflow.plan.compiler import compile
 
     _writable(args.out, (".nc", ".csv", ".npz"), "--out")

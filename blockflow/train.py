@@ -334,7 +334,7 @@ def train(model: Model, inputs: dict, targets, *, loss="sse", params=None,
             for i in range(0, B, size):
                 idx = np.sort(order[i:i + size])
                 x, d = _take(inputs, idx), _take(targets, idx)
-                if isinstance(sched, Streamed):  # weights updated after every chunk
+                if sched.streams:  # weights updated after every chunk
                     value = backward(model, x, targets=d, loss=loss, schedule=sched,
                                      update=online_update, check_finite=False).loss
                     _check_finite("loss", value, None, epoch)

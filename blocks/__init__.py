@@ -10,11 +10,13 @@ from .discrete import FIR, Delay, DiscreteFilter, DiscreteTransferFcn, StateSpac
 from .losses import CrossEntropy, SquaredError
 from .math import ELEMENTWISE, Function, Gain, Product, Saturation, Sum
 from .multirate import Downsample, RateTransition, Upsample, ZeroOrderHold
-from .neural import MLP, Dense, FIRDense, LSTMCell, RNNCell, Softmax
+from .neural import MLP, Dense, Softmax
+from .recurrent import LSTMCell, RNNCell
 from .routing import Demux, Mux, Switch
 from .sampled import DiscreteDerivative, DiscreteIntegrator, PeriodGain, RateLimiter
 from .sinks import Scope, ToArray
 from .sources import Constant, FromArray, Noise, Sine, Square, Step
+from .temporal import FIRDense
 
 register_library(sys.modules[__name__])  # model files load these blocks by class name
 

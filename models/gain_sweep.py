@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from blockflow.parallel.ensemble import parameter_sweep
+from blockflow.parallel import parameter_sweep
 from models.closed_loop import tanh_loop
 
 T = 200

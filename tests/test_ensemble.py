@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from blockflow import ParameterError, SimulationError, backward, simulate
-from blockflow.parallel.ensemble import parameter_sweep, train_many
+from blockflow.parallel import parameter_sweep, train_many
 from blockflow.run.trace import Trace
 from models.closed_loop import tanh_loop
 
@@ -123,7 +123,7 @@ def test_local_processes_and_a_dask_cluster_give_the_serial_result_bit_for_bit()
 SCRIPT = """
 import sys
 import numpy as np
-from blockflow.parallel.ensemble import parameter_sweep
+from blockflow.parallel import parameter_sweep
 from models.closed_loop import tanh_loop
 from tests.sweep_inputs import slow
 
@@ -236,7 +236,7 @@ def test_a_sweep_decides_auto_once_for_every_worker(monkeypatch):
     from its whole work, so a chunk's bits do not depend on the worker that ran it."""
     pytest.importorskip("numba")
     from blockflow.backends.policy import AUTO_MAX_ELEMENTS
-    from blockflow.parallel.ensemble import _chunks, _sweep_backend
+    from blockflow.parallel.sweep import _chunks, _sweep_backend
 
     m = tanh_loop()
 

@@ -27,7 +27,7 @@ from blockflow import (
 )
 from blockflow.cli import main
 from blockflow.core.rates import RateError
-from blockflow.parallel.ensemble import parameter_sweep
+from blockflow.parallel import parameter_sweep
 from blockflow.run.trace import Trace
 from models.closed_loop import tanh_loop
 

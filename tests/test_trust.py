@@ -245,7 +245,7 @@ def noisy(feedback: bool = False) -> Model:
 def test_a_runs_seed_reaches_every_random_block_whatever_the_chunking(chunk_size):
     """Same seed -> the same noise for every swept value (batched or not); different
     seeds -> different noise; the chunking does not change a run's numbers."""
-    from blockflow.parallel.ensemble import parameter_sweep
+    from blockflow.parallel import parameter_sweep
 
     pytest.importorskip("xarray")
     ks = [0.5, 1.0, 3.0]
@@ -430,7 +430,7 @@ def test_an_autonomous_loop_of_integrators_builds_with_a_declared_shape():
 
 UNGUARDED = """
 import numpy as np
-from blockflow.parallel.ensemble import parameter_sweep
+from blockflow.parallel import parameter_sweep
 from models.closed_loop import tanh_loop
 
 parameter_sweep(tanh_loop(), {"plant.a": [np.array([1.0, -a]) for a in (0.1, 0.2)]},

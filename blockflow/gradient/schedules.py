@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass
+from typing import ClassVar
 
 from blockflow.errors import SimulationError
 
@@ -38,16 +39,31 @@ def _positive(value, what: str) -> int:
 
 @dataclass(frozen=True)
 class Schedule:
-    """Base class: a schedule over a recorded run of ``T`` steps."""
+    """Base class: a schedule over a recorded run of ``T`` steps.
+
+    A schedule says how it runs by itself (no driver asks for its class): ``apply(how)``
+    calls the one method of the driver ``how`` that runs it (``windows(spans)``,
+    ``causal()`` or ``streamed(chunk)``); ``streams`` says whether it runs beside the
+    forward model from the inputs (no recorded trace), ``multirate`` whether it is exact
+    on a model of several rates.
+    """
+
+    streams: ClassVar[bool] = False
+    multirate: ClassVar[bool] = False
 
     def spans(self, T: int) -> list[tuple[int, int]]:
         """The windows ``[a, b)`` swept, each from zero terminal state at ``b``."""
         return [(0, T)]
 
+    def apply(self, how):
+        return how.windows(self.spans(how.T))
+
 
 @dataclass(frozen=True)
 class Full(Schedule):
     """Backpropagation through time over the whole run."""
+
+    multirate: ClassVar[bool] = True
 
 
 @dataclass(frozen=True)
@@ -78,15 +94,22 @@ class Chunked(_Windowed):
 class Causal(Schedule):
     """The retimed, causal reciprocal run over the recorded run, ``D`` steps late."""
 
+    def apply(self, how):
+        return how.causal()
+
 
 @dataclass(frozen=True)
 class Streamed(Schedule):
     """Online temporal backprop: ``chunk`` steps at a time beside the forward run."""
 
     chunk: int = 1
+    streams: ClassVar[bool] = True
 
     def __post_init__(self):
         object.__setattr__(self, "chunk", _positive(self.chunk, "chunk"))
+
+    def apply(self, how):
+        return how.streamed(self.chunk)
 
 
 def as_schedule(schedule: Schedule | None = None, *, window: int | None = None,

@@ -9,6 +9,8 @@ accumulated step by step.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from blockflow.core.model import Model
@@ -23,7 +25,7 @@ from blockflow.gradient.gradients import (
 )
 from blockflow.gradient.losses import resolve
 from blockflow.gradient.online import streamer
-from blockflow.gradient.schedules import Causal, Full, Schedule, Streamed, as_schedule
+from blockflow.gradient.schedules import Schedule, as_schedule
 from blockflow.plan.compiler import Plan, compile
 from blockflow.run.driver import run
 from blockflow.run.simulate import simulate
@@ -54,33 +56,53 @@ def sweep(model: Model, trace: Trace, dL_dy: dict, schedule: Schedule | None = N
         Deltas cover all ``T`` steps (zero outside the swept windows).
     """
     schedule = as_schedule(schedule, window=window, chunked=chunked, online=online)
-    if isinstance(schedule, Streamed):
+    return schedule.apply(_Sweeper(model, trace, dL_dy))
+
+
+@dataclass
+class _Sweeper:
+    """The ways a backward sweep covers a recorded run; a schedule picks one."""
+
+    model: Model
+    trace: Trace
+    dL_dy: dict
+
+    @property
+    def T(self) -> int:
+        return self.trace.T
+
+    def streamed(self, chunk: int) -> Gradients:
         raise SimulationError("a Streamed schedule runs beside the forward model: call "
                               "backward(model, inputs, ..., schedule=Streamed(chunk))")
-    if isinstance(schedule, Causal):
-        return causal_sweep(model, trace, dL_dy)
-    rplan = reciprocal_plan(model)
-    T, B = trace.T, trace.B
-    dl = bind_output_deltas(rplan, dL_dy, T, B, model.name)
-    spans = schedule.spans(T)
-    bufs: list = [None] * len(rplan.slot_types)
-    finals = {}
-    for a, b in spans:
-        part = _sweep_span(rplan, trace, dl, a, b)
-        finals = part.final_states
-        if len(spans) == 1 and (a, b) == (0, T):
-            bufs = part.bufs
-            break
-        for i, arr in enumerate(part.bufs):
-            if arr is None:
-                continue
-            if bufs[i] is None:
-                bufs[i] = np.zeros((T, *arr.shape[1:]), arr.dtype)
-            bufs[i][a:b] = arr
-    deltas = Trace(rplan, bufs, T, B, finals)
-    resets = tuple(a for a, _ in spans if a > 0)
-    grads = param_grads(trace, deltas, resets=resets, start=spans[0][0])
-    return Gradients(grads, {n: deltas[n] for n in rplan.outports}, deltas)
+
+    def causal(self) -> Gradients:
+        return causal_sweep(self.model, self.trace, self.dL_dy)
+
+    def windows(self, spans: list) -> Gradients:
+        """The reciprocal run over each window ``[a, b)`` from zero state at ``b``; the
+        deltas side by side, the parameter gradients contracted once."""
+        model, trace = self.model, self.trace
+        rplan = reciprocal_plan(model)
+        T, B = trace.T, trace.B
+        dl = bind_output_deltas(rplan, self.dL_dy, T, B, model.name)
+        bufs: list = [None] * len(rplan.slot_types)
+        finals = {}
+        for a, b in spans:
+            part = _sweep_span(rplan, trace, dl, a, b)
+            finals = part.final_states
+            if len(spans) == 1 and (a, b) == (0, T):
+                bufs = part.bufs
+                break
+            for i, arr in enumerate(part.bufs):
+                if arr is None:
+                    continue
+                if bufs[i] is None:
+                    bufs[i] = np.zeros((T, *arr.shape[1:]), arr.dtype)
+                bufs[i][a:b] = arr
+        deltas = Trace(rplan, bufs, T, B, finals)
+        resets = tuple(a for a, _ in spans if a > 0)
+        grads = param_grads(trace, deltas, resets=resets, start=spans[0][0])
+        return Gradients(grads, {n: deltas[n] for n in rplan.outports}, deltas)
 
 
 def _sweep_span(rplan: Plan, trace: Trace, dl: dict, start: int, stop: int) -> Trace:
@@ -133,8 +155,7 @@ def backward(model: Model, inputs: dict | None = None, *, loss="sse", targets=No
         if update is not None:
             raise SimulationError("backward(params=...) gives per-member gradients of "
                                   "batched parameters; it cannot apply an update to them")
-        if isinstance(as_schedule(schedule, window=window, chunked=chunked, online=online),
-                      Streamed):
+        if as_schedule(schedule, window=window, chunked=chunked, online=online).streams:
             raise SimulationError("backward(params=...) takes the Full, Truncated or "
                                   "Chunked schedule: Streamed(chunk) updates shared weights "
                                   "online and has no per-member gradients of batched "
@@ -149,7 +170,7 @@ def backward(model: Model, inputs: dict | None = None, *, loss="sse", targets=No
         g.params = per_member(g.params, checked)
         return g
     schedule = as_schedule(schedule, window=window, chunked=chunked, online=online)
-    if not isinstance(schedule, Full) and compile(model).multirate:
+    if not schedule.multirate and compile(model).multirate:
         raise SimulationError(
             f"model {model.name!r} runs blocks at several rates "
             f"({', '.join(sorted(compile(model).rates))} off the base rate); its gradient "
@@ -160,7 +181,7 @@ def backward(model: Model, inputs: dict | None = None, *, loss="sse", targets=No
             for name, a in items:
                 if a is not None:
                     check_finite_data(what, name, a)
-    if isinstance(schedule, Streamed):
+    if schedule.streams:  # beside the forward model, from the inputs
         if targets is None or trace is not None or dL_dy is not None:
             raise SimulationError("Streamed(chunk) runs from inputs and targets: give "
                                   "inputs= and targets=, not trace= or dL_dy=")

@@ -11,8 +11,6 @@ run by run, so a failure is reported with its parameter set and every other run
 finishes.  With ``out=`` each finished chunk is written to its own file at once, and a
 sweep started again with the same ``out`` loads those instead of running them again.
 
-:func:`train_many` trains a model from many tasks (seeds, learning rates, ...) the same
-way, each with its own checkpoint.
 """
 
 from __future__ import annotations
@@ -24,59 +22,30 @@ import json
 import logging
 import os
 import pickle
-import sys
 import zipfile
 import zlib
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from blockflow.core.model import Model
-from blockflow.errors import BlockflowError, ModelFileError, ParameterError
+from blockflow.errors import BlockflowError, ParameterError
 from blockflow.fsutil import atomic_write
+from blockflow.parallel.executors import (
+    _executor,
+    _name,
+    _payload,
+    _Serial,
+    pack_model,
+    unpack_model,
+)
 
 log = logging.getLogger(__name__)
 
 
-# ----------------------------------------------------------------- transport
-def _pickler():
-    try:
-        import cloudpickle  # lambdas and local functions too (installed with dask)
-
-        return cloudpickle
-    except ImportError:
-        return pickle
-
-
-def pack_model(model: Model) -> tuple[str, bytes]:
-    """The model as it travels to a worker: its model file, or pickled when it holds
-    Python callables a model file cannot carry."""
-    from blockflow.io.modelfile import dumps
-
-    try:
-        return "file", dumps(model).encode()
-    except (ModelFileError, ParameterError):
-        return "pickle", _pickler().dumps(model)
-
-
-_MODELS: dict[str, Model] = {}  # per worker process: unpacked once per sweep
-
-
-def unpack_model(packed: tuple[str, bytes]) -> Model:
-    """A private copy of a packed model, cached per process (by content)."""
-    key = hashlib.sha1(packed[1]).hexdigest()
-    m = _MODELS.get(key)
-    if m is None:
-        from blockflow.io.modelfile import loads
-
-        m = loads(packed[1].decode()) if packed[0] == "file" else pickle.loads(packed[1])
-        if len(_MODELS) > 8:
-            _MODELS.clear()
-        _MODELS[key] = m
-    return m
 
 
 # ----------------------------------------------------------------------- runs
@@ -315,91 +284,6 @@ def _function_key(f) -> str:
         log.info("chunks of %s are not reused: %s", _name(f), why)
         return f"unkeyable-{os.getpid()}-{id(f)}-{os.urandom(8).hex()}"
     return key
-
-
-class _Serial(Executor):
-    """Runs each task at submit time, in this process."""
-
-    def submit(self, fn, /, *args, **kwargs):
-        from concurrent.futures import Future
-
-        f: Future = Future()
-        try:
-            f.set_result(fn(*args, **kwargs))
-        except Exception as e:  # noqa: BLE001 - reported per run by the sweep
-            f.set_exception(e)
-        return f
-
-
-def _executor(executor, workers: int | None, n_tasks: int):
-    """``(executor, owned)``: a Dask client's executor, a given one, or local processes."""
-    if workers is not None and not (isinstance(workers, int) and not isinstance(workers, bool)
-                                    and workers >= 1):
-        raise ParameterError(f"workers must be a positive number of processes (or None: "
-                             f"one per core), got {workers!r}")
-    if executor == "serial" or (executor is None and n_tasks <= 1):
-        return _Serial(), False
-    if executor is None or executor == "processes":
-        import multiprocessing as mp
-
-        _check_main_guard()
-
-        n = workers or os.cpu_count() or 1
-        if "forkserver" in mp.get_all_start_methods():
-            # workers fork from a server that imported the library once: they start in
-            # milliseconds, and safely (the server has no threads)
-            ctx = mp.get_context("forkserver")
-            ctx.set_forkserver_preload(["blockflow.parallel.ensemble", "blocks"])
-        else:
-            ctx = mp.get_context("spawn")
-        return ProcessPoolExecutor(max_workers=min(n, n_tasks), mp_context=ctx), True
-    if type(executor).__module__.startswith("distributed") and hasattr(executor,
-                                                                        "get_executor"):
-        return executor.get_executor(), False  # a dask.distributed.Client
-    if isinstance(executor, Executor):
-        return executor, False
-    raise ParameterError(f"executor must be None (local processes), 'serial', a "
-                         f"concurrent.futures.Executor or a dask.distributed.Client; got "
-                         f"{executor!r}")
-
-
-def _check_main_guard() -> None:
-    """Local worker processes import the main script again: a script that starts a sweep
-    at its top level without ``if __name__ == "__main__":`` would start it again in every
-    worker (Python then breaks the pool with pages of tracebacks).  Refuse, in one line."""
-    import ast
-    import inspect
-
-    main = sys.modules.get("__main__")
-    path = getattr(main, "__file__", None)
-    if path is None or not os.path.isfile(path):
-        return  # interactive, a notebook, python -c: nothing is imported again
-    for info in inspect.stack(context=0):
-        if info.frame.f_globals is not vars(main) or info.function != "<module>":
-            continue
-        try:
-            tree = ast.parse(open(path, encoding="utf-8").read())
-        except (OSError, SyntaxError, ValueError):
-            return
-        guarded = [(n.lineno, n.end_lineno) for n in ast.walk(tree)
-                   if isinstance(n, ast.If) and "__main__" in ast.unparse(n.test)
-                   and "__name__" in ast.unparse(n.test)]
-        if not any(a <= info.lineno <= b for a, b in guarded):
-            raise ParameterError(
-                f"{os.path.basename(path)}, line {info.lineno}: a sweep on local processes "
-                "must start under `if __name__ == \"__main__\":` (each worker imports the "
-                "script again and would start the sweep anew); add the guard, or pass "
-                "executor=\"serial\"")
-        return
-
-
-def _name(f) -> str | None:
-    return None if f is None else str(getattr(f, "__qualname__", f))
-
-
-def _payload(obj):
-    """Callables made picklable for the trip (cloudpickle when available)."""
-    return _pickler().dumps(obj)
 
 
 def _run_packed(spec_bytes: bytes, chunk: Chunk) -> dict:
@@ -660,85 +544,3 @@ def _assemble(model, names, coords, seeds, chunks, results, errors, metric):
     coord.update(seed=np.asarray(seeds), time=time)
     return xr.Dataset(data, coords=coord, attrs={"model": model.name, "dt": model.dt,
                                                  "failed_runs": json.dumps(failed)})
-
-
-# ------------------------------------------------------------------ trainings
-@dataclass
-class TrainResult:
-    """One task of :func:`train_many`: the task, its loss history, final parameters."""
-
-    task: dict
-    losses: list
-    params: dict
-    error: str | None = None
-
-    @property
-    def final_loss(self) -> float:
-        return self.losses[-1] if self.losses else float("inf")
-
-
-def _train_task(build_bytes: bytes, number: int, task: dict, inputs, targets, kw: dict,
-                folder: str | None) -> TrainResult:
-    from blockflow.train import Adam, train
-
-    build = pickle.loads(build_bytes)
-    model = build(**task)
-    opts = dict(kw)
-    if "lr" in task and "optimizer" not in opts:
-        opts["optimizer"] = Adam(task["lr"])
-    if "seed" in task:
-        opts.setdefault("seed", int(task["seed"]))
-    if folder is not None:
-        opts.update(checkpoint=str(Path(folder) / f"task-{number:04d}.npz"), resume=True)
-    hist = train(model, inputs, targets, **opts)
-    return TrainResult(task, list(hist.losses),
-                       {k: v.copy() for k, v in model.parameters().items()})
-
-
-def train_many(build: Callable[..., Model], tasks: Sequence[dict], inputs: dict, targets, *,
-               executor=None, workers: int | None = None, checkpoint_dir=None,
-               progress: bool = True, **train_kw) -> tuple[list[TrainResult], TrainResult]:
-    """Train one model per task in parallel; returns every result and the best one.
-
-    ``build(**task)`` makes the task's model (seeded initial weights, an architecture
-    choice); ``task["lr"]`` picks ``Adam(lr)`` and ``task["seed"]`` the training seed
-    unless ``train_kw`` says otherwise; the rest of ``train_kw`` goes to
-    :func:`~blockflow.train.train` (``epochs``, ``loss``, ``mode``, ...).  With
-    ``checkpoint_dir`` each task checkpoints there and resumes when started again; a
-    task that fails is reported (``error``) and the others finish.
-    """
-    tasks = [dict(t) for t in tasks]
-    if not tasks:
-        raise ParameterError("train_many needs at least one task")
-    folder = None
-    if checkpoint_dir is not None:
-        Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
-        folder = str(checkpoint_dir)
-    pool, owned = _executor(executor, workers, len(tasks))
-    build_bytes = _payload(build)
-    results: list[TrainResult | None] = [None] * len(tasks)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(tasks), desc="train_many", unit="task")
-    try:
-        futs = {pool.submit(_train_task, build_bytes, i, t, inputs, targets, train_kw,
-                            folder): i for i, t in enumerate(tasks)}
-        for fut in as_completed(futs):
-            i = futs[fut]
-            try:
-                results[i] = fut.result()
-            except Exception as e:  # noqa: BLE001 - reported with its task
-                results[i] = TrainResult(tasks[i], [], {}, f"{type(e).__name__}: {e}")
-                log.warning("task %s failed: %s", tasks[i], results[i].error)
-            if bar is not None:
-                bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
-        if owned:
-            pool.shutdown()
-    done = [r for r in results if r is not None]
-    best = min(done, key=lambda r: r.final_loss)
-    return done, best

@@ -1,0 +1,147 @@
+"""FIR (tapped-delay) layers: FIRDense, the FIR network's synapse ``y(k) = sum_m W[m]
+u(k-m) + b`` (Wan's temporal backprop runs its reciprocal causally, D steps late)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from blockflow.core.block import Block
+from blockflow.core.kernel import Kernel, fill_rows, kernel, rows_matmul
+from blockflow.core.types import SignalType
+from blockflow.errors import ParameterError
+
+from .discrete import _fir_update_into, fir_update
+from .neural import _bias_fits, _outer_sum
+
+
+@kernel(allocates=False)
+def _fir_layer_output_into(WT, b, x, u, out):  # out = u W0^T + b + sum_m x[m-1] Wm^T
+    rows_matmul(u, WT[0], fill_rows(b, out))
+    for m in range(1, WT.shape[0]):
+        rows_matmul(x[m - 1], WT[m], out)
+    return out
+
+
+@kernel(into=_fir_layer_output_into)
+def fir_layer_output(WT, b, x, u):  # y = sum_m W[m] u(k-m) + b, past inputs held in x
+    y = u @ WT[0] + b
+    for m in range(1, WT.shape[0]):
+        y = y + x[m - 1] @ WT[m]
+    return y
+
+
+@kernel(allocates=False)
+def _fir_layer_update_into(WT, b, x, u, out):
+    return _fir_update_into(WT, x, u, out)
+
+
+@kernel(into=_fir_layer_update_into)
+def fir_layer_update(WT, b, x, u):
+    return fir_update(WT, x, u)
+
+
+class FIRDense(Block):
+    """``y(k) = sum_m W[m] u(k-m) + b``: a layer of FIR synapses (paper Case II).
+
+    ``W`` has shape ``(M+1, n_out, n_in)``.  Its reciprocal is the FIR layer with
+    transposed taps run backwards in time, ``delta_u(k) = sum_m W[m]^T delta_y(k+m)``
+    (temporal backpropagation, paper eq. 13); ``dJ/dW[m] = sum_k delta_y(k) u(k-m)^T``.
+    """
+
+    stateful = True
+    linear = True
+
+    state_batch_axis = 1  # the past inputs: (M, B, n_in)
+
+    def __init__(self, W, b=None, *, bias: bool = True, trainable: bool = True, **kw):
+        super().__init__(**kw)
+        self.param("W", W, trainable=trainable)
+        if self.W.ndim != 3:
+            raise ParameterError(f"block {self.name!r}: FIRDense taps W must be (M+1, n_out, n_in),"
+                             f" got shape {self.W.shape}")
+        self.bias = bias
+        if bias:
+            self.param("b", np.zeros(self.W.shape[1]) if b is None else b, trainable=trainable)
+            _bias_fits(self, "b", self.W.shape[1])
+
+    @classmethod
+    def random(cls, n_in: int, n_out: int, taps: int, *, seed: int = 0, **kw) -> FIRDense:
+        rng = np.random.default_rng(seed)
+        W = rng.uniform(-1, 1, (taps, n_out, n_in)) * np.sqrt(6.0 / ((n_in + n_out) * taps))
+        return cls(W, **kw)
+
+    def infer(self, t):
+        if t is None:
+            return (None,)
+        if t.shape != (self.W.shape[2],):
+            raise self.type_error(f"takes ({self.W.shape[2]},) samples, got {t.shape}",
+                                  port=self.inputs[0])
+        return (SignalType((self.W.shape[1],), t.dtype),)
+
+    def init_state(self, batch, in_types, out_types):
+        return in_types[0].zeros(self.W.shape[0] - 1, batch)
+
+    def _kernel_params(self, contiguous=lambda a: a):
+        b = self.b if self.bias else np.zeros(self.W.shape[1], self.W.dtype)
+        return contiguous(np.transpose(self.W, (0, 2, 1))), b
+
+    def output(self, x, u):
+        return fir_layer_output(*self._kernel_params(), x, u)
+
+    def update(self, x, u):
+        return fir_update(None, x, u)
+
+    def kernel(self):
+        return Kernel(fir_layer_output, fir_layer_update,
+                      self._kernel_params(np.ascontiguousarray))
+
+    def sequence(self, x0, U):
+        T = U.shape[0]
+        Y = U @ self.W[0].T
+        for m in range(1, min(self.W.shape[0], T)):
+            Y[m:] += U[: T - m] @ self.W[m].T
+        return Y + self.b if self.bias else Y
+
+    def param_grads(self, u, y, dy):
+        (U,), (dY,) = u, dy
+        T = U.shape[0]
+        gW = np.zeros_like(self.W)
+        for m in range(min(self.W.shape[0], T)):
+            gW[m] = _outer_sum(dY[m:], U[: T - m])
+        g = {"W": gW}
+        if self.bias:
+            g["b"] = dY.reshape(-1, dY.shape[-1]).sum(0)
+        return {n: v for n, v in g.items() if self._params[n]}
+
+    def param_jvp(self, u, y, dp):  # dy(k) = sum_m dW[m] u(k-m) + db
+        (U,) = u
+        T = U.shape[0]
+        out = np.zeros_like(y[0])
+        if "W" in dp:
+            dW = np.asarray(dp["W"])
+            for m in range(min(dW.shape[0], T)):
+                out[m:] += U[: T - m] @ dW[m].T
+        return (out + dp["b"] if "b" in dp else out,)
+
+    def _like(self, W, **kw) -> FIRDense:
+        r = FIRDense(W, bias=False, name=self.name, **kw)
+        r.W = W
+        return r
+
+    def transposed(self) -> Block:  # taps W[m]^T, no bias
+        return self._like(np.swapaxes(self.W, 1, 2), inputs=self.outputs, outputs=self.inputs)
+
+    @property
+    def memory(self) -> int:
+        return self.W.shape[0] - 1
+
+    def reversed_taps(self) -> Block:
+        return self._like(self.W[::-1], inputs=self.inputs, outputs=self.outputs)
+
+    def label(self) -> str:
+        M1, o, i = self.W.shape
+        return f"FIR layer {i}→{o} ({M1} taps)"
+
+    def config(self) -> dict:
+        return {"W": self.W, "b": self.b if self.bias else None, "bias": self.bias,
+                "trainable": self._params["W"]}
