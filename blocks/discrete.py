@@ -11,7 +11,6 @@ trained in place.  Filters start from zero initial conditions; delays from ``x0`
 from __future__ import annotations
 
 import numpy as np
-import scipy.signal
 
 from blockflow.core.block import Block, sum_to
 from blockflow.core.kernel import Kernel, kernel, take_input_into, take_state_into
@@ -383,6 +382,7 @@ class FIR(Block):
         return Kernel(fir_output, fir_update, (self.h,))
 
     def sequence(self, x0, U):
+        import scipy.signal  # (deferred: importing scipy.signal costs 0.2-0.4 s)
         return scipy.signal.lfilter(self.h, [1.0], U, axis=0)
 
     def param_grads(self, u, y, dy):
@@ -390,6 +390,7 @@ class FIR(Block):
         return {"h": np.array([_shift_corr(dy, u[0], m) for m in range(self.h.size)])}
 
     def param_jvp(self, u, y, dp):  # dy = FIR(dh) u
+        import scipy.signal  # (deferred: importing scipy.signal costs 0.2-0.4 s)
         return (scipy.signal.lfilter(dp["h"], [1.0], u[0], axis=0) if "h" in dp
                 else np.zeros_like(y[0]),)
 
@@ -482,10 +483,12 @@ class DiscreteFilter(Block):
         return Kernel(filter_output, filter_update, (self.feedthrough,))
 
     def sequence(self, x0, U):
+        import scipy.signal  # (deferred: importing scipy.signal costs 0.2-0.4 s)
         return scipy.signal.lfilter(self.b, self.a, U, axis=0)
 
     def grads_ba(self, u, y, dy, resets=()):
         """(dJ/db, dJ/da) from whole sequences; the adjoint ``g`` restarts at ``resets``."""
+        import scipy.signal  # (deferred: importing scipy.signal costs 0.2-0.4 s)
         g = np.zeros_like(dy)
         edges = [0, *resets, dy.shape[0]]
         for a, b in zip(edges, edges[1:], strict=False):
@@ -507,6 +510,7 @@ class DiscreteFilter(Block):
 
     def jvp_ba(self, u, y, db, da):
         """``dy = A^-1 (dB u - dA y)``: the output change for coefficient directions."""
+        import scipy.signal  # (deferred: importing scipy.signal costs 0.2-0.4 s)
         db = np.zeros_like(self.b) if db is None else np.array(db, dtype=float)
         da = np.zeros_like(self.a) if da is None else np.array(da, dtype=float)
         if not self.feedthrough:
