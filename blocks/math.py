@@ -6,6 +6,7 @@ under its forward rule.
 
 from __future__ import annotations
 
+import hashlib
 import types
 from collections.abc import Callable
 
@@ -20,30 +21,27 @@ from blockflow.core.kernel import (
     generated_kernel,
     kernel,
     rows_matmul,
+    sum_lines,
 )
 from blockflow.core.types import SignalType, same_type
 from blockflow.errors import ParameterError
 
 
-def _flat_sum(terms: list[str]) -> str:
-    """The statements of an element loop ``out = sum of terms`` (for the compiled forms)."""
-    body = " + ".join(terms).replace("+ -", "- ")
-    return f"    for i in range(out.size):\n        out.flat[i] = {body}\n"
-
-
 def sum_output(signs: str):
     """``y = s_1 u_1 + s_2 u_2 + ...`` as a kernel written out for ``signs``: one array
     operation per input, no multiplications by +-1 (and its element loop, into ``out``)."""
-    terms = [("-" if s == "-" else "") + f"u{i}" if i == 0 else f" {s} u{i}"
-             for i, s in enumerate(signs)]
-    args = [f"u{i}" for i in range(len(signs))]
-    body = "".join(terms) if len(signs) > 1 or signs == "-" else "u0.copy()"
-    into = (f"def f({', '.join(args)}, out):\n"
-            + _flat_sum([("-" if s == "-" else "") + f"u{i}.flat[i]"
-                         for i, s in enumerate(signs)]) + "    return out\n")
-    key = "blocks.math.sum_" + signs.replace("+", "p").replace("-", "m")
-    return generated_kernel(key, f"def f({', '.join(args)}):\n    return {body}\n", "f",
-                            globals(), into=into)
+    args = ", ".join(f"u{i}" for i in range(len(signs)))
+    src = "\n".join([f"def f({args}):",
+                     *sum_lines([(s, f"u{i}") for i, s in enumerate(signs)], "y", "    ",
+                                fresh=True), "    return y"]) + "\n"
+    into = "\n".join([f"def f({args}, out):", "    for i in range(out.size):",
+                      *sum_lines([(s, f"u{i}.flat[i]") for i, s in enumerate(signs)], "acc",
+                                 "        "),
+                      "        out.flat[i] = acc", "    return out"]) + "\n"
+    name = signs.replace("+", "p").replace("-", "m") if len(signs) <= 64 else \
+        f"{len(signs)}_{hashlib.sha1(signs.encode()).hexdigest()[:12]}"
+    key = "blocks.math.sum_" + name
+    return generated_kernel(key, src, "f", globals(), into=into)
 
 
 def sum_vjp(n: int):
@@ -73,6 +71,8 @@ class Sum(Block):
     >>> Sum("+-").output(None, np.array([3.0]), np.array([1.0]))
     array([2.])
     """
+
+    uniform = True  # every input and the output share one type
 
     linear = True
     symbol = "Σ"
@@ -284,6 +284,8 @@ class Product(Block):
     ops : str, default "**"
         One ``*`` (multiply) or ``/`` (divide) per input.
     """
+
+    uniform = True  # every input and the output share one type
 
     symbol = "Π"
 

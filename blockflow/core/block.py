@@ -100,6 +100,10 @@ class Block:
     nondifferentiable: ClassVar[bool] = False
     #: sources produce their whole sequence with ``generate(T, B)``
     source: ClassVar[bool] = False
+    #: the outputs have the common type of the inputs (``same_type``: Sum, Product, a
+    #: junction): wiring one more input of that type changes nothing, so ``connect``
+    #: checks it in constant time (a Sum of 16,000 inputs builds in linear time)
+    uniform: ClassVar[bool] = False
     #: a model's external input, supplied by the caller (Inport)
     external: ClassVar[bool] = False
     #: random sources: ``generate(T, B, streams)`` draws member ``b`` from ``streams[b]``
@@ -203,8 +207,19 @@ class Block:
             f"its inputs are {list(self.inputs)}, its outputs {list(self.outputs)}"
         )
 
+    def port_names(self, direction: str) -> frozenset:
+        """The names of the block's inputs (``"in"``) or outputs (``"out"``) as a set
+        (made again only when the tuple changes: a Sum of 16,000 inputs looks a port up
+        in constant time)."""
+        ports = self.inputs if direction == "in" else self.outputs
+        cache = self.__dict__.setdefault("_port_sets", {})
+        hit = cache.get(direction)
+        if hit is None or hit[0] is not ports:
+            hit = cache[direction] = (ports, frozenset(ports))
+        return hit[1]
+
     def __getitem__(self, port: str) -> PortRef:
-        if port not in self.inputs and port not in self.outputs:
+        if port not in self.port_names("in") and port not in self.port_names("out"):
             raise WiringError(
                 f"block {self.name!r} ({type(self).__name__}) has no port {port!r}; "
                 f"inputs are {list(self.inputs)}, outputs are {list(self.outputs)}"
@@ -215,10 +230,10 @@ class Block:
         """The input ports that reach an output within the same step."""
         ft = self.feedthrough
         if ft is True:
-            return frozenset(self.inputs)
+            return self.port_names("in")
         if ft is False:
             return frozenset()
-        return frozenset(ft)
+        return ft if isinstance(ft, frozenset) else frozenset(ft)
 
     #: parameters that may carry a leading batch axis (one value per batch member; see
     #: blockflow.run.batched): those the block's equations broadcast against its signals

@@ -175,3 +175,29 @@ def elementwise_into(f: Callable, nargs: int, key: str) -> Callable:
 
 def _text(f) -> str:
     return getattr(f, "kernel_source", None) or inspect.getsource(f)
+
+
+#: sums of more terms than this are written one statement per term (a single expression
+#: of thousands of terms nests too deeply for Python's compiler)
+SUM_EXPRESSION_MAX = 32
+
+
+def sum_lines(terms: list[tuple[str, str]], target: str, indent: str,
+              fresh: bool = False) -> list[str]:
+    """The statements ``target = t_1 +- t_2 +- ...`` for ``terms`` of ``(sign, expr)``: one
+    expression for a few terms, one statement each for many.  ``fresh``: the first term
+    must be copied (the result may not alias an input)."""
+    def term(i, sign, expr):
+        if i == 0:
+            return f"-{expr}" if sign == "-" else expr
+        return f" {'-' if sign == '-' else '+'} {expr}"
+
+    if len(terms) <= SUM_EXPRESSION_MAX:
+        body = "".join(term(i, s, e) for i, (s, e) in enumerate(terms))
+        if fresh and len(terms) == 1 and terms[0][0] != "-":
+            body += ".copy()"
+        return [f"{indent}{target} = {body}"]
+    (s0, e0), (s1, e1) = terms[0], terms[1]
+    lines = [f"{indent}{target} = {term(0, s0, e0)}{term(1, s1, e1)}"]
+    lines += [f"{indent}{target} {'-' if s == '-' else '+'}= {e}" for s, e in terms[2:]]
+    return lines

@@ -160,8 +160,8 @@ class Model(Block):
         if self.blocks.get(ref.block.name) is not ref.block:
             raise WiringError(f"block {ref.block.name!r} is not in model {self.name!r}; "
                               "add() it first")
-        ports = ref.block.outputs if direction == "out" else ref.block.inputs
-        if ref.port not in ports:
+        if ref.port not in ref.block.port_names(direction):
+            ports = ref.block.outputs if direction == "out" else ref.block.inputs
             kind = "output" if direction == "out" else "input"
             raise WiringError(f"block {ref.block.name!r} ({type(ref.block).__name__}) has no "
                               f"{kind} port {ref.port!r}; its {kind}s are {list(ports)}")
@@ -187,6 +187,8 @@ class Model(Block):
         self.graph.add_edge(s.block.name, d.block.name, src_port=s.port, dst_port=d.port)
         self._src[(d.block.name, d.port)] = (s.block.name, s.port)
         self._version += 1
+        if self._joins_uniformly(s, d):
+            return
         try:  # only what the new wire touches; put back as it was if it fails
             propagate_types(self, start=[d.block.name], types=self._types, inplace=True)
         except SignalTypeError as e:
@@ -194,6 +196,21 @@ class Model(Block):
                                    key=self._edge_key(s.block.name, d.block.name, d.port))
             del self._src[(d.block.name, d.port)]
             raise SignalTypeError(f"connecting {s} -> {d}: {e}") from None
+
+    def _joins_uniformly(self, s: PortRef, d: PortRef) -> bool:
+        """Whether the new wire ``s -> d`` brings a uniform block (``Block.uniform``) one
+        more input of the type its outputs have already: then no type changes anywhere,
+        and the wire is recorded without inferring the block again."""
+        b = d.block
+        if not b.uniform:
+            return False
+        t = self._types.get((s.block.name, s.port))
+        if t is None:  # an input of unknown type changes nothing yet
+            return True
+        if any(self._types.get((b.name, p)) != t for p in b.outputs):
+            return False
+        self._types[(b.name, d.port)] = t
+        return True
 
     def _edge_key(self, s: str, d: str, dst_port: str):
         for key, data in self.graph.get_edge_data(s, d).items():
@@ -334,6 +351,9 @@ def _propagate(model, seeds: dict, start, types) -> dict[PortKey, SignalType]:
     g, blocks = model.graph, model.blocks
     queue = deque(blocks if start is None else start)
     queued = set(queue)
+    # the inputs whose source changed, of blocks queued only for that (a uniform block
+    # checks just those against its known type: linear in a wide Sum's inputs)
+    changed: dict[str, set] = {}
     budget = 20 * (len(blocks) + 1) ** 2
     while queue:
         budget -= 1
@@ -342,6 +362,10 @@ def _propagate(model, seeds: dict, start, types) -> dict[PortKey, SignalType]:
         name = queue.popleft()
         queued.discard(name)
         b = blocks[name]
+        ports = changed.pop(name, None)
+        if ports is not None and b.uniform and _uniform_unchanged(model, name, b, ports,
+                                                                  types):
+            continue
         ins = []
         for p in b.inputs:
             src = model.source_of(name, p)
@@ -365,6 +389,7 @@ def _propagate(model, seeds: dict, start, types) -> dict[PortKey, SignalType]:
         if len(outs) != len(b.outputs):
             raise b.type_error(f"infer() returned {len(outs)} types for outputs "
                                f"{list(b.outputs)}")
+        moved = set()
         for p, t in zip(b.outputs, outs, strict=True):
             old = types.get((name, p))
             if t is None or t == old:
@@ -377,11 +402,34 @@ def _propagate(model, seeds: dict, start, types) -> dict[PortKey, SignalType]:
                 if t == old:
                     continue
             types[(name, p)] = t
+            moved.add(p)
+        if moved:  # (one pass over the block's wires, however many outputs moved)
             for _, d, data in g.out_edges(name, data=True):
-                if data["src_port"] == p and d not in queued:
+                if data["src_port"] not in moved:
+                    continue
+                if d not in queued:
                     queue.append(d)
                     queued.add(d)
+                    changed[d] = set()
+                if d in changed:
+                    changed[d].add(data["dst_port"])
     return types.base if isinstance(types, _Logged) else types
+
+
+def _uniform_unchanged(model, name: str, b, ports: set, types) -> bool:
+    """Whether the inputs ``ports`` of the uniform block ``name`` now carry exactly the type
+    its outputs have (then nothing changes; their types are recorded)."""
+    outs = {types.get((name, p)) for p in b.outputs}
+    if len(outs) != 1 or None in outs:
+        return False
+    (t,) = outs
+    new = {p: types.get(model.source_of(name, p)) for p in ports}
+    if any(v is not None and v != t for v in new.values()):
+        return False
+    for p, v in new.items():
+        if v is not None:
+            types[(name, p)] = v
+    return True
 
 
 def _inport_type(b: Inport, outer: SignalType | None):

@@ -129,8 +129,10 @@ def infer_rates(flat, dt: float) -> dict:
     op_rate: dict[str, Rate] = {}
     out_rate: dict[str, Rate] = {}
     queue = deque(blocks)
+    queued = set(queue)  # (each block once in the queue: a wide Sum is not re-read per input)
     while queue:
         path = queue.popleft()
+        queued.discard(path)
         b = blocks[path]
         srcs = [flat.source_of(path, p) for p in b.inputs]
         ins = tuple(out_rate.get(s[0]) for s in srcs)
@@ -144,7 +146,9 @@ def infer_rates(flat, dt: float) -> dict:
                                 "the two through a rate transition")
             if path not in out_rate:
                 op_rate[path], out_rate[path] = op, out
-                queue.extend(readers[path])
+                fresh = readers[path] - queued
+                queue.extend(sorted(fresh))
+                queued |= fresh
     for path in blocks:
         op_rate.setdefault(path, BASE)
     return op_rate

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from blockflow.core.block import Block, Read, as_tuple
-from blockflow.core.kernel import Kernel, generated_kernel
+from blockflow.core.kernel import Kernel, generated_kernel, sum_lines
 from blockflow.core.rates import HOLD, place, sample
 from blockflow.core.types import SignalType, delta_type
 
@@ -329,9 +329,13 @@ class ZeroSource(Block):
 def junction_kernel(n: int):
     """``y = u_1 + ... + u_n`` as a kernel for ``n`` inputs (and its element loop)."""
     args = ", ".join(f"u{i}" for i in range(n))
-    src = f"def f({args}):\n    return {' + '.join(f'u{i}' for i in range(n))}\n"
-    into = (f"def f({args}, out):\n    for i in range(out.size):\n        out.flat[i] = "
-            + " + ".join(f"u{i}.flat[i]" for i in range(n)) + "\n    return out\n")
+    src = "\n".join([f"def f({args}):",
+                     *sum_lines([("+", f"u{i}") for i in range(n)], "y", "    ", fresh=True),
+                     "    return y"]) + "\n"
+    into = "\n".join([f"def f({args}, out):", "    for i in range(out.size):",
+                      *sum_lines([("+", f"u{i}.flat[i]") for i in range(n)], "acc",
+                                 "        "),
+                      "        out.flat[i] = acc", "    return out"]) + "\n"
     return generated_kernel(f"blockflow.gradient.adjoint.junction{n}", src, "f", {"np": np},
                             into=into)
 
@@ -341,6 +345,8 @@ class Junction(Block):
 
     Taking the reciprocal again turns it back into a branching point (fan-out).
     """
+
+    uniform = True  # every input and the output share one type
 
     linear = True
     junction = True

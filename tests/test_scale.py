@@ -1,0 +1,81 @@
+"""Models wide in one block: a Sum of thousands of inputs builds, compiles and
+differentiates in linear time, with the numbers of the sum written out by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from blockflow import Inport, Model, Outport, SignalTypeError, grad, simulate
+from blocks import Gain, Sum, UnitDelay
+
+
+def wide_sum(n: int, signs: str | None = None) -> Model:
+    m = Model("wide")
+    u = m.add(Inport("u"))
+    s = m.add(Sum(signs or "+" * n, name="s"))
+    for i in range(n):
+        g = m.add(Gain(1.0 + i / n, name=f"g{i}"))
+        m.connect(u, g)
+        m.connect(g, s[f"u{i + 1}"])
+    m.connect(s, m.add(Outport("y")))
+    return m
+
+
+def test_a_sum_of_thousands_of_inputs_runs_and_differentiates():
+    n = 3000
+    signs = "".join("+-"[i % 3 == 0] for i in range(n))
+    m = wide_sum(n, signs)
+    k = np.array([1.0 + i / n for i in range(n)])
+    s = np.array([-1.0 if c == "-" else 1.0 for c in signs])
+    u = np.sin(np.arange(7.0)) + 2.0  # non-zero at k = 0
+    y = simulate(m, {"u": u})["y"][:, 0]
+    np.testing.assert_allclose(y, u * (s @ k), rtol=1e-12)
+    J, g = grad(m, {"u": u}, targets=np.zeros_like(u))  # J = sum y^2
+    for i in (0, 1, 1234, n - 1):
+        np.testing.assert_allclose(g[f"g{i}.K"], 2 * np.sum(y * s[i] * u), rtol=1e-10)
+
+
+def test_connecting_a_wide_uniform_block_still_checks_every_type():
+    m = wide_sum(50)
+    v = m.add(Inport("v", shape=(2,)))
+    s2 = m.add(Sum("++", name="s2"))
+    m.connect(m.blocks["u"], s2.u1)
+    with pytest.raises(SignalTypeError, match="same shape"):
+        m.connect(v, s2.u2)
+
+
+def test_a_long_sum_inside_a_loop_is_written_one_statement_per_term():
+    """A Sum of more terms than one expression holds (SUM_EXPRESSION_MAX) inside a
+    feedback loop: its kernels are statements; the loop's numbers are the hand-written
+    recursion's, and numba compiles the statements (called directly: numba cannot
+    inline a call of more than 30 arguments, which CPython passes as *args)."""
+    from blockflow.core.kernel import SUM_EXPRESSION_MAX
+    from blocks.math import sum_output
+
+    n = SUM_EXPRESSION_MAX + 8
+    m = Model("loop")
+    u, y = m.add(Inport("u"), Outport("y"))
+    s = m.add(Sum("-" + "+" * (n - 1), name="s"))
+    z = m.add(UnitDelay(0.5, name="z"))
+    m.connect(u, s.u1)
+    for i in range(2, n + 1):
+        m.connect(z, m.add(Gain(0.9 / n, name=f"g{i}")))
+        m.connect(m.blocks[f"g{i}"], s[f"u{i}"])
+    m.chain(s, z)
+    m.connect(s, y)
+    x = np.cos(np.arange(30) / 4.0) + 1.0
+    got = simulate(m, {"u": x}, backend="numpy")["y"][:, 0]
+    zk, want = 0.5, []
+    for xk in x:
+        yk = -xk + (n - 1) * (0.9 / n) * zk
+        want.append(yk)
+        zk = yk
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    k = sum_output("-" + "+" * (n - 1))
+    assert k.into.kernel_source.count("acc +=") == n - 2
+    numba = pytest.importorskip("numba")
+    args = [np.full((2, 3), float(i + 1)) for i in range(n)]
+    ref = -args[0] + sum(args[1:])
+    np.testing.assert_array_equal(numba.njit(k)(*args), ref)
+    np.testing.assert_array_equal(numba.njit(k.into)(*args, np.empty((2, 3))), ref)
