@@ -52,14 +52,21 @@ def main() -> None:
     t0 = time.perf_counter()
     ref = serial_loop(sub, seeds)
     t_serial = (time.perf_counter() - t0) * n / (len(sub) * len(seeds))
+    parameter_sweep(tanh_loop(), {"kc.K": gains[:2]}, seeds=seeds[:2], inputs=noise,
+                    metric=rms, executor="serial", progress=False)  # one-time imports
     t0 = time.perf_counter()
     df = parameter_sweep(tanh_loop(), {"kc.K": gains}, seeds=seeds, inputs=noise, metric=rms,
                          executor="serial", chunk_size=n, progress=False)
     t_batched = time.perf_counter() - t0
     assert np.allclose(df["metric"][:100], ref, rtol=1e-12)
+    t0 = time.perf_counter()
+    parameter_sweep(tanh_loop(), {"kc.K": gains}, seeds=seeds, inputs=noise, metric=rms,
+                    progress=False)  # the defaults: where and how it runs, decided by it
+    t_default = time.perf_counter() - t0
     print(f"{n} runs x {T} steps (closed loop, gain x seed)")
     print(f"  serial loop over simulate  {t_serial:8.2f} s  (from 100 runs)")
     print(f"  batched parameters         {t_batched:8.2f} s  {t_serial / t_batched:6.1f}x faster")
+    print(f"  parameter_sweep defaults   {t_default:8.2f} s  {t_serial / t_default:6.1f}x faster")
 
     # not batchable: a plant coefficient per run, each run its own simulation
     cores = os.cpu_count() or 1
@@ -70,8 +77,11 @@ def main() -> None:
     parameter_sweep(tanh_loop(), grid, executor="serial", **kw)
     t_one = time.perf_counter() - t0
     t0 = time.perf_counter()
-    parameter_sweep(tanh_loop(), grid, workers=cores, **kw)
+    parameter_sweep(tanh_loop(), grid, executor="processes", workers=cores, **kw)
     t_cold = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    parameter_sweep(tanh_loop(), grid, **kw)  # the defaults: processes where they pay
+    t_auto = time.perf_counter() - t0
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
@@ -87,6 +97,7 @@ def main() -> None:
     print(f"  local processes            {t_cold:8.2f} s  {t_cold / ideal:6.2f}x serial/cores "
           f"(starting the workers included)")
     print(f"  a pool already started     {t_warm:8.2f} s  {t_warm / ideal:6.2f}x serial/cores")
+    print(f"  parameter_sweep defaults   {t_auto:8.2f} s  {t_auto / ideal:6.2f}x serial/cores")
 
 if __name__ == "__main__":
     main()

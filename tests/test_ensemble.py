@@ -106,7 +106,7 @@ def test_local_processes_and_a_dask_cluster_give_the_serial_result_bit_for_bit()
     grid = {"kc.K": GAINS, "plant.b": [np.array([0.1, 0.0]), np.array([0.2, 0.05])]}
     kw = dict(seeds=2, inputs=noise_inputs, chunk_size=3, progress=False)
     serial = parameter_sweep(tanh_loop(), grid, executor="serial", **kw)
-    procs = parameter_sweep(tanh_loop(), grid, workers=2, **kw)
+    procs = parameter_sweep(tanh_loop(), grid, executor="processes", workers=2, **kw)
     xr.testing.assert_identical(serial, procs)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster, \
@@ -251,3 +251,38 @@ def test_a_sweep_decides_auto_once_for_every_worker(monkeypatch):
     assert backend(2, None, inputs=noise_inputs) == "numba"  # (not called to find out)
     assert backend(AUTO_MAX_ELEMENTS, 1000, chunk=AUTO_MAX_ELEMENTS) == "numpy"  # wide
     assert backend(200, 1000, asked="numpy") == "numpy"  # asked: kept
+
+
+def test_a_sweep_starts_processes_only_where_they_pay(monkeypatch):
+    """Runs that all batch are one simulation in this process; short work that does not
+    batch runs serially; long work (or unknown steps) gets the pool."""
+    from blockflow.parallel import executors, sweep
+
+    started = []
+
+    class Refuse(executors.ProcessPoolExecutor):
+        def __init__(self, *a, **k):
+            started.append(k.get("max_workers"))
+            raise RuntimeError("no pool here")
+
+    monkeypatch.setattr(executors, "ProcessPoolExecutor", Refuse)
+    chunks_seen = []
+    real = sweep.run_chunk
+    monkeypatch.setattr(sweep, "run_chunk", lambda spec, c: chunks_seen.append(
+        len(c.runs)) or real(spec, c))
+    gains = np.linspace(0.5, 2.0, 600)  # 600 x 3 seeds: batchable, one chunk
+    ds = parameter_sweep(tanh_loop(), {"kc.K": gains}, seeds=3, inputs={"r": np.ones(50)},
+                         progress=False)
+    assert started == [] and chunks_seen == [1800]
+    one = simulate(tanh_loop(), {"r": np.ones(50)}, params={"kc.K": gains[[7]]})["y"][:, 0]
+    np.testing.assert_array_equal(ds["y"].values[7, 2], one)
+    chunks_seen.clear()
+    plants = [np.array([0.1 + 0.01 * i, 0.0]) for i in range(6)]  # not batchable: 6 chunks
+    parameter_sweep(tanh_loop(), {"plant.b": plants}, inputs={"r": np.ones(50)},
+                    progress=False)
+    assert started == [] and len(chunks_seen) == 6  # 300 block-steps each: serial
+    monkeypatch.setattr(executors, "POOL_MIN_SECONDS", 0.0)
+    with pytest.raises(RuntimeError, match="no pool here"):
+        parameter_sweep(tanh_loop(), {"plant.b": plants}, inputs={"r": np.ones(50)},
+                        progress=False)
+    assert len(started) == 1

@@ -434,7 +434,7 @@ from blockflow.parallel import parameter_sweep
 from models.closed_loop import tanh_loop
 
 parameter_sweep(tanh_loop(), {"plant.a": [np.array([1.0, -a]) for a in (0.1, 0.2)]},
-                steps=10, inputs={"r": np.ones(10)}, progress=False, workers=2)
+                steps=10, inputs={"r": np.ones(10)}, progress=False, executor="processes")
 """
 
 

@@ -69,13 +69,23 @@ class _Serial(Executor):
         return f
 
 
-def _executor(executor, workers: int | None, n_tasks: int):
-    """``(executor, owned)``: a Dask client's executor, a given one, or local processes."""
+#: serial seconds from which a sweep's default executor starts local processes (starting
+#: two workers costs 1.5-3 s on this kind of machine: shorter work runs in this process)
+POOL_MIN_SECONDS = 5.0
+
+
+def _executor(executor, workers: int | None, n_tasks: int, seconds: float | None = None):
+    """``(executor, owned)``: a Dask client's executor, a given one, or local processes.
+
+    By default (``executor=None``) the work runs in this process when there is one task,
+    or when its estimated serial time (``seconds``) is under :data:`POOL_MIN_SECONDS`:
+    the pool starts only where it pays."""
     if workers is not None and not (isinstance(workers, int) and not isinstance(workers, bool)
                                     and workers >= 1):
         raise ParameterError(f"workers must be a positive number of processes (or None: "
                              f"one per core), got {workers!r}")
-    if executor == "serial" or (executor is None and n_tasks <= 1):
+    if executor == "serial" or (executor is None and (
+            n_tasks <= 1 or (seconds is not None and seconds < POOL_MIN_SECONDS))):
         return _Serial(), False
     if executor is None or executor == "processes":
         import multiprocessing as mp

@@ -320,6 +320,26 @@ def _check_result_size(model: Model, runs: int, inputs, steps, outputs) -> None:
                              "per run), keep fewer outputs=, or sweep in parts")
 
 
+AUTO_CHUNK = 4096  # runs batched in one simulation by default
+#: per block-step and run, serial, rough: compiled loops and the numpy path
+_SECONDS_PER_BLOCK_STEP = {"numba": 1e-7, "numpy": 2e-6}
+
+
+def _serial_seconds(model: Model, todo: list, inputs, steps, backend: str) -> float | None:
+    """A rough estimate of the sweep's serial time (None where the steps are unknown:
+    ``inputs(seed)`` decides them), to start local processes only where they pay."""
+    from blockflow.plan.compiler import compile
+
+    if steps is None and isinstance(inputs, dict) and inputs:
+        steps = len(np.asarray(next(iter(inputs.values()))))
+    if steps is None:
+        return None
+    plan = compile(model)
+    blocks = max(1, sum(len(sg.ops) for sg in plan.segments))
+    runs = sum(len(c.runs) for c, _ in todo)
+    return runs * int(steps) * blocks * _SECONDS_PER_BLOCK_STEP.get(backend, 2e-6)
+
+
 def _sweep_backend(model: Model, backend: str | None, chunks: list, inputs, steps) -> str:
     """One backend for every chunk of a sweep, whichever process runs it: the policy's
     decision for a chunk's batch over all the sweep's chunks (:mod:`blockflow.backends.policy`),
@@ -340,7 +360,7 @@ def _sweep_backend(model: Model, backend: str | None, chunks: list, inputs, step
 
 def parameter_sweep(model: Model, params, *, seeds=1, inputs=None, steps: int | None = None,
                     outputs: Sequence[str] | None = None, metric: Callable | None = None,
-                    executor=None, workers: int | None = None, chunk_size: int = 256,
+                    executor=None, workers: int | None = None, chunk_size: int | None = None,
                     out: str | Path | None = None, progress: bool = True,
                     backend: str | None = None):
     """Run ``model`` for every parameter set times every seed.
@@ -375,9 +395,13 @@ def parameter_sweep(model: Model, params, *, seeds=1, inputs=None, steps: int | 
         run's ``{name: (T, *shape)}``; the result is then a ``pandas.DataFrame`` of
         metrics instead of traces.
     executor : None, "serial", concurrent.futures.Executor or dask.distributed.Client
-        Where chunks run (default: local processes, one per core).
-    chunk_size : int
-        The most runs simulated together.
+        Where chunks run.  By default local processes, one per core, where they pay: a
+        sweep of one chunk, or whose estimated serial time is short, runs in this process.
+    chunk_size : int, optional
+        The most runs simulated together.  By default every run that batches with the
+        others (they differ only in batchable parameters and seeds) runs in one
+        simulation, up to :data:`AUTO_CHUNK` runs; with ``out=``, chunks of 256 (finer
+        steps to resume from).
     out : path, optional
         A folder: each chunk's result is written there as it finishes, and a sweep
         started again with the same folder reuses the finished chunks.
@@ -394,6 +418,8 @@ def parameter_sweep(model: Model, params, *, seeds=1, inputs=None, steps: int | 
     seed_list = list(range(seeds)) if isinstance(seeds, int | np.integer) else list(seeds)
     if not seed_list:
         raise ParameterError("parameter_sweep: seeds must give at least one seed")
+    if chunk_size is None:
+        chunk_size = 256 if out is not None else AUTO_CHUNK
     if not (isinstance(chunk_size, int) and chunk_size >= 1):
         raise ParameterError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     chunks = _chunks(model, sets, idx, seed_list, chunk_size)
@@ -426,7 +452,8 @@ def parameter_sweep(model: Model, params, *, seeds=1, inputs=None, steps: int | 
             log.info("chunk %d: loaded from %s", c.number, f)
         else:
             todo.append((c, f))
-    pool, owned = _executor(executor, workers, len(todo))
+    pool, owned = _executor(executor, workers, len(todo),
+                            _serial_seconds(model, todo, inputs, steps, backend))
     bar = None
     if progress and todo:
         from tqdm.auto import tqdm
