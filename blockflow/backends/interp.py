@@ -197,7 +197,7 @@ def _interpreter(sigs: list, n_r: int, n_p: int, n_x: int, kinds: tuple):
 
 def kinds_prefix(kinds: tuple) -> str:
     """The start of the module names of the interpreters for loops of the kernels
-    ``kinds`` (so that a later process can tell one is in the disk cache)."""
+    ``kinds`` (one file name family per set of kinds in the disk cache)."""
     return "bf_interp_" + hashlib.sha1(repr(kinds).encode()).hexdigest()[:12]
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 
@@ -107,13 +106,6 @@ def kernels_digest(keys) -> str:
         text = "".join(_text(f) + str(function_key(f)[0]) for f in _with_helpers(keys))
         d = _DIGESTS[keys] = hashlib.sha1(text.encode()).hexdigest()[:16]
     return d
-
-
-def cache_dir() -> Path | None:
-    """The private folder of generated loops (:mod:`blockflow.backends.diskcache`), or ``None``."""
-    from blockflow.backends.diskcache import loop_dir
-
-    return loop_dir()
 
 
 def _layout(ops) -> tuple[list, list, list]:

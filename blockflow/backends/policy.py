@@ -107,8 +107,9 @@ def twins(plan, seg) -> int:
 
 def interpreted_blocks(plan) -> int:
     """Blocks in all the loops of ``plan`` the interpreter runs."""
-    return sum(len(sg.ops) for sg in plan.segments
-               if sg.loop is not None and sg.interpreted and sg.why_numpy is None)
+    return memo(plan, "interpreted_blocks", lambda: sum(
+        len(sg.ops) for sg in plan.segments
+        if sg.loop is not None and sg.interpreted and sg.why_numpy is None))
 
 
 def _structure(seg) -> tuple:
