@@ -497,3 +497,25 @@ def test_a_loop_through_a_quantizer_stays_compiled_in_both_directions():
             os.environ["BLOCKFLOW_BACKEND"] = "numpy"
     assert got["numba"][0] == pytest.approx(got["numpy"][0], rel=1e-13)
     np.testing.assert_allclose(got["numba"][1]["g.K"], got["numpy"][1]["g.K"], rtol=1e-12)
+
+
+def test_compiling_writes_nothing_into_the_users_blocks():
+    """A block's rate is kept beside it (core.rates.placed_rate), and compiling or running
+    leaves the block's own attributes and the plan's as they were."""
+    from blockflow.core.rates import placed_rate
+    from models.dc_motor import motor_loop
+
+    m = motor_loop(20.0, 20.0, 0.5)
+    before = {p: dict(vars(b)) for p, b in m.blocks.items()}
+    plan = compile(m)
+    plan_before = dict(vars(plan))
+    simulate(m, {"r": np.ones(40)}, backend="numba")
+    simulate(m, {"r": np.ones(40)}, backend="numpy")
+    own_memos = {"_discrete", "_port_sets"}  # a block's memos of its own values (c2d, ports)
+    for p, b in m.blocks.items():
+        assert set(vars(b)) - set(before[p]) <= own_memos, p
+        assert "_rate" not in vars(b)
+    assert vars(plan).keys() == plan_before.keys()
+    assert placed_rate(m.blocks["sample"]).n > 1
+    copy = m.blocks["sample"].copy("other")
+    assert placed_rate(copy) is None  # a copy has no rate until its model is compiled

@@ -35,6 +35,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
+from blockflow.core.rates import common_rate, placed_rate
 from blockflow.core.types import PortTypes, SignalType
 from blockflow.errors import (
     ParameterError,
@@ -248,8 +249,6 @@ class Block:
     def rates(self, declared, known: list, dt: float, path: str) -> tuple:
         """``(the rate it runs at, the rate of its outputs)`` from its declared rate and
         the known rates of its inputs; rate transitions override this."""
-        from blockflow.core.rates import common_rate
-
         r = common_rate(declared, known, dt, path, type(self).__name__)
         return r, r
 
@@ -257,7 +256,7 @@ class Block:
         """The sample period (s) this block runs at: its model's ``dt`` times its rate
         (1 outside a model)."""
         dt = self._model.dt if self._model is not None else 1.0
-        rate = self.__dict__.get("_rate")
+        rate = placed_rate(self)
         return dt * rate.n if rate is not None else dt
 
     def discretisation(self) -> str | None:
@@ -267,7 +266,7 @@ class Block:
     def sample_times(self, T: int) -> np.ndarray:
         """The times (s) of this block's first ``T`` hits: ``(offset + n k) dt``."""
         dt = self._model.dt if self._model is not None else 1.0
-        rate = self.__dict__.get("_rate")
+        rate = placed_rate(self)
         n, o = (rate.n, rate.offset) if rate is not None else (1, 0)
         return (o + n * np.arange(T)) * dt
 

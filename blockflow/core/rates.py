@@ -19,6 +19,7 @@ insertion); ``Upsample`` places samples at the hits (``S^T S``) and is its own t
 from __future__ import annotations
 
 import math
+import weakref
 from collections import deque
 from typing import NamedTuple
 
@@ -175,3 +176,19 @@ def hits_text(rate: Rate) -> str:
     if rate.offset == 0:
         return f"k % {rate.n} == 0"
     return f"k >= {rate.offset} and (k - {rate.offset}) % {rate.n} == 0"
+
+
+#: the rate each block runs at in the model it was last compiled in, kept beside the
+#: blocks (a compile writes nothing into them): weakly, by identity, so a copy of a block
+#: has none until its own model is compiled
+_PLACED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def place_rate(block, rate: Rate) -> None:
+    """Record the rate ``block`` runs at (the plan's rate inference)."""
+    _PLACED[block] = rate
+
+
+def placed_rate(block) -> Rate | None:
+    """The rate ``block`` runs at in its compiled model, or None (not compiled yet)."""
+    return _PLACED.get(block)

@@ -22,7 +22,14 @@ from blockflow.backends.policy import resolve_backend
 from blockflow.core.block import Block
 from blockflow.core.model import Model, feedthrough_graph, propagate_types
 from blockflow.core.ports import Inport, Outport, Passthrough
-from blockflow.core.rates import ADJOINT_IO, BASE, FORWARD_IO, RateError, infer_rates
+from blockflow.core.rates import (
+    ADJOINT_IO,
+    BASE,
+    FORWARD_IO,
+    RateError,
+    infer_rates,
+    place_rate,
+)
 from blockflow.core.types import SignalType
 from blockflow.errors import AlgebraicLoopError, SignalTypeError, SimulationError, WiringError
 from blockflow.plan.cache import cached
@@ -349,7 +356,7 @@ def _assign_rates(model: Model, flat: FlatModel, ops: dict) -> dict:
     off_base = {}
     for path, b in flat.blocks.items():
         rate, hint = table[path]
-        b._rate = rate
+        place_rate(b, rate)  # (beside the block: compiling writes nothing into it)
         # a hint is how the transposed block reads and writes: a reciprocal transposes it
         # (twice: the original's, ADJOINT_IO being an involution)
         io = ADJOINT_IO[hint] if adjoint and hinted else hint
