@@ -23,6 +23,7 @@ from blockflow.io import export as _export  # noqa: F401 - registers Model.draw
 from blockflow.io.modelfile import load, register_block, save
 from blockflow.plan.compiler import Plan, compile
 from blockflow.run.simulate import simulate
+from blockflow.run.simulator import Simulator
 from blockflow.run.trace import Trace
 from blockflow.train import train
 
@@ -32,7 +33,7 @@ __all__ = [
     "SignalTypeError", "SimulationError", "Trace", "WiringError", "compile", "simulate",
     "Gradients", "backward", "directional", "grad", "reciprocal", "sweep", "tangent",
     "load", "register_block", "save", "TrainingError", "train", "output_gradient",
-    "ParameterError", "TraceFileError",
+    "ParameterError", "TraceFileError", "Simulator",
 ]
 __version__ = "0.1.0"
 

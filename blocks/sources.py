@@ -48,7 +48,7 @@ class Constant(_Source):
         super().__init__(shape=np.shape(value), dtype=dtype, **kw)
         self.param("value", value, trainable=trainable, dtype=self.dtype)
 
-    def generate(self, T, B):
+    def generate(self, T, B, k0=0):
         return np.broadcast_to(self.value.astype(self.dtype), (T, B, *self.shape))
 
     def param_grads(self, u, y, dy):
@@ -73,8 +73,9 @@ class Step(_Source):
         self.time = self.scalar("time", time, integer=True)
         self.before, self.after = self.scalar("before", before), self.scalar("after", after)
 
-    def generate(self, T, B):
-        return self._fill(np.where(np.arange(T) < self.time, self.before, self.after), T, B)
+    def generate(self, T, B, k0=0):
+        k = np.arange(k0, k0 + T)
+        return self._fill(np.where(k < self.time, self.before, self.after), T, B)
 
     def config(self) -> dict:
         return {"time": self.time, "before": self.before, "after": self.after,
@@ -94,11 +95,11 @@ class Sine(_Source):
         self.freq_hz = None if freq_hz is None else self.scalar("freq_hz", freq_hz)
         self.phase, self.bias = self.scalar("phase", phase), self.scalar("bias", bias)
 
-    def generate(self, T, B):
+    def generate(self, T, B, k0=0):
         if self.freq_hz is None:
-            arg = 2 * np.pi * self.frequency * np.arange(T)
+            arg = 2 * np.pi * self.frequency * np.arange(k0, k0 + T)
         else:
-            arg = 2 * np.pi * self.freq_hz * self.sample_times(T)
+            arg = 2 * np.pi * self.freq_hz * self.sample_times(k0 + T)[k0:]
         return self._fill(self.amplitude * np.sin(arg + self.phase) + self.bias, T, B)
 
     def label(self) -> str:
@@ -121,8 +122,8 @@ class Square(_Source):
         self.period = self.scalar("period", period, integer=True, minimum=1)
         self.duty = self.scalar("duty", duty, above=0, below=1)
 
-    def generate(self, T, B):
-        high = (np.arange(T) % self.period) < self.duty * self.period
+    def generate(self, T, B, k0=0):
+        high = (np.arange(k0, k0 + T) % self.period) < self.duty * self.period
         return self._fill(np.where(high, self.amplitude, -self.amplitude) + self.bias, T, B)
 
     def config(self) -> dict:
@@ -147,9 +148,9 @@ class FromArray(_Source):
                                  f"got shape {shape}")
         self.param("data", data, trainable=False, dtype=self.dtype)
 
-    def generate(self, T, B):
+    def generate(self, T, B, k0=0):
         d = self.data
-        idx = np.minimum(np.arange(T), d.shape[0] - 1)
+        idx = np.minimum(np.arange(k0, k0 + T), d.shape[0] - 1)
         d = d[idx]
         if not self.batched:
             d = d[:, None]
@@ -180,13 +181,22 @@ class Noise(_Source):
         self.mean = self.scalar("mean", mean)
         self.seed = self.scalar("seed", seed, integer=True, minimum=0)
 
-    def generate(self, T, B, streams=None):
+    #: samples drawn per generator: a member's sample ``k`` comes from block ``k // BLOCK``
+    #: of its stream, so a run continued from any step draws what one long run draws
+    BLOCK = 256
+
+    def generate(self, T, B, k0=0, streams=None):
         if streams is None:  # (called alone: members 0 .. B-1 under this block's name)
             streams = random_streams(self.name, range(B))
         out = np.empty((T, B, *self.shape), self.dtype)
+        first, last = k0 // self.BLOCK, (k0 + T - 1) // self.BLOCK
         for b, stream in enumerate(streams):
-            rng = np.random.default_rng([self.seed, *stream.generate_state(4)])
-            out[:, b] = self.mean + self.std * rng.standard_normal((T, *self.shape))
+            key = [self.seed, *stream.generate_state(4)]
+            draws = np.concatenate([np.random.default_rng([*key, j]).standard_normal(
+                (self.BLOCK, *self.shape)) for j in range(first, last + 1)]) if T else \
+                np.empty((0, *self.shape))
+            start = k0 - first * self.BLOCK
+            out[:, b] = self.mean + self.std * draws[start:start + T]
         return out
 
     def label(self) -> str:

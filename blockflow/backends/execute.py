@@ -9,6 +9,7 @@ backward sweep: advances run in reversed time are delays).
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import sys
@@ -280,8 +281,18 @@ def _discard_damaged(plan, seg, e: Exception) -> bool:
     return True
 
 
+def _generate(block, T: int, B: int, k0: int, extra: dict):
+    """A source's samples for steps ``k0 .. k0+T-1``; a source of the user's whose
+    ``generate`` takes no ``k0`` makes ``k0 + T`` samples and drops the first ``k0``."""
+    if k0 == 0:
+        return block.generate(T, B, **extra)
+    if "k0" in inspect.signature(block.generate).parameters:
+        return block.generate(T, B, k0=k0, **extra)
+    return np.asarray(block.generate(k0 + T, B, **extra))[k0:]
+
+
 def run_plan(plan, T: int, B: int, bufs: list, *, reverse: bool = False,
-             progress=None, states: dict | None = None, seeds=None) -> dict:
+             progress=None, states: dict | None = None, seeds=None, k0: int = 0) -> dict:
     """Fill ``bufs`` (one array per slot) by running ``plan`` for ``T`` steps.
 
     External slots (Inports, trace reads) must be filled by the caller.  Returns the
@@ -304,7 +315,7 @@ def run_plan(plan, T: int, B: int, bufs: list, *, reverse: bool = False,
             if op.block.random:
                 extra["streams"] = random_streams(op.path, run_seeds(seeds, B))
             Ts = n_hits(op.rate, T) if op.multirate else T
-            _store(op, op.block.generate(Ts, B, **extra), bufs, Ts, B, st)
+            _store(op, _generate(op.block, Ts, B, k0, extra), bufs, Ts, B, st)
             if op.multirate:
                 _place(op, bufs, T)
         elif seg.kind is SegmentKind.SEQUENCE:

@@ -408,7 +408,10 @@ class Block:
             return self.output(None, *U)
         return step_through(self, x0, U)
 
-    def generate(self, T: int, batch: int):  # pragma: no cover - sources only
+    def generate(self, T: int, batch: int, k0: int = 0):  # pragma: no cover - sources only
+        """A source's samples for steps ``k0 .. k0+T-1`` (``(T, batch, *shape)``): a run
+        continued from step ``k0`` (a Simulator's next chunk) reads the same samples as
+        one long run."""
         raise NotImplementedError
 
     # --------------------------------------------------------------- gradient

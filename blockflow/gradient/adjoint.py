@@ -224,7 +224,7 @@ class Zero(Block):
         res = tuple(t.zeros(*lead) for t in self._out_types())
         return res[0] if len(res) == 1 else res
 
-    def generate(self, T: int, batch: int):
+    def generate(self, T: int, batch: int, k0: int = 0):
         res = tuple(t.zeros(T, batch) for t in self._out_types())
         return res[0] if len(res) == 1 else res
 
@@ -316,7 +316,7 @@ class ZeroSource(Block):
     def infer(self):
         return (self.type,)
 
-    def generate(self, T: int, batch: int):
+    def generate(self, T: int, batch: int, k0: int = 0):
         return self.type.zeros(T, batch)
 
     def label(self) -> str:

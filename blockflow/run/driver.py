@@ -20,14 +20,15 @@ from blockflow.run.trace import Trace
 
 def run(plan, T: int, B: int, given: dict[int, np.ndarray] | list,
         read: Callable[[int, str, object], np.ndarray] | None = None, *, reverse: bool = False,
-        states: dict | None = None, seeds=None, progress=None) -> Trace:
+        states: dict | None = None, seeds=None, progress=None, k0: int = 0) -> Trace:
     """Run ``plan`` for ``T`` steps of ``B`` members and return its Trace.
 
     ``given``: arrays for slots (``{slot: (T, B, ...)}``, or a list by slot with ``None``
     where nothing is given); ``read(slot, path, read)``: the array of a trace read of the
     plan (``plan.trace_reads``); ``reverse``: run loops from ``T-1`` down (the backward
     sweep); ``states``: the loops' states to continue from (by path); ``seeds``: the
-    members' run seeds (random blocks).
+    members' run seeds (random blocks); ``k0``: the step the run starts at (sources
+    continue from it).
     """
     bufs: list = [None] * len(plan.slot_types)
     items = given.items() if isinstance(given, dict) else enumerate(given)
@@ -37,5 +38,5 @@ def run(plan, T: int, B: int, given: dict[int, np.ndarray] | list,
     for slot, path, r in plan.trace_reads:
         bufs[slot] = read(slot, path, r)
     finals = run_plan(plan, T, B, bufs, reverse=reverse, progress=progress, states=states,
-                      seeds=seeds)
-    return Trace(plan, bufs, T, B, finals)
+                      seeds=seeds, k0=k0)
+    return Trace(plan, bufs, T, B, finals, k0=k0)

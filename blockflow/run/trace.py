@@ -23,13 +23,17 @@ class Trace:
         Number of steps and batch size.
     final_states : dict
         The state of every stateful block after the last step, by path.
+    k0 : int
+        The step the trace starts at (a Simulator's chunk; 0 for a whole run).
     """
 
-    def __init__(self, plan, bufs: list, T: int, B: int, final_states: dict | None = None):
+    def __init__(self, plan, bufs: list, T: int, B: int, final_states: dict | None = None,
+                 k0: int = 0):
         self.plan = plan
         self.bufs = bufs
         self.T, self.B = T, B
         self.final_states = final_states or {}
+        self.k0 = k0
 
     @property
     def dt(self) -> float:
@@ -39,7 +43,7 @@ class Trace:
     @property
     def time(self) -> np.ndarray:
         """The time of every step: ``k dt`` (seconds, or steps when ``dt`` is 1)."""
-        return np.arange(self.T) * self.dt
+        return np.arange(self.k0, self.k0 + self.T) * self.dt
 
     def slot(self, key) -> int:
         plan = self.plan
