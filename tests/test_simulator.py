@@ -99,3 +99,37 @@ def test_bad_states_and_multirate_models_are_refused_naming_why():
     m.chain(*m.add(Inport("u"), Outport("y")))
     with pytest.raises(SimulationError, match="batch=1 but the inputs have batch size 3"):
         Simulator(m, backend="numpy").run({"u": np.ones((4, 3))})
+
+
+def test_simulate_to_a_final_time_in_seconds():
+    from blocks import Step
+
+    m = Model("timed", dt=0.01)
+    m.connect(m.add(Step(0, name="s")), m.add(Outport("y")))
+    tr = simulate(m, t_final=2.0)
+    assert tr.T == 201 and tr.time[-1] == pytest.approx(2.0)
+    with pytest.raises(SimulationError, match="not a whole number of the model's periods"):
+        simulate(m, t_final=0.015)
+    with pytest.raises(SimulationError, match="has no dt"):
+        plain = Model("plain")
+        plain.connect(plain.add(Step(0, name="s")), plain.add(Outport("y")))
+        simulate(plain, t_final=1.0)
+
+
+def test_to_control_continuous_converts_a_model_back_or_refuses():
+    control = pytest.importorskip("control")
+    from blockflow.control.lti import to_control
+    from blocks import TransferFcn, UnitDelay
+
+    m = Model("plant", dt=0.1)
+    m.chain(*m.add(Inport("u"), TransferFcn([2.0], [1.0, 3.0, 2.0], name="tf"),
+                   Outport("y")))
+    c = to_control(m, continuous=True)
+    assert c.isctime()
+    np.testing.assert_allclose(sorted(np.real(c.poles())), [-2.0, -1.0], rtol=1e-9)
+    assert control.dcgain(c) == pytest.approx(1.0, rel=1e-9)
+    d = Model("delay", dt=0.1)
+    d.chain(*d.add(Inport("u"), UnitDelay(name="z"), Outport("y")))
+    with pytest.raises(Exception, match="closed negative real axis"):
+        to_control(d, continuous=True)
+    assert not to_control(d).isctime()

@@ -289,13 +289,20 @@ def to_control(obj: Model | Block, *, continuous: bool = False):
     """A python-control ``StateSpace`` of a linear model or block, with its ``dt``.
 
     A model is linearised (:func:`linearize` at zero; exact for a linear model, the
-    linearisation at rest for a nonlinear one).  A state-space or transfer-function
-    block gives the discrete system it runs (at its model's period), or with
-    ``continuous=True`` the continuous one of a continuous block.
+    linearisation at rest for a nonlinear one); with ``continuous=True`` that discrete
+    system is converted back to continuous time as a zero-order hold sampled it
+    (:func:`d2c_zoh`), or refused where no continuous system samples to it.  A
+    state-space or transfer-function block gives the discrete system it runs (at its
+    model's period), or with ``continuous=True`` the continuous one of a continuous block.
     """
     control = _control()
     if isinstance(obj, Model):
-        return linearize(obj).to_control()
+        sys = linearize(obj)
+        if not continuous:
+            return sys.to_control()
+        A, B = d2c_zoh(sys.A, sys.B, sys.dt, obj.name)
+        return control.ss(A, B, sys.C, sys.D, states=sys.states or None,
+                          inputs=sys.inputs or None, outputs=sys.outputs or None)
     if continuous:
         if not hasattr(obj, "continuous"):
             raise ParameterError(f"block {obj.name!r} ({type(obj).__name__}) is not a "
@@ -312,3 +319,26 @@ def to_control(obj: Model | Block, *, continuous: bool = False):
     raise ParameterError(f"to_control: block {obj.name!r} ({type(obj).__name__}) is not a "
                          "state-space or transfer-function block; put it in a Model and "
                          "convert the model")
+
+
+def d2c_zoh(Ad, Bd, dt: float, name: str = "model") -> tuple[np.ndarray, np.ndarray]:
+    """The continuous ``(A, B)`` that a zero-order hold at period ``dt`` samples to
+    ``(Ad, Bd)``: ``[[A, B], [0, 0]] = logm([[Ad, Bd], [0, I]]) / dt``.  Refused (naming
+    why) where that logarithm is not real: an eigenvalue of ``Ad`` on the closed negative
+    real axis (a discrete pole no continuous system makes, e.g. a sample-to-sample sign
+    flip, or a pure delay at 0)."""
+    import scipy.linalg
+
+    n, m = np.shape(Bd)
+    eig = np.linalg.eigvals(Ad) if n else np.zeros(0)
+    bad = [complex(e) for e in eig if abs(e.imag) < 1e-12 and e.real <= 0]
+    if bad:
+        raise ParameterError(
+            f"to_control({name!r}, continuous=True): the discrete system has poles "
+            f"{[round(e.real, 6) for e in bad]} on the closed negative real axis, which no "
+            "continuous system sampled by a zero-order hold has (a delay, or a discrete "
+            "controller's own dynamics); keep it discrete (continuous=False)")
+    M = np.zeros((n + m, n + m))
+    M[:n, :n], M[:n, n:], M[n:, n:] = Ad, Bd, np.eye(m)
+    L = scipy.linalg.logm(M) / dt
+    return np.real_if_close(L[:n, :n], tol=1e6), np.real_if_close(L[:n, n:], tol=1e6)

@@ -103,7 +103,7 @@ def bind_inputs(plan: Plan, inputs, steps, batch, *, what: str = "Inport",
 def simulate(model, inputs: dict | None = None, *, steps: int | None = None,
              batch: int | None = None, mode: str = "auto", progress=None,
              check_finite: bool = True, backend: str | None = None,
-             params: dict | None = None, seed=None) -> Trace:
+             params: dict | None = None, seed=None, t_final: float | None = None) -> Trace:
     """Simulate ``model`` and return the :class:`Trace` of every signal.
 
     Parameters
@@ -113,6 +113,9 @@ def simulate(model, inputs: dict | None = None, *, steps: int | None = None,
         Data for each top-level Inport: ``(T, B, *shape)`` or ``(T, *shape)`` arrays.
     steps : int, optional
         Number of steps ``T``; taken from the inputs when omitted.
+    t_final : float, optional
+        Instead of ``steps``: simulate from ``t = 0`` to ``t_final`` seconds inclusive
+        (``t_final / dt + 1`` samples; a whole number of the model's periods).
     batch : int, optional
         Batch size ``B`` (parallel runs); taken from the inputs, else 1.
     mode : {"auto", "step"}
@@ -150,6 +153,8 @@ def simulate(model, inputs: dict | None = None, *, steps: int | None = None,
         raise SimulationError(f"simulate() takes a Model or a compiled Plan, got "
                               f"{type(model).__name__}")
     plan = model if isinstance(model, Plan) else compile(model, mode, backend)
+    if t_final is not None:
+        steps = _steps_to(plan.model, t_final, steps)
     if params:
         from blockflow.plan.cache import pinned
         from blockflow.run.batched import batched, check_batched
@@ -169,3 +174,19 @@ def simulate(model, inputs: dict | None = None, *, steps: int | None = None,
                 "divided by zero; pass check_finite=False to get the trace anyway"
             )
     return trace
+
+
+def _steps_to(model, t_final, steps) -> int:
+    """The number of samples from ``t = 0`` to ``t_final`` (s) inclusive."""
+    if steps is not None:
+        raise SimulationError("give steps= or t_final=, not both")
+    if model._dt is None:
+        raise SimulationError(f"t_final= is in seconds, and model {model.name!r} has no dt; "
+                              "give Model(dt=...) or steps=")
+    if not isinstance(t_final, numbers.Real) or not np.isfinite(t_final) or t_final < 0:
+        raise SimulationError(f"t_final must be a time >= 0 in seconds, got {t_final!r}")
+    n = t_final / model.dt
+    if abs(n - round(n)) > 1e-9 * max(1.0, n):
+        raise SimulationError(f"t_final={t_final:g} s is not a whole number of the model's "
+                              f"periods (dt={model.dt:g} s)")
+    return int(round(n)) + 1
