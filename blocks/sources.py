@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from blockflow.core.block import Block, sum_to
+from blockflow.core.rates import placed_rate
 from blockflow.core.streams import random_streams
 from blockflow.core.types import SignalType
 from blockflow.errors import ParameterError
@@ -32,6 +33,40 @@ class _Source(Block):
         super().astype(dtype)
         self.dtype = np.dtype(dtype)
         return self
+
+    def _model_dt(self) -> float | None:
+        """The sample period its model declares (``Model(dt=...)``, here or above), or
+        None: then times are counted in steps."""
+        m = self._model
+        while m is not None:
+            if m._dt is not None:
+                return m._dt
+            m = m._model
+        return None
+
+    def _steps(self, name: str, value, steps) -> int:
+        """A duration as a whole number of base steps: ``steps`` when given, else
+        ``value`` in seconds where the model has a ``dt`` (a whole number of periods), in
+        steps where it has none."""
+        if steps is not None:
+            return steps
+        dt = self._model_dt()
+        n = value if dt is None else value / dt
+        if abs(n - round(n)) > 1e-9 * max(1.0, abs(n)):
+            where = f"block {self.name!r} ({type(self).__name__}): {name}"
+            raise ParameterError(
+                f"{where} = {value:g} s is not a whole number of the model's period "
+                f"dt={dt:g} s ({n:g} steps); give a time on the grid, or {name}_steps= to "
+                "count in steps" if dt is not None else
+                f"{where} = {value:g} is counted in steps (the model has no dt); give a "
+                f"whole number, or Model(dt=...) to count in seconds")
+        return int(round(n))
+
+    def _base_steps(self, T: int, k0: int) -> np.ndarray:
+        """The base-rate step of each of the block's hits ``k0 .. k0+T-1``."""
+        rate = placed_rate(self)
+        n, o = (rate.n, rate.offset) if rate is not None else (1, 0)
+        return o + n * np.arange(k0, k0 + T)
 
     def _fill(self, wave: np.ndarray, T: int, B: int) -> np.ndarray:
         """Broadcast a (T,) waveform to (T, B, *shape)."""
@@ -66,20 +101,29 @@ class Constant(_Source):
 
 
 class Step(_Source):
-    """``y(k) = before`` for ``k < time``, ``after`` from ``k = time`` on."""
+    """``y = before`` until ``time``, ``after`` from ``time`` on.
 
-    def __init__(self, time: int = 0, before: float = 0.0, after: float = 1.0, **kw):
+    ``time`` is in seconds where the model has a ``dt`` (a whole number of its periods:
+    ``Step(1.0)`` in a ``dt = 0.01`` model switches at step 100) and in steps where it has
+    none; ``time_steps=`` counts in steps whatever the model.
+    """
+
+    def __init__(self, time: float = 0.0, before: float = 0.0, after: float = 1.0, *,
+                 time_steps: int | None = None, **kw):
         super().__init__(**kw)
-        self.time = self.scalar("time", time, integer=True)
+        self.time = self.scalar("time", time, minimum=0)
+        self.time_steps = None if time_steps is None else self.scalar(
+            "time_steps", time_steps, integer=True, minimum=0)
         self.before, self.after = self.scalar("before", before), self.scalar("after", after)
 
     def generate(self, T, B, k0=0):
-        k = np.arange(k0, k0 + T)
-        return self._fill(np.where(k < self.time, self.before, self.after), T, B)
+        switch = self._steps("time", self.time, self.time_steps)
+        return self._fill(np.where(self._base_steps(T, k0) < switch, self.before,
+                                   self.after), T, B)
 
     def config(self) -> dict:
-        return {"time": self.time, "before": self.before, "after": self.after,
-                "shape": self.shape, "dtype": self.dtype.name}
+        return {"time": self.time, "time_steps": self.time_steps, "before": self.before,
+                "after": self.after, "shape": self.shape, "dtype": self.dtype.name}
 
 
 class Sine(_Source):
@@ -114,21 +158,32 @@ class Sine(_Source):
 
 
 class Square(_Source):
-    """``y(k) = +-amplitude + bias``: high for the first ``duty`` of every ``period`` steps."""
+    """``y = +-amplitude + bias``: high for the first ``duty`` of every ``period``.
 
-    def __init__(self, amplitude=1.0, period: int = 20, duty: float = 0.5, bias=0.0, **kw):
+    ``period`` is in seconds where the model has a ``dt`` (a whole number of its periods)
+    and in steps where it has none; ``period_steps=`` counts in steps whatever the model.
+    """
+
+    def __init__(self, amplitude=1.0, period: float = 20, duty: float = 0.5, bias=0.0, *,
+                 period_steps: int | None = None, **kw):
         super().__init__(**kw)
         self.amplitude, self.bias = self.scalar("amplitude", amplitude), self.scalar("bias", bias)
-        self.period = self.scalar("period", period, integer=True, minimum=1)
+        self.period = self.scalar("period", period, above=0)
+        self.period_steps = None if period_steps is None else self.scalar(
+            "period_steps", period_steps, integer=True, minimum=1)
         self.duty = self.scalar("duty", duty, above=0, below=1)
 
     def generate(self, T, B, k0=0):
-        high = (np.arange(k0, k0 + T) % self.period) < self.duty * self.period
+        P = self._steps("period", self.period, self.period_steps)
+        if P < 1:
+            raise ParameterError(f"block {self.name!r} (Square): a period of {P} steps")
+        high = (self._base_steps(T, k0) % P) < self.duty * P
         return self._fill(np.where(high, self.amplitude, -self.amplitude) + self.bias, T, B)
 
     def config(self) -> dict:
-        return {"amplitude": self.amplitude, "period": self.period, "duty": self.duty,
-                "bias": self.bias, "shape": self.shape, "dtype": self.dtype.name}
+        return {"amplitude": self.amplitude, "period": self.period,
+                "period_steps": self.period_steps, "duty": self.duty, "bias": self.bias,
+                "shape": self.shape, "dtype": self.dtype.name}
 
 
 class FromArray(_Source):

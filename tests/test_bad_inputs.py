@@ -210,7 +210,7 @@ CASES = [
      ParameterError, "T >= 1"),
     ("Square duty", lambda: Square(duty=1.5, name="q"), ParameterError, "duty must be < 1"),
     ("Step time", lambda: Step(time="soon", name="st"), ParameterError,
-     "time must be an integer"),
+     "time must be a number"),
     ("Saturation order", lambda: Saturation(1.0, -1.0, name="sat"),
      ParameterError, "upper must be > 1.0"),
     # --- raw Python exceptions that became project errors ------------------------------

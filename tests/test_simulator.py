@@ -133,3 +133,24 @@ def test_to_control_continuous_converts_a_model_back_or_refuses():
     with pytest.raises(Exception, match="closed negative real axis"):
         to_control(d, continuous=True)
     assert not to_control(d).isctime()
+
+
+def test_sources_count_time_in_seconds_where_the_model_has_a_dt():
+    from blocks import Square, Step
+
+    def run(block, dt, steps=12):
+        m = Model("src", dt=dt)
+        m.connect(m.add(block), m.add(Outport("y")))
+        return simulate(m, steps=steps)["y"][:, 0]
+
+    np.testing.assert_array_equal(run(Step(0.03, name="s"), 0.01, 6), [0, 0, 0, 1, 1, 1])
+    np.testing.assert_array_equal(run(Step(0.5, time_steps=2, name="s"), 0.01, 4),
+                                  [0, 0, 1, 1])
+    np.testing.assert_array_equal(run(Square(period=0.2, name="q"), 0.05, 8),
+                                  [1, 1, -1, -1, 1, 1, -1, -1])
+    with pytest.raises(Exception, match=r"block 's' \(Step\): time = 0.015 s is not a whole "
+                                        r"number of the model's period dt=0.01 s"):
+        run(Step(0.015, name="s"), 0.01)
+    plain = Model("steps")  # no dt: counted in steps, as before
+    plain.connect(plain.add(Step(2, name="s")), plain.add(Outport("y")))
+    np.testing.assert_array_equal(simulate(plain, steps=4)["y"][:, 0], [0, 0, 1, 1])
