@@ -154,3 +154,16 @@ def test_sources_count_time_in_seconds_where_the_model_has_a_dt():
     plain = Model("steps")  # no dt: counted in steps, as before
     plain.connect(plain.add(Step(2, name="s")), plain.add(Outport("y")))
     np.testing.assert_array_equal(simulate(plain, steps=4)["y"][:, 0], [0, 0, 1, 1])
+
+
+def test_a_continuous_block_needs_the_models_sample_period():
+    from blocks import TransferFcn
+
+    m = Model("no_period")
+    m.chain(*m.add(Inport("u"), TransferFcn([1.0], [1.0, 1.0], name="tf"), Outport("y")))
+    with pytest.raises(SimulationError, match=r"block 'tf' \(TransferFcn\) is continuous, "
+                                              r"and model 'no_period' has no sample period"):
+        simulate(m, {"u": np.ones(3)})
+    m.dt = 0.1
+    np.testing.assert_allclose(simulate(m, {"u": np.ones(3)})["y"][:, 0],
+                               [0.0, 1 - np.exp(-0.1), 1 - np.exp(-0.2)], rtol=1e-12)

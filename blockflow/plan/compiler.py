@@ -206,6 +206,14 @@ def _check_periods(model: Model, dt: float, path: str = "") -> None:
 def _compile(model: Model, mode: str, flat: FlatModel | None = None) -> Plan:
     _check_periods(model, model.dt)
     flat = flat or flatten(model)
+    if model._dt is None and model.reciprocal_of is None:
+        continuous = [p for p, b in flat.blocks.items() if b.discretisation() is not None]
+        if continuous:
+            b = flat.blocks[continuous[0]]
+            raise SimulationError(
+                f"block {continuous[0]!r} ({type(b).__name__}) is continuous, and model "
+                f"{model.name!r} has no sample period to discretise it at; give "
+                f"Model({model.name!r}, dt=...) in seconds")
     for path, b in flat.blocks.items():
         for p in b.inputs:
             if flat.source_of(path, p) is None:
