@@ -167,3 +167,23 @@ def test_a_continuous_block_needs_the_models_sample_period():
     m.dt = 0.1
     np.testing.assert_allclose(simulate(m, {"u": np.ones(3)})["y"][:, 0],
                                [0.0, 1 - np.exp(-0.1), 1 - np.exp(-0.2)], rtol=1e-12)
+
+
+def test_step_and_frequency_responses_of_a_first_order_plant():
+    from blockflow.control import frequency_response, step_response
+    from blocks import TransferFcn
+
+    m = Model("lag", dt=0.01)
+    m.chain(*m.add(Inport("u"), TransferFcn([1.0], [1.0, 1.0], name="p"), Outport("y")))
+    tr = step_response(m, t_final=3.0)
+    assert tr.T == 301
+    np.testing.assert_allclose(tr["y"][:, 0], 1.0 - np.exp(-tr.time), rtol=1e-10,
+                               atol=1e-14)  # zero-order hold: exact at the samples
+    pytest.importorskip("control")
+    mag, phase, w = frequency_response(m, [0.01, 1.0, 10.0])
+    np.testing.assert_allclose(mag, 1 / np.abs(1j * w + 1), rtol=0.02)  # the continuous
+    np.testing.assert_allclose(phase[:2], -np.arctan(w[:2]), atol=0.02)  # plant, to dt
+    with pytest.raises(SimulationError, match=r"omega must lie in \(0, pi/dt"):
+        frequency_response(m, [1e4])
+    with pytest.raises(SimulationError, match="no Inport 'v'"):
+        step_response(m, steps=3, input="v")

@@ -1,1 +1,7 @@
-"""Control engineering: linearisation, python-control both ways."""
+"""Control engineering: linearisation, python-control both ways (``lti``), step and
+frequency responses (``response``)."""
+
+from blockflow.control.lti import from_control, linearize, to_control
+from blockflow.control.response import frequency_response, step_response
+
+__all__ = ["frequency_response", "from_control", "linearize", "step_response", "to_control"]

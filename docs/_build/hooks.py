@@ -81,6 +81,8 @@ API = [
     ("Sweeps", "blockflow.parallel.sweep", None),
     ("Many trainings", "blockflow.parallel.trainings", None),
     ("Linear systems and python-control", "blockflow.control.lti", None),
+    ("Step and frequency responses", "blockflow.control.response", None),
+    ("Step by step", "blockflow.run.simulator", None),
     ("Traces and plots", "blockflow.run.plot", None),
     ("Model files", "blockflow.io.modelfile", None),
     ("Diagrams", "blockflow.io.export", None),
