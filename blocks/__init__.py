@@ -5,8 +5,9 @@ import sys
 from blockflow.core.registry import register_library
 
 from .continuous import ContinuousStateSpace, Integrator, TransferFcn
+from .delays import Delay, UnitDelay
 from .discontinuities import DeadZone, Lookup1D, Quantizer, Relay
-from .discrete import FIR, Delay, DiscreteFilter, DiscreteTransferFcn, StateSpace, UnitDelay
+from .filters import FIR, DiscreteFilter, DiscreteTransferFcn
 from .losses import CrossEntropy, SquaredError
 from .math import ELEMENTWISE, Function, Gain, Product, Saturation, Sum
 from .multirate import Downsample, RateTransition, Upsample, ZeroOrderHold
@@ -16,6 +17,7 @@ from .routing import Demux, Mux, Switch
 from .sampled import DiscreteDerivative, DiscreteIntegrator, PeriodGain, RateLimiter
 from .sinks import Scope, ToArray
 from .sources import Constant, FromArray, Noise, Sine, Square, Step
+from .statespace import StateSpace
 from .temporal import FIRDense
 
 register_library(sys.modules[__name__])  # model files load these blocks by class name

@@ -26,8 +26,9 @@ from blockflow.core.discretize import (
 from blockflow.core.types import SignalType
 from blockflow.errors import ParameterError
 
-from .discrete import StateSpace, _refuse_lti_object
+from .filters import _refuse_lti_object
 from .notation import poly_text
+from .statespace import StateSpace
 
 
 class _Discretised(StateSpace):

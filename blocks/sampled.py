@@ -20,7 +20,7 @@ from blockflow.core.model import Model
 from blockflow.core.ports import Inport, Outport
 from blockflow.errors import ParameterError
 
-from .discrete import UnitDelay
+from .delays import UnitDelay
 from .math import Saturation, Sum, gain_elementwise
 
 

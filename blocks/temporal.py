@@ -10,7 +10,7 @@ from blockflow.core.kernel import Kernel, fill_rows, kernel, rows_matmul
 from blockflow.core.types import SignalType
 from blockflow.errors import ParameterError
 
-from .discrete import _fir_update_into, fir_update
+from .filters import _fir_update_into, fir_update
 from .neural import _bias_fits, _outer_sum
 
 
