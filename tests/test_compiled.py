@@ -480,6 +480,11 @@ def test_the_multirate_motor_loop_compiles_with_a_batch_forward_and_back(caplog)
     # allocation-free: held record rows copied element by element, the plant's state
     # updated in place
     assert loops and all("_nrt=False" in compiled(s).source for s in loops)
+    # and its reciprocal too: inputs summed over held intervals go into buffers the loop
+    # is given, by element loops (they allocated twice per step and turned the mode off)
+    back = _compiled_reciprocal_loops(m)
+    assert back and all("_nrt=False" in compiled(s).source for s in back)
+    assert any("add_into" in compiled(s).source for s in back)  # it sums held intervals
     np.testing.assert_allclose(tb["w"], ta["w"], rtol=1e-12, atol=1e-14)
     assert np.ptp(ta["w"][-1]) > 1e-3  # the batch members differ
     for k in ga.params:

@@ -30,14 +30,18 @@ def step_args(i: int, op, read) -> list[str]:
 
 
 def step_body(ops, read, output_call, update_call, store=None,
-              copy=lambda src, dst: f"{dst} = {src}") -> list[str]:
+              copy=lambda src, dst: f"{dst} = {src}",
+              accumulate=lambda acc, src: f"{acc} = {acc} + {src}",
+              reset=lambda acc: f"{acc} = np.zeros_like({acc})") -> list[str]:
     """The statements of one step of a loop (both generators share them): outputs in
     step order, then state updates; ops off the base rate guarded by their hits.
 
     ``output_call(i, op)`` / ``update_call(i, op)`` render the calls; ``store(s, expr)``
     the lines that bind ``v{s}`` and record ``r{s}[k]`` from an output expression;
     ``copy(src, dst)`` the line that holds a record row (``dst = src``, or an element
-    loop where slice assignment would allocate).
+    loop where slice assignment would allocate); ``accumulate(acc, src)`` and
+    ``reset(acc)`` the lines that sum an input over a held interval and start again (new
+    arrays, or element loops into a buffer the loop is given).
     """
     if store is None:
         def store(op, call):
@@ -56,7 +60,8 @@ def step_body(ops, read, output_call, update_call, store=None,
         return out
 
     for i, op in enumerate(ops):
-        w += [f"        a{i}_{j} = a{i}_{j} + {read(s)}" for ii, j, s, d in acc if ii == i and d]
+        w += [f"        {accumulate(f'a{i}_{j}', read(s))}" for ii, j, s, d in acc
+              if ii == i and d]
         if not op.outs:
             continue
         held = []
@@ -65,14 +70,14 @@ def step_body(ops, read, output_call, update_call, store=None,
                                                      for s in op.outs]
         lines = store(op, output_call(i, op))
         if op.state is None:
-            lines += [f"a{i}_{j} = np.zeros_like(a{i}_{j})" for ii, j, _, _ in acc if ii == i]
+            lines += [reset(f"a{i}_{j}") for ii, j, _, _ in acc if ii == i]
         w += guarded(op, lines, held + [f"v{s} = r{s}[k]" for s in op.outs])
     for i, op in enumerate(ops):
         if op.state is None:
             continue
-        w += [f"        a{i}_{j} = a{i}_{j} + {read(s)}" for ii, j, s, d in acc
+        w += [f"        {accumulate(f'a{i}_{j}', read(s))}" for ii, j, s, d in acc
               if ii == i and not d]
         lines = [f"x{op.state} = {update_call(i, op)}"]
-        lines += [f"a{i}_{j} = np.zeros_like(a{i}_{j})" for ii, j, _, _ in acc if ii == i]
+        lines += [reset(f"a{i}_{j}") for ii, j, _, _ in acc if ii == i]
         w += guarded(op, lines)
     return w

@@ -57,6 +57,22 @@ def copy_into(src, out):
 # into forms shared by the delays (UnitDelay, the engine's DelayLine), each a loop of its
 # own: a kernel calling another is compiled as a function of its own, not inlined
 @kernel(allocates=False)
+def add_into(src, out):
+    """``out += src`` element by element (an input summed over a held interval)."""
+    for i in range(out.size):
+        out.flat[i] += src.flat[i]
+    return out
+
+
+@kernel(allocates=False)
+def zero_into(out):
+    """``out[...] = 0`` element by element."""
+    for i in range(out.size):
+        out.flat[i] = 0
+    return out
+
+
+@kernel(allocates=False)
 def take_state_into(x, u, out):
     """``out`` = the state's first ``out.size`` elements (a delay's output)."""
     for i in range(out.size):
