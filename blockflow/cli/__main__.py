@@ -1,0 +1,5 @@
+"""``python -m blockflow.cli``: the ``blockflow`` command."""
+
+from blockflow.cli import main
+
+raise SystemExit(main())
