@@ -1,11 +1,8 @@
 """StateSpace(A, B, C, D): ``x(k+1) = A x + B u``, ``y = C x + D u`` (vector samples,
 or elementwise for a SISO system); the realisation continuous blocks run.
 
-Each is stateful and linear and gives its transposed realisation (``transposed()``); its
-reciprocal is that realisation run in reversed time, ``H(q^-1)`` becomes ``H^T(q^+1)``,
-and its tangent the transpose of the transpose (:mod:`blockflow.gradient.derive`).  The
-reciprocal shares the forward block's parameter arrays, so it stays current as they are
-trained in place.
+Linear and stateful: the reciprocal is the transposed realisation run in reversed time
+(see :mod:`blocks.filters`).
 """
 
 from __future__ import annotations
