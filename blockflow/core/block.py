@@ -16,34 +16,31 @@ A block declares its ports and whether inputs reach outputs within the same step
   (``dJ/dw = sum_k delta(k) a(k)``), or ``reciprocal()`` returning a whole reciprocal block
   (stateful linear blocks: their transposed, anticausal realisation).
 
-Everything the engine reads from a block is declared on :class:`Block` below, with its
-default: the class flags (``feedthrough``, ``stateful``, ``linear``, ``nondifferentiable``,
-``source``, ``alias``, ``junction``, ``display``), the attributes a transform fills in
-(``fwd_types``, ``type_hints``, ``trace_reads``), and the methods (``read_type``,
-``config``, the rules above).  The engine never probes for them with ``getattr``.
+Everything the engine reads from a block is declared on :class:`Block`, with its default,
+in one module per concern: this one (ports, class flags, types, the forward rule, model
+files), :mod:`~blockflow.core.parameters` (``param``, checked arguments),
+:mod:`~blockflow.core.timing` (sample times and rates), :mod:`~blockflow.core.rules` (the
+gradient rules and their kernels, ``fwd_types``, ``trace_reads``) and
+:mod:`~blockflow.core.notation` (how diagrams draw it).  The engine never probes for them
+with ``getattr``.
 """
 
 from __future__ import annotations
 
-import copy
-import functools
 import inspect
 import itertools
-import math
-import operator
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar
 
 import numpy as np
 
-from blockflow.core.rates import common_rate, placed_rate
-from blockflow.core.types import PortTypes, SignalType
-from blockflow.errors import (
-    ParameterError,
-    PortError,
-    ReciprocalNotDefinedError,
-    SignalTypeError,
-    WiringError,
-)
+from blockflow.core.notation import Notation
+from blockflow.core.parameters import Parameters
+from blockflow.core.rules import GradientRules, Read, _without_resets, sum_to
+from blockflow.core.timing import Timing
+from blockflow.core.types import SignalType
+from blockflow.errors import PortError, SignalTypeError, WiringError
+
+__all__ = ["Block", "PortRef", "Read", "as_tuple", "check_ports", "step_through", "sum_to"]
 
 _counter = itertools.count()
 
@@ -61,19 +58,7 @@ class PortRef:
         return f"{self.block.name}.{self.port}"
 
 
-class Read(NamedTuple):
-    """A forward signal a derived block reads at every step (bound to a slot by the plan).
-
-    ``forcing=False``: the recorded value of the forward block's port ``port``;
-    ``forcing=True``: the output change at ``port`` that parameter directions cause
-    (forward mode, :class:`~blockflow.gradient.adjoint.Forced`).
-    """
-
-    port: str
-    forcing: bool = False
-
-
-class Block:
+class Block(Parameters, Timing, GradientRules, Notation):
     """Base class of every block.
 
     Parameters
@@ -110,26 +95,15 @@ class Block:
     #: random sources: ``generate(T, B, streams)`` draws member ``b`` from ``streams[b]``
     #: (a ``numpy.random.SeedSequence`` per member, from its run seed and the block's path)
     random: ClassVar[bool] = False
-    #: shown on diagrams; defaults to the class name
-    symbol: ClassVar[str | None] = None
-    #: how diagrams draw the block: "sum" (a circle), "gain" (a triangle), "delay" (a
-    #: z^-n box), or None (a box with a field per port)
-    glyph: ClassVar[str | None] = None
-    #: stateful linear blocks: how many steps back the output reaches (None: unbounded)
-    memory: int | None = None
     #: a pass-through: its output *is* its input's signal (no operation, no slot)
     alias: ClassVar[bool] = False
     #: the reciprocal of a branching point: a summing junction made by the transform
     junction: ClassVar[bool] = False
     #: a sink whose input plots show (Scope)
     display: ClassVar[bool] = False
-    #: derived blocks: the forward block's port types
-    fwd_types: PortTypes | None = None
     #: output types a transform knew from the forward model, used where ``infer`` cannot
     #: tell (a loop of delays with no shape of its own)
     type_hints: tuple | None = None
-    #: derived blocks: forward signals read at every step, after the block's inputs
-    trace_reads: tuple[Read, ...] = ()
     #: what the gradient rules need from the forward pass beyond inputs and outputs
     #: (pre-activations, states): ``output`` returns these after the outputs, the trace
     #: records them (``trace["mlp.s0"]``), and ``vjp``/``jvp``/``param_grads`` find them in
@@ -161,27 +135,6 @@ class Block:
         self._model = None  # the model this block was added to (one only)
         #: ``Ts`` or ``(Ts, offset)`` in seconds; None: the rate of its inputs
         self.sample_time = self._checked_sample_time(sample_time)
-
-    def _checked_sample_time(self, value):
-        """``None``, ``Ts`` or ``(Ts, offset)`` in seconds: ``Ts > 0``, ``offset >= 0``."""
-        if value is None:
-            return None
-        where = f"block {self.name!r} ({type(self).__name__}): sample_time"
-        parts = [value] if np.ndim(value) == 0 else list(np.ravel(np.asarray(value,
-                                                                            dtype=object)))
-        try:
-            nums = [float(v) for v in parts]
-        except (TypeError, ValueError):
-            nums = None
-        if not nums or len(nums) > 2 or isinstance(value, str) or \
-                not all(math.isfinite(v) for v in nums):
-            raise ParameterError(f"{where} must be Ts or (Ts, offset) in seconds, got "
-                                 f"{value!r:.60}")
-        ts, off = nums[0], nums[1] if len(nums) == 2 else 0.0
-        if not ts > 0 or not off >= 0:  # (offset < Ts, in whole periods: at compile)
-            raise ParameterError(f"{where}: Ts must be > 0 and offset >= 0, got Ts={ts:g}, "
-                                 f"offset={off:g}")
-        return value
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -236,132 +189,6 @@ class Block:
             return frozenset()
         return ft if isinstance(ft, frozenset) else frozenset(ft)
 
-    #: parameters that may carry a leading batch axis (one value per batch member; see
-    #: blockflow.run.batched): those the block's equations broadcast against its signals
-    batchable: ClassVar[frozenset] = frozenset()
-
-    #: the rate and i/o convention a transform copies from the forward plan
-    rate_hint: tuple | None = None
-    #: how a block at a slow rate reads its inputs and writes its outputs on the stored
-    #: base-rate signals: sampled at its hits, held in between (see blockflow.core.rates)
-    rate_io: ClassVar[tuple[str, str]] = ("sample", "hold")
-
-    def rates(self, declared, known: list, dt: float, path: str) -> tuple:
-        """``(the rate it runs at, the rate of its outputs)`` from its declared rate and
-        the known rates of its inputs; rate transitions override this."""
-        r = common_rate(declared, known, dt, path, type(self).__name__)
-        return r, r
-
-    def period(self) -> float:
-        """The sample period (s) this block runs at: its model's ``dt`` times its rate
-        (1 outside a model)."""
-        dt = self._model.dt if self._model is not None else 1.0
-        rate = placed_rate(self)
-        return dt * rate.n if rate is not None else dt
-
-    def discretisation(self) -> str | None:
-        """How a continuous block was made discrete (plan descriptions), else None."""
-        return None
-
-    def sample_times(self, T: int) -> np.ndarray:
-        """The times (s) of this block's first ``T`` hits: ``(offset + n k) dt``."""
-        dt = self._model.dt if self._model is not None else 1.0
-        rate = placed_rate(self)
-        n, o = (rate.n, rate.offset) if rate is not None else (1, 0)
-        return (o + n * np.arange(T)) * dt
-
-    # ------------------------------------------------------------- parameters
-    def param(self, name: str, value: Any, *, trainable: bool = True, dtype=None,
-              ndim: int | tuple | None = None) -> np.ndarray:
-        """Register ``value`` as parameter ``name`` (an attribute too) and return it.
-
-        The value must be numeric (``ndim`` dimensions when given) and finite unless the
-        block was made with ``allow_nonfinite=True``; otherwise a ParameterError names
-        the block and the parameter.
-        """
-        where = f"block {self.name!r} ({type(self).__name__}), parameter {name!r}"
-        if dtype is None:  # floating arrays keep their precision; anything else is float64
-            kind = getattr(value, "dtype", np.dtype(object)).kind
-            dtype = value.dtype if kind == "f" else np.float64
-        try:
-            arr = np.array(value, dtype=dtype)
-        except (TypeError, ValueError, OverflowError) as e:
-            raise ParameterError(f"{where}: must be a number or an array of numbers, got "
-                                 f"{value!r:.60} ({e})") from None
-        if ndim is not None and arr.ndim not in np.atleast_1d(ndim):
-            raise ParameterError(f"{where}: must have {ndim} dimension(s), got shape "
-                                 f"{arr.shape}")
-        if not self.allow_nonfinite and not np.all(np.isfinite(arr)):
-            raise ParameterError(f"{where}: holds NaN or infinite values; pass finite values "
-                                 "(or allow_nonfinite=True if you mean it)")
-        self._params[name] = trainable
-        setattr(self, name, arr)
-        return arr
-
-    def copy(self, name: str | None = None) -> Block:
-        """An independent deep copy (parameters too), in no model yet: to use a block or
-        a subsystem a second time."""
-        memo = {id(self.__dict__.get("_model")): None}  # the owner is not copied
-        new = copy.deepcopy(self, memo)
-        new._model = None
-        if name is not None:
-            new.name = name
-        return new
-
-    def scalar(self, name: str, value, *, integer: bool = False, minimum=None, above=None,
-               below=None, finite: bool = True):
-        """A scalar constructor argument, checked: a ParameterError names the block, the
-        argument and the allowed range."""
-        where = f"block {self.name!r} ({type(self).__name__}): {name}"
-        try:
-            if integer:
-                if isinstance(value, bool):
-                    raise TypeError
-                if isinstance(value, float | np.floating) and float(value).is_integer():
-                    value = int(value)
-                v = operator.index(value)
-            else:
-                v = float(value)
-        except (TypeError, ValueError, OverflowError):
-            kind = "an integer" if integer else "a number"
-            raise ParameterError(f"{where} must be {kind}, got {value!r:.60}") from None
-        if finite and not integer and not math.isfinite(v) and not self.allow_nonfinite:
-            raise ParameterError(f"{where} must be finite, got {v}")
-        if not integer and math.isnan(v) and not self.allow_nonfinite:  # never a limit
-            raise ParameterError(f"{where} must be a number, got NaN")
-        if minimum is not None and v < minimum:
-            raise ParameterError(f"{where} must be >= {minimum}, got {v}")
-        if above is not None and not v > above:
-            raise ParameterError(f"{where} must be > {above}, got {v}")
-        if below is not None and not v < below:
-            raise ParameterError(f"{where} must be < {below}, got {v}")
-        return v
-
-    def signal_type(self, shape, dtype) -> SignalType:
-        """A SignalType from constructor arguments (a ParameterError names the block)."""
-        if isinstance(shape, int | np.integer) and not isinstance(shape, bool):
-            shape = (int(shape),)  # shape=3 means (3,)
-        try:
-            return SignalType(shape, dtype)
-        except SignalTypeError as e:
-            raise ParameterError(f"block {self.name!r} ({type(self).__name__}): {e}") from None
-
-    def parameters(self, *, trainable_only: bool = True) -> dict[str, np.ndarray]:
-        """The block's parameters by name (the arrays themselves, not copies)."""
-        return {n: getattr(self, n) for n, t in self._params.items() if t or not trainable_only}
-
-    def held(self) -> dict[str, np.ndarray]:
-        """Elements of trainable parameters that training holds where they are
-        (``{name: boolean mask}``): their gradients are exact, :func:`~blockflow.train`
-        leaves them unchanged (a filter's ``a[0]``, which only scales ``b`` and ``a``)."""
-        return {}
-
-    def astype(self, dtype) -> Block:
-        """Cast every parameter to ``dtype`` in place (returns the block)."""
-        for n in self._params:
-            setattr(self, n, getattr(self, n).astype(dtype))
-        return self
-
     # ------------------------------------------------------------------ types
     def infer(self, *in_types: SignalType | None) -> tuple[SignalType | None, ...]:
         """Output types from input types; the default passes the first input's type on."""
@@ -414,154 +241,13 @@ class Block:
         one long run."""
         raise NotImplementedError
 
-    # --------------------------------------------------------------- gradient
-    def vjp(self, u: tuple, y: tuple, *dy):
-        """Reciprocal rule of a stateless block: input deltas ``J(k)^T dy(k)``.
-
-        ``u`` and ``y`` are the forward inputs and outputs recorded at the same steps.
-        """
-        raise ReciprocalNotDefinedError(
-            f"block {self.name!r} ({type(self).__name__}) has no reciprocal rule: define "
-            "vjp() (stateless) or transposed() (stateful linear), or set "
-            "nondifferentiable = True"
-        )
-
-    def jvp(self, u: tuple, y: tuple, *du):
-        """Tangent rule of a stateless block: output tangents ``J(k) du(k)``.
-
-        A ``linear`` block's tangent is its own output on the tangents (derived).
-        """
-        if self.linear:
-            return self.output(None, *du)
-        raise ReciprocalNotDefinedError(
-            f"block {self.name!r} ({type(self).__name__}) has no tangent rule: define jvp()"
-        )
-
-    def param_grads(self, u: tuple, y: tuple, dy: tuple, resets: tuple = ()
-                    ) -> dict[str, np.ndarray]:
-        """``dJ/dw`` for each trainable parameter, from whole ``(T, B, ...)`` sequences.
-
-        ``resets`` are the steps at which a truncated sweep holds the block's state as
-        data (the deltas are zero before the first window; inputs and outputs before it
-        are recorded data).  Only a block whose gradient runs a recursion over its own
-        state (an IIR filter, a state-space block) needs them: it cuts that recursion
-        there.  A rule written without the ``resets`` argument is taken as not needing
-        them; such a block with unbounded memory refuses a truncated sweep.
-        """
-        if self.parameters():
-            raise ReciprocalNotDefinedError(
-                f"block {self.name!r} ({type(self).__name__}) has trainable parameters "
-                f"{list(self.parameters())} but no param_grads(); define it or register "
-                "them with trainable=False"
-            )
-        return {}
-
-    def param_jvp(self, u: tuple, y: tuple, dparams: dict) -> tuple:
-        """Output change caused by parameter directions ``dparams`` with the inputs held
-        (forward mode), from whole ``(T, B, ...)`` sequences of ``u`` and ``y``."""
-        if any(np.any(v) for v in dparams.values()):
-            raise ReciprocalNotDefinedError(
-                f"block {self.name!r} ({type(self).__name__}) has no param_jvp()"
-            )
-        return tuple(None for _ in self.outputs)
-
-    def kernel(self):
-        """The block's step equations for compiled loops (:class:`blockflow.backends.loops.Kernel`:
-        ``@kernel`` functions and the current parameters), or ``None``: then a loop
-        holding this block runs on the numpy path."""
-        return None
-
-    def why_no_kernel(self) -> str | None:
-        """Why :meth:`kernel` gives ``None`` where the block can say more than "it has
-        none" (``describe()`` shows it)."""
-        return None
-
-    def vjp_kernel(self):
-        """The reciprocal rule for compiled loops: a Kernel whose output is
-        ``f(*params, *dy, *u, *y)`` returning the input deltas, or ``None``."""
-        return None
-
-    def jvp_kernel(self):
-        """The tangent rule for compiled loops: ``f(*params, *du, *u, *y)``, or ``None``.
-        A linear block whose tangent is its own output (the default ``jvp``) gives its
-        own kernel."""
-        if self.linear and not self.stateful and type(self).jvp is Block.jvp:
-            return self.kernel()
-        return None
-
-    def reciprocal(self) -> Block | None:
-        """The whole reciprocal block (ports kept by name, directions swapped), or
-        ``None`` to have it derived (:mod:`blockflow.gradient.derive`): zero for a
-        nondifferentiable block, ``Anticausal(transposed())`` for an LTI block,
-        ``J(k)^T`` from ``vjp`` for a stateless one."""
-        return None
-
-    def tangent(self) -> Block | None:
-        """The linearised block of forward mode, or ``None`` to have it derived."""
-        return None
-
-    def transposed(self) -> Block | None:
-        """LTI blocks: the transposed realisation ``H^T`` (ports swapped, zero initial
-        state, sharing this block's parameter arrays).  Its reversed-time run is the
-        reciprocal, and its own transpose is the tangent."""
-        return None
-
-    def reversed_taps(self) -> Block:
-        """A causal block whose impulse response is this one's reversed within ``memory``.
-
-        ``q^-memory H(q^+1)``: how the online sweep runs an advance causally.
-        """
-        raise ReciprocalNotDefinedError(
-            f"block {self.name!r} ({type(self).__name__}) has no finite-memory reversal"
-        )
-
-    def residual_types(self, in_types: tuple, out_types: tuple) -> tuple:
-        """The types of ``residuals`` from the port types (blocks that record some)."""
-        return ()
-
-    def read_type(self, read: Read) -> SignalType:
-        """The type of the forward signal a trace read binds (from ``fwd_types``)."""
-        for ports, types in zip(self.block_ports(), self.fwd_types, strict=False):
-            if read.port in ports:
-                return types[ports.index(read.port)]
-        raise KeyError(read.port)
-
-    def block_ports(self) -> tuple[tuple[str, ...], ...]:
-        """(inputs, outputs, residuals) of the forward block a derived block stands for."""
-        return self.inputs, self.outputs, self.residuals
-
-    @property
-    def recorded(self) -> tuple[str, ...]:
-        """The signals ``output`` returns: the outputs, then the residuals."""
-        return self.outputs + self.residuals
-
-    # ------------------------------------------------------------------- misc
+    # ------------------------------------------------------------ model files
     def config(self) -> dict:
         """The constructor arguments that rebuild this block (model files)."""
         raise NotImplementedError(
             f"block {self.name!r} ({type(self).__name__}) defines no config(); return its "
             "constructor arguments as a dict (and @register_block the class) to save it"
         )
-
-    def input_signs(self) -> str | None:
-        """A summing junction's sign per input (``"+-"``), drawn at its inputs; else None."""
-        return None
-
-    def output_signs(self) -> str | None:
-        """A branching point's sign per output (the reciprocal of a summing junction)."""
-        return None
-
-    def fraction(self) -> tuple[str, str] | None:
-        """``(numerator, denominator)`` as diagrams write a transfer function, or None."""
-        return None
-
-    def label(self) -> str:
-        """Short text for diagrams."""
-        return self.symbol or type(self).__name__
-
-    def reciprocal_label(self) -> str:
-        """How the reciprocal block is drawn: ``Wᵀ`` for a linear block, else ``J(k)ᵀ``."""
-        return f"{self.label()}ᵀ" if self.linear else f"J({self.label()})ᵀ"
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
@@ -576,22 +262,6 @@ def check_ports(name: str, inputs, outputs) -> None:
     if len(set(inputs) | set(outputs)) != len(inputs) + len(outputs):
         raise WiringError(f"block {name!r}: port names must be unique, got inputs "
                           f"{list(inputs)} and outputs {list(outputs)}")
-
-
-def _without_resets(rule):
-    """Adapt a ``param_grads(u, y, dy)`` written without ``resets`` (see Block)."""
-
-    @functools.wraps(rule)
-    def param_grads(self, u, y, dy, resets=()):
-        if resets and self.stateful and self.memory is None:
-            raise ReciprocalNotDefinedError(
-                f"block {self.name!r} ({type(self).__name__}) has unbounded memory, and its "
-                "param_grads() takes no resets: a truncated sweep cannot hold its state at "
-                "the window's start; add resets=() to param_grads, or sweep in full"
-            )
-        return rule(self, u, y, dy)
-
-    return param_grads
 
 
 def step_through(block: Block, x, U: tuple):
@@ -612,14 +282,3 @@ def as_tuple(block: Block, result) -> tuple:
     return (result,) if len(block.recorded) == 1 else tuple(result)
 
 
-def sum_to(g: np.ndarray, shape: tuple) -> np.ndarray:
-    """Sum a gradient over the axes that broadcasting added, down to ``shape``.
-
-    The rule for any parameter used broadcast against ``(T, B, ...)`` signals.
-    """
-    g = np.asarray(g)
-    lead = g.ndim - len(shape)
-    if lead > 0:
-        g = g.sum(axis=tuple(range(lead)))
-    axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
-    return g.sum(axis=axes, keepdims=True) if axes else g
