@@ -249,15 +249,21 @@ class TransferFcn(_Discretised):
 
 
 class Integrator(TransferFcn):
-    """``y(t) = x0 + integral of u``: the transfer function ``1/s``, discretised (zoh: the
-    forward-Euler sum ``x(k+1) = x(k) + h u(k)``, ``y(k) = x(k)``; tustin: the trapezoidal
-    rule).  Acts elementwise; nothing to train.
+    """``y(t) = x0 + integral of u``: the transfer function ``1/s``.  Acts elementwise;
+    nothing to train.
+
+    In a model with a ``solver`` (``Model(..., solver="rk4")``) it is a state of the
+    continuous subsystem, integrated by that method together with the blocks that
+    compute its input.  Otherwise it is discretised on its own (zoh: the forward-Euler
+    sum ``x(k+1) = x(k) + h u(k)``, ``y(k) = x(k)``; tustin: the trapezoidal rule).
 
     Examples
     --------
     >>> Integrator(x0=2.0).label()
     '1/s'
     """
+
+    continuous_state = True  # integrated by its model's solver, where it has one
 
     def __init__(self, x0=0.0, *, method: str = "zoh", shape: tuple | None = None, **kw):
         super().__init__([1.0], [1.0, 0.0], x0=np.atleast_1d(np.asarray(x0, float)),

@@ -15,6 +15,7 @@ import numpy as np
 
 from blockflow.core.block import Block, PortRef
 from blockflow.core.ports import Inport, Outport
+from blockflow.core.solvers import check_solver
 from blockflow.core.types import SignalType
 from blockflow.errors import SignalTypeError, WiringError
 
@@ -30,6 +31,16 @@ class Model(Block):
     dt : float, optional
         The base sample period in seconds.  A subsystem without one runs at its parent's;
         a top-level model without one at 1 (time in steps).
+    solver : {"euler", "heun", "rk4", "rk45"}, optional
+        Integrate the continuous subsystem that this model's ``Integrator`` blocks form
+        (``x' = f(x, u)``: the integrators and the blocks without state or sample time
+        on the paths from their outputs back to their inputs) with this explicit
+        Runge-Kutta method over each sample period, inputs held over the period.  The
+        gradient through it is exact (that of the discretised map).  ``None``: each
+        continuous block is discretised on its own (exact for linear blocks; an
+        ``Integrator`` in a nonlinear loop is then forward Euler).
+    substeps : int, default 1
+        Solver steps per sample period.
 
     Examples
     --------
@@ -44,7 +55,8 @@ class Model(Block):
     #: the name of the forward model, when this model is a reciprocal (diagrams, files)
     reciprocal_of: str | None = None
 
-    def __init__(self, name: str | None = None, *, dt: float | None = None):
+    def __init__(self, name: str | None = None, *, dt: float | None = None,
+                 solver: str | None = None, substeps: int = 1):
         self.graph = nx.MultiDiGraph()
         self._dt: float | None = None
         self.blocks: dict[str, Block] = {}
@@ -54,6 +66,23 @@ class Model(Block):
         super().__init__(name=name or "model")
         if dt is not None:
             self.dt = dt
+        self._solver = check_solver(solver, substeps, f"model {self.name!r}")
+
+    @property
+    def solver(self) -> str | None:
+        """The Runge-Kutta method of this model's continuous subsystem (None: none)."""
+        return self._solver[0]
+
+    @property
+    def substeps(self) -> int:
+        """Solver steps per sample period."""
+        return self._solver[1]
+
+    def set_solver(self, solver: str | None, substeps: int = 1) -> Model:
+        """Choose the continuous subsystem's integration method (see the class)."""
+        self._solver = check_solver(solver, substeps, f"model {self.name!r}")
+        self._version += 1
+        return self
 
     @property
     def dt(self) -> float:

@@ -41,6 +41,11 @@ class GradientRules:
     #: derived blocks: the forward block's port types
     fwd_types: PortTypes | None = None
 
+    #: a stage of a solver's step (:mod:`blockflow.plan.integrate`): the name of the block
+    #: in the same model whose parameter arrays this copy shares; its gradients add to
+    #: that block's
+    shares_parameters_with: str | None = None
+
     #: derived blocks: forward signals read at every step, after the block's inputs
     trace_reads: tuple[Read, ...] = ()
 

@@ -40,6 +40,10 @@ class Timing:
                                  f"offset={off:g}")
         return value
 
+    #: an Integrator: its output is a state of the continuous subsystem of a model with
+    #: a ``solver`` (its input the state's derivative); see :mod:`blockflow.plan.integrate`
+    continuous_state: ClassVar[bool] = False
+
     #: the rate and i/o convention a transform copies from the forward plan
     rate_hint: tuple | None = None
 

@@ -15,6 +15,7 @@ from blockflow.errors import SimulationError
 from blockflow.gradient.reciprocal import reciprocal
 from blockflow.plan.cache import cached
 from blockflow.plan.compiler import Plan, compile
+from blockflow.plan.integrate import param_owner
 from blockflow.run.trace import Trace
 
 
@@ -91,19 +92,28 @@ def param_grads(trace: Trace, deltas: Trace, *, resets: tuple = (), start: int =
             rate = trace.plan.rates[path][0]
             u, y = (tuple(sample(a, rate) for a in u), tuple(sample(a, rate) for a in y))
             dy = tuple(interval_sum(a, rate) for a in dy)
-        params.update(block_param_grads(b, path, u, y, dy,
-                                        tuple(k - lo for k in resets if k > lo)))
+        add_grads(params, block_param_grads(b, path, u, y, dy,
+                                            tuple(k - lo for k in resets if k > lo)))
     return params
+
+
+def add_grads(total: dict, more: dict) -> dict:
+    """Add ``more`` into ``total`` by key (a solver's stage copies add to their block's)."""
+    for k, g in more.items():
+        total[k] = total[k] + g if k in total else g
+    return total
 
 
 def block_param_grads(b, path: str, u: tuple, y: tuple, dy: tuple, resets: tuple = ()
                       ) -> dict:
-    """One block's ``dJ/dw``, each shaped and typed like its parameter."""
+    """One block's ``dJ/dw``, each shaped and typed like its parameter and keyed by the
+    block that owns it (:func:`~blockflow.plan.integrate.param_owner`)."""
     own = b.parameters()
+    owner = param_owner(path, b)
     out = {}
     for n, g in b.param_grads(u, y, dy, resets=resets).items():
         p = own[n]
-        out[f"{path}.{n}"] = np.asarray(g, dtype=p.dtype).reshape(p.shape)
+        out[f"{owner}.{n}"] = np.asarray(g, dtype=p.dtype).reshape(p.shape)
     return out
 
 

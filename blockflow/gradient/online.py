@@ -18,11 +18,17 @@ import numpy as np
 from blockflow.core.model import Model
 from blockflow.errors import SimulationError
 from blockflow.gradient.causal import retime
-from blockflow.gradient.gradients import block_param_grads, broadcast_target, reciprocal_plan
+from blockflow.gradient.gradients import (
+    add_grads,
+    block_param_grads,
+    broadcast_target,
+    reciprocal_plan,
+)
 from blockflow.gradient.losses import resolve
 from blockflow.gradient.schedules import Streamed
 from blockflow.plan.cache import cached
 from blockflow.plan.compiler import _compile, compile
+from blockflow.plan.integrate import param_owner
 from blockflow.run.driver import run
 from blockflow.run.simulate import bind_inputs
 from blockflow.run.trace import read_span
@@ -120,8 +126,8 @@ class OnlineBackprop:
                 lo = max(0, start - mem)
                 n = start + C - lo
                 if n <= 0:  # the deltas have not reached k = 0 yet
-                    grads.update({f"{path}.{k}": np.zeros_like(v)
-                                  for k, v in b.parameters().items()})
+                    add_grads(grads, {f"{param_owner(path, b)}.{k}": np.zeros_like(v)
+                                      for k, v in b.parameters().items()})
                     continue
                 dy = []
                 for p in b.outputs:
@@ -133,7 +139,7 @@ class OnlineBackprop:
                           for p in b.inputs)
                 y = tuple(read_span(hist[self.fplan.slots[(path, p)]], lo, n, t0)
                           for p in b.recorded)
-                grads.update(block_param_grads(b, path, u, y, tuple(dy)))
+                add_grads(grads, block_param_grads(b, path, u, y, tuple(dy)))
             for k, v in grads.items():
                 total[k] = v if k not in total else total[k] + v
             if update is not None:

@@ -20,6 +20,7 @@ from blockflow.gradient.adjoint import Forced
 from blockflow.gradient.derive import tangent_block
 from blockflow.gradient.reciprocal import port_types
 from blockflow.plan.compiler import compile
+from blockflow.plan.integrate import integrated, param_owner
 from blockflow.run.driver import run
 from blockflow.run.simulate import bind_inputs
 from blockflow.run.trace import Trace
@@ -41,8 +42,9 @@ def tangent(model: Model, dparams: dict | None = None) -> Model:
 def _tangent_block(b: Block, path: str, types: dict, dparams: dict, rates: dict) -> Block:
     fwd = port_types(b, path, types)
     tb = tangent_block(b, fwd)
+    owner = param_owner(path, b)  # (a solver stage moves with its block's parameters)
     mine = {k.rpartition(".")[2]: np.asarray(v) for k, v in dparams.items()
-            if k.rpartition(".")[0] == path}
+            if k.rpartition(".")[0] == owner}
     tb = Forced(tb, b, mine, fwd) if mine else tb
     if path in rates:  # runs on the forward block's hits
         tb.rate_hint = rates[path]
@@ -50,6 +52,7 @@ def _tangent_block(b: Block, path: str, types: dict, dparams: dict, rates: dict)
 
 
 def _tangent(m: Model, prefix: str, types: dict, dparams: dict, rates: dict) -> Model:
+    m = integrated(m)
     tm = Model(m.name, dt=m._dt)
     for name, b in m.blocks.items():
         tm.add(_tangent(b, f"{prefix}{name}/", types, dparams, rates) if isinstance(b, Model)

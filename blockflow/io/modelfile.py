@@ -123,6 +123,8 @@ def _model_spec(m: Model, where: str) -> dict:
         spec["reciprocal_of"] = m.reciprocal_of
     if m._dt is not None:
         spec["dt"] = m._dt
+    if m.solver is not None:
+        spec["solver"], spec["substeps"] = m.solver, m.substeps
     return spec
 
 
@@ -333,6 +335,11 @@ def _build_model(spec, where: str) -> Model:
     if "dt" in spec:
         try:
             m.dt = spec["dt"]
+        except BlockflowError as e:
+            raise ModelFileError(f"{where}: {e}") from None
+    if "solver" in spec:
+        try:
+            m.set_solver(spec["solver"], spec.get("substeps", 1))
         except BlockflowError as e:
             raise ModelFileError(f"{where}: {e}") from None
     if "reciprocal_of" in spec:

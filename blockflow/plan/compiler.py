@@ -33,6 +33,7 @@ from blockflow.core.rates import (
 from blockflow.core.types import SignalType
 from blockflow.errors import AlgebraicLoopError, SignalTypeError, SimulationError, WiringError
 from blockflow.plan.cache import cached
+from blockflow.plan.integrate import integrated, plant_blocks
 
 
 class FlatModel:
@@ -61,6 +62,7 @@ def flatten(model: Model) -> FlatModel:
     flat = FlatModel(model.name)
 
     def add_blocks(m: Model, prefix: str, top: bool) -> None:
+        m = integrated(m)
         for name, b in m.blocks.items():
             path = prefix + name
             if isinstance(b, Model):
@@ -74,6 +76,7 @@ def flatten(model: Model) -> FlatModel:
                 flat.add(path, b)
 
     def add_edges(m: Model, prefix: str) -> None:
+        m = integrated(m)
         for s, d, data in m.graph.edges(data=True):
             sb, db = m.blocks[s], m.blocks[d]
             src = ((f"{prefix}{s}/{data['src_port']}", "out") if isinstance(sb, Model)
@@ -135,6 +138,7 @@ class Plan:
                       if op.block.discretisation()]
             if s.kind is SegmentKind.LOOP:
                 lines.append(f"            {self.loop_backend(s)}")
+        lines += [f"  {text}" for text in _solver_lines(self.model)]
         return "\n".join(lines)
 
     def compiled_loop(self, seg):
@@ -205,15 +209,15 @@ def _check_periods(model: Model, dt: float, path: str = "") -> None:
 
 def _compile(model: Model, mode: str, flat: FlatModel | None = None) -> Plan:
     _check_periods(model, model.dt)
-    flat = flat or flatten(model)
     if model._dt is None and model.reciprocal_of is None:
-        continuous = [p for p, b in flat.blocks.items() if b.discretisation() is not None]
+        continuous = next(_continuous_blocks(model), None)
         if continuous:
-            b = flat.blocks[continuous[0]]
+            path, b = continuous
             raise SimulationError(
-                f"block {continuous[0]!r} ({type(b).__name__}) is continuous, and model "
-                f"{model.name!r} has no sample period to discretise it at; give "
-                f"Model({model.name!r}, dt=...) in seconds")
+                f"block {path!r} ({type(b).__name__}) is continuous, and model "
+                f"{model.name!r} has no sample period to discretise or integrate it at; "
+                f"give Model({model.name!r}, dt=...) in seconds")
+    flat = flat or flatten(model)
     for path, b in flat.blocks.items():
         for p in b.inputs:
             if flat.source_of(path, p) is None:
@@ -232,6 +236,30 @@ def _compile(model: Model, mode: str, flat: FlatModel | None = None) -> Plan:
                     "(UnitDelay(shape=...), Delay(n, shape=...), Integrator(shape=...))"
                 )
     return _schedule(model, flat, types, mode)
+
+
+def _solver_lines(model: Model, prefix: str = ""):
+    """How each continuous subsystem is integrated (plan descriptions)."""
+    ints = [n for n, b in model.blocks.items() if b.continuous_state]
+    if ints and model.solver is not None:
+        h = model.dt / model.substeps
+        plant = plant_blocks(model)
+        where = repr(prefix.rstrip("/") or model.name)
+        yield (f"continuous subsystem {where}: states {', '.join(ints)}"
+               f"{'; f(x, u) by ' + ', '.join(plant) if plant else ''}; integrated by "
+               f"{model.solver}, {model.substeps} step(s) of h={h:.6g} s per period")
+    for name, b in model.blocks.items():
+        if isinstance(b, Model):
+            yield from _solver_lines(b, f"{prefix}{name}/")
+
+
+def _continuous_blocks(model: Model, prefix: str = ""):
+    """``(path, block)`` of every continuous block (discretised or integrated) in ``model``."""
+    for name, b in model.blocks.items():
+        if isinstance(b, Model):
+            yield from _continuous_blocks(b, f"{prefix}{name}/")
+        elif b.continuous_state or b.discretisation() is not None:
+            yield prefix + name, b
 
 
 def _check_algebraic_loops(flat: FlatModel) -> None:

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from blockflow.errors import ParameterError
+from blockflow.plan.integrate import param_owner
 
 
 def _split(key: str) -> tuple[str, str]:
@@ -58,7 +59,10 @@ def check_batched(plan, params: dict, B: int | None) -> tuple[int, dict]:
         sizes.add(v.shape[0])
         sample = plan.types[(path, b.outputs[0])].shape
         pad = max(0, len(sample) - p.ndim)
-        out[key] = (b, name, v.reshape(v.shape[0], *(1,) * pad, *p.shape))
+        # a solver's stage copies share the block's arrays: they take the values too
+        family = (b, *(c for q, c in plan.flat.blocks.items()
+                       if q != path and param_owner(q, c) == path))
+        out[key] = (family, name, v.reshape(v.shape[0], *(1,) * pad, *p.shape))
     if B is not None:
         sizes.add(B)
     if len(sizes) > 1:
@@ -72,9 +76,10 @@ def batched(checked: dict) -> Iterator[None]:
     """Swap the batched values in for the run; put the parameters back after it."""
     saved = []
     try:
-        for b, name, v in checked.values():
-            saved.append((b, name, getattr(b, name)))
-            setattr(b, name, v)
+        for family, name, v in checked.values():
+            for b in family:
+                saved.append((b, name, getattr(b, name)))
+                setattr(b, name, v)
         yield
     finally:
         for b, name, p in reversed(saved):
@@ -84,8 +89,8 @@ def batched(checked: dict) -> Iterator[None]:
 def per_member(grads: dict, checked: dict) -> dict:
     """Gradients of batched parameters as ``(B, *param.shape)``."""
     out = dict(grads)
-    for key, (b, name, v) in checked.items():
+    for key, (family, name, v) in checked.items():
         if key in out:
-            p = getattr(b, name)
+            p = getattr(family[0], name)
             out[key] = np.asarray(out[key]).reshape(v.shape[0], *p.shape)
     return out
