@@ -321,3 +321,16 @@ def test_a_subsystem_inside_the_dynamics_is_refused():
     m.connect(x.y, y)
     with pytest.raises(WiringError, match="subsystem 'sub' .* lies on a path from an Integrator"):
         compile(m)
+
+
+def test_a_discretised_block_reading_the_plant_is_refused():
+    """A TransferFcn fed by the continuous state would take it as held: refused, named."""
+    from blocks import TransferFcn
+
+    m = Model("m", dt=0.1, solver="rk4")
+    y = m.add(Outport("y"))
+    x = m.add(Integrator(x0=1.0, shape=(), name="x"))
+    m.chain(x, m.add(Gain(-1.0, name="k")), x)
+    m.chain(x, m.add(TransferFcn([1.0], [1.0, 1.0], name="sensor")), y)
+    with pytest.raises(WiringError, match="block 'sensor' .TransferFcn.*reads the continuous"):
+        compile(m)

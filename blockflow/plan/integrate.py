@@ -97,6 +97,14 @@ def plant_blocks(m: Model) -> list[str]:
                     f"back to an Integrator, and {m.solver} cannot integrate through a "
                     "subsystem; put its blocks in the plant model (or give it a state or a "
                     "sample_time, so its output is held over each period)")
+        if b.discretisation() is not None and not b.continuous_state and any(
+                s in plant | ints for s, _ in m.graph.in_edges(n)):
+            raise WiringError(
+                f"block {n!r} ({type(b).__name__}) of model {m.name!r} reads the continuous "
+                f"subsystem that {m.solver} integrates, but is discretised on its own (its "
+                "input taken as held over each period, which it is not); build its dynamics "
+                "from Integrator and Gain blocks, or read the signal through a block with a "
+                "sample_time")
     return [n for n in m.blocks if n in plant]
 
 
