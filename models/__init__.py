@@ -22,6 +22,13 @@ from .paper import (
 from .pid import pid_loop
 
 
+def cart_pole():
+    """The cart-pole loop (imported when built: ``python -m models.cart_pole`` runs it)."""
+    from .cart_pole import cart_pole as build
+
+    return build()
+
+
 def _noise(name: str, shape=()):
     def make(T: int, B: int, seed: int = 0) -> dict:
         return {name: np.random.default_rng(seed).standard_normal((T, B, *shape))}
@@ -33,6 +40,7 @@ CATALOGUE = {
     "arma_filter": (arma_filter, _noise("u")),
     "pid_loop": (pid_loop, _noise("r")),
     "tanh_loop": (tanh_loop, _noise("r")),
+    "cart_pole": (cart_pole, _noise("push")),
     "mlp": (mlp, _noise("x", (3,))),
     "output_feedback_rnn": (output_feedback_rnn, _noise("x", (2,))),
     "cascaded": (cascaded, _noise("x")),

@@ -156,6 +156,11 @@ def _expand(m: Model, h: float) -> Model:
                 "be fixed)")
         return s
 
+    # the states a stage reads (the plant's inputs, or an integrator's): only these
+    # get stage values
+    read = {src[0] for p in plant for q in m.blocks[p].inputs
+            if (src := source(p, q))[0] in ints}
+    read |= {src[0] for j in ints if (src := source(j, m.blocks[j].inputs[0]))[0] in ints}
     state = {j: (j, "y") for j in ints}  # x at the start of the substep
     for i in range(n_sub):
         stages: list[dict] = []  # per stage: integrator -> the port carrying k_s
@@ -167,7 +172,7 @@ def _expand(m: Model, h: float) -> Model:
             else:
                 xs = {j: weighted(f"{j}@{sub}x{s + 1}", state[j],
                                   [(a, stages[l][j]) for l, a in enumerate(tab.a[s])])
-                      for j in ints}
+                      for j in ints if j in read}
             first = i == 0 and s == 0
             name = {p: p if first else f"{p}@{tag}" for p in plant}
             if not first:
