@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_compiled.py
 	$(PY) bench/bench_scale.py
 	$(PY) bench/bench_sweep.py
+	$(PY) bench/bench_solvers.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info site docs/generated
