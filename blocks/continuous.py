@@ -254,8 +254,9 @@ class Integrator(TransferFcn):
 
     In a model with a ``solver`` (``Model(..., solver="rk4")``) it is a state of the
     continuous subsystem, integrated by that method together with the blocks that
-    compute its input.  Otherwise it is discretised on its own (zoh: the forward-Euler
-    sum ``x(k+1) = x(k) + h u(k)``, ``y(k) = x(k)``; tustin: the trapezoidal rule).
+    compute its input (its ``method`` is then unused).  Otherwise it is discretised on
+    its own (zoh: the forward-Euler sum ``x(k+1) = x(k) + h u(k)``, ``y(k) = x(k)``;
+    tustin: the trapezoidal rule).
 
     Examples
     --------
