@@ -334,3 +334,11 @@ def test_a_discretised_block_reading_the_plant_is_refused():
     m.chain(x, m.add(TransferFcn([1.0], [1.0, 1.0], name="sensor")), y)
     with pytest.raises(WiringError, match="block 'sensor' .TransferFcn.*reads the continuous"):
         compile(m)
+
+
+def test_the_diagram_says_how_the_plant_is_integrated():
+    from blockflow.io.export import to_pydot
+
+    assert to_pydot(pendulum(0.01, "rk4", 2)).get_label() == \
+        "pendulum (continuous plant: rk4, 2 steps per period)"
+    assert to_pydot(pendulum(0.01, None)).get_label() == "pendulum"

@@ -175,7 +175,7 @@ class _Drawer:
         for name, b in m.blocks.items():
             path = prefix + name
             if isinstance(b, Model) and not self.collapse:
-                cluster = pydot.Cluster(self.node_id(path + "/"), label=name,
+                cluster = pydot.Cluster(self.node_id(path + "/"), label=_title(b, name),
                                         style="rounded,dashed", fontname="Helvetica")
                 self.graphs[path + "/"] = cluster
                 self.add_model(b, path + "/", cluster)
@@ -321,7 +321,7 @@ def to_pydot(model: Model, *, collapse: bool = False, labels: str = "auto") -> p
     d.row = _rows(model)
     g = pydot.Dot(graph_type="digraph", rankdir="RL" if d.reciprocal else "LR",
                   label=f"reciprocal of {model.reciprocal_of}" if d.reciprocal
-                  else model.name, labelloc="t", fontname="Helvetica",
+                  else _title(model, model.name), labelloc="t", fontname="Helvetica",
                   nodesep="0.3", ranksep="0.45", forcelabels="true")
     d.add_model(model, "", g)
     d.add_edges(model, "", g)
@@ -354,6 +354,14 @@ def _system_dot(dot_source: str, fmt: str) -> bytes:
     if run.returncode:
         raise BlockflowError(f"Graphviz failed: {run.stderr.decode(errors='replace').strip()}")
     return run.stdout
+
+
+def _title(m: Model, name: str) -> str:
+    """A model's caption: its name, and how its continuous subsystem is integrated."""
+    if m.solver is None or not any(b.continuous_state for b in m.blocks.values()):
+        return name
+    steps = f", {m.substeps} steps per period" if m.substeps > 1 else ""
+    return f"{name} (continuous plant: {m.solver}{steps})"
 
 
 def draw(model: Model, path: str | Path, *, collapse: bool = False,
