@@ -289,8 +289,10 @@ def test_without_a_solver_integrators_stay_discretised():
 def test_bad_solver_settings_are_refused():
     with pytest.raises(ParameterError, match="unknown solver 'rk5'.*euler, heun, rk4, rk45"):
         Model("m", solver="rk5")
-    with pytest.raises(ParameterError, match="substeps must be a whole number >= 1"):
-        Model("m", solver="rk4", substeps=0)
+    for bad in (0, -1, 1.5, True, "2", None):
+        with pytest.raises(ParameterError, match="substeps must be a whole number >= 1"):
+            Model("m", solver="rk4", substeps=bad)
+    assert Model("m", solver="rk4", substeps=np.int64(3)).substeps == 3
     m = Model("m", solver="rk4")  # no dt
     y = m.add(Outport("y"))
     x = m.add(Integrator(x0=1.0, shape=(), name="x"))

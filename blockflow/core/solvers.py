@@ -9,6 +9,7 @@ integrator is the exact gradient of the discretised map.
 
 from __future__ import annotations
 
+import operator
 from typing import NamedTuple
 
 from blockflow.errors import ParameterError
@@ -45,7 +46,11 @@ def check_solver(solver: str | None, substeps, where: str) -> tuple[str | None, 
         raise ParameterError(f"{where}: unknown solver {solver!r}; use one of "
                              f"{', '.join(TABLEAUS)} (or None: each continuous block "
                              "discretised on its own)")
-    if isinstance(substeps, bool) or not isinstance(substeps, int) or substeps < 1:
+    try:
+        n = None if isinstance(substeps, bool) else operator.index(substeps)
+    except TypeError:
+        n = None
+    if n is None or n < 1:
         raise ParameterError(f"{where}: substeps must be a whole number >= 1, got "
-                             f"{substeps!r}")
-    return solver, substeps
+                             f"{substeps!r:.40}")
+    return solver, int(n)
