@@ -1,6 +1,7 @@
 """blockflow: discrete-time block diagrams with exact gradients by reciprocal networks."""
 
 from blockflow.core.block import Block, PortRef
+from blockflow.core.gated import EnablePort, TriggerPort
 from blockflow.core.model import Model
 from blockflow.core.ports import Inport, Outport
 from blockflow.core.types import SignalType
@@ -33,7 +34,7 @@ __all__ = [
     "SignalTypeError", "SimulationError", "Trace", "WiringError", "compile", "simulate",
     "Gradients", "backward", "directional", "grad", "reciprocal", "sweep", "tangent",
     "load", "register_block", "save", "TrainingError", "train", "output_gradient",
-    "ParameterError", "TraceFileError", "Simulator",
+    "ParameterError", "TraceFileError", "Simulator", "EnablePort", "TriggerPort",
 ]
 __version__ = "0.1.0"
 

@@ -46,6 +46,15 @@ class GradientRules:
     #: that block's
     shares_parameters_with: str | None = None
 
+    #: a wrapper block (a gated block of an enabled subsystem): the block it runs, whose
+    #: reciprocal and tangent it wraps again with :meth:`wrap_rule`
+    wraps: GradientRules | None = None
+
+    def wrap_rule(self, rule: GradientRules, *, reciprocal: bool) -> GradientRules:
+        """A wrapper's reciprocal (or tangent) from the wrapped block's ``rule``."""
+        raise NotImplementedError(f"{type(self).__name__} wraps a block but defines no "
+                                  "wrap_rule()")
+
     #: derived blocks: forward signals read at every step, after the block's inputs
     trace_reads: tuple[Read, ...] = ()
 

@@ -266,6 +266,16 @@ class Anticausal(Block):
     def init_state(self, batch, in_types, out_types):
         return self.block.init_state(batch, in_types, out_types)
 
+    @property
+    def state_batch_axis(self) -> int:  # type: ignore[override]
+        return self.block.state_batch_axis
+
+    def state_parts(self, x):
+        return self.block.state_parts(x)
+
+    def with_state_parts(self, x, parts):
+        return self.block.with_state_parts(x, parts)
+
     def output(self, x, *u):
         return self.block.output(x, *u)
 

@@ -41,9 +41,16 @@ def adopt(rb: Block, name: str, hints: tuple) -> Block:
     return rb
 
 
+def _wrapped(b: Block, types: PortTypes) -> PortTypes:
+    """The port types of the block a wrapper runs (its inputs come first)."""
+    return PortTypes(types.inputs[:len(b.wraps.inputs)], types.outputs, types.residuals)
+
+
 def reciprocal_block(b: Block, types: PortTypes) -> Block:
     """The reciprocal of ``b`` (ports kept by name, directions swapped)."""
     hints = tuple(delta_type(t) for t in types.inputs)  # its outputs: the forward inputs
+    if b.wraps is not None:  # (a gated block: the wrapped block's rule, gated again)
+        return b.wrap_rule(reciprocal_block(b.wraps, _wrapped(b, types)), reciprocal=True)
     rb = b.reciprocal()
     if rb is not None:
         return adopt(rb, b.name, hints)
@@ -61,6 +68,8 @@ def reciprocal_block(b: Block, types: PortTypes) -> Block:
 def tangent_block(b: Block, types: PortTypes) -> Block:
     """The linearisation of ``b`` used by forward mode (delays stay delays)."""
     hints = tuple(delta_type(t) for t in types.outputs)
+    if b.wraps is not None:
+        return b.wrap_rule(tangent_block(b.wraps, _wrapped(b, types)), reciprocal=False)
     tb = b.tangent()
     if tb is not None:
         return adopt(tb, b.name, hints)

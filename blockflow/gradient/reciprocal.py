@@ -27,7 +27,7 @@ from blockflow.errors import ReciprocalNotDefinedError
 from blockflow.gradient.adjoint import Junction, ZeroSource
 from blockflow.gradient.derive import reciprocal_block
 from blockflow.plan.compiler import compile
-from blockflow.plan.integrate import integrated
+from blockflow.plan.expand import expanded
 
 
 def reciprocal(model: Model) -> Model:
@@ -75,7 +75,7 @@ def _reciprocal_block(b: Block, path: str, types: dict, rates: dict) -> Block:
 
 
 def _reciprocal(m: Model, prefix: str, types: dict, rates: dict) -> Model:
-    m = integrated(m)  # (a solver's stages are blocks like any other)
+    m = expanded(m)  # (a solver's stages are blocks like any other)
     rm = Model(m.name, dt=m._dt)  # the same sample period: period-dependent rules agree
     rm.reciprocal_of = m.name
     junctions = {n for n, b in m.blocks.items() if b.junction}

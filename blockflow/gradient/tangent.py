@@ -20,7 +20,8 @@ from blockflow.gradient.adjoint import Forced
 from blockflow.gradient.derive import tangent_block
 from blockflow.gradient.reciprocal import port_types
 from blockflow.plan.compiler import compile
-from blockflow.plan.integrate import integrated, param_owner
+from blockflow.plan.expand import expanded
+from blockflow.plan.integrate import param_owner
 from blockflow.run.driver import run
 from blockflow.run.simulate import bind_inputs
 from blockflow.run.trace import Trace
@@ -52,7 +53,7 @@ def _tangent_block(b: Block, path: str, types: dict, dparams: dict, rates: dict)
 
 
 def _tangent(m: Model, prefix: str, types: dict, dparams: dict, rates: dict) -> Model:
-    m = integrated(m)
+    m = expanded(m)
     tm = Model(m.name, dt=m._dt)
     for name, b in m.blocks.items():
         tm.add(_tangent(b, f"{prefix}{name}/", types, dparams, rates) if isinstance(b, Model)

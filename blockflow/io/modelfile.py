@@ -55,10 +55,10 @@ def _register_library() -> None:
     package registers its classes when imported)."""
     if _REGISTRY.get("JacobianT") is not None:
         return
-    from blockflow.core import lines, ports
+    from blockflow.core import gated, lines, ports
     from blockflow.gradient import adjoint
 
-    for mod in (adjoint, lines, ports):
+    for mod in (adjoint, gated, lines, ports):
         for v in vars(mod).values():
             if isinstance(v, type) and issubclass(v, Block) and v is not Block:
                 _REGISTRY.setdefault(v.__name__, v)

@@ -33,7 +33,8 @@ from blockflow.core.rates import (
 from blockflow.core.types import SignalType
 from blockflow.errors import AlgebraicLoopError, SignalTypeError, SimulationError, WiringError
 from blockflow.plan.cache import cached
-from blockflow.plan.integrate import integrated, plant_blocks
+from blockflow.plan.expand import expanded
+from blockflow.plan.integrate import plant_blocks
 
 
 class FlatModel:
@@ -62,7 +63,7 @@ def flatten(model: Model) -> FlatModel:
     flat = FlatModel(model.name)
 
     def add_blocks(m: Model, prefix: str, top: bool) -> None:
-        m = integrated(m)
+        m = expanded(m)
         for name, b in m.blocks.items():
             path = prefix + name
             if isinstance(b, Model):
@@ -76,7 +77,7 @@ def flatten(model: Model) -> FlatModel:
                 flat.add(path, b)
 
     def add_edges(m: Model, prefix: str) -> None:
-        m = integrated(m)
+        m = expanded(m)
         for s, d, data in m.graph.edges(data=True):
             sb, db = m.blocks[s], m.blocks[d]
             src = ((f"{prefix}{s}/{data['src_port']}", "out") if isinstance(sb, Model)
