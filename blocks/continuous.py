@@ -67,6 +67,14 @@ class _Discretised(StateSpace):
                        (g["A"], g["B"], g["C"], g["D"]))
         return cont, g["x0"]
 
+    def realisation_grads(self, g: tuple) -> dict:
+        """dJ/d(parameters) from dJ/d(A, B, C, D) of the continuous realisation."""
+        raise NotImplementedError
+
+    def realisation_directions(self, dp: dict) -> tuple:
+        """The realisation's change ``(dA, dB, dC, dD)`` for parameter directions."""
+        raise NotImplementedError
+
     def discrete_directions(self, dcont: tuple, dp: dict) -> dict:
         """Discrete directions for continuous ones, for :meth:`StateSpace.param_jvp`."""
         dA, dB, dC, dD = c2d_jvp(*self.continuous(), self.period(), self.method, dcont)
@@ -149,15 +157,20 @@ class ContinuousStateSpace(_Discretised):
     def continuous(self):
         return self.A, self.B, self.C, self.D
 
+    def realisation_grads(self, g):
+        return {n: gn for n, gn in zip("ABCD", g, strict=True) if self._params[n]}
+
+    def realisation_directions(self, dp):
+        return tuple(np.asarray(dp.get(n, np.zeros_like(M)), float)
+                     for n, M in zip("ABCD", self.continuous(), strict=True))
+
     def param_grads(self, u, y, dy, resets=()):
-        (gA, gB, gC, gD), gx0 = self.continuous_grads(u, y, dy, resets)
-        grads = {"A": gA, "B": gB, "C": gC, "D": gD, "x0": gx0}
-        return {n: g for n, g in grads.items() if self._params[n]}
+        g, gx0 = self.continuous_grads(u, y, dy, resets)
+        grads = self.realisation_grads(g)
+        return {**grads, "x0": gx0} if self._params["x0"] else grads
 
     def param_jvp(self, u, y, dp):
-        zero = [np.zeros_like(M) for M in self.continuous()]
-        dcont = tuple(np.asarray(dp.get(n, z), float)
-                      for n, z in zip("ABCD", zero, strict=True))
+        dcont = self.realisation_directions(dp)
         return StateSpace.param_jvp(self, u, y, self.discrete_directions(dcont, dp))
 
     def label(self) -> str:
@@ -221,15 +234,21 @@ class TransferFcn(_Discretised):
     def continuous(self):
         return tuple(M.astype(self.num.dtype) for M in tf2ss(self.num, self.den))
 
+    def realisation_grads(self, g):
+        gnum, gden = tf2ss_vjp(self.num, self.den, g)
+        return {n: gn for n, gn in (("num", gnum), ("den", gden)) if self._params[n]}
+
+    def realisation_directions(self, dp):
+        return tf2ss_jvp(self.num, self.den, dp.get("num", np.zeros_like(self.num)),
+                         dp.get("den", np.zeros_like(self.den)))
+
     def param_grads(self, u, y, dy, resets=()):
-        gcont, gx0 = self.continuous_grads(u, y, dy, resets)
-        gnum, gden = tf2ss_vjp(self.num, self.den, gcont)
-        grads = {"num": gnum, "den": gden, "x0": gx0}
-        return {n: g for n, g in grads.items() if self._params[n]}
+        g, gx0 = self.continuous_grads(u, y, dy, resets)
+        grads = self.realisation_grads(g)
+        return {**grads, "x0": gx0} if self._params["x0"] else grads
 
     def param_jvp(self, u, y, dp):
-        dcont = tf2ss_jvp(self.num, self.den, dp.get("num", np.zeros_like(self.num)),
-                          dp.get("den", np.zeros_like(self.den)))
+        dcont = self.realisation_directions(dp)
         return StateSpace.param_jvp(self, u, y, self.discrete_directions(dcont, dp))
 
     def fraction(self):
@@ -283,3 +302,82 @@ class Integrator(TransferFcn):
 
     def config(self) -> dict:
         return {"x0": self.x0, "method": self.method, "shape": self.shape}
+
+
+class RealisationPart(Block):
+    """One half of a continuous block's realisation, for a model's solver: the state's
+    derivative ``x' = A x + B u`` (``part="rate"``) or the output ``y = C x + D u``
+    (``part="output"``), with ``(A, B, C, D)`` read from ``system`` (a TransferFcn or
+    ContinuousStateSpace) at every run.  Under ``Model(solver=...)`` a continuous block
+    becomes an Integrator of its state and these two (:mod:`blockflow.plan.integrate`);
+    their gradients are the system's (``num``/``den`` or ``A, B, C, D``).
+    """
+
+    linear = True
+
+    def __init__(self, system: _Discretised, part: str, **kw):
+        # the output reads u only where D != 0 (no port, no false dependency, otherwise)
+        reads_u = part == "rate" or bool(np.any(system.continuous()[3]))
+        super().__init__(inputs=("x", "u") if reads_u else ("x",), **kw)
+        self.system, self.part = system, part
+        self.shares_parameters_with = system.name
+
+    def parameters(self, *, trainable_only: bool = True) -> dict[str, np.ndarray]:
+        return self.system.parameters(trainable_only=trainable_only)
+
+    def infer(self, x, u=None):
+        src = self.system
+        if self.part == "rate":
+            return (None if u is None else SignalType(src._state_shape(u), u.dtype),)
+        if x is None:
+            return (None,)
+        return (SignalType(x.shape[:-1], x.dtype),) if src.elementwise else \
+            (SignalType((src.C.shape[0],), x.dtype),)
+
+    def _mats(self, mats=None):
+        A, B, C, D = self.system.continuous() if mats is None else mats
+        return (A, B) if self.part == "rate" else (C, D)
+
+    def _u1(self, u):
+        return u[..., None] if self.system.elementwise else u
+
+    def _y(self, v):
+        return v[..., 0] if self.system.elementwise and self.part == "output" else v
+
+    def output(self, x, x_, u=None):
+        M, N = self._mats()
+        if u is None:
+            return self._y(x_ @ M.T)
+        return self._y(x_ @ M.T + self._u1(u) @ N.T)
+
+    def vjp(self, u, y, dy):
+        M, N = self._mats()
+        d = dy[..., None] if self.system.elementwise and self.part == "output" else dy
+        if len(self.inputs) == 1:
+            return d @ M
+        du = d @ N
+        return d @ M, du[..., 0] if self.system.elementwise else du
+
+    def param_grads(self, u, y, dy):
+        d = dy[0][..., None] if self.system.elementwise and self.part == "output" else dy[0]
+        zero = [np.zeros_like(M) for M in self.system.continuous()]
+        def outer(a, b):  # sum over every step, member and element of a_i b_j
+            return a.reshape(-1, a.shape[-1]).T @ b.reshape(-1, b.shape[-1])
+
+        gM = outer(d, u[0])
+        gN = outer(d, self._u1(u[1])) if len(u) > 1 else zero[1 if self.part == "rate" else 3]
+        g = (gM, gN, *zero[2:]) if self.part == "rate" else (*zero[:2], gM, gN)
+        return self.system.realisation_grads(g)
+
+    def param_jvp(self, u, y, dp):
+        dM, dN = self._mats(self.system.realisation_directions(dp))
+        v = u[0] @ dM.T
+        if len(u) > 1:
+            v = v + self._u1(u[1]) @ dN.T
+        return (self._y(v),)
+
+    def label(self) -> str:
+        return f"{self.system.label()} {'rate' if self.part == 'rate' else 'output'}"
+
+    def config(self) -> dict:
+        return {"system": self.system, "part": self.part}

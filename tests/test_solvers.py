@@ -325,16 +325,70 @@ def test_a_subsystem_inside_the_dynamics_is_refused():
         compile(m)
 
 
-def test_a_discretised_block_reading_the_plant_is_refused():
-    """A TransferFcn fed by the continuous state would take it as held: refused, named."""
+def lti_loop(dt, solver, kind="tf"):
+    """r -> (r - y) -> tanh -> P(s) -> y, fed back with no delay: a continuous linear
+    block inside the nonlinear loop, integrated with it."""
+    from blocks import ContinuousStateSpace, TransferFcn
+
+    m = Model("lti_loop", dt=dt, solver=solver)
+    r, y = m.add(Inport("r"), Outport("y"))
+    e, f = m.add(Sum("+-", name="e"), Function("tanh", name="f"))
+    if kind == "tf":
+        p = m.add(TransferFcn([2.0, 1.0], [1.0, 3.0, 2.0], name="p"))
+    else:
+        p = m.add(ContinuousStateSpace([[0.0, 1.0], [-2.0, -3.0]], [[0.0], [1.0]],
+                                       [[1.0, 2.0]], name="p", elementwise=True))
+    m.connect(r, e.u1)
+    m.chain(e, f, p, y)
+    m.connect(p.y, e.u2)
+    return m
+
+
+def lti_reference(dt, r):
+    """(2 s + 1)/(s^2 + 3 s + 2) in controllable canonical form: x1' = -3 x1 - 2 x2 + v,
+    x2' = x1, y = 2 x1 + x2, v = tanh(r - y)."""
+    x, out = np.zeros(2), []
+    for rk in r:
+        out.append(2 * x[0] + x[1])
+        x = solve_ivp(lambda t, z, rk=rk: [-3 * z[0] - 2 * z[1] + np.tanh(rk - 2 * z[0] - z[1]),
+                                           z[0]], (0.0, dt), x, method="DOP853", rtol=1e-11,
+                      atol=1e-13).y[:, -1]
+    return np.array(out)
+
+
+def test_a_transfer_function_inside_the_loop_is_integrated_with_it():
+    """Under a solver a TransferFcn is an Integrator of its state plus its realisation
+    (A x + B u, C x + D u): integrated with the nonlinear loop, at the solver's order."""
+    errs = []
+    for dt in (0.1, 0.05, 0.025):
+        n = int(round(2.0 / dt))
+        r = 1.0 + 0.5 * np.sin(np.arange(n) * dt)
+        got = simulate(lti_loop(dt, "rk4"), {"r": r[:, None]})["y"][:, 0]
+        errs.append(np.abs(got - lti_reference(dt, r)).max())
+    orders = np.log2(np.array(errs[:-1]) / np.array(errs[1:]))
+    assert np.all(np.abs(orders - 4) < 0.35), (errs, orders)
+    assert "states p@state; f(x, u) by e, f, p@rate, p" in \
+        compile(lti_loop(0.1, "rk4")).describe()
+
+
+@pytest.mark.parametrize("kind", ["tf", "ss"])
+def test_gradients_reach_a_continuous_block_through_the_solver(kind):
+    """dJ/d(num, den) or dJ/d(A, B, C, D) of a block integrated by rk4: exact."""
+    m = lti_loop(0.1, "rk4", kind)
+    r = {"r": (1.0 + 0.5 * np.sin(np.arange(25) * 0.1))[:, None] * np.array([[1.0, 0.6]])}
+    names = {"tf": {"p.num", "p.den"}, "ss": {"p.A", "p.B", "p.C"}}[kind]
+    assert set(m.parameters()) == names
+    assert fd_check(m, r, rtol=1e-6) == len(names) + 1
+    dot_check(m, r)
+
+
+def test_a_continuous_block_training_its_initial_state_is_refused_under_a_solver():
     from blocks import TransferFcn
 
     m = Model("m", dt=0.1, solver="rk4")
-    y = m.add(Outport("y"))
-    x = m.add(Integrator(x0=1.0, shape=(), name="x"))
-    m.chain(x, m.add(Gain(-1.0, name="k")), x)
-    m.chain(x, m.add(TransferFcn([1.0], [1.0, 1.0], name="sensor")), y)
-    with pytest.raises(WiringError, match="block 'sensor' .TransferFcn.*reads the continuous"):
+    u, y = m.add(Inport("u"), Outport("y"))
+    m.chain(u, m.add(TransferFcn([1.0], [1.0, 1.0], x0=[0.5], train_x0=True, name="p")), y)
+    with pytest.raises(WiringError, match="block 'p' .TransferFcn.*train_x0.*rk4"):
         compile(m)
 
 

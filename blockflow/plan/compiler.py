@@ -34,7 +34,7 @@ from blockflow.core.types import SignalType
 from blockflow.errors import AlgebraicLoopError, SignalTypeError, SimulationError, WiringError
 from blockflow.plan.cache import cached
 from blockflow.plan.expand import expanded
-from blockflow.plan.integrate import plant_blocks
+from blockflow.plan.integrate import plant_blocks, with_states
 
 
 class FlatModel:
@@ -241,14 +241,16 @@ def _compile(model: Model, mode: str, flat: FlatModel | None = None) -> Plan:
 
 def _solver_lines(model: Model, prefix: str = ""):
     """How each continuous subsystem is integrated (plan descriptions)."""
-    ints = [n for n, b in model.blocks.items() if b.continuous_state]
-    if ints and model.solver is not None:
-        h = model.dt / model.substeps
-        plant = plant_blocks(model)
-        where = repr(prefix.rstrip("/") or model.name)
-        yield (f"continuous subsystem {where}: states {', '.join(ints)}"
-               f"{'; f(x, u) by ' + ', '.join(plant) if plant else ''}; integrated by "
-               f"{model.solver}, {model.substeps} step(s) of h={h:.6g} s per period")
+    if model.solver is not None:
+        level = with_states(model)
+        ints = [n for n, b in level.blocks.items() if b.continuous_state]
+        if ints:
+            h = model.dt / model.substeps
+            plant = plant_blocks(level)
+            where = repr(prefix.rstrip("/") or model.name)
+            yield (f"continuous subsystem {where}: states {', '.join(ints)}"
+                   f"{'; f(x, u) by ' + ', '.join(plant) if plant else ''}; integrated by "
+                   f"{model.solver}, {model.substeps} step(s) of h={h:.6g} s per period")
     for name, b in model.blocks.items():
         if isinstance(b, Model):
             yield from _solver_lines(b, f"{prefix}{name}/")

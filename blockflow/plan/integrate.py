@@ -37,10 +37,15 @@ from blockflow.errors import WiringError
 from blockflow.plan.cache import cached
 
 
+def _continuous(b: Block) -> bool:
+    return b.continuous_state or b.discretisation() is not None
+
+
 def integrated(m: Model) -> Model:
-    """``m`` itself, or, where it has a ``solver`` and integrators, its expansion (cached
-    until ``m`` is edited, a parameter array replaced or its sample period changed)."""
-    if m.solver is None or not any(b.continuous_state for b in m.blocks.values()):
+    """``m`` itself, or, where it has a ``solver`` and continuous blocks, its expansion
+    (cached until ``m`` is edited, a parameter array replaced or its period changed)."""
+    if m.solver is None or not any(_continuous(b) for b in m.blocks.values()
+                                   if not isinstance(b, Model)):
         return m
     dt = m.dt
     return cached(m, f"integrated:{dt!r}", lambda: _expand(m, dt))
@@ -94,31 +99,72 @@ def plant_blocks(m: Model) -> list[str]:
             if fed and feeds:
                 raise WiringError(
                     f"subsystem {n!r} of model {m.name!r} lies on a path from an Integrator "
-                    f"back to an Integrator, and {m.solver} cannot integrate through a "
+                    "back to an Integrator, and a solver cannot integrate through a "
                     "subsystem; put its blocks in the plant model (or give it a state or a "
                     "sample_time, so its output is held over each period)")
-        if b.discretisation() is not None and not b.continuous_state and any(
-                s in plant | ints for s, _ in m.graph.in_edges(n)):
-            raise WiringError(
-                f"block {n!r} ({type(b).__name__}) of model {m.name!r} reads the continuous "
-                f"subsystem that {m.solver} integrates, but is discretised on its own (its "
-                "input taken as held over each period, which it is not); build its dynamics "
-                "from Integrator and Gain blocks, or read the signal through a block with a "
-                "sample_time")
     return [n for n in m.blocks if n in plant]
+
+
+class _State(Block):
+    """The state of a continuous linear block under a solver, integrated like an
+    Integrator's (the expansion replaces it by a UnitDelay from ``x0``)."""
+
+    continuous_state = True
+    feedthrough = False
+
+    def __init__(self, x0: np.ndarray, **kw):
+        super().__init__(**kw)
+        self.x0, self.shape = x0, None
+
+
+def with_states(m: Model) -> Model:
+    """``m`` with each continuous linear block (TransferFcn, ContinuousStateSpace) as an
+    Integrator of its state (``name@state``) and the two halves of its realisation:
+    ``x' = A x + B u`` (``name@rate``) and ``y = C x + D u`` (named like the block)."""
+    lti = [n for n, b in m.blocks.items()
+           if not isinstance(b, Model) and not b.continuous_state
+           and b.discretisation() is not None]
+    if not lti:
+        return m
+    from blocks.continuous import RealisationPart
+
+    pm = Model(m.name, dt=m.dt)
+    for n, b in m.blocks.items():
+        if n not in lti:
+            pm.add(_shallow(b))
+            continue
+        if b._params.get("x0"):
+            raise WiringError(f"block {n!r} ({type(b).__name__}) of model {m.name!r} trains "
+                              f"its initial state (train_x0), which {m.solver} cannot; fix x0")
+        state = pm.add(_State(np.array(b.x0, copy=True), name=f"{n}@state"))
+        rate = pm.add(RealisationPart(b, "rate", name=f"{n}@rate"))
+        out = pm.add(RealisationPart(b, "output", name=n))
+        pm.connect(state.y, rate.x)
+        pm.connect(rate.y, state.u)
+        pm.connect(state.y, out.x)
+    for s, d, data in m.graph.edges(data=True):
+        src = pm.blocks[s][data["src_port"]]
+        if d in lti:
+            pm.connect(src, pm.blocks[f"{d}@rate"].u)
+            if "u" in pm.blocks[d].inputs:  # (the output reads u where D != 0)
+                pm.connect(src, pm.blocks[d].u)
+        else:
+            pm.connect(src, pm.blocks[d][data["dst_port"]])
+    return pm
 
 
 def _expand(m: Model, h: float) -> Model:
     from blocks.delays import UnitDelay  # (the library: imported only when needed)
     from blocks.math import Gain, Sum
 
-    tab, n_sub = TABLEAUS[m.solver], m.substeps
+    tab, n_sub, solver = TABLEAUS[m.solver], m.substeps, m.solver
+    m = with_states(m)
     h = h / n_sub
     ints = [n for n, b in m.blocks.items() if b.continuous_state]
     for n in ints:
         if m.blocks[n].sample_time is not None:
             raise WiringError(f"Integrator {n!r} of model {m.name!r} has a sample_time; a "
-                              f"state of the continuous subsystem ({m.solver}) runs at the "
+                              f"state of the continuous subsystem ({solver}) runs at the "
                               "model's period")
     plant = plant_blocks(m)
     in_plant = set(plant)
