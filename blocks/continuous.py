@@ -23,12 +23,20 @@ from blockflow.core.discretize import (
     tf2ss_jvp,
     tf2ss_vjp,
 )
+from blockflow.core.kernel import Kernel, kernel
 from blockflow.core.types import SignalType
 from blockflow.errors import ParameterError
 
 from .filters import _refuse_lti_object
 from .notation import poly_text
-from .statespace import StateSpace
+from .statespace import (
+    StateSpace,
+    _ss_rows_y,
+    siso_output_plain,
+    siso_update,
+    ss_output_plain,
+    ss_update,
+)
 
 
 class _Discretised(StateSpace):
@@ -304,6 +312,50 @@ class Integrator(TransferFcn):
         return {"x0": self.x0, "method": self.method, "shape": self.shape}
 
 
+# a realisation's halves for compiled loops: the rate is the state-space update
+# (x @ A^T + u @ B^T), the output its output; an output without D reads x alone
+@kernel(allocates=False)
+def _x_output_into(CT, DT, x, out):
+    return _ss_rows_y(CT, DT, False, x, x, out)
+
+
+@kernel(into=_x_output_into)
+def x_output(CT, DT, x):  # y = C x
+    return x @ CT
+
+
+@kernel(into=_x_output_into)
+def siso_x_output(CT, DT, x):
+    return (x.reshape((-1, x.shape[-1])) @ CT).reshape(x.shape[:-1])
+
+
+@kernel
+def realised_vjp(M, N, d):  # (dx, du) = (d M, d N): vector samples
+    return d @ M, d @ N
+
+
+@kernel
+def siso_rate_vjp(M, N, d):  # d: (..., n) per element
+    d2 = d.reshape((-1, d.shape[-1]))
+    return (d2 @ M).reshape(d.shape), (d2 @ N).reshape(d.shape[:-1])
+
+
+@kernel
+def siso_output_vjp(M, N, d):  # d: one per element; M (1, n), N (1, 1)
+    d2 = d.reshape((-1, 1))
+    return (d2 @ M).reshape((*d.shape, M.shape[1])), (d2 @ N).reshape(d.shape)
+
+
+@kernel
+def x_output_vjp(M, d):  # dx = d C
+    return d @ M
+
+
+@kernel
+def siso_x_output_vjp(M, d):
+    return (d.reshape((-1, 1)) @ M).reshape((*d.shape, M.shape[1]))
+
+
 class RealisationPart(Block):
     """One half of a continuous block's realisation, for a model's solver: the state's
     derivative ``x' = A x + B u`` (``part="rate"``) or the output ``y = C x + D u``
@@ -375,6 +427,28 @@ class RealisationPart(Block):
         if len(u) > 1:
             v = v + self._u1(u[1]) @ dN.T
         return (self._y(v),)
+
+    def kernel(self):
+        A, B, C, D = (np.ascontiguousarray(M) for M in self.system.continuous())
+        siso = self.system.elementwise
+        if len(self.inputs) == 1:  # y = C x
+            return Kernel(siso_x_output if siso else x_output,
+                          params=(np.ascontiguousarray(C.T), np.ascontiguousarray(D.T)))
+        work = np.zeros(max(A.shape[0], 1), A.dtype)
+        params = (np.ascontiguousarray(A.T), np.ascontiguousarray(B.T),
+                  np.ascontiguousarray(C.T), np.ascontiguousarray(D.T), True, work)
+        if self.part == "rate":
+            return Kernel(siso_update if siso else ss_update, params=params)
+        return Kernel(siso_output_plain if siso else ss_output_plain, params=params)
+
+    def vjp_kernel(self):
+        M, N = (np.ascontiguousarray(X) for X in self._mats())
+        siso = self.system.elementwise
+        if len(self.inputs) == 1:
+            return Kernel(siso_x_output_vjp if siso else x_output_vjp, params=(M,))
+        if self.part == "rate":
+            return Kernel(siso_rate_vjp if siso else realised_vjp, params=(M, N))
+        return Kernel(siso_output_vjp if siso else realised_vjp, params=(M, N))
 
     def label(self) -> str:
         return f"{self.system.label()} {'rate' if self.part == 'rate' else 'output'}"

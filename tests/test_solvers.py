@@ -16,6 +16,7 @@ from blockflow import (
     SimulationError,
     Simulator,
     WiringError,
+    backward,
     compile,
     grad,
     simulate,
@@ -371,9 +372,14 @@ def test_a_transfer_function_inside_the_loop_is_integrated_with_it():
         compile(lti_loop(0.1, "rk4")).describe()
 
 
-@pytest.mark.parametrize("kind", ["tf", "ss"])
-def test_gradients_reach_a_continuous_block_through_the_solver(kind):
-    """dJ/d(num, den) or dJ/d(A, B, C, D) of a block integrated by rk4: exact."""
+@pytest.mark.parametrize(("kind", "backend"), [("tf", "numpy"), ("ss", "numpy"),
+                                                ("tf", "numba")])
+def test_gradients_reach_a_continuous_block_through_the_solver(kind, backend, monkeypatch):
+    """dJ/d(num, den) or dJ/d(A, B, C, D) of a block integrated by rk4: exact, on the
+    numpy and the compiled path (the realisation's halves have kernels)."""
+    if backend == "numba":
+        pytest.importorskip("numba")
+    monkeypatch.setenv("BLOCKFLOW_BACKEND", backend)
     m = lti_loop(0.1, "rk4", kind)
     r = {"r": (1.0 + 0.5 * np.sin(np.arange(25) * 0.1))[:, None] * np.array([[1.0, 0.6]])}
     names = {"tf": {"p.num", "p.den"}, "ss": {"p.A", "p.B", "p.C"}}[kind]
@@ -398,3 +404,36 @@ def test_the_diagram_says_how_the_plant_is_integrated():
     assert to_pydot(pendulum(0.01, "rk4", 2)).get_label() == \
         "pendulum (continuous plant: rk4, 2 steps per period)"
     assert to_pydot(pendulum(0.01, None)).get_label() == "pendulum"
+
+
+def test_the_realisation_halves_compile(monkeypatch):
+    """A TransferFcn and a vector ContinuousStateSpace under rk4: the compiled loops
+    (forward and reciprocal) give the numpy path's numbers."""
+    pytest.importorskip("numba")
+    from blocks import ContinuousStateSpace
+
+    def mimo():
+        m = Model("mimo", dt=0.1, solver="rk4")
+        r, y = m.add(Inport("r", shape=(2,)), Outport("y"))
+        f = m.add(Function("tanh", name="f"))
+        p = m.add(ContinuousStateSpace([[-1.0, 0.5], [0.0, -2.0]], [[1.0, 0.0], [0.5, 1.0]],
+                                       [[1.0, 0.0], [0.3, 1.0]], [[0.1, 0.0], [0.0, 0.0]],
+                                       name="p"))   # D != 0: the output reads u
+        m.chain(r, f, p, y)
+        return m
+
+    x = {"r": np.random.default_rng(0).standard_normal((15, 2, 2))}
+    for build, inputs in ((mimo, x), (lambda: lti_loop(0.1, "rk4"),
+                                      {"r": np.ones((15, 2))})):
+        out = {}
+        for backend in ("numpy", "numba"):
+            monkeypatch.setenv("BLOCKFLOW_BACKEND", backend)
+            m = build()
+            tr = simulate(m, inputs)
+            g = backward(m, trace=tr, dL_dy={"y": np.ones_like(tr["y"])})
+            out[backend] = (tr["y"], g.params)
+            if backend == "numba":
+                assert "no kernel" not in compile(m).describe()
+        np.testing.assert_allclose(out["numba"][0], out["numpy"][0], rtol=1e-13, atol=1e-14)
+        for k, v in out["numpy"][1].items():
+            np.testing.assert_allclose(out["numba"][1][k], v, rtol=1e-12)
