@@ -54,15 +54,13 @@ def lqr_gain(dt: float, Qw: np.ndarray = Q, Rw: np.ndarray = R) -> np.ndarray:
     return np.linalg.solve(Rw + Bd.T @ P @ Bd, Bd.T @ P @ Ad)
 
 
-def cart_pole(dt: float = 0.02, *, hidden: int = 8, seed: int = 0, solver: str = "rk4",
-              name: str = "cart_pole") -> Model:
-    """The closed loop: ``push`` in (torque impulses, rad/s^2); ``theta``, ``x`` and the
-    command ``a`` out.  The controller's parameters: ``lqr.W`` (starts at ``-K``),
-    ``net.W0 .. b1`` (the correction, starting at zero)."""
+def plant(solver: str = "rk4", *, dt: float | None = None, name: str = "plant") -> Model:
+    """The cart-pole alone: the cart's acceleration ``a`` and a torque ``push`` in, the
+    four states ``x, v, theta, omega`` out (integrated by ``solver``; ``dt`` for a plant
+    run on its own, else its parent's)."""
     m = Model(name, dt=dt, solver=solver)
-    push = m.add(Inport("push", shape=()))
-    th_out, x_out, a_out = m.add(Outport("theta"), Outport("x"), Outport("a"))
-    # the plant: four states, omega' from its terms
+    a, push = m.add(Inport("a", shape=()), Inport("push", shape=()))
+    outs = m.add(Outport("x"), Outport("v"), Outport("theta"), Outport("omega"))
     x, v = m.add(Integrator(shape=(), name="pos"), Integrator(shape=(), name="vel"))
     th, om = m.add(Integrator(shape=(), name="angle"), Integrator(shape=(), name="rate"))
     sin, cos = m.add(Function("sin", name="sin"), Function("cos", name="cos"))
@@ -70,14 +68,31 @@ def cart_pole(dt: float = 0.02, *, hidden: int = 8, seed: int = 0, solver: str =
     gl, al, damp = m.add(Gain(G / POLE, name="g_l"), Gain(-1.0 / POLE, name="inv_l"),
                          Gain(-DAMPING, name="damping"))
     accel = m.add(Sum("++++", name="omega_dot"))
-    m.chain(v, x)
-    m.chain(om, th)
-    m.chain(th, sin, gl, accel.u1)
+    m.chain(a, v)                     # v' = a
+    m.chain(v, x)                     # x' = v
+    m.chain(om, th)                   # theta' = omega
+    m.chain(th, sin, gl, accel.u1)    # omega' = g/l sin(theta) - a cos(theta)/l - c omega + push
     m.chain(th, cos, acos.u2)
+    m.connect(a, acos.u1)
     m.chain(acos, al, accel.u2)
     m.chain(om, damp, accel.u3)
     m.connect(push, accel.u4)
     m.chain(accel, om)
+    for state, out in zip((x, v, th, om), outs, strict=True):
+        m.connect(state.y, out)
+    return m
+
+
+def cart_pole(dt: float = 0.02, *, hidden: int = 8, seed: int = 0, solver: str = "rk4",
+              name: str = "cart_pole") -> Model:
+    """The closed loop: ``push`` in (torque impulses, rad/s^2); ``theta``, ``x`` and the
+    command ``a`` out.  The plant is a subsystem (:func:`plant`) integrated by ``solver``;
+    the controller's parameters: ``lqr.W`` (starts at ``-K``), ``net.W0 .. b1`` (the
+    correction, starting at zero)."""
+    m = Model(name, dt=dt)
+    push = m.add(Inport("push", shape=()))
+    th_out, x_out, a_out = m.add(Outport("theta"), Outport("x"), Outport("a"))
+    p = m.add(plant(solver))
     # the controller, sampled: a(k) = -K s(k) + MLP(s(k))
     ts = dict(sample_time=dt)
     rng = np.random.default_rng(seed)
@@ -86,17 +101,29 @@ def cart_pole(dt: float = 0.02, *, hidden: int = 8, seed: int = 0, solver: str =
     net = m.add(MLP([rng.normal(0, 0.5, (hidden, 4)), np.zeros((1, hidden))],
                     [np.zeros(hidden), np.zeros(1)], name="net", **ts))
     total, a = m.add(Sum("++", name="control", **ts), Demux(1, name="a_cmd", **ts))
-    for i, s in enumerate((x, v, th, om)):
-        m.connect(s.y, state[f"u{i + 1}"])
+    for i, port in enumerate(("x", "v", "theta", "omega")):
+        m.connect(p[port], state[f"u{i + 1}"])
+    m.connect(push, p.push)
     m.chain(state, lqr, total.u1)
     m.chain(state, net, total.u2)
     m.chain(total, a)
-    m.connect(a.y1, v.u)
-    m.connect(a.y1, acos.u1)
-    m.connect(th.y, th_out)
-    m.connect(x.y, x_out)
+    m.connect(a.y1, p.a)
+    m.connect(p.theta, th_out)
+    m.connect(p.x, x_out)
     m.connect(a.y1, a_out)
     return m
+
+
+def policy(model: Model):
+    """The trained controller of a :func:`cart_pole` loop as a function of the state
+    ``s = (x, v, theta, omega)``: ``a = W s + b + MLP(s)`` (to run in an environment)."""
+    lqr, net = model.blocks["lqr"], model.blocks["net"]
+
+    def act(s):
+        s = np.asarray(s, float).reshape(1, 4)
+        return (lqr.output(None, s) + net.output(None, s)[0]).reshape(())
+
+    return act
 
 
 def pushes(T: int, sizes) -> np.ndarray:
