@@ -105,7 +105,7 @@ def tank(dt, solver):
     m = Model("tank", dt=dt, solver=solver)
     r, y = m.add(Inport("r"), Outport("h"))
     h = m.add(Integrator(x0=1.0, name="level"))
-    root = m.add(Function(np.sqrt, lambda u: 0.5 / np.sqrt(u), name="sqrt"))
+    root = m.add(Function(np.sqrt, lambda u, y: 0.5 / y, name="sqrt"))
     out, net, area = m.add(Gain(-OUTFLOW, name="out"), Sum("++", name="net"),
                            Gain(1 / AREA, name="area"))
     err, kq, hold = m.add(Sum("+-", name="err"), Gain(KQ, name="kq"), UnitDelay(0.2, name="hold"))
