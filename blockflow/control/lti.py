@@ -10,6 +10,7 @@ stateful block, in plan order; :attr:`LinearSystem.states` names each entry.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -92,6 +93,13 @@ def linearize(model: Model, inputs: dict | None = None, *, trace: Trace | None =
     LinearSystem
         ``A, B, C, D`` (unpackable) with the period ``dt`` and names of every entry.
 
+    A multirate model is periodic with the period of its schedule, ``N`` base steps (the
+    least common multiple of its rates): it is linearised by *lifting*, over ``N`` steps
+    from ``k`` (a multiple of ``N``): ``x(k+N) = A x(k) + B [u(k); ...; u(k+N-1)]``,
+    ``[y(k); ...; y(k+N-1)] = C x(k) + D [u(k); ...]``, at period ``N dt``; inputs and
+    outputs are named ``"r@0" .. "r@N-1"``.  Its poles are those of the loop at the
+    slow rate when a zero-order hold composes exactly.
+
     Examples
     --------
     >>> from blockflow import Inport, Outport
@@ -113,18 +121,21 @@ def linearize(model: Model, inputs: dict | None = None, *, trace: Trace | None =
         if isinstance(v, bool) or not isinstance(v, int | np.integer):
             raise SimulationError(f"linearize: {label} must be a whole step number, got "
                                   f"{v!r:.40}")
-    if compile(model).multirate:
+    N = hyperperiod(compile(model), model.name)
+    if step % N:
         raise SimulationError(
-            f"linearize: {model.name!r} runs blocks at several rates; its one-step map is "
-            "periodic, not a discrete LTI system.  Linearise the loop at one rate (the "
-            "plant at the controller's rate: a zero-order hold composes exactly)")
+            f"linearize: {model.name!r} runs blocks at several rates (hyperperiod {N} "
+            f"steps); its lifted map starts where every block hits: a step that is a "
+            f"multiple of {N}, not {step}")
     if trace is None:
         plan = compile(model)
         if inputs is None:
-            inputs = {n: plan.slot_types[s].zeros(step + 1, 1) for n, s in plan.inports.items()}
+            inputs = {n: plan.slot_types[s].zeros(step + N, 1) for n, s in plan.inports.items()}
         trace = simulate(model, inputs)
-    if not 0 <= step < trace.T:
-        raise SimulationError(f"linearize: step {step} is outside the trace's 0..{trace.T - 1}")
+    if not 0 <= step <= trace.T - N:
+        raise SimulationError(f"linearize: step {step} is outside the trace's "
+                              f"0..{trace.T - N}" + (f" (a lifted map reads {N} steps)"
+                                                     if N > 1 else ""))
     if not 0 <= member < trace.B:
         raise SimulationError(f"linearize: member {member} is outside the batch 0..{trace.B - 1}")
     tplan = compile(tangent(model), mode="step")
@@ -151,7 +162,7 @@ def linearize(model: Model, inputs: dict | None = None, *, trace: Trace | None =
     n = len(state_names)
     in_sizes = [int(np.prod(st[tplan.inports[i]].shape)) for i in ins]
     m = sum(in_sizes)
-    Bl = n + m  # one batch member per unit direction
+    Bl = n + N * m  # one batch member per unit direction (an input's at each lifted step)
     if Bl == 0:
         raise SimulationError(f"linearize: {model.name!r} has no states and no inputs")
 
@@ -170,22 +181,27 @@ def linearize(model: Model, inputs: dict | None = None, *, trace: Trace | None =
         states[op.path] = b.with_state_parts(x, tuple(parts))
 
     bufs: list = [None] * len(st)
+    cols = {}  # (Inport, lifted step) -> its first column
     col = n
+    for j in range(N):
+        for name in ins:
+            cols[(name, j)] = col
+            col += in_sizes[ins.index(name)]
     for name, slot in tplan.inports.items():
-        u = np.zeros((1, Bl, int(np.prod(st[slot].shape))), st[slot].dtype)
+        u = np.zeros((N, Bl, int(np.prod(st[slot].shape))), st[slot].dtype)
         if name in ins:
             size = in_sizes[ins.index(name)]
-            u[0, col:col + size] = np.eye(size)
-            col += size
-        bufs[slot] = u.reshape(1, Bl, *st[slot].shape)
+            for j in range(N):
+                u[j, cols[(name, j)]:cols[(name, j)] + size] = np.eye(size)
+        bufs[slot] = u.reshape(N, Bl, *st[slot].shape)
 
-    def read(slot, path, r):  # the operating point: step k of the member, for every column
+    def read(slot, path, r):  # the operating point: steps k.. of the member, every column
         if r.forcing:  # pragma: no cover - no parameter directions here
             return None
-        at = trace[(path, r.port)][step:step + 1, member:member + 1]
-        return np.ascontiguousarray(np.broadcast_to(at, (1, Bl, *at.shape[2:])))
+        at = trace[(path, r.port)][step:step + N, member:member + 1]
+        return np.ascontiguousarray(np.broadcast_to(at, (N, Bl, *at.shape[2:])))
 
-    ran = run(tplan, 1, Bl, bufs, read, states=states)
+    ran = run(tplan, N, Bl, bufs, read, states=states)
     finals, bufs = ran.final_states, ran.bufs
 
     nxt = np.zeros((Bl, n))
@@ -195,12 +211,33 @@ def linearize(model: Model, inputs: dict | None = None, *, trace: Trace | None =
         for p, size in zip(op.block.state_parts(x), sizes, strict=True):
             nxt[:, row:row + size] = _flat(np.asarray(p), op.block.state_batch_axis)
             row += size
-    ys = [bufs[tplan.outports[o]][0].reshape(Bl, -1) for o in outs]
-    Y = np.concatenate(ys, axis=1) if ys else np.zeros((Bl, 0))
-    out_names = [nm for o, y in zip(outs, ys, strict=True) for nm in _names(o, y.shape[1])]
-    in_names = [nm for i, size in zip(ins, in_sizes, strict=True) for nm in _names(i, size)]
+    # outputs at each lifted step, stacked: y(k+j) for j = 0..N-1
+    ys = [[bufs[tplan.outports[o]][j].reshape(Bl, -1) for o in outs] for j in range(N)]
+    Y = np.concatenate([np.concatenate(y, axis=1) if y else np.zeros((Bl, 0)) for y in ys],
+                       axis=1)
+    per = [nm for o, y in zip(outs, ys[0], strict=True) for nm in _names(o, y.shape[1])]
+    per_in = [nm for i, size in zip(ins, in_sizes, strict=True) for nm in _names(i, size)]
+
+    def lifted(names):
+        return names if N == 1 else [f"{nm}@{j}" for j in range(N) for nm in names]
+
     return LinearSystem(nxt[:n].T.copy(), nxt[n:].T.copy(), Y[:n].T.copy(), Y[n:].T.copy(),
-                        model.dt, state_names, in_names, out_names)
+                        model.dt * N, state_names, lifted(per_in), lifted(per))
+
+
+def hyperperiod(plan, name: str = "model") -> int:
+    """The steps after which a multirate plan's schedule repeats (1: single rate): the
+    least common multiple of its rates.  Rates with an offset are refused (at the
+    hyperperiod's first step their held outputs would be state no block declares)."""
+    N = 1
+    for path, (rate, _) in plan.rates.items():
+        if rate.offset:
+            raise SimulationError(
+                f"linearize: block {path!r} of {name!r} runs with an offset "
+                f"({rate.offset} steps); lifting needs every block to hit at the start of "
+                "the hyperperiod: give it no offset")
+        N = math.lcm(N, rate.n)
+    return N
 
 
 # ------------------------------------------------------------------ python-control
