@@ -187,3 +187,28 @@ def test_step_and_frequency_responses_of_a_first_order_plant():
         frequency_response(m, [1e4])
     with pytest.raises(SimulationError, match="no Inport 'v'"):
         step_response(m, steps=3, input="v")
+
+
+@pytest.mark.parametrize("name", sorted(CATALOGUE))
+def test_simulate_continues_a_run_from_its_final_state(name):
+    """simulate(..., initial_state=trace.final_state, k0=) after a step-mode run gives
+    the rest of one run bit for bit (every catalogue model, sources continuing)."""
+    build, make = CATALOGUE[name]
+    x = make(30, 2, 3)
+    whole = simulate(build(), x, mode="step", backend="numpy")
+    first = simulate(build(), {k: v[:12] for k, v in x.items()}, mode="step",
+                     backend="numpy")
+    rest = simulate(build(), {k: v[12:] for k, v in x.items()}, backend="numpy",
+                    initial_state=first.final_state, k0=12)
+    assert rest.k0 == 12
+    for out in whole.plan.outports:
+        np.testing.assert_array_equal(np.concatenate([first[out], rest[out]]), whole[out])
+
+
+def test_a_whole_sequence_run_says_it_kept_no_state():
+    build, make = CATALOGUE["arma_filter"]
+    tr = simulate(build(), make(10, 1, 0))
+    with pytest.raises(SimulationError, match="over whole sequences and kept no final state"):
+        _ = tr.final_state
+    with pytest.raises(SimulationError, match="k0 must be a whole step number"):
+        simulate(build(), make(10, 1, 0), k0=-1)

@@ -103,7 +103,8 @@ def bind_inputs(plan: Plan, inputs, steps, batch, *, what: str = "Inport",
 def simulate(model, inputs: dict | None = None, *, steps: int | None = None,
              batch: int | None = None, mode: str = "auto", progress=None,
              check_finite: bool = True, backend: str | None = None,
-             params: dict | None = None, seed=None, t_final: float | None = None) -> Trace:
+             params: dict | None = None, seed=None, t_final: float | None = None,
+             initial_state: dict | None = None, k0: int = 0) -> Trace:
     """Simulate ``model`` and return the :class:`Trace` of every signal.
 
     Parameters
@@ -135,6 +136,14 @@ def simulate(model, inputs: dict | None = None, *, steps: int | None = None,
         Refuse inputs holding NaN or infinity (naming the Inport and step), and a run in
         which a block produces one (naming the first block and step).  ``False`` returns
         the trace as it is.
+    initial_state : dict, optional
+        States by block path (``trace.final_state`` of an earlier run, or
+        ``Simulator.state``) to start from; the run is then made step by step (as a
+        :class:`~blockflow.run.simulator.Simulator` runs it), so continuing a run this way
+        gives its numbers bit for bit.
+    k0 : int, default 0
+        The step the run starts at (sources continue from it: a continued run's first
+        step).
 
     Returns
     -------
@@ -152,6 +161,16 @@ def simulate(model, inputs: dict | None = None, *, steps: int | None = None,
     if not isinstance(model, Model | Plan):
         raise SimulationError(f"simulate() takes a Model or a compiled Plan, got "
                               f"{type(model).__name__}")
+    if initial_state is not None or k0:
+        if isinstance(model, Plan) or params or t_final is not None:
+            raise SimulationError("simulate(initial_state=, k0=) takes a Model, without "
+                                  "params= or t_final=")
+        from blockflow.run.simulator import Simulator
+
+        sim = Simulator(model, backend=backend, batch=batch or _batch_of(inputs),
+                        initial_state=initial_state, seed=seed)
+        sim.k = _checked_step(k0)
+        return sim.run(inputs, steps=steps)
     plan = model if isinstance(model, Plan) else compile(model, mode, backend)
     if t_final is not None:
         steps = _steps_to(plan.model, t_final, steps)
@@ -174,6 +193,20 @@ def simulate(model, inputs: dict | None = None, *, steps: int | None = None,
                 "divided by zero; pass check_finite=False to get the trace anyway"
             )
     return trace
+
+
+def _batch_of(inputs) -> int:
+    """The batch size of ``(T, B, ...)`` inputs (1 when they are ``(T,)``)."""
+    for v in (inputs or {}).values():
+        a = np.asarray(v)
+        return a.shape[1] if a.ndim >= 2 else 1
+    return 1
+
+
+def _checked_step(k0) -> int:
+    if isinstance(k0, bool) or not isinstance(k0, numbers.Integral) or k0 < 0:
+        raise SimulationError(f"k0 must be a whole step number >= 0, got {k0!r:.40}")
+    return int(k0)
 
 
 def _steps_to(model, t_final, steps) -> int:

@@ -36,6 +36,22 @@ class Trace:
         self.k0 = k0
 
     @property
+    def final_state(self) -> dict:
+        """The state of every stateful block after the last step, by path: what
+        ``simulate(..., initial_state=)`` or a Simulator continues from.  A run that made
+        a stateful block over whole sequences (outside every loop) kept no state for it:
+        then this says so (run with ``mode="step"``, or a Simulator)."""
+        plan = self.plan
+        missing = [op.path for seg in plan.segments for op in seg.ops
+                   if op.block.stateful and op.path not in self.final_states]
+        if missing:
+            raise SimulationError(
+                f"this run of {plan.model.name!r} made {', '.join(missing[:5])}"
+                f"{' ...' if len(missing) > 5 else ''} over whole sequences and kept no final "
+                "state for them; simulate(..., mode='step') or a Simulator keeps every state")
+        return dict(self.final_states)
+
+    @property
     def dt(self) -> float:
         """The model's base sample period (s); 1 when it has none (time in steps)."""
         return self.plan.model.dt
