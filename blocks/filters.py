@@ -191,14 +191,17 @@ class DiscreteFilter(Block):
     """``a[0] y(k) = sum_m b[m] u(k-m) - sum_{m>=1} a[m] y(k-m)`` (elementwise).
 
     ``b`` and ``a`` are in ascending powers of ``z^-1``, exactly as
-    :func:`scipy.signal.lfilter`; zero initial conditions.  The block has direct
+    :func:`scipy.signal.lfilter`; ``x0`` is the initial state of its transposed direct
+    form II realisation (scipy's ``zi``: ``max(len(a), len(b)) - 1`` values, default
+    zero; a scalar fills every entry).  The block has direct
     feedthrough only when ``b[0] != 0`` (then ``b[0]`` is held at zero in training).
     ``a[0]`` only scales ``b`` and ``a`` together, so training holds it too (its gradient
     is exact; an identified filter keeps ``a[0] = 1``); ``fix_a0=False`` trains it.
 
     Its reciprocal is the same filter run backwards in time, and with
     ``g = A(q^+1)^-1 delta_y`` the parameter gradients are
-    ``dJ/db[m] = sum_k g(k) u(k-m)`` and ``dJ/da[m] = -sum_k g(k) y(k-m)``.
+    ``dJ/db[m] = sum_k g(k) u(k-m)`` and ``dJ/da[m] = -sum_k g(k) y(k-m)`` (the initial
+    state adds ``sum_k g(k) x0[k]`` to ``dJ/da[0]``: it is stored divided by ``a[0]``).
 
     Examples
     --------
@@ -210,7 +213,8 @@ class DiscreteFilter(Block):
     stateful = True
     linear = True
 
-    def __init__(self, b, a=(1.0,), *, trainable: bool = True, fix_a0: bool = True, **kw):
+    def __init__(self, b, a=(1.0,), *, x0=0.0, trainable: bool = True, fix_a0: bool = True,
+                 **kw):
         super().__init__(**kw)
         self.fix_a0 = fix_a0  # a[0] only scales b and a together: hold it in training
         self.param("b", np.atleast_1d(b), trainable=trainable, ndim=1)
@@ -219,6 +223,16 @@ class DiscreteFilter(Block):
             raise ParameterError(f"block {self.name!r} ({type(self).__name__}): b and a must be "
                                  f"non-empty with a[0] != 0, got b={self.b}, a={self.a}")
         self.feedthrough = bool(self.b[0] != 0)
+        n = max(self.a.size, self.b.size) - 1
+        self.param("x0", x0, trainable=False)
+        if self.x0.shape not in ((), (n,)):
+            raise ParameterError(f"block {self.name!r} ({type(self).__name__}): x0 is the "
+                                 f"initial state, {n} values (or one for all), got shape "
+                                 f"{self.x0.shape}")
+
+    def _z0(self) -> np.ndarray:
+        """The initial state as ``(n - 1,)`` values."""
+        return np.broadcast_to(self.x0, (max(self.a.size, self.b.size) - 1,))
 
     def init_state(self, batch, in_types, out_types):
         n = max(self.a.size, self.b.size)
@@ -232,7 +246,10 @@ class DiscreteFilter(Block):
         # transposed direct form II with y = b0 u + z[0] folded into the state update:
         # z'(i) = (b(i+1) - a(i+1) b0) u - a(i+1) z(0) + z(i+1)
         c, an1 = (bn[1:] - an[1:] * b0).reshape(shape), an[1:].reshape(shape)
-        return t.zeros(n - 1, batch), b0, c, an1
+        z = t.zeros(n - 1, batch)
+        if np.any(self.x0):
+            z[...] = self._z0().reshape(shape)
+        return z, b0, c, an1
 
     state_batch_axis = 1  # z: (n - 1, B, ...)
 
@@ -253,7 +270,20 @@ class DiscreteFilter(Block):
 
     def sequence(self, x0, U):
         import scipy.signal  # (deferred: importing scipy.signal costs 0.2-0.4 s)
-        return scipy.signal.lfilter(self.b, self.a, U, axis=0)
+        z = None if x0 is None else x0[0]
+        if z is None or not np.any(z):
+            return scipy.signal.lfilter(self.b, self.a, U, axis=0)
+        # scipy's zi is the same transposed direct form II state (coefficients / a[0])
+        return scipy.signal.lfilter(self.b, self.a, U, axis=0,
+                                    zi=np.broadcast_to(z, (z.shape[0], *U.shape[1:])))[0]
+
+    def _initial_term(self, T: int) -> np.ndarray:
+        """``x0[k]`` for the first steps (0 after): what the initial state adds to the
+        recursion, ``a[0] y(k) + ... = ... + a[0] x0[k]``."""
+        z = self._z0()
+        out = np.zeros(T)
+        out[:min(T, z.size)] = z[:T]
+        return out
 
     def grads_ba(self, u, y, dy, resets=()):
         """(dJ/db, dJ/da) from whole sequences; the adjoint ``g`` restarts at ``resets``."""
@@ -264,6 +294,9 @@ class DiscreteFilter(Block):
             g[a:b] = _rev(scipy.signal.lfilter([1.0], self.a, _rev(dy[a:b]), axis=0))
         gb = np.array([_shift_corr(g, u, m) for m in range(self.b.size)])
         ga = -np.array([_shift_corr(g, y, m) for m in range(self.a.size)])
+        if np.any(self.x0):  # the initial state is stored divided by a[0]
+            z = self._initial_term(g.shape[0]).reshape((-1,) + (1,) * (g.ndim - 1))
+            ga[0] += float(np.sum(g * z))
         if not self.feedthrough:
             gb[0] = 0.0
         return gb, ga
@@ -285,6 +318,8 @@ class DiscreteFilter(Block):
         if not self.feedthrough:
             db[0] = 0.0
         w = scipy.signal.lfilter(db, [1.0], u, axis=0) - scipy.signal.lfilter(da, [1.0], y, axis=0)
+        if np.any(self.x0) and da[0]:
+            w = w + da[0] * self._initial_term(w.shape[0]).reshape((-1,) + (1,) * (w.ndim - 1))
         return scipy.signal.lfilter([1.0], self.a, w, axis=0)
 
     def param_jvp(self, u, y, dp):
@@ -317,8 +352,10 @@ class DiscreteFilter(Block):
         return zinv_text(self.b), zinv_text(self.a)
 
     def config(self) -> dict:
-        return {"b": self.b, "a": self.a, "trainable": self._params["b"],
-                "fix_a0": self.fix_a0}
+        cfg = {"b": self.b, "a": self.a, "trainable": self._params["b"], "fix_a0": self.fix_a0}
+        if np.any(self.x0):
+            cfg["x0"] = self.x0
+        return cfg
 
 
 def _refuse_lti_object(num, kind: str) -> None:
@@ -359,10 +396,12 @@ class DiscreteTransferFcn(DiscreteFilter):
 
     def _expose(self, trainable: bool) -> None:
         self.num, self.den = self.b[self.pad:], self.a
-        self._params = {"b": False, "a": False, "num": trainable, "den": trainable}
+        self._params = {"b": False, "a": False, "num": trainable, "den": trainable,
+                        "x0": False}
 
     def astype(self, dtype):
         self.b, self.a = self.b.astype(dtype), self.a.astype(dtype)
+        self.x0 = self.x0.astype(dtype)
         self._expose(self._params["num"])
         return self
 
@@ -383,4 +422,7 @@ class DiscreteTransferFcn(DiscreteFilter):
         return poly_text(self.num, "z"), poly_text(self.den, "z")
 
     def config(self) -> dict:
-        return {"num": self.num, "den": self.den, "trainable": self._params["num"]}
+        cfg = {"num": self.num, "den": self.den, "trainable": self._params["num"]}
+        if np.any(self.x0):
+            cfg["x0"] = self.x0
+        return cfg

@@ -114,3 +114,36 @@ def test_vector_delay_with_vector_initial_value():
     y = simulate(single(UnitDelay(x0=[1.0, 2.0, 3.0]), shape=(3,)), {"u": u})["y"]
     np.testing.assert_array_equal(y[0], [[1, 2, 3], [1, 2, 3]])
     np.testing.assert_array_equal(y[1:], 1.0)
+
+
+def test_discrete_filter_initial_state_is_scipys_zi_with_exact_gradients():
+    """DiscreteFilter(x0=...) starts from that transposed direct form II state (scipy's
+    zi), on the whole-sequence and the step path; gradients stay exact (a[0] != 1
+    included: the state is stored divided by a[0])."""
+    import scipy.signal
+
+    from blockflow import ParameterError
+    from blockflow.io.modelfile import dumps, loads
+    from blocks import DiscreteFilter, DiscreteTransferFcn
+
+    from .helpers import dot_check, fd_check
+
+    U = np.random.default_rng(0).standard_normal((20, 2))
+    U[0] = 1.0
+    for a0 in (1.0, 2.0):
+        m = Model("f")
+        u, y = m.add(Inport("u"), Outport("y"))
+        m.chain(u, m.add(DiscreteFilter([0.5, 0.3, 0.1], [a0, -0.4, 0.1], x0=[0.7, -0.2],
+                                        name="f")), y)
+        zi = np.array([[0.7, 0.7], [-0.2, -0.2]])
+        want = scipy.signal.lfilter([0.5, 0.3, 0.1], [a0, -0.4, 0.1], U, axis=0, zi=zi)[0]
+        np.testing.assert_array_equal(simulate(m, {"u": U})["y"], want)
+        np.testing.assert_allclose(simulate(m, {"u": U}, mode="step")["y"], want, atol=1e-15)
+        assert fd_check(m, {"u": U}) == 3
+        dot_check(m, {"u": U})
+        np.testing.assert_array_equal(simulate(loads(dumps(m)), {"u": U})["y"], want)
+    tf = DiscreteTransferFcn([1.0], [1.0, -0.5], x0=2.0)
+    assert tf.sequence((np.full((1, 1), 2.0),), np.zeros((3, 1)))[:, 0].tolist() == \
+        [2.0, 1.0, 0.5]
+    with pytest.raises(ParameterError, match="x0 is the initial state, 2 values"):
+        DiscreteFilter([1.0], [1.0, 0.1, 0.2], x0=[1.0, 2.0, 3.0])
