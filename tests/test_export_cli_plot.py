@@ -17,6 +17,7 @@ from blockflow.io.modelfile import save
 from blockflow.plan.compiler import flatten
 from blockflow.run.plot import plot_history, plot_scopes
 from models.closed_loop import tanh_loop
+from models.dc_motor import motor_loop
 from models.paper import lstm_from_blocks
 from models.pid import pid_loop
 
@@ -178,7 +179,13 @@ def test_cli_run_check_draw_grad(tmp_path):
     _nonblank_png(tmp_path / "t.png")
     np.save(tmp_path / "r.npy", np.ones(40))
     r = blockflow("run", pid, "--input", "r=r.npy", "--out", "t.csv", cwd=tmp_path)
-    assert r.returncode == 0 and (tmp_path / "t.csv").read_text().startswith("k,y")
+    assert r.returncode == 0 and (tmp_path / "t.csv").read_text().startswith("k,t,y")
+    save(motor_loop(plant_hz=1000, pid_hz=1000), tmp_path / "motor.json")  # dt = 1 ms
+    np.save(tmp_path / "r.npy", np.ones(5))
+    r = blockflow("run", "motor.json", "--input", "r=r.npy", "--out", "m.csv", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    table = np.loadtxt(tmp_path / "m.csv", delimiter=",", skiprows=1)
+    np.testing.assert_allclose(table[:, 1], np.arange(5) * 1e-3)  # t in seconds
     r = blockflow("draw", ROOT / "models" / "paper.py:cascaded", "--reciprocal", "-o",
                   "c.svg", cwd=tmp_path)
     assert r.returncode == 0 and ET.parse(tmp_path / "c.svg").getroot().tag.endswith("svg")

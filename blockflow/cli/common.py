@@ -135,7 +135,8 @@ def _save_trace(trace, path: str) -> None:
     if p.suffix == ".npz":
         trace.save(p)
     elif p.suffix == ".csv":
-        cols, header = [np.arange(trace.T)], ["k"]
+        # the step and its time (seconds where the model has a dt, else steps)
+        cols, header = [np.arange(trace.k0, trace.k0 + trace.T), trace.time], ["k", "t"]
         for n in list(trace.plan.outports) or names:
             a = trace[n].reshape(trace.T, -1)
             cols.append(a)
