@@ -335,7 +335,9 @@ class DiscreteFilter(Block):
 
     @property
     def memory(self) -> int | None:
-        return self.b.size - 1 if self.a.size == 1 else None  # FIR when A = a0
+        # FIR when A = a0; an initial state reaches the first outputs from before any
+        # input (a window of history could not hold it): unbounded then
+        return self.b.size - 1 if self.a.size == 1 and not np.any(self.x0) else None
 
     def reversed_taps(self) -> Block:
         if self.memory is None:
