@@ -292,7 +292,8 @@ def _generate(block, T: int, B: int, k0: int, extra: dict):
 
 
 def run_plan(plan, T: int, B: int, bufs: list, *, reverse: bool = False,
-             progress=None, states: dict | None = None, seeds=None, k0: int = 0) -> dict:
+             progress=None, states: dict | None = None, seeds=None, k0: int = 0,
+             rows: dict | None = None, start: int = 0) -> dict:
     """Fill ``bufs`` (one array per slot) by running ``plan`` for ``T`` steps.
 
     External slots (Inports, trace reads) must be filled by the caller.  Returns the
@@ -300,7 +301,9 @@ def run_plan(plan, T: int, B: int, bufs: list, *, reverse: bool = False,
     may wrap the steps of each loop (a progress bar).  ``states`` (by path, as returned)
     continues loops from where an earlier run stopped (streaming, chunk by chunk).
     ``seeds`` are the members' run seeds (:func:`run_seeds`), which random sources draw
-    from.
+    from.  ``rows`` (``{slot: (step, value)}``) fills record rows of loop outputs before
+    the loop runs: the values slow blocks hold from an earlier chunk (a Simulator's);
+    ``start`` is the first step the loops run (the rows before it are context only).
     """
     check_memory(plan, T, B)
     states_in = states or {}
@@ -333,7 +336,10 @@ def run_plan(plan, T: int, B: int, bufs: list, *, reverse: bool = False,
             states = {op.state: states_in[op.path] if op.path in states_in
                       else _init_state(op, B, st) for op in seg.ops if op.state is not None}
             rec = {s: st[s].zeros(T, B) for op in seg.ops for s in op.outs}
-            ks = range(T - 1, -1, -1) if reverse else range(T)
+            for s, (k, value) in (rows or {}).items():
+                if s in rec:
+                    rec[s][k] = value
+            ks = range(T - 1, start - 1, -1) if reverse else range(start, T)
             try:
                 out = None
                 if _compiled(plan, seg, T, B):

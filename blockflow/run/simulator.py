@@ -11,9 +11,13 @@ saved and set, and sources continue from the current step.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from blockflow.backends.ops import SegmentKind
 from blockflow.backends.policy import numba_available, resolve_backend
+from blockflow.core.rates import HOLD
 from blockflow.errors import SimulationError
 from blockflow.plan.compiler import compile
 from blockflow.run.driver import run
@@ -54,11 +58,25 @@ class Simulator:
         if backend == "auto":
             backend = "numba" if numba_available() else "numpy"
         self.plan = compile(model, mode="step", backend=backend)
-        if self.plan.multirate:
+        slow = [op.path for seg in self.plan.segments if seg.kind is not SegmentKind.LOOP
+                for op in seg.ops if op.multirate]
+        if slow:
             raise SimulationError(
-                f"Simulator: {model.name!r} runs blocks at several rates "
-                f"({', '.join(sorted(self.plan.rates))} off the base rate); a simulator "
-                "steps single-rate models for now: simulate() runs multirate ones whole")
+                f"Simulator: source(s) {slow} of {model.name!r} run off the base rate; a "
+                "simulator continues base-rate sources only: run the source at the base "
+                "rate (a ZeroOrderHold after it holds it the same), or simulate() whole")
+        # a multirate model's slow blocks hold their outputs between hits: those values
+        # carry from one chunk to the next, and each chunk runs in step with the schedule
+        self._period = 1
+        self._held_ops: dict[str, tuple] = {}  # path -> the slots it holds between hits
+        for seg in self.plan.segments:
+            for op in seg.ops:
+                if op.multirate:
+                    self._period = math.lcm(self._period, op.rate.n)
+                    if op.io[1] == HOLD:
+                        self._held_ops[op.path] = tuple(op.outs)
+        self._held_slots = [s for outs in self._held_ops.values() for s in outs]
+        self._held: dict = {}
         self.model = model
         self.B = check_steps(batch, "batch")
         self.seed = seed
@@ -69,7 +87,7 @@ class Simulator:
     def reset(self, state: dict | None = None) -> None:
         """Back to step 0, from ``state`` (by block path), else the initial state."""
         self.k = 0
-        self._state = dict(self._checked(state) if state is not None else self._initial or {})
+        self._assign(self._checked(state) if state is not None else self._initial or {})
 
     @property
     def time(self) -> float:
@@ -79,14 +97,30 @@ class Simulator:
     @property
     def state(self) -> dict:
         """Every stateful block's state by path, as plain arrays (copies); blocks that
-        have not run yet are at their initial state."""
+        have not run yet are at their initial state.  A multirate model adds what each
+        slow block holds between its hits, as ``"path:held"``."""
         if len(self._state) < len(self._stateful()):
             self._fill_initial()
-        return {p: _copy(x) for p, x in self._state.items()}
+        out = {p: _copy(x) for p, x in self._state.items()}
+        st = self.plan.slot_types
+        for path, slots in self._held_ops.items():
+            rows = tuple(np.array(self._held[s], copy=True) if s in self._held
+                         else st[s].zeros(1, self.B)[0] for s in slots)
+            out[f"{path}:held"] = rows[0] if len(rows) == 1 else rows
+        return out
 
     @state.setter
     def state(self, value: dict) -> None:
-        self._state = dict(self._checked(value))
+        self._assign(self._checked(value))
+
+    def _assign(self, checked: dict) -> None:
+        """Take a checked state: block states, and held values by slot."""
+        self._state = {p: x for p, x in checked.items() if not p.endswith(":held")}
+        self._held = {}
+        for key, x in checked.items():
+            if key.endswith(":held"):
+                rows = x if isinstance(x, tuple) else (x,)
+                self._held.update(zip(self._held_ops[key[:-5]], rows, strict=True))
 
     def _stateful(self) -> dict:
         return {op.path: op for seg in self.plan.segments for op in seg.ops
@@ -105,16 +139,23 @@ class Simulator:
             raise SimulationError(f"a simulator's state is a dict {{block path: array}}, got "
                                   f"{type(state).__name__}")
         known = self._stateful()
-        unknown = sorted(set(state) - set(known))
+        held = {f"{p}:held": slots for p, slots in self._held_ops.items()}
+        unknown = sorted(set(state) - set(known) - set(held))
         if unknown:
             raise SimulationError(f"state names {unknown}, which are not stateful blocks of "
-                                  f"{self.plan.model.name!r}; they are {sorted(known)}")
+                                  f"{self.plan.model.name!r}; they are "
+                                  f"{sorted(known) + sorted(held)}")
+        st = self.plan.slot_types
         saved, self._state = getattr(self, "_state", {}), {}
         try:
             self._fill_initial()
             out = {}
             for path, x in state.items():
-                like = self._state[path]
+                if path in held:
+                    rows = tuple(st[s].zeros(1, self.B)[0] for s in held[path])
+                    like = rows[0] if len(rows) == 1 else rows
+                else:
+                    like = self._state[path]
                 got = _shaped(x, like)
                 if got is None:
                     raise SimulationError(
@@ -131,10 +172,36 @@ class Simulator:
         ``steps`` for a model without Inports) and return its Trace (``trace.k0`` and
         ``trace.time`` say where it starts); the state moves on."""
         T, B, bufs = bind_inputs(self.plan, inputs, steps, self.B)  # (B: the simulator's)
-        tr = run(self.plan, T, B, bufs, states=self._state, seeds=self.seed, k0=self.k)
+        if not self._held_slots or self.k == 0:
+            tr = run(self.plan, T, B, bufs, states=self._state, seeds=self.seed, k0=self.k)
+        else:
+            tr = self._run_in_phase(T, B, bufs)
         self._state = dict(tr.final_states)
+        self._held = {s: np.array(tr.bufs[s][-1], copy=True) for s in self._held_slots}
         self.k += T
         return tr
+
+    def _run_in_phase(self, T: int, B: int, bufs: list) -> Trace:
+        """A chunk of a multirate model from step ``k > 0``: the loops count steps from
+        the chunk's first row, so the chunk runs after ``p`` rows of context with
+        ``p = k`` (mod the schedule's period) and ``p >= k`` or ``p >= period`` (every
+        hit and every offset falls where a whole run has it); the row before the first
+        step holds what the slow blocks held."""
+        N, k = self._period, self.k
+        if not self._held:
+            raise SimulationError(
+                f"Simulator: {self.model.name!r} runs blocks at several rates, and the values "
+                f"its slow blocks hold at step {k} are not in a saved state: continue a "
+                "multirate run in the simulator that ran it (or run it from step 0)")
+        p = k if k < N else N + k % N
+        padded = [None if b is None else
+                  np.concatenate([np.zeros((p, *np.shape(b)[1:]), np.asarray(b).dtype), b])
+                  for b in bufs]
+        rows = {s: (p - 1, v) for s, v in self._held.items()}
+        full = run(self.plan, p + T, B, padded, states=self._state, seeds=self.seed,
+                   k0=k - p, rows=rows, start=p)
+        return Trace(self.plan, [None if b is None else b[p:] for b in full.bufs], T, B,
+                     full.final_states, k0=k)
 
     def step(self, inputs: dict | None = None) -> dict:
         """One step: ``inputs`` one sample per Inport (``(*shape)`` or ``(B, *shape)``);

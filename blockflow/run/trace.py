@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from blockflow.core.rates import HOLD
 from blockflow.errors import BlockflowError, SimulationError
 
 
@@ -49,7 +50,13 @@ class Trace:
                 f"this run of {plan.model.name!r} made {', '.join(missing[:5])}"
                 f"{' ...' if len(missing) > 5 else ''} over whole sequences and kept no final "
                 "state for them; simulate(..., mode='step') or a Simulator keeps every state")
-        return dict(self.final_states)
+        out = dict(self.final_states)
+        for seg in plan.segments:  # what slow blocks hold between hits (multirate)
+            for op in seg.ops:
+                if op.multirate and op.io[1] == HOLD:
+                    rows = tuple(np.array(self.bufs[s][-1], copy=True) for s in op.outs)
+                    out[f"{op.path}:held"] = rows[0] if len(rows) == 1 else rows
+        return out
 
     @property
     def dt(self) -> float:
