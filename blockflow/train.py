@@ -209,6 +209,121 @@ def _batch_size(inputs: dict, targets) -> int:
     return int(np.asarray(arrays[0]).shape[1])
 
 
+def weighted(loss: str, w: np.ndarray) -> Callable:
+    """``loss`` ("sse" or "mse") with each step's error weighted by ``w`` ``(T, B)``."""
+
+    def f(y, d):
+        ww = w.reshape(w.shape + (1,) * (y.ndim - 2)).astype(y.dtype)
+        e = d - y
+        value, g = float(np.vdot(ww * e, e)), -2.0 * ww * e
+        if loss == "mse":  # the weighted mean over every element
+            n = float(ww.sum()) * (e.size // (w.size or 1))
+            value, g = value / n, g / n
+        return value, g
+
+    return f
+
+
+def _checked_weights(weights, loss, sched, inputs, targets, B) -> np.ndarray:
+    if loss not in ("sse", "mse"):
+        raise ParameterError(f"weights= weight each step's error of loss 'sse' or 'mse', not "
+                             f"{loss!r}")
+    if sched.streams:
+        raise ParameterError("weights= work with mode='bptt' or 'truncated', not 'online'")
+    w = np.asarray(weights, float)
+    T = int(np.asarray(next(iter(inputs.values()))).shape[0]) if inputs else \
+        int(np.asarray(targets if not isinstance(targets, dict)
+                       else next(iter(targets.values()))).shape[0])
+    if w.shape != (T, B) or not np.all(np.isfinite(w)) or np.any(w < 0) or not w.sum() > 0:
+        raise ParameterError(f"weights must be a ({T}, {B}) array (steps, runs) of finite, "
+                             f"non-negative numbers, not all zero; got shape {w.shape}")
+    return w
+
+
+def closed_loop_data(series, *, warmup: int, horizon: int, starts=None, stride: int = 1,
+                     sampling: float = 0.0, seed: int = 0) -> tuple[dict, np.ndarray,
+                                                                   np.ndarray]:
+    """Windows of ``series`` for training a one-step predictor inside its own feedback
+    loop (multi-step, or closed-loop, training).
+
+    The model is the closed loop: Inports ``x`` (the true series) and ``teach`` (1: feed
+    ``x`` to the network, 0: feed its own previous output), Outport ``y`` (the
+    prediction of the next sample), as ``santafe_laser.iterated`` builds it.  Each
+    window is one batch member: ``warmup`` teacher-forced steps, then ``horizon``
+    predictions of which all but the first are iterated; the loss weights are 1 on the
+    ``horizon`` predictions and 0 on the warm-up.
+
+    Parameters
+    ----------
+    series : array ``(N, *shape)``
+    warmup, horizon : int
+        Steps of teacher forcing (at least 1) and predictions scored (``horizon = 1``
+        is one-step training).
+    starts : sequence of int, optional
+        The windows' first samples (default every ``stride``-th that fits).
+    sampling : float
+        Scheduled sampling: during the free-running part, feed the true sample instead
+        of the prediction with this probability (per step and window, seeded).
+
+    Returns
+    -------
+    inputs, targets, weights
+        For ``train(model, inputs, targets, weights=weights)``.
+    """
+    s = np.asarray(series, float)
+    warmup, horizon = _count("warmup", warmup), _count("horizon", horizon)
+    L = warmup + horizon - 1
+    if starts is None:
+        starts = np.arange(0, s.shape[0] - L, _count("stride", stride))
+    starts = np.asarray(starts, int)
+    if starts.size == 0 or starts.min() < 0 or starts.max() + L + 1 > s.shape[0]:
+        raise ParameterError(f"closed_loop_data: windows of {L} steps (and their targets) "
+                             f"must fit in the series of {s.shape[0]} samples; starts "
+                             f"{starts.min() if starts.size else None}.."
+                             f"{starts.max() if starts.size else None}")
+    if not 0.0 <= sampling <= 1.0:
+        raise ParameterError(f"sampling is a probability, got {sampling!r}")
+    idx = starts[None, :] + np.arange(L)[:, None]                    # (L, B)
+    x, d = s[idx], s[idx + 1]
+    teach = (np.arange(L) < warmup)[:, None] * np.ones(starts.size)
+    if sampling:
+        rng = np.random.default_rng(seed)
+        teach = np.maximum(teach, rng.random(teach.shape) < sampling)
+    shape = s.shape[1:]
+    teach = np.broadcast_to(teach.reshape(teach.shape + (1,) * len(shape)), x.shape)
+    weights = np.where(np.arange(L)[:, None] >= warmup - 1, 1.0, 0.0) * np.ones(starts.size)
+    return {"x": x, "teach": np.ascontiguousarray(teach, dtype=float)}, d, weights
+
+
+def train_closed_loop(model: Model, series, *, warmup: int, horizon: int,
+                      curriculum=None, sampling=None, epochs: int = 100, starts=None,
+                      stride: int = 1, seed: int = 0, **kw) -> History:
+    """Train a predictor inside its own feedback loop (see :func:`closed_loop_data`):
+    the loss on ``horizon`` free-running predictions after a teacher-forced ``warmup``,
+    by exact BPTT through the loop.
+
+    ``curriculum`` (horizons, e.g. ``[1, 5, 20, horizon]``) trains in stages of
+    ``epochs`` each from one-step to the full horizon; ``sampling`` (one probability per
+    stage, e.g. ``[0.5, 0.25, 0.0]``) feeds true samples in the free-running part with
+    decreasing probability (scheduled sampling).  The other arguments go to
+    :func:`train`; one History covers every stage.
+    """
+    stages = list(curriculum) if curriculum is not None else [horizon]
+    probs = list(sampling) if sampling is not None else [0.0] * len(stages)
+    if len(probs) != len(stages):
+        raise ParameterError(f"sampling gives {len(probs)} probabilities for "
+                             f"{len(stages)} curriculum stages")
+    hist = kw.pop("history", None) or History()
+    for i, (h, p) in enumerate(zip(stages, probs, strict=True)):
+        inputs, targets, weights = closed_loop_data(series, warmup=warmup, horizon=h,
+                                                    starts=starts, stride=stride,
+                                                    sampling=p, seed=seed + i)
+        stage = train(model, inputs, targets, weights=weights, epochs=epochs, seed=seed + i,
+                      **kw)
+        hist.records += [{**r, "horizon": h, "sampling": p} for r in stage.records]
+    return hist
+
+
 def _count(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
         raise ParameterError(f"{name} must be a positive integer, got {value!r}")
@@ -234,7 +349,7 @@ def train(model: Model, inputs: dict, targets, *, loss="sse", params=None,
           clip_norm: float | None = None, schedule: Callable[[int], float] | None = None,
           seed: int = 0, checkpoint: str | Path | None = None, checkpoint_every: int = 10,
           resume: bool = False, callback: Callable[[int, dict], None] | None = None,
-          history: History | None = None) -> History:
+          history: History | None = None, weights=None) -> History:
     """Train ``model`` in place; returns the :class:`History` (see module docs).
 
     Parameters
@@ -259,6 +374,10 @@ def train(model: Model, inputs: dict, targets, *, loss="sse", params=None,
         ``epoch -> factor`` on the learning rate.
     callback : callable, optional
         ``callback(epoch, record)`` after every epoch.
+    weights : array, optional
+        ``(T, B)`` weights of each step's error (``loss="sse"`` or ``"mse"``; ``mse`` is
+        then the weighted mean): 0 leaves a step out of the loss, as the teacher-forced
+        warm-up of a closed-loop window (:func:`closed_loop_data`).
     """
     from blockflow.gradient.sweep import backward
     from blockflow.run.simulate import simulate
@@ -290,6 +409,8 @@ def train(model: Model, inputs: dict, targets, *, loss="sse", params=None,
         start = _restore(checkpoint, trained, optimizer, rng, hist)
     inputs, targets = _with_batch_axis(model, inputs, targets)
     B = _batch_size(inputs, targets)
+    if weights is not None:
+        weights = _checked_weights(weights, loss, sched, inputs, targets, B)
     if batch_size is not None:
         batch_size = _count("batch_size", batch_size)
         if batch_size > B:
@@ -334,13 +455,14 @@ def train(model: Model, inputs: dict, targets, *, loss="sse", params=None,
             for i in range(0, B, size):
                 idx = np.sort(order[i:i + size])
                 x, d = _take(inputs, idx), _take(targets, idx)
+                f = loss if weights is None else weighted(loss, weights[:, idx])
                 if sched.streams:  # weights updated after every chunk
-                    value = backward(model, x, targets=d, loss=loss, schedule=sched,
+                    value = backward(model, x, targets=d, loss=f, schedule=sched,
                                      update=online_update, check_finite=False).loss
                     _check_finite("loss", value, None, epoch)
                 else:
                     tr = simulate(model, x, check_finite=False)  # located below, per epoch
-                    res = backward(model, trace=tr, targets=d, loss=loss, schedule=sched,
+                    res = backward(model, trace=tr, targets=d, loss=f, schedule=sched,
                                    check_finite=False)
                     value = res.loss
                     _check_finite("loss", value, tr, epoch)
