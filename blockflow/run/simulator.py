@@ -21,7 +21,7 @@ from blockflow.core.rates import HOLD
 from blockflow.errors import SimulationError
 from blockflow.plan.compiler import compile
 from blockflow.run.driver import run
-from blockflow.run.simulate import bind_inputs, check_steps
+from blockflow.run.inputs import bind_inputs, check_steps
 from blockflow.run.trace import Trace
 
 
