@@ -18,7 +18,14 @@ from blockflow.errors import (
     WiringError,
 )
 from blockflow.gradient.reciprocal import reciprocal
-from blockflow.gradient.sweep import Gradients, backward, grad, output_gradient, sweep
+from blockflow.gradient.sweep import (
+    Gradients,
+    backward,
+    backward_chunk,
+    grad,
+    output_gradient,
+    sweep,
+)
 from blockflow.gradient.tangent import directional, tangent
 from blockflow.io import export as _export  # noqa: F401 - registers Model.draw
 from blockflow.io.modelfile import load, register_block, save
@@ -35,6 +42,7 @@ __all__ = [
     "Gradients", "backward", "directional", "grad", "reciprocal", "sweep", "tangent",
     "load", "register_block", "save", "TrainingError", "train", "output_gradient",
     "ParameterError", "TraceFileError", "Simulator", "EnablePort", "TriggerPort",
+    "backward_chunk",
 ]
 __version__ = "0.1.0"
 

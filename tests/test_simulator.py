@@ -296,3 +296,45 @@ def test_a_whole_sequence_run_says_it_kept_no_state():
         _ = tr.final_state
     with pytest.raises(SimulationError, match="k0 must be a whole step number"):
         simulate(build(), make(10, 1, 0), k0=-1)
+
+
+@pytest.mark.parametrize("name", ["output_feedback_rnn", "lstm_from_blocks", "cart_pole"])
+def test_bptt_over_chunks_equals_bptt_over_the_whole_run(name):
+    """Chunks of a Simulator swept back last to first, each from the adjoint state the
+    later one hands back: the deltas and the summed parameter gradients of one sweep over
+    the whole run (issue 23, item 2)."""
+    from blockflow import backward
+    from blockflow.gradient.sweep import backward_chunk
+
+    build, make = CATALOGUE[name]
+    x = make(36, 2, 4)
+    m = build()
+    whole_tr = Simulator(m, backend="numpy", batch=2).run(x)
+    w = {o: np.random.default_rng(1).standard_normal(a.shape)
+         for o, a in whole_tr.outputs().items()}
+    whole = backward(m, trace=whole_tr, dL_dy=w)
+    sim = Simulator(m, backend="numpy", batch=2)
+    spans = [(0, 11), (11, 12), (12, 25), (25, 36)]
+    traces = [sim.run({k: v[a:b] for k, v in x.items()}) for a, b in spans]
+    state, total, deltas = None, {}, []
+    for (a, b), tr in reversed(list(zip(spans, traces, strict=True))):
+        g = backward_chunk(m, tr, dL_dy={o: v[a:b] for o, v in w.items()},
+                           adjoint_state=state)
+        state = g.adjoint_state
+        total = {k: total.get(k, 0) + v for k, v in g.params.items()}
+        deltas.insert(0, g.inputs)
+    assert set(total) == set(whole.params)
+    for k, v in whole.params.items():
+        np.testing.assert_allclose(total[k], v, rtol=1e-10, atol=1e-13)
+    for n, v in whole.inputs.items():
+        np.testing.assert_allclose(np.concatenate([d[n] for d in deltas]), v, rtol=1e-10,
+                                   atol=1e-13)
+
+
+def test_bptt_over_chunks_refuses_blocks_with_their_own_recursion():
+    from blockflow.gradient.sweep import backward_chunk
+
+    build, make = CATALOGUE["tanh_loop"]
+    tr = Simulator(build(), backend="numpy").run(make(10, 1, 0))
+    with pytest.raises(SimulationError, match=r"block\(s\) \['plant'\] .* own recursion"):
+        backward_chunk(build(), tr, dL_dy={"y": np.ones((10, 1))})

@@ -39,6 +39,9 @@ class Gradients:
     inputs: dict
     deltas: Trace
     loss: float | None = None
+    #: a chunk's sweep (:func:`~blockflow.gradient.sweep.backward_chunk`): the reciprocal
+    #: model's state at the chunk's first step, for the chunk before it
+    adjoint_state: dict | None = None
 
 
 def reciprocal_plan(model: Model) -> Plan:

@@ -245,3 +245,60 @@ def output_gradient(model: Model, inputs: dict | None = None, *, output: str | N
         raise SimulationError(f"no sample {(step, *index)} in output {output!r} of shape "
                               f"{tr[output].shape[:1] + tr[output].shape[2:]}") from None
     return sweep(model, tr, {output: seed})
+
+
+def backward_chunk(model: Model, trace: Trace, *, loss="sse", targets=None,
+                   dL_dy: dict | None = None, adjoint_state: dict | None = None
+                   ) -> Gradients:
+    """The backward sweep over one chunk of a run split into chunks (the traces of a
+    :class:`~blockflow.run.simulator.Simulator`), from the adjoint state the later chunk
+    handed back (``None`` for the last chunk: zero).
+
+    Sweep the chunks from the last to the first, each from the previous call's
+    ``.adjoint_state`` (the reciprocal model's state at the chunk's first step); the
+    deltas then equal those of one sweep over the whole run and the chunks' parameter
+    gradients add up to its gradients: BPTT over a run that is never held in memory
+    whole.  The chunks' parameter gradients are contractions over the chunk alone, so
+    the trained blocks must be stateless (a Dense, an MLP, a gain; a recurrent network
+    built with delays); a block that computes its gradient by its own recursion over the
+    whole run (a filter, a state-space block) is refused, naming it.
+
+    Returns
+    -------
+    Gradients
+        With ``adjoint_state`` set, to hand to the earlier chunk.
+    """
+    from blockflow.gradient.reciprocal import reciprocal
+    from blockflow.plan.cache import cached
+    from blockflow.plan.integrate import param_owner
+
+    plan = trace.plan
+    if plan.multirate:
+        raise SimulationError(f"backward_chunk: {model.name!r} runs blocks at several rates; "
+                              "sweep its whole run with backward()")
+    recursive = [param_owner(p, b) for p, b in plan.flat.blocks.items()
+                 if b.stateful and b.parameters()]
+    if recursive:
+        raise SimulationError(
+            f"backward_chunk: block(s) {sorted(set(recursive))} of {model.name!r} have "
+            "trainable parameters and a state, and compute their gradients by their own "
+            "recursion over the whole run; sweep the whole run with backward() (or fix "
+            "their parameters: trainable=False)")
+    if dL_dy is None:
+        if targets is None:
+            raise SimulationError("backward_chunk: give targets (with a loss) or dL_dy")
+        value, dL_dy = output_deltas(trace, loss, targets)
+    else:
+        value = None
+    # step mode: every reciprocal block's state in the loop, so that it carries over
+    rplan = cached(model, "reciprocal:step", lambda: compile(reciprocal(model), mode="step",
+                                                             backend=plan.backend))
+    T, B = trace.T, trace.B
+    dl = bind_output_deltas(rplan, dL_dy, T, B, model.name)
+    part = run(rplan, T, B, dl, lambda slot, path, read: trace[(path, read.port)],
+               reverse=True, states=adjoint_state)
+    deltas = Trace(rplan, part.bufs, T, B, part.final_states)
+    g = Gradients(param_grads(trace, deltas), {n: deltas[n] for n in rplan.outports}, deltas,
+                  value)
+    g.adjoint_state = dict(part.final_states)
+    return g
