@@ -60,3 +60,7 @@ class TraceFileError(BlockflowError, ValueError):
 
 class TrainingError(BlockflowError):
     """Training cannot go on: a non-finite loss or gradient (the message says where)."""
+
+
+class CodegenError(BlockflowError, ValueError):
+    """A model cannot be written as C: a block without a C form (the message names it)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from blockflow.core.block import Block, sum_to
+from blockflow.core.ccode import each
 from blockflow.core.kernel import Kernel, kernel, take_input_into, take_state_into
 from blockflow.core.lines import DelayLine, Wire
 from blockflow.core.types import SignalType
@@ -73,6 +74,14 @@ class UnitDelay(Block):
         t = out_types[0]
         return np.broadcast_to(self.x0, (batch, *t.shape)).astype(t.dtype)
 
+    def c_code(self, c):
+        n = c.n_y()
+        if self.x0.size not in (1, n):
+            raise c.refuse(f"an initial value of shape {self.x0.shape} per member")
+        x = c.state("x", np.broadcast_to(np.ravel(self.x0), (n,)))
+        c.output(*each(n, f"{c.y()}[i] = {x}[i];"))
+        c.update(*each(n, f"{x}[i] = {c.u(0)}[i];"))
+
     def output(self, x, u):
         return delay_output(x, u)
 
@@ -124,6 +133,15 @@ class Delay(DelayLine):
     def init_state(self, batch, in_types, out_types):
         t = out_types[0]
         return np.broadcast_to(self.x0, (self.n, batch, *t.shape)).astype(t.dtype)
+
+    def c_code(self, c):
+        n, m = c.n_y(), self.n  # m samples of n elements, oldest first
+        if self.x0.size not in (1, n):
+            raise c.refuse(f"an initial value of shape {self.x0.shape} per member")
+        x = c.state("line", np.broadcast_to(np.ravel(self.x0), (m, n)))
+        c.output(*each(n, f"{c.y()}[i] = {x}[i];"))
+        c.update(f"memmove({x}, {x} + {n}, sizeof({c.T}) * {(m - 1) * n});",
+                 *each(n, f"{x}[{(m - 1) * n} + i] = {c.u(0)}[i];"))
 
     def param_grads(self, u, y, dy, resets=()):
         # dJ/dx0 = sum_{k<n} delta_y(k), up to the first step whose state is held as data

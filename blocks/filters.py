@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from blockflow.core.block import Block
+from blockflow.core.ccode import each
 from blockflow.core.kernel import Kernel, kernel
 from blockflow.errors import ParameterError
 
@@ -141,6 +142,18 @@ class FIR(Block):
         t = in_types[0]
         return t.zeros(self.h.size - 1, batch)
 
+    def c_code(self, c):
+        n, M = c.n_y(), self.h.size - 1  # past inputs, newest first: x[m - 1] = u(k - m)
+        h = c.param("h", self.h)
+        lines = [f"{c.T} acc = {h}[0] * {c.u(0)}[i];"]
+        if M:
+            x = c.state("past", np.zeros((M, n)))
+            lines.append(f"for (int m = 1; m <= {M}; ++m) acc += {h}[m] * {x}[(m - 1) * {n} + i];")
+            c.update(f"memmove({x} + {n}, {x}, sizeof({c.T}) * {(M - 1) * n});",
+                     *each(n, f"{x}[i] = {c.u(0)}[i];"))
+        c.output(f"for (int i = 0; i < {n}; ++i) {{", *("    " + ln for ln in lines),
+                 f"    {c.y()}[i] = acc;", "}")
+
     def output(self, x, u):
         return fir_output(self.h, x, u)
 
@@ -258,6 +271,28 @@ class DiscreteFilter(Block):
 
     def with_state_parts(self, x, parts):
         return (parts[0], *x[1:])
+
+    def c_code(self, c):
+        # transposed direct form II, coefficients divided by a[0]: y = b0 u + z0,
+        # z_i <- b_{i+1} u - a_{i+1} y + z_{i+1}
+        n, N = c.n_y(), max(self.a.size, self.b.size)
+        b, a = np.zeros(N), np.zeros(N)
+        b[:self.b.size], a[:self.a.size] = self.b / self.a[0], self.a / self.a[0]
+        if not self.feedthrough:
+            b[0] = 0.0
+        bc, ac = c.param("b", b), c.param("a", a)
+        if N == 1:
+            c.output(*each(n, f"{c.y()}[i] = {bc}[0] * {c.u(0)}[i];"))
+            return None
+        z = c.state("z", np.repeat(self._z0(), n))  # z_i of element e at [i n + e]
+        u = f"{c.u(0)}[i]" if self.feedthrough else "0"
+        c.output(*each(n, f"{c.y()}[i] = {bc}[0] * {u} + {z}[i];"))
+        c.update(f"for (int i = 0; i < {n}; ++i) {{",
+                 f"    for (int j = 0; j < {N - 1}; ++j)",
+                 f"        {z}[j * {n} + i] = {bc}[j + 1] * {c.u(0)}[i] - {ac}[j + 1] * "
+                 f"{c.y()}[i] + (j + 1 < {N - 1} ? {z}[(j + 1) * {n} + i] : 0);",
+                 "}")
+        return None
 
     def output(self, x, u):
         return filter_output(self.feedthrough, x, u)

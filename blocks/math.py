@@ -13,6 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from blockflow.core.block import Block, sum_to
+from blockflow.core.ccode import FUNCTIONS_C, at, each, matvec
 from blockflow.core.codekey import function_key
 from blockflow.core.kernel import (
     Kernel,
@@ -103,6 +104,11 @@ class Sum(Block):
 
     def vjp_kernel(self):
         return Kernel(sum_vjp(len(self.signs)), params=(self._signs(),))
+
+    def c_code(self, c):
+        n = c.n_y()
+        terms = " ".join(f"{sg} {at(c.u(j), c.n_u(j), n)}" for j, sg in enumerate(self.signs))
+        c.output(*each(n, f"{c.y()}[i] = {terms.lstrip('+ ')};"))
 
     def label(self) -> str:
         return f"Σ {self.signs}"
@@ -211,6 +217,19 @@ class Gain(Block):
             return Kernel(gain_matrix_t, params=(np.ascontiguousarray(self.K.T),))
         return Kernel(gain_elementwise, params=(self.K,))
 
+    def c_code(self, c):
+        K = c.param("K", self.K)
+        if self.matrix:  # y = K u
+            rows, cols = self.K.shape
+            c.output(*matvec(c.y(), K, rows, cols, c.u(0), ctype=c.T))
+            return None
+        n = c.n_y()
+        if self.K.size not in (1, n):
+            raise c.refuse(f"a gain of shape {self.K.shape} broadcast over {n} elements")
+        c.output(*each(n, f"{c.y()}[i] = {at(K, self.K.size, n)} * "
+                          f"{at(c.u(0), c.n_u(0), n)};"))
+        return None
+
     def vjp_kernel(self):
         return Kernel(gain_matrix_vjp if self.matrix else gain_elementwise, params=(self.K,))
 
@@ -310,6 +329,13 @@ class Product(Block):
 
     def jvp_kernel(self):
         return Kernel(product_kernels(self.ops)[2])
+
+    def c_code(self, c):
+        n = c.n_y()
+        expr = "1"
+        for j, op in enumerate(self.ops):
+            expr += f" {op} {at(c.u(j), c.n_u(j), n)}"
+        c.output(*each(n, f"{c.y()}[i] = {expr};"))
 
     def kernel(self):
         return Kernel(product_kernels(self.ops)[0])
@@ -456,6 +482,14 @@ class Function(Block):
         super().__init__(**kw)
         self.f, self.df = f, df
 
+    def c_code(self, c):
+        named = ELEMENTWISE.get(self.fname, (None,))[0] is self.f
+        if not named or self.fname not in FUNCTIONS_C:
+            raise c.refuse(f"its function {self.fname!r} is Python; C export writes the "
+                           f"library's named ones ({', '.join(sorted(FUNCTIONS_C))})")
+        expr = FUNCTIONS_C[self.fname].format(a=f"{c.u(0)}[i]")
+        c.output(*each(c.n_y(), f"{c.y()}[i] = {expr};"))
+
     def output(self, x, u):
         return self.f(u)
 
@@ -534,6 +568,10 @@ class Saturation(Block):
         super().__init__(**kw)
         self.lower = self.scalar("lower", lower, finite=False)
         self.upper = self.scalar("upper", upper, finite=False, above=self.lower)
+
+    def c_code(self, c):
+        lo, hi = c.param("lower", self.lower), c.param("upper", self.upper)
+        c.output(*each(c.n_y(), f"{c.y()}[i] = fmin(fmax({c.u(0)}[i], {lo}[0]), {hi}[0]);"))
 
     def output(self, x, u):
         return saturation(self.lower, self.upper, u)

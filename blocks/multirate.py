@@ -34,6 +34,9 @@ class _Transition(Block):
     def infer(self, t):
         return (t,)
 
+    def c_code(self, c):  # the hits and holds are the schedule's (the generator's if)
+        c.output(f"memcpy({c.y()}, {c.u(0)}, sizeof({c.T}) * {c.n_y()});")
+
     def output(self, x, u):
         return _identity(u)
 

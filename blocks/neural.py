@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from blockflow.core.block import Block
+from blockflow.core.ccode import FUNCTIONS_C, matvec
 from blockflow.core.kernel import Kernel, fill_rows, generated_kernel, kernel, rows_matmul
 from blockflow.core.types import SignalType
 from blockflow.errors import ParameterError
@@ -168,6 +169,11 @@ class Dense(Block):
                                   port=self.inputs[0])
         return (SignalType((self.W.shape[0],), np.result_type(t.dtype, self.W.dtype)),)
 
+    def c_code(self, c):
+        rows, cols = self.W.shape
+        c.output(*matvec(c.y(), c.param("W", self.W), rows, cols, c.u(0),
+                         add=c.param("b", self.b), ctype=c.T))
+
     def output(self, x, u):
         return dense_output(self.W.T, self.b, u)
 
@@ -262,6 +268,21 @@ class MLP(Block):
 
     def _acts_names(self) -> tuple:
         return (self.activation,) * (self.n_layers - 1) + (self.output_activation,)
+
+    def c_code(self, c):
+        acts = self._acts_names()
+        if any(a not in FUNCTIONS_C for a in acts):
+            raise c.refuse(f"activations {acts}: C export writes {sorted(FUNCTIONS_C)}")
+        a_in = c.u(0)
+        for layer, (W, b) in enumerate(self.layers()):
+            rows, cols = W.shape
+            s = c.y(1 + layer)  # the pre-activation, recorded
+            c.output(*matvec(s, c.param(f"W{layer}", W), rows, cols, a_in,
+                             add=c.param(f"b{layer}", b), ctype=c.T))
+            out = c.y(0) if layer == self.n_layers - 1 else c.state(f"a{layer}", np.zeros(rows))
+            f = FUNCTIONS_C[acts[layer]].format(a=f"{s}[i]")
+            c.output(f"for (int i = 0; i < {rows}; ++i) {out}[i] = {f};")
+            a_in = out
 
     def output(self, x, u):  # y, then the pre-activations s_0 .. s_{L-1} (residuals)
         Ws = [a for W, b in self.layers() for a in (W.T, b)]

@@ -182,6 +182,16 @@ def lstm_vjp(W, n, dh, dc, x, h, c_prev, h_out, c_out, z):
     return dxh[..., :n], dxh[..., n:], dc * f
 
 
+def _c_affine(c, W: str, rows: int, n: int, H: int, b: str, out: str) -> list[str]:
+    """``out = W [x; h_prev] + b`` in C (``W`` of ``rows`` x ``(n + H)``)."""
+    return [f"for (int r = 0; r < {rows}; ++r) {{",
+            f"    {c.T} acc = {b}[r];",
+            f"    for (int j = 0; j < {n}; ++j) acc += {W}[r * {n + H} + j] * {c.u(0)}[j];",
+            f"    for (int j = 0; j < {H}; ++j) acc += {W}[r * {n + H} + {n} + j] * "
+            f"{c.u(1)}[j];",
+            f"    {out}[r] = acc;", "}"]
+
+
 class RNNCell(Block):
     """``h(k) = tanh(W [x(k); h_prev(k)] + b)``: an Elman cell (wire ``h_prev`` from a delay)."""
 
@@ -210,6 +220,13 @@ class RNNCell(Block):
             raise self.type_error(f"takes ({self.W.shape[1] - H},) inputs, got {tx.shape}",
                                   port="x")
         return (SignalType((H,), tx.dtype if tx else np.float64),)
+
+    def c_code(self, c):
+        H = self.W.shape[0]
+        n = self.W.shape[1] - H
+        W, b = c.param("W", self.W), c.param("b", self.b)
+        c.output(*_c_affine(c, W, H, n, H, b, c.y()),
+                 f"for (int r = 0; r < {H}; ++r) {c.y()}[r] = tanh({c.y()}[r]);")
 
     def output(self, s, x, h):
         return rnn_output(self.W.T, self.b, x, h)
@@ -302,6 +319,22 @@ class LSTMCell(Block):
         g = np.tanh(g)
         c = f * c_prev + i * g
         return i, f, g, o, c, np.tanh(c)
+
+    def c_code(self, c):
+        H4 = self.W.shape[0]
+        H, n = H4 // 4, self.W.shape[1] - H4 // 4
+        W, b = c.param("W", self.W), c.param("b", self.b)
+        z, h, cell = c.y(2), c.y(0), c.y(1)  # gates' pre-activations i, f, g, o
+
+        def sig(a):
+            return f"(1.0 / (1.0 + exp(-({a}))))"
+
+        c.output(*_c_affine(c, W, H4, n, H, b, z),
+                 f"for (int r = 0; r < {H}; ++r) {{",
+                 f"    {c.T} i = {sig(f'{z}[r]')}, f = {sig(f'{z}[{H} + r]')};",
+                 f"    {c.T} g = tanh({z}[{2 * H} + r]), o = {sig(f'{z}[{3 * H} + r]')};",
+                 f"    {cell}[r] = f * {c.u(2)}[r] + i * g;",
+                 f"    {h}[r] = o * tanh({cell}[r]);", "}")
 
     def output(self, s, x, h, c_prev):
         return lstm_output(self.W.T, self.b, x, h, c_prev)

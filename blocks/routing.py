@@ -8,6 +8,7 @@ from collections.abc import Callable
 import numpy as np
 
 from blockflow.core.block import Block
+from blockflow.core.ccode import at, each
 from blockflow.core.kernel import Kernel, generated_kernel, kernel
 from blockflow.core.types import SignalType, same_type
 from blockflow.errors import ParameterError
@@ -96,6 +97,13 @@ class Mux(Block):
             return (None,)
         return (SignalType((sum(self.sizes),), np.result_type(*(x.dtype for x in t))),)
 
+    def c_code(self, c):
+        off = 0
+        for j in range(len(self.inputs)):
+            n = c.n_u(j)
+            c.output(*each(n, f"{c.y()}[{off} + i] = {c.u(j)}[i];"))
+            off += n
+
     def output(self, x, *u):
         return np.concatenate([v[..., None] if s == 1 else v
                                for v, s in zip(u, self.sizes, strict=True)], axis=-1)
@@ -137,6 +145,13 @@ class Demux(Block):
             raise self.type_error(f"splits ({sum(self.sizes)},) vectors into {self.sizes}, "
                                   f"got shape {t.shape}", port="u")
         return tuple(SignalType(() if s == 1 else (s,), t.dtype) for s in self.sizes)
+
+    def c_code(self, c):
+        off = 0
+        for j in range(len(self.outputs)):
+            n = c.n_y(j)
+            c.output(*each(n, f"{c.y(j)}[i] = {c.u(0)}[{off} + i];"))
+            off += n
 
     def output(self, x, u):
         out, i = [], 0
@@ -218,6 +233,12 @@ class Switch(Block):
 
     def infer(self, *t):
         return (same_type(f"block {self.name!r} (Switch)", *t),)
+
+    def c_code(self, c):
+        n, cmp = c.n_y(), ">" if self.strict else ">="
+        thr = c.param("threshold", self.threshold)
+        c.output(*each(n, f"{c.y()}[i] = {at(c.u(1), c.n_u(1), n)} {cmp} {thr}[0] ? "
+                          f"{at(c.u(0), c.n_u(0), n)} : {at(c.u(2), c.n_u(2), n)};"))
 
     def output(self, x, u1, u2, u3):
         return switch(self.threshold, self.strict, u1, u2, u3)

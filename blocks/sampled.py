@@ -15,6 +15,7 @@ import math
 import numpy as np
 
 from blockflow.core.block import Block
+from blockflow.core.ccode import each
 from blockflow.core.kernel import Kernel
 from blockflow.core.model import Model
 from blockflow.core.ports import Inport, Outport
@@ -48,6 +49,10 @@ class PeriodGain(Block):
 
     def output(self, x, u):
         return gain_elementwise(self.gain(), u)
+
+    def c_code(self, c):
+        g = c.param("gain", self.gain())  # K h^p at the period it runs at
+        c.output(*each(c.n_y(), f"{c.y()}[i] = {g}[0] * {c.u(0)}[i];"))
 
     def vjp(self, u, y, dy):
         return gain_elementwise(self.gain(), dy)

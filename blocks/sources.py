@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from blockflow.core.block import Block, sum_to
+from blockflow.core.ccode import at, each
 from blockflow.core.rates import placed_rate
 from blockflow.core.streams import random_streams
 from blockflow.core.types import SignalType
@@ -85,6 +86,10 @@ class Constant(_Source):
 
     def generate(self, T, B, k0=0):
         return np.broadcast_to(self.value.astype(self.dtype), (T, B, *self.shape))
+
+    def c_code(self, c):
+        v, n = c.param("value", self.value), c.n_y()
+        c.output(*each(n, f"{c.y()}[i] = {at(v, self.value.size, n)};"))
 
     def param_grads(self, u, y, dy):
         return {"value": sum_to(dy[0], self.value.shape)} if self._params["value"] else {}

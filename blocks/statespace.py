@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from blockflow.core.block import Block, sum_to
+from blockflow.core.ccode import matvec
 from blockflow.core.kernel import Kernel, kernel
 from blockflow.core.types import SignalType
 from blockflow.errors import ParameterError
@@ -187,6 +188,28 @@ class StateSpace(Block):
         if self.elementwise:
             return (siso_output if self.residuals else siso_output_plain), siso_update
         return (ss_output if self.residuals else ss_output_plain), ss_update
+
+    def c_code(self, c):
+        A, B, C, D = self.matrices()
+        n, m, p = A.shape[0], B.shape[1], C.shape[0]
+        elements = c.n_y() if self.elementwise else 1  # a SISO system per element
+        x0 = np.broadcast_to(np.ravel(self.x0) if self.x0.size == n else self.x0, (n,))
+        x = c.state("x", np.tile(x0, elements))
+        Ac, Bc, Cc = (c.param(k, M) for k, M in zip("ABC", (A, B, C), strict=True))
+        Dc = c.param("D", D) if self.feedthrough else None
+        for e in range(elements):
+            xe, ue, ye = (f"({x} + {e * n})", f"({c.u(0)} + {e * m})", f"({c.y()} + {e * p})")
+            c.output(*matvec(ye, Cc, p, n, xe, ctype=c.T))
+            if self.feedthrough:
+                c.output(*matvec(ye, Dc, p, m, ue, accumulate=True, ctype=c.T))
+            c.update("{", f"    {c.T} next[{n}];",
+                     *("    " + ln for ln in matvec("next", Ac, n, n, xe, ctype=c.T)),
+                     *("    " + ln for ln in matvec("next", Bc, n, m, ue, accumulate=True,
+                                                    ctype=c.T)),
+                     f"    memcpy({xe}, next, sizeof next);", "}")
+        if len(self.recorded) > 1:  # the state, recorded for the gradient rules
+            c.output(f"memcpy({c.y(1)}, {x}, sizeof({c.T}) * {n * elements});")
+        return None
 
     def output(self, x, u):
         return self._kernels()[0](*self._params_t(), x, u)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from blockflow.core.block import Block
+from blockflow.core.ccode import matvec
 from blockflow.core.kernel import Kernel, fill_rows, kernel, rows_matmul
 from blockflow.core.types import SignalType
 from blockflow.errors import ParameterError
@@ -84,6 +85,19 @@ class FIRDense(Block):
     def _kernel_params(self, contiguous=lambda a: a):
         b = self.b if self.bias else np.zeros(self.W.shape[1], self.W.dtype)
         return contiguous(np.transpose(self.W, (0, 2, 1))), b
+
+    def c_code(self, c):
+        taps, n_out, n_in = self.W.shape
+        W = c.param("W", self.W)  # W[m] at m * n_out * n_in
+        b = c.param("b", self.b) if self.bias else None
+        c.output(*matvec(c.y(), W, n_out, n_in, c.u(0), add=b, ctype=c.T))
+        if taps > 1:  # past inputs, newest first: x[m - 1] = u(k - m)
+            x = c.state("past", np.zeros((taps - 1, n_in)))
+            for m in range(1, taps):
+                c.output(*matvec(c.y(), f"({W} + {m * n_out * n_in})", n_out, n_in,
+                                 f"({x} + {(m - 1) * n_in})", accumulate=True, ctype=c.T))
+            c.update(f"memmove({x} + {n_in}, {x}, sizeof({c.T}) * {(taps - 2) * n_in});",
+                     f"for (int i = 0; i < {n_in}; ++i) {x}[i] = {c.u(0)}[i];")
 
     def output(self, x, u):
         return fir_layer_output(*self._kernel_params(), x, u)

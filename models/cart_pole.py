@@ -114,6 +114,25 @@ def cart_pole(dt: float = 0.02, *, hidden: int = 8, seed: int = 0, solver: str =
     return m
 
 
+def controller(model: Model, name: str = "cart_pole_controller") -> Model:
+    """The controller of a :func:`cart_pole` loop as a model of its own (copies of its
+    trained blocks): the state ``x, v, theta, omega`` in, the acceleration ``a`` out, at
+    the loop's period (for ``blockflow.codegen.export_c``)."""
+    c = Model(name, dt=model.dt)
+    ins = c.add(*(Inport(n, shape=()) for n in ("x", "v", "theta", "omega")))
+    state = c.add(Mux(4, name="state"))
+    lqr, net = c.add(model.blocks["lqr"].copy(), model.blocks["net"].copy())
+    for blk in (lqr, net):
+        blk.sample_time = None  # (the model's own period)
+    total, a, out = c.add(Sum("++", name="control"), Demux(1, name="a_cmd"), Outport("a"))
+    for i, port in enumerate(ins):
+        c.connect(port, state[f"u{i + 1}"])
+    c.chain(state, lqr, total.u1)
+    c.chain(state, net, total.u2)
+    c.chain(total, a, out)
+    return c
+
+
 def policy(model: Model):
     """The trained controller of a :func:`cart_pole` loop as a function of the state
     ``s = (x, v, theta, omega)``: ``a = W s + b + MLP(s)`` (to run in an environment)."""

@@ -13,6 +13,7 @@ import sys
 from blockflow.cli.commands import (
     OPTIMIZERS,
     cmd_check,
+    cmd_codegen,
     cmd_draw,
     cmd_grad,
     cmd_run,
@@ -100,6 +101,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--reciprocal", action="store_true", help="draw the reciprocal network")
     p.add_argument("--collapse", action="store_true", help="subsystems as single nodes")
     p.set_defaults(func=cmd_draw)
+    p = sub.add_parser("codegen", formatter_class=fmt,
+                       help="write the model as portable C (NAME.h, NAME.c)")
+    _common(p, data=False)
+    p.add_argument("-o", "--output", default=".", help="directory for NAME.h and NAME.c")
+    p.add_argument("--name", help="the C prefix (default: the model's name)")
+    p.add_argument("--float", action="store_true", help="single precision (default double)")
+    p.set_defaults(func=cmd_codegen)
     p = sub.add_parser("grad", formatter_class=fmt,
                        help="loss and gradient norms, optionally checked")
     _common(p)

@@ -77,6 +77,15 @@ def cmd_draw(args) -> int:
     return 0
 
 
+def cmd_codegen(args) -> int:
+    from blockflow.codegen import export_c
+
+    model = load_model(args.model)
+    h, c = export_c(model, args.output, args.name, dtype="float" if args.float else "double")
+    print(f"C code written to {h} and {c}")
+    return 0
+
+
 def cmd_grad(args) -> int:
     from blockflow.gradient.sweep import backward
     from blockflow.run.simulate import simulate

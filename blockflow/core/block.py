@@ -235,6 +235,13 @@ class Block(Parameters, Timing, GradientRules, Notation):
             return self.output(None, *U)
         return step_through(self, x0, U)
 
+    def c_code(self, c) -> bool | None:
+        """Write one step of the block as C (:mod:`blockflow.codegen`): ``c.output(...)``
+        the lines computing its outputs, ``c.update(...)`` its state update (``c.u(j)``,
+        ``c.y(j)``, ``c.param(...)``, ``c.state(...)`` name the arrays).  ``False``: the
+        block has no C form (the generator refuses it, naming it)."""
+        return False
+
     def generate(self, T: int, batch: int, k0: int = 0):  # pragma: no cover - sources only
         """A source's samples for steps ``k0 .. k0+T-1`` (``(T, batch, *shape)``): a run
         continued from step ``k0`` (a Simulator's next chunk) reads the same samples as

@@ -1,0 +1,250 @@
+"""A model as portable C: ``export_c(model, directory)`` writes ``NAME.h`` and ``NAME.c``.
+
+C99, no heap, nothing beyond ``<math.h>`` and ``<string.h>``; the parameters are
+``static const`` arrays; the interface is the same for every model::
+
+    typedef struct { ... } NAME_state;          /* every signal and state */
+    void NAME_init(NAME_state *s);              /* initial state */
+    void NAME_step(NAME_state *s, const double *in, double *out);   /* one base step */
+    enum { NAME_N_IN = ..., NAME_N_OUT = ... }; /* Inports / Outports in order, each
+                                                   flattened in C order */
+
+The model is compiled step by step (every block in one schedule) and each block writes
+its own C beside its forward rule (``Block.c_code``): one commented section per block in
+schedule order, named from the model.  Blocks off the base rate run inside ``if`` on
+their hits, their outputs held in between (the signals live in the state).  A block
+that cannot be written as C (a user's Python function) is refused, naming it.  One
+batch member runs per state.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from blockflow.backends.ops import SegmentKind
+from blockflow.core.rates import BASE, HOLD
+from blockflow.errors import CodegenError
+from blockflow.plan.compiler import compile
+
+__all__ = ["CBlock", "CodegenError", "export_c"]
+
+
+_ASCII = {"⁻": "^-", "⁺": "^+", "¹": "1", "²": "2", "Σ": "sum ", "Π": "prod ", "ᵀ": "^T",
+          "′": "'", "→": "->", "↑": "up ", "↓": "down ", "·": "*", "×": "x", "∫": "int"}
+
+
+def _ascii(text: str) -> str:
+    """A label for a C comment: ASCII only, no comment terminator."""
+    for k, v in _ASCII.items():
+        text = text.replace(k, v)
+    return text.encode("ascii", "replace").decode().replace("*/", "* /")
+
+
+def _ident(text: str) -> str:
+    return re.sub(r"\W", "_", text)
+
+
+def _number(v: float, ctype: str) -> str:
+    if not np.isfinite(v):
+        return ("INFINITY" if v > 0 else "-INFINITY") if np.isinf(v) else "NAN"
+    text = repr(float(v))
+    return text + ("f" if ctype == "float" else "")
+
+
+class CBlock:
+    """What a block's ``c_code(c)`` writes with: its inputs, outputs, parameters and
+    states as C names, and the lines of its output and update phases."""
+
+    def __init__(self, gen: _Generator, op, uid: str):
+        self.gen, self.op, self.uid = gen, op, uid
+        self.out_lines: list[str] = []
+        self.update_lines: list[str] = []
+        self.T = gen.ctype
+
+    def u(self, j: int) -> str:
+        """The C array holding input ``j``."""
+        return self.gen.signal(self.op.ins[j])
+
+    def y(self, j: int = 0) -> str:
+        """The C array of output ``j`` (outputs, then residuals)."""
+        return self.gen.signal(self.op.outs[j])
+
+    def n_u(self, j: int = 0) -> int:
+        return self.gen.size(self.op.ins[j])
+
+    def n_y(self, j: int = 0) -> int:
+        return self.gen.size(self.op.outs[j])
+
+    def param(self, name: str, value) -> str:
+        """A ``static const`` array holding ``value`` (flattened in C order)."""
+        return self.gen.constant(f"{self.uid}_{name}", np.asarray(value, float))
+
+    def state(self, name: str, init) -> str:
+        """A state array in the struct, set to ``init`` by ``NAME_init``."""
+        return self.gen.state_array(f"{self.uid}_{name}", np.asarray(init, float))
+
+    def output(self, *lines: str) -> None:
+        self.out_lines += lines
+
+    def update(self, *lines: str) -> None:
+        self.update_lines += lines
+
+    def refuse(self, why: str) -> CodegenError:
+        b = self.op.block
+        return CodegenError(f"block {self.op.path!r} ({type(b).__name__}) cannot be written "
+                            f"as C: {why}")
+
+
+class _Generator:
+    def __init__(self, model, name: str, ctype: str):
+        self.model, self.name, self.ctype = model, name, ctype
+        self.plan = compile(model, mode="step")
+        self.constants: list[str] = []
+        self.fields: list[str] = []
+        self.inits: list[str] = []
+        self.names: set[str] = set()
+        st = self.plan.slot_types
+        for t in st:
+            if t.dtype.kind not in "fiub":
+                raise CodegenError(f"model {model.name!r} carries {t.dtype} signals; C export "
+                                   "writes real-valued ones")
+
+    def size(self, slot: int) -> int:
+        return int(np.prod(self.plan.slot_types[slot].shape, dtype=int))
+
+    def signal(self, slot: int) -> str:
+        return f"s->sig{slot}"
+
+    def _unique(self, base: str) -> str:
+        base, i = _ident(base), 1
+        name = base
+        while name in self.names:
+            i += 1
+            name = f"{base}_{i}"
+        self.names.add(name)
+        return name
+
+    def constant(self, base: str, a: np.ndarray) -> str:
+        name = f"{self.name}_{self._unique(base)}"
+        flat = a.ravel()
+        body = ", ".join(_number(v, self.ctype) for v in flat) or "0"
+        self.constants.append(f"static const {self.ctype} {name}[{max(flat.size, 1)}] = "
+                              f"{{{body}}};")
+        return name
+
+    def state_array(self, base: str, init: np.ndarray) -> str:
+        name = self._unique(base)
+        flat = init.ravel()
+        self.fields.append(f"    {self.ctype} {name}[{max(flat.size, 1)}];")
+        if np.any(flat):
+            src = self.constant(f"{base}_init", flat)
+            self.inits.append(f"    memcpy(s->{name}, {src}, sizeof s->{name});")
+        return f"s->{name}"
+
+    def source(self) -> tuple[str, str]:
+        plan, T, N = self.plan, self.ctype, self.name
+        for s in range(len(plan.slot_types)):
+            self.fields.append(f"    {T} sig{s}[{max(self.size(s), 1)}];  "
+                               f"/* {_ascii(self._label(s))} */")
+        body, updates = [], []
+        for seg in plan.segments:
+            for op in seg.ops:
+                if seg.kind is SegmentKind.EXTERNAL:
+                    continue
+                c = CBlock(self, op, _ident(op.path))
+                code = op.block.c_code(c)
+                if code is False or code is None and not (c.out_lines or c.update_lines):
+                    raise CodegenError(
+                        f"block {op.path!r} ({type(op.block).__name__}) has no C form "
+                        "(c_code); write one beside its forward rule, or leave the block out")
+                guard = None
+                if op.rate != BASE:
+                    n, o = op.rate.n, op.rate.offset
+                    guard = f"s->k >= {o} && (s->k - {o}) % {n} == 0"
+                head = (f"    /* {_ascii(op.path)} ({type(op.block).__name__}: "
+                        f"{_ascii(op.block.label())}) */")
+                body.append(head)
+                lines = c.out_lines
+                if guard:
+                    body.append(f"    if ({guard}) {{")
+                    body += ["    " + ln for ln in _indent(lines)]
+                    if op.io[1] != HOLD:  # impulses: zero between hits
+                        body.append("    } else {")
+                        body += [f"        memset({self.signal(s)}, 0, sizeof "
+                                 f"{self.signal(s)});" for s in op.outs]
+                    body.append("    }")
+                else:
+                    body += _indent(lines)
+                if c.update_lines:
+                    updates.append(head)
+                    if guard:
+                        updates.append(f"    if ({guard}) {{")
+                        updates += ["    " + ln for ln in _indent(c.update_lines)]
+                        updates.append("    }")
+                    else:
+                        updates += _indent(c.update_lines)
+        n_in = sum(self.size(s) for s in plan.inports.values())
+        n_out = sum(self.size(s) for s in plan.outports.values())
+        copy_in, i = [], 0
+        for name, s in plan.inports.items():
+            n = self.size(s)
+            copy_in.append(f"    for (int i = 0; i < {n}; ++i) s->sig{s}[i] = ({T})in[{i} + i];"
+                           f"  /* Inport {_ascii(name)} */")
+            i += n
+        copy_out, i = [], 0
+        for name, s in plan.outports.items():
+            n = self.size(s)
+            copy_out.append(f"    for (int i = 0; i < {n}; ++i) out[{i} + i] = "
+                            f"(double)s->sig{s}[i];  /* Outport {_ascii(name)} */")
+            i += n
+        guard = f"{N.upper()}_H"
+        header = "\n".join([
+            f"/* {N}: model {_ascii(repr(self.model.name))}, generated by blockflow.codegen "
+            f"(dt = {self.model.dt!r} s) */",
+            f"#ifndef {guard}", f"#define {guard}", "",
+            "typedef struct {", "    long k;  /* the step about to run */", *self.fields,
+            f"}} {N}_state;", "",
+            f"enum {{ {N}_N_IN = {n_in}, {N}_N_OUT = {n_out} }};", "",
+            f"void {N}_init({N}_state *s);",
+            f"void {N}_step({N}_state *s, const double *in, double *out);", "",
+            f"#endif /* {guard} */", ""])
+        source = "\n".join([
+            f"/* {N}: model {_ascii(repr(self.model.name))}, generated by blockflow.codegen */",
+            "#include <math.h>", "#include <string.h>", f'#include "{N}.h"', "",
+            *self.constants, "",
+            f"void {N}_init({N}_state *s) {{", "    memset(s, 0, sizeof *s);", *self.inits,
+            "}", "",
+            f"void {N}_step({N}_state *s, const double *in, double *out) {{",
+            *copy_in, *body, *copy_out, "    /* state updates */", *updates,
+            "    s->k += 1;", "}", ""])
+        return header, source
+
+    def _label(self, slot: int) -> str:
+        for (path, port), s in self.plan.slots.items():
+            if s == slot:
+                return f"{path}.{port}"
+        return ""
+
+
+def _indent(lines: list[str]) -> list[str]:
+    return ["    " + ln for ln in lines]
+
+
+def export_c(model, directory, name: str | None = None, dtype: str = "double"
+             ) -> tuple[Path, Path]:
+    """Write ``NAME.h`` and ``NAME.c`` for ``model`` into ``directory`` (see the module);
+    returns their paths.  ``dtype``: ``"double"`` or ``"float"`` (single precision)."""
+    if dtype not in ("double", "float"):
+        raise CodegenError(f"dtype must be 'double' or 'float', got {dtype!r}")
+    name = _ident(name or model.name)
+    gen = _Generator(model, name, dtype)
+    header, source = gen.source()
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    h, c = d / f"{name}.h", d / f"{name}.c"
+    h.write_text(header)
+    c.write_text(source)
+    return h, c
