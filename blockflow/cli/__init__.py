@@ -104,9 +104,12 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("codegen", formatter_class=fmt,
                        help="write the model as portable C (NAME.h, NAME.c)")
     _common(p, data=False)
-    p.add_argument("-o", "--output", default=".", help="directory for NAME.h and NAME.c")
+    p.add_argument("-o", "--output", default=".",
+                   help="directory for NAME.h and NAME.c (with --fmu: the .fmu file)")
     p.add_argument("--name", help="the C prefix (default: the model's name)")
     p.add_argument("--float", action="store_true", help="single precision (default double)")
+    p.add_argument("--fmu", action="store_true",
+                   help="an FMI 2.0 co-simulation FMU (needs cc and the extra 'fmu')")
     p.set_defaults(func=cmd_codegen)
     p = sub.add_parser("grad", formatter_class=fmt,
                        help="loss and gradient norms, optionally checked")

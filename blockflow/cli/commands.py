@@ -81,6 +81,14 @@ def cmd_codegen(args) -> int:
     from blockflow.codegen import export_c
 
     model = load_model(args.model)
+    if args.fmu:
+        from blockflow.fmu import export_fmu
+
+        out = Path(args.output)
+        if out.suffix != ".fmu":
+            out = out / f"{args.name or model.name}.fmu"
+        print(f"FMU written to {export_fmu(model, out, args.name)}")
+        return 0
     h, c = export_c(model, args.output, args.name, dtype="float" if args.float else "double")
     print(f"C code written to {h} and {c}")
     return 0
