@@ -294,3 +294,23 @@ def test_cli_trains_a_model_and_runs_scripts_with_their_own_arguments(tmp_path, 
     (tmp_path / "exp.py").write_text("import sys\nprint('args', sys.argv[1:])\n")
     assert cli.main(["-v", "train", str(tmp_path / "exp.py"), "--plot", "x.png"]) == 0
     assert "args ['--plot', 'x.png']" in capsys.readouterr().out
+
+
+def test_a_loop_is_laid_out_along_its_forward_path_with_the_feedback_beneath():
+    """The forward path ranks left to right in one row (no wrapped cascade for a loop);
+    only the wire that closes the loop after its delay (into the error summing junction)
+    leaves the ranking; a summing junction's signs sit beside the arrowheads."""
+    from models.pid import pid_loop
+
+    for model in (tanh_loop(), pid_loop()):
+        g = to_pydot(model)
+        shapes = {n.get_name().strip('"'): n.get("shape") for n in g.get_nodes()}
+        for sub in g.get_subgraphs():
+            shapes.update({n.get_name().strip('"'): n.get("shape") for n in sub.get_nodes()})
+        free = [e for e in g.get_edges() if str(e.get("constraint")).strip('"') == "false"]
+        assert len(free) == 1, [e.to_string() for e in free]
+        head = free[0].get_destination().strip('"').split(":")[0]
+        assert shapes[head] == "circle"  # the error Σ
+    signs = [e for e in to_pydot(tanh_loop()).get_edges() if e.get("headlabel")]
+    assert {e.get("headlabel").strip('"') for e in signs} == {"+", "−"}
+    assert all(e.get("labeldistance") for e in signs)

@@ -222,6 +222,13 @@ class _Drawer:
             return "\n".join(x for x in (name, shape) if x)
         return shape
 
+    def layers(self, m: Model, prefix: str) -> dict[str, int]:
+        """The blocks of ``m`` by layer along the forward path (feedback left out)."""
+        cache = self.__dict__.setdefault("_layers", {})
+        if prefix not in cache:
+            cache[prefix] = _layers(m)
+        return cache[prefix]
+
     def sign(self, m: Model, d: str, dp: str) -> str | None:
         """The sign a summing junction puts on input ``dp`` (drawn at its head)."""
         b = m.blocks[d]
@@ -255,8 +262,9 @@ class _Drawer:
                 if label:
                     attrs["label"] = label
             sign = self.sign(m, d, dp)
-            if sign:
-                attrs["headlabel"] = sign
+            if sign:  # beside the arrowhead, not under it
+                attrs.update(headlabel=sign, labeldistance="1.6", labelangle="-40",
+                             labelfontsize="12", labelfontname="Helvetica-Bold")
             src = m.blocks[s]
             out_signs = None if isinstance(src, Model) else src.output_signs()
             if out_signs:  # along each outgoing wire, so that the signs do not overlap
@@ -264,6 +272,9 @@ class _Drawer:
                 attrs.update(labeldistance="1.8", labelangle="35")
             if not prefix and self.row and self.row.get(s, 0) != self.row.get(d, 0):
                 attrs["constraint"] = "false"  # a wrapped cascade: the next row starts left
+            layer = self.layers(m, prefix)
+            if layer.get(s, 0) >= layer.get(d, 0):  # feedback: it returns, beneath
+                attrs["constraint"] = "false"
             graph.add_edge(pydot.Edge(tail, self.endpoint(m, prefix, d, dp, "i"), **attrs))
         for name, b in m.blocks.items():
             if isinstance(b, Model) and not self.collapse:
@@ -277,28 +288,46 @@ def _gain_text(b: Block) -> str:
     return f"{K.item():.3g}" if K.size == 1 else "×".join(map(str, K.shape))
 
 
-def _rows(model: Model) -> dict[str, int]:
-    """Rows for a long cascade (top level), so the drawing stays under 3:1: blocks by
-    layer (longest path from the inputs, feedback edges left out), the layers cut into
-    rows of equal length; empty when one row suffices."""
-    import math
-
+def _layers(model: Model) -> dict[str, int]:
+    """Blocks by layer: the longest path from the inputs, each loop cut where a stateful
+    block (a delay) closes it, so the forward path runs left to right."""
     import networkx as nx
 
     g = nx.DiGraph()
     g.add_nodes_from(model.blocks)
     g.add_edges_from((s, d) for s, d in model.graph.edges())
-    while not nx.is_directed_acyclic_graph(g):  # cut each loop at its stateful block
+    while not nx.is_directed_acyclic_graph(g):  # cut each loop after its delay
         cycle = nx.find_cycle(g)
-        cut = next(((s, d) for s, d in cycle if model.blocks[s].stateful), cycle[-1])
+
+        def breaks(edge, how):
+            b = model.blocks[edge[0]]
+            return not b.direct_inputs() if how == "delay" else b.stateful
+
+        cut = next((e for how in ("delay", "state") for e in cycle if breaks(e, how)),
+                   cycle[-1])
         g.remove_edge(*cut)
     layer: dict[str, int] = {}
     for n in nx.topological_sort(g):
         layer[n] = max((layer[p] + 1 for p in g.predecessors(n)), default=0)
+    return layer
+
+
+def _rows(model: Model) -> dict[str, int]:
+    """Rows for a long cascade (top level), so the drawing stays under 3:1: blocks by
+    layer (longest path from the inputs, feedback edges left out), the layers cut into
+    rows of equal length; empty when one row suffices.  A model with a feedback loop
+    keeps its forward path in one row, left to right, as a control engineer draws it
+    (up to 20 layers)."""
+    import math
+
+    import networkx as nx
+
+    layer = _layers(model)
+    looped = not nx.is_directed_acyclic_graph(nx.DiGraph(list(model.graph.edges())))
     L = max(layer.values(), default=0) + 1
     width = max(sum(1 for v in layer.values() if v == i) for i in range(L)) if layer else 1
     aspect = (L * 1.7) / (width * 0.9 + 0.6)
-    if aspect <= 3:
+    if aspect <= 3 or (looped and L <= 20):
         return {}
     rows = math.ceil(math.sqrt(aspect / 3))
     per_row = math.ceil(L / rows)
