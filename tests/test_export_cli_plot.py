@@ -127,12 +127,19 @@ def test_svg_is_well_formed_and_names_every_block(tmp_path):
         m.draw(tmp_path / "m.jpeg")
 
 
-def test_png_without_system_graphviz_says_how_to_get_it(tmp_path, monkeypatch):
+def test_png_and_pdf_need_no_system_graphviz(tmp_path, monkeypatch):
+    """PNG (resvg) and PDF (svglib) from the in-process SVG: pip alone, no `dot`."""
     import blockflow.io.export as export
 
     monkeypatch.setattr(export.shutil, "which", lambda name: None)
-    with pytest.raises(BlockflowError, match="apt install graphviz.*or draw to .svg"):
-        tanh_loop().draw(tmp_path / "m.png")
+    png = tanh_loop().draw(tmp_path / "m.png")
+    _nonblank_png(png)
+    import matplotlib.image
+
+    h, w = matplotlib.image.imread(png).shape[:2]
+    assert 2.0 < w / h < 6.0  # one row, left to right, with the feedback beneath
+    pdf = tanh_loop().draw(tmp_path / "m.pdf")
+    assert pdf.read_bytes().startswith(b"%PDF") and pdf.stat().st_size > 1000
 
 
 def _nonblank_png(path):

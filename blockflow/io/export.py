@@ -15,6 +15,7 @@ package); PNG and PDF use a system Graphviz.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -369,6 +370,49 @@ def render_svg(dot_source: str) -> bytes:
         raise BlockflowError(f"Graphviz could not lay out the diagram: {e}") from None
 
 
+def _px(svg: bytes, scale: float) -> str:
+    """The SVG with its size in pixels (Graphviz writes points; 1 pt = 4/3 px), scaled."""
+    text = svg.decode()
+
+    def px(m):
+        return f'{m.group(1)}="{float(m.group(2)) * 4 / 3 * scale:.1f}"'
+
+    return re.sub(r'(width|height)="([\d.]+)pt"', px, text, count=2)
+
+
+def render_png(svg: bytes, scale: float = 2.0) -> bytes:
+    """PNG from the in-process SVG, rasterised by resvg (a wheel: no system package);
+    ``scale`` 2: sharp on screens and in documents."""
+    try:
+        import resvg_py
+    except ImportError:  # pragma: no cover - a declared dependency
+        return _system_dot_from_svg_fallback("png")
+    # (the generic family: resvg reads no fallback list, and Helvetica is rarely installed)
+    text = _px(svg, scale).replace('font-family="Helvetica,sans-Serif"',
+                                   'font-family="sans-serif"')
+    return bytes(resvg_py.svg_to_bytes(svg_string=text, background="#ffffff"))
+
+
+def render_pdf(svg: bytes) -> bytes:
+    """PDF from the in-process SVG, as vector graphics (svglib and ReportLab: wheels)."""
+    import io
+
+    try:
+        from reportlab.graphics import renderPDF
+        from svglib.svglib import svg2rlg
+    except ImportError:  # pragma: no cover - a declared dependency
+        return _system_dot_from_svg_fallback("pdf")
+    drawing = svg2rlg(io.BytesIO(_px(svg, 1.0).encode()))
+    if drawing is None:
+        raise BlockflowError("the diagram's SVG could not be converted to PDF")
+    return renderPDF.drawToString(drawing)
+
+
+def _system_dot_from_svg_fallback(fmt: str) -> bytes:  # pragma: no cover
+    raise BlockflowError(f"drawing .{fmt} needs resvg-py (PNG) or svglib (PDF): pip install "
+                         "them, or draw to .svg")
+
+
 def _system_dot(dot_source: str, fmt: str) -> bytes:
     exe = shutil.which("dot")
     if exe is None:
@@ -403,8 +447,10 @@ def draw(model: Model, path: str | Path, *, collapse: bool = False,
         data = dot.encode()
     elif fmt == "svg":
         data = render_svg(dot)
-    elif fmt in ("png", "pdf"):
-        data = _system_dot(dot, fmt)
+    elif fmt == "png":
+        data = render_png(render_svg(dot))
+    elif fmt == "pdf":
+        data = render_pdf(render_svg(dot))
     else:
         raise BlockflowError(f"cannot draw to {path.name!r}: use .svg, .dot, .png or .pdf")
     return atomic_write(path, data)
