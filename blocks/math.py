@@ -343,8 +343,9 @@ class Product(Block):
     def vjp_kernel(self):
         return Kernel(product_kernels(self.ops)[1])
 
-    def label(self) -> str:
-        return f"Π {self.ops}"
+    def label(self) -> str:  # u1 × u2 ÷ u3 ...: the operators between the inputs
+        return "Π" if set(self.ops) == {"*"} else \
+            "Π " + " ".join("×" if o == "*" else "÷" for o in self.ops)
 
     def config(self) -> dict:
         return {"ops": self.ops}

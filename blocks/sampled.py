@@ -63,7 +63,8 @@ class PeriodGain(Block):
     vjp_kernel = kernel
 
     def label(self) -> str:
-        p = "h" if self.power == 1 else f"h^{self.power}"
+        sup = str(self.power).translate(str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹"))
+        p = "h" if self.power == 1 else f"h{sup}"
         return p if self.K == 1 else f"{self.K:.4g}·{p}"
 
     def config(self) -> dict:

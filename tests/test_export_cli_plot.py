@@ -321,3 +321,14 @@ def test_a_loop_is_laid_out_along_its_forward_path_with_the_feedback_beneath():
     signs = [e for e in to_pydot(tanh_loop()).get_edges() if e.get("headlabel")]
     assert {e.get("headlabel").strip('"') for e in signs} == {"+", "−"}
     assert all(e.get("labeldistance") for e in signs)
+
+
+def test_rates_are_explained_by_one_legend():
+    """Each block off the base rate has its rate's border colour; the sample times are
+    written once, in the legend, not on every block."""
+    g = to_pydot(motor_loop())
+    text = g.to_string()
+    assert text.count("sample times") == 1
+    assert "Ts=0.001 s" in text and "base: dt=0.0002 s" in text
+    assert text.count("Ts=0.001") == 1
+    assert to_pydot(tanh_loop()).to_string().count("sample times") == 0

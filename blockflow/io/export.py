@@ -169,8 +169,23 @@ class _Drawer:
         return inner.pop() if len(inner) == 1 else None
 
     def rate_text(self, path: str) -> str:
-        rate = self.rate_of(path)
-        return rate.text(self.dt) if rate is not None else ""
+        """Nothing: a block's rate is its border colour, explained once by the legend."""
+        return ""
+
+    def legend(self) -> pydot.Cluster | None:
+        """One legend per diagram: a box in each rate's colour with its sample time."""
+        if not self.colours:
+            return None
+        legend = pydot.Cluster("legend", label="sample times", style="rounded",
+                               color="#bbbbbb", fontname="Helvetica", fontsize="9")
+        legend.add_node(pydot.Node("legend_base", shape="box", style="rounded",
+                                   label=f"base: dt={self.dt:g} s", fontname="Helvetica",
+                                   fontsize="9"))
+        for i, (rate, colour) in enumerate(self.colours.items()):
+            legend.add_node(pydot.Node(f"legend_{i}", shape="box", style="rounded",
+                                       color=colour, penwidth="2", fontname="Helvetica",
+                                       fontsize="9", label=f"{_esc(rate.text(self.dt))} s"))
+        return legend
 
     def add_model(self, m: Model, prefix: str, graph) -> None:
         for name, b in m.blocks.items():
@@ -355,6 +370,9 @@ def to_pydot(model: Model, *, collapse: bool = False, labels: str = "auto") -> p
                   nodesep="0.3", ranksep="0.45", forcelabels="true")
     d.add_model(model, "", g)
     d.add_edges(model, "", g)
+    legend = d.legend()
+    if legend is not None:
+        g.add_subgraph(legend)
     return g
 
 
