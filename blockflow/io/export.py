@@ -289,7 +289,7 @@ class _Drawer:
             if not prefix and self.row and self.row.get(s, 0) != self.row.get(d, 0):
                 attrs["constraint"] = "false"  # a wrapped cascade: the next row starts left
             layer = self.layers(m, prefix)
-            if layer.get(s, 0) >= layer.get(d, 0):  # feedback: it returns, beneath
+            if not self.reciprocal and layer.get(s, 0) >= layer.get(d, 0):  # feedback
                 attrs["constraint"] = "false"
             graph.add_edge(pydot.Edge(tail, self.endpoint(m, prefix, d, dp, "i"), **attrs))
         for name, b in m.blocks.items():
