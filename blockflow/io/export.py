@@ -119,7 +119,8 @@ class _Drawer:
         nid = self.node_id(path)
         common = {"fontname": "Helvetica", "fontsize": "10", "tooltip": path}
         rate = self.rate_text(path)
-        note = "\n".join(t for t in (name, rate) if t)
+        # (a junction the reciprocal transform made has no name of the user's to show)
+        note = "\n".join(t for t in ("" if b.junction else name, rate) if t)
         anti = "\n(anticausal)" if isinstance(b, Anticausal) else ""
         if isinstance(b, (Inport, Outport)):
             node = pydot.Node(nid, shape="box", label=_esc(b.label()), **common,
