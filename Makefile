@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_scale.py
 	$(PY) bench/bench_sweep.py
 	$(PY) bench/bench_solvers.py
+	$(PY) bench/bench_memory.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info site docs/generated

@@ -21,6 +21,7 @@ from blockflow.gradient.reciprocal import reciprocal
 from blockflow.gradient.sweep import (
     Gradients,
     backward,
+    backward_checkpointed,
     backward_chunk,
     grad,
     output_gradient,
@@ -42,7 +43,7 @@ __all__ = [
     "Gradients", "backward", "directional", "grad", "reciprocal", "sweep", "tangent",
     "load", "register_block", "save", "TrainingError", "train", "output_gradient",
     "ParameterError", "TraceFileError", "Simulator", "EnablePort", "TriggerPort",
-    "backward_chunk",
+    "backward_chunk", "backward_checkpointed",
 ]
 __version__ = "0.1.0"
 

@@ -302,3 +302,71 @@ def backward_chunk(model: Model, trace: Trace, *, loss="sse", targets=None,
                   value)
     g.adjoint_state = dict(part.final_states)
     return g
+
+
+def backward_checkpointed(model: Model, inputs: dict | None = None, *, loss="sse",
+                          targets=None, dL_dy: dict | None = None, steps: int | None = None,
+                          batch: int | None = None, segment: int | None = None,
+                          backend: str | None = None) -> Gradients:
+    """BPTT in bounded memory: the forward run keeps only the state at the start of each
+    segment of ``segment`` steps (default ``ceil(sqrt(T))``: ``O(sqrt T)`` memory), then
+    each segment, last to first, is run again from its saved state and swept back from
+    the adjoint state the later one handed back (:func:`backward_chunk`).  The gradients
+    are those of one sweep over the whole run (to rounding), at about twice the forward
+    cost; the same models as :func:`backward_chunk` (trained blocks stateless).
+
+    Returns
+    -------
+    Gradients
+        ``params``, ``inputs`` (the input deltas, ``(T, B, ...)``: as large as the
+        inputs) and ``loss``; no per-signal deltas (they are what is not kept).
+    """
+    import math
+
+    from blockflow.gradient.losses import resolve
+    from blockflow.run.simulator import Simulator
+
+    inputs = {} if inputs is None else {k: np.asarray(v) for k, v in inputs.items()}
+    T = steps if steps is not None else next(iter(inputs.values())).shape[0]
+    if batch is None:
+        batch = next((v.shape[1] for v in inputs.values() if v.ndim >= 2), 1)
+    L = segment or max(1, math.ceil(math.sqrt(T)))
+    if targets is None and dL_dy is None:
+        raise SimulationError("backward_checkpointed: give targets (with a loss) or dL_dy")
+
+    def part(data, a, b):
+        if data is None:
+            return None
+        if isinstance(data, dict):
+            return {k: np.asarray(v)[a:b] for k, v in data.items()}
+        return np.asarray(data)[a:b]
+
+    sim = Simulator(model, backend=backend, batch=batch)
+    saved = []
+    for a in range(0, T, L):  # forward: the state at each segment's start, nothing else
+        b = min(T, a + L)
+        saved.append((a, b, sim.state))
+        sim.run(part(inputs, a, b) or None, steps=None if inputs else b - a)
+    f = resolve(loss)
+    scale = getattr(f, "averaged", False)
+
+    def segment_loss(y, d, n=None):
+        value, g = f(y, d)
+        if scale:  # a mean over the whole run, not over the segment
+            value, g = value * y.shape[0] / T, g * y.shape[0] / T
+        return value, g
+
+    total, grads, deltas, adjoint = 0.0, {}, [], None
+    for a, b, state in reversed(saved):
+        sim.reset(state)
+        sim.k = a
+        tr = sim.run(part(inputs, a, b) or None, steps=None if inputs else b - a)
+        g = backward_chunk(model, tr, loss=segment_loss, targets=part(targets, a, b),
+                           dL_dy=part(dL_dy, a, b), adjoint_state=adjoint)
+        adjoint = g.adjoint_state
+        total += g.loss or 0.0
+        grads = {k: grads[k] + v if k in grads else v for k, v in g.params.items()}
+        deltas.insert(0, g.inputs)
+    inputs_delta = {n: np.concatenate([d[n] for d in deltas]) for n in deltas[0]} \
+        if deltas else {}
+    return Gradients(grads, inputs_delta, None, total if dL_dy is None else None)
