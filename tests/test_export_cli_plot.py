@@ -349,3 +349,14 @@ def test_measured_layout_of_the_shipped_loops():
         assert geometry(reciprocal(build()))["crossings"] == 0, build.__name__
     r = geometry(reciprocal(tanh_loop()))["nodes"]
     assert r["y"][0] > r["plant"][0] > r["kc"][0]  # the reciprocal flows right to left
+
+
+def test_trace_plots_draw_samples_as_stairs_and_overlay_on_request(tmp_path):
+    tr = simulate(tanh_loop(), {"r": np.ones((30, 1))})
+    fig = tr.plot(["r", "y"], tmp_path / "ry.png", shared=True, units={"y": "V"})
+    lines = fig.axes[0].get_lines()
+    assert len(lines) == 2 and {ln.get_drawstyle() for ln in lines} == {"steps-post"}
+    assert fig.axes[0].get_ylabel() == "r, y (V)"
+    fig = tr.plot(["y"], stairs=False)
+    assert fig.axes[0].get_lines()[0].get_drawstyle() == "default"
+    _nonblank_png(tmp_path / "ry.png")

@@ -40,9 +40,12 @@ def _figure(n: int, width: float = 8.0, height: float = 2.2):
 _STYLES = ["-", "--", ":", "-."]
 
 
-def _draw_signal(ax, k: np.ndarray, a: np.ndarray, name: str, batch) -> None:
+def _draw_signal(ax, k: np.ndarray, a: np.ndarray, name: str, batch,
+                 stairs: bool = True) -> None:
     """One signal (T, B, *shape) on one axis: every component; batch members told apart
-    (colours for a scalar signal, line styles for a vector one) or summarised."""
+    (colours for a scalar signal, line styles for a vector one) or summarised; as
+    stairs (a sample holds until the next) or joined by lines."""
+    draw = "steps-post" if stairs else "default"
     T, B = a.shape[:2]
     flat = a.reshape(T, B, -1)
     n = flat.shape[2]
@@ -53,23 +56,26 @@ def _draw_signal(ax, k: np.ndarray, a: np.ndarray, name: str, batch) -> None:
         label = name if n == 1 else f"{name}[{i}]"
         x = flat[:, :, i]
         if one:
-            ax.plot(k, x[:, batch], color=f"C{i % 10}", label=f"{label} (run {batch})")
+            ax.plot(k, x[:, batch], color=f"C{i % 10}", label=f"{label} (run {batch})",
+                    drawstyle=draw)
         elif batch == "overlay" or (batch == "auto" and B <= 8):
             for b in range(B):
                 color = f"C{(b if n == 1 else i) % 10}"
                 style = "-" if n == 1 else _STYLES[b % len(_STYLES)]
                 tag = f"{label}, run {b}" if B > 1 else label
-                ax.plot(k, x[:, b], color=color, linestyle=style, linewidth=1.2, label=tag)
+                ax.plot(k, x[:, b], color=color, linestyle=style, linewidth=1.2, label=tag,
+                        drawstyle=draw)
         else:  # summary: mean and the 10-90 % band over the batch
             lo, hi = np.percentile(x, [10, 90], axis=1)
-            ax.fill_between(k, lo, hi, color=f"C{i % 10}", alpha=0.25, linewidth=0)
-            ax.plot(k, x.mean(axis=1), color=f"C{i % 10}",
+            ax.fill_between(k, lo, hi, color=f"C{i % 10}", alpha=0.25, linewidth=0,
+                            step="post" if stairs else None)
+            ax.plot(k, x.mean(axis=1), color=f"C{i % 10}", drawstyle=draw,
                     label=f"{label} (mean, 10-90 % of {B} runs)")
 
 
 def plot_trace(trace, signals: Sequence[str] | None = None, path: str | Path | None = None,
                *, batch="auto", title: str | None = None, shared: bool = False,
-               units: dict | None = None):
+               units: dict | None = None, stairs: bool = True):
     """Signals of ``trace`` over time, one axis each (or all on one with ``shared=True``).
 
     Parameters
@@ -85,6 +91,11 @@ def plot_trace(trace, signals: Sequence[str] | None = None, path: str | Path | N
         ``"auto"`` overlays up to 8 (identical runs are drawn once).
     units : dict, optional
         ``{signal: unit}`` for the y labels (``{"w": "rad/s"}``).
+    shared : bool
+        Every signal on one axis (a reference and the output overlaid).
+    stairs : bool, default True
+        Draw the samples as stairs, each held until the next (they are discrete-time);
+        ``False`` joins them with lines.
     """
     if signals is None:
         signals = list(trace.plan.outports) or _scopes(trace) or trace.names()
@@ -98,7 +109,7 @@ def plot_trace(trace, signals: Sequence[str] | None = None, path: str | Path | N
     units = units or {}
     for i, (name, a) in enumerate(arrays):
         ax = axes[0 if shared else i]
-        _draw_signal(ax, k, a, name, batch)
+        _draw_signal(ax, k, a, name, batch, stairs)
         ax.grid(True, alpha=0.3)
         unit = units.get(name)
         if not shared:
