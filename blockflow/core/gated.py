@@ -35,6 +35,7 @@ from blockflow.core.types import SignalType, delta_type
 from blockflow.errors import ParameterError
 
 MODES = ("held", "reset")
+_NUMPY_ONLY = "a gated block (enabled or triggered subsystem) runs on the numpy path"
 EDGES = ("rising", "falling", "either")
 
 
@@ -315,11 +316,8 @@ class Gated(Block):
                     o[k:end, b] = v[i, 0]
         return tuple(outs)
 
-    def kernel(self):
-        return None
-
-    def why_no_kernel(self) -> str:
-        return "a gated block (enabled or triggered subsystem) runs on the numpy path"
+    def why_no_kernel(self) -> str:  # (no kernel: Block.kernel's None)
+        return _NUMPY_ONLY
 
     def label(self) -> str:
         return self.block.label()
@@ -409,11 +407,8 @@ class GatedAdjoint(Block):
             x = self.update(x, *uk)
         return tuple(np.stack(col) for col in zip(*outs, strict=True))
 
-    def kernel(self):
-        return None
-
-    def why_no_kernel(self) -> str:
-        return "a gated block (enabled or triggered subsystem) runs on the numpy path"
+    def why_no_kernel(self) -> str:  # (no kernel: Block.kernel's None)
+        return _NUMPY_ONLY
 
     def label(self) -> str:
         return self.rule.label()
