@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_sweep.py
 	$(PY) bench/bench_solvers.py
 	$(PY) bench/bench_memory.py
+	$(PY) bench/bench_codegen.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info site docs/generated

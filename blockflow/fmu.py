@@ -22,7 +22,7 @@ from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
-from blockflow.codegen import _ident, export_c
+from blockflow.codegen.forward import _ident, export_c
 from blockflow.errors import CodegenError
 from blockflow.plan.compiler import compile
 

@@ -171,6 +171,13 @@ class FIR(Block):
         (dy,) = dy
         return {"h": np.array([_shift_corr(dy, u[0], m) for m in range(self.h.size)])}
 
+    def c_param_grads(self, g):  # dJ/dh[m] += sum_i delta_y(k)[i] u(k-m)[i]
+        if not self._params["h"]:
+            return
+        dh, n = g.grad("h"), g.n_y()
+        g.add(f"for (int m = 0; m < {self.h.size}; ++m) if ({g.valid('m')})",
+              f"    for (int i = 0; i < {n}; ++i) {dh}[m] += {g.dy()}[i] * {g.u(0, 'm')}[i];")
+
     def param_jvp(self, u, y, dp):  # dy = FIR(dh) u
         import scipy.signal  # (deferred: importing scipy.signal costs 0.2-0.4 s)
         return (scipy.signal.lfilter(dp["h"], [1.0], u[0], axis=0) if "h" in dp
@@ -336,6 +343,43 @@ class DiscreteFilter(Block):
             gb[0] = 0.0
         return gb, ga
 
+    def _c_grad_names(self) -> tuple[str, str, int]:
+        """The names of the b and a gradients, and how many leading b are not one."""
+        return "b", "a", 0
+
+    def c_param_grads(self, g):
+        # g(k) = (delta_y(k) - sum_{m>=1} a[m] g(k+m)) / a[0], run back in time; then
+        # dJ/db[m] += g(k) u(k-m), dJ/da[m] -= g(k) y(k-m), dJ/da[0] += g(k) x0[k]
+        nb, na = self.b.size, self.a.size
+        bname, aname, pad = self._c_grad_names()
+        n = g.n_y()
+        ac = g.param("a", self.a)
+        G = g.state("g", np.zeros((max(na - 1, 1), n)))  # g(k+m) of element i at (m-1) n + i
+        db = g.grad(bname) if self._params[bname] else None
+        da = g.grad(aname) if self._params[aname] else None
+        body = [f"{g.T} gk = {g.dy()}[i];"]
+        if na > 1:
+            body.append(f"for (int m = 1; m < {na}; ++m) gk -= {ac}[m] * {G}[(m - 1) * {n} + i];")
+        body.append(f"gk /= {ac}[0];")
+        if db is not None:
+            first = max(pad, 0 if self.feedthrough else 1)
+            if first < nb:
+                body.append(f"for (int m = {first}; m < {nb}; ++m) if ({g.valid('m')}) "
+                            f"{db}[m - {pad}] += gk * {g.u(0, 'm')}[i];")
+        if da is not None:
+            body.append(f"for (int m = 0; m < {na}; ++m) if ({g.valid('m')}) "
+                        f"{da}[m] -= gk * {g.y(0, 'm')}[i];")
+            if np.any(self.x0):
+                z = g.param("x0", self._z0())
+                hit = f"(k - {g.offset}) / {g.n_hit}"
+                body.append(f"if ({hit} < {self._z0().size}) {da}[0] += gk * {z}[{hit}];")
+        if na > 2:
+            body.append(f"for (int m = {na - 1}; m > 1; --m) "
+                        f"{G}[(m - 1) * {n} + i] = {G}[(m - 2) * {n} + i];")
+        if na > 1:
+            body.append(f"{G}[i] = gk;")
+        g.add(f"for (int i = 0; i < {n}; ++i) {{", *("    " + ln for ln in body), "}")
+
     def held(self):
         if not (self.fix_a0 and self._params["a"]):
             return {}
@@ -445,6 +489,9 @@ class DiscreteTransferFcn(DiscreteFilter):
     def param_grads(self, u, y, dy, resets=()):
         gb, ga = self.grads_ba(u[0], y[0], dy[0], resets)
         return {"num": gb[self.pad:], "den": ga} if self._params["num"] else {}
+
+    def _c_grad_names(self) -> tuple[str, str, int]:
+        return "num", "den", self.pad
 
     def param_jvp(self, u, y, dp):
         db = None

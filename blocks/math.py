@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from blockflow.core.block import Block, sum_to
-from blockflow.core.ccode import FUNCTIONS_C, at, each, matvec
+from blockflow.core.ccode import DERIVATIVES_C, FUNCTIONS_C, at, each, matvec, outer_add
 from blockflow.core.codekey import function_key
 from blockflow.core.kernel import (
     Kernel,
@@ -233,6 +233,18 @@ class Gain(Block):
     def vjp_kernel(self):
         return Kernel(gain_matrix_vjp if self.matrix else gain_elementwise, params=(self.K,))
 
+    def c_param_grads(self, g):
+        if not self._params["K"]:
+            return
+        dK, dy, u = g.grad("K"), g.dy(), g.u()
+        if self.matrix:  # dK += dy u^T
+            g.add(*outer_add(dK, dy, self.K.shape[0], u, self.K.shape[1]))
+        elif self.K.size == 1:  # dK += sum_i dy[i] u[i]
+            n = g.n_y()
+            g.add(*each(n, f"{dK}[0] += {dy}[i] * {at(u, g.n_u(), n)};"))
+        else:
+            g.add(*each(g.n_y(), f"{dK}[i] += {dy}[i] * {at(u, g.n_u(), g.n_y())};"))
+
     def param_grads(self, u, y, dy):
         (u,), (dy,) = u, dy
         if self.matrix:
@@ -339,6 +351,22 @@ class Product(Block):
 
     def kernel(self):
         return Kernel(product_kernels(self.ops)[0])
+
+    def c_vjp(self, v):  # delta_u_i = delta_y dy/du_i, as the compiled rule
+        n = v.n_y()
+
+        def term(j):
+            u = at(v.u(j), v.n_u(j), n)
+            return u if self.ops[j] == "*" else f"(1.0 / {u})"
+
+        for i, op in enumerate(self.ops):
+            if op == "/":
+                partial = f"-{v.y()}[i] / {at(v.u(i), v.n_u(i), n)}"
+            else:
+                partial = " * ".join(term(j) for j in range(len(self.ops)) if j != i) or "1.0"
+            if v.n_u(i) != n:
+                raise v.refuse("a product broadcasting an input over the others")
+            v.output(*each(n, f"{v.du(i)}[i] = {v.dy()}[i] * {partial};"))
 
     def vjp_kernel(self):
         return Kernel(product_kernels(self.ops)[1])
@@ -497,6 +525,12 @@ class Function(Block):
     def vjp(self, u, y, dy):
         return dy * self.df(u[0], y[0])
 
+    def c_vjp(self, v):  # delta_u = f'(u) delta_y
+        if self.fname not in DERIVATIVES_C or ELEMENTWISE.get(self.fname) != (self.f, self.df):
+            raise v.refuse(f"its derivative {self.fname!r} is Python")
+        d = DERIVATIVES_C[self.fname].format(a=f"{v.u()}[i]", y=f"{v.y()}[i]")
+        v.output(*each(v.n_u(), f"{v.du()}[i] = {v.dy()}[i] * {d};"))
+
     def jvp(self, u, y, du):
         return du * self.df(u[0], y[0])
 
@@ -579,6 +613,11 @@ class Saturation(Block):
 
     def vjp(self, u, y, dy):
         return saturation_vjp(self.lower, self.upper, dy, u[0], y[0])
+
+    def c_vjp(self, v):  # 1 inside the limits, 0 outside
+        lo, hi = v.param("lower", self.lower), v.param("upper", self.upper)
+        v.output(*each(v.n_u(), f"{v.du()}[i] = ({v.u()}[i] > {lo}[0] && {v.u()}[i] < "
+                                f"{hi}[0]) ? {v.dy()}[i] : 0.0;"))
 
     def kernel(self):
         return Kernel(saturation, params=(self.lower, self.upper))

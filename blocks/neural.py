@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from blockflow.core.block import Block
-from blockflow.core.ccode import FUNCTIONS_C, matvec
+from blockflow.core.ccode import DERIVATIVES_C, FUNCTIONS_C, matvec, matvec_t, outer_add
 from blockflow.core.kernel import Kernel, fill_rows, generated_kernel, kernel, rows_matmul
 from blockflow.core.types import SignalType
 from blockflow.errors import ParameterError
@@ -196,6 +196,11 @@ class Dense(Block):
         d = dy[0]
         return {"W": _outer_sum(d, u[0]), "b": d.reshape(-1, d.shape[-1]).sum(0)}
 
+    def c_param_grads(self, g):  # dW += delta_y u^T, db += delta_y
+        rows, cols = self.W.shape
+        g.add(*outer_add(g.grad("W"), g.dy(), rows, g.u(), cols),
+              f"for (int i = 0; i < {rows}; ++i) {g.grad('b')}[i] += {g.dy()}[i];")
+
     def param_jvp(self, u, y, dp):
         out = 0.0
         if "W" in dp:
@@ -332,6 +337,48 @@ class MLP(Block):
             g[f"W{i}"] = _outer_sum(d, a)
             g[f"b{i}"] = d.reshape(-1, d.shape[-1]).sum(0)
         return g
+
+    def _c_backprop(self, ctx) -> tuple[list[str], list[str], list[str]]:
+        """C lines of backprop at one step (paper eq. 2): the delta at every
+        pre-activation ``s_l`` and the activations ``a_l`` each layer reads (arrays)."""
+        acts, L = self._acts_names(), self.n_layers
+        if any(a not in DERIVATIVES_C for a in acts):
+            raise ctx.refuse(f"activations {acts}: C export writes {sorted(DERIVATIVES_C)}")
+        lines, A = [], [ctx.u()]
+        for layer in range(L - 1):  # a_{l+1} = f(s_l), from the recorded s_l
+            rows = self.layers()[layer][0].shape[0]
+            a = ctx.state(f"a{layer}", np.zeros(rows))
+            f = FUNCTIONS_C[acts[layer]].format(a=f"{ctx.y(1 + layer)}[i]")
+            lines.append(f"for (int i = 0; i < {rows}; ++i) {a}[i] = {f};")
+            A.append(a)
+        A.append(ctx.y(0))
+        D, d = [None] * L, ctx.dy()
+        for layer in range(L - 1, -1, -1):
+            W = self.layers()[layer][0]
+            rows, cols = W.shape
+            ds = ctx.state(f"ds{layer}", np.zeros(rows))
+            df = DERIVATIVES_C[acts[layer]].format(a=f"{ctx.y(1 + layer)}[i]",
+                                                   y=f"{A[layer + 1]}[i]")
+            lines.append(f"for (int i = 0; i < {rows}; ++i) {ds}[i] = {d}[i] * {df};")
+            D[layer] = ds
+            if layer:
+                d = ctx.state(f"da{layer}", np.zeros(cols))
+                lines += matvec_t(d, ctx.param(f"W{layer}", W), rows, cols, ds, ctx.T)
+        return lines, D, A
+
+    def c_vjp(self, v):  # delta_u = W_0^T delta_s0
+        lines, D, _ = self._c_backprop(v)
+        rows, cols = self.W0.shape
+        v.output(*lines, *matvec_t(v.du(), v.param("W0", self.W0), rows, cols, D[0], v.T))
+
+    def c_param_grads(self, g):  # dW_l += delta_s_l a_l^T, db_l += delta_s_l
+        lines, D, A = self._c_backprop(g)
+        for layer, (W, _) in enumerate(self.layers()):
+            rows, cols = W.shape
+            lines += outer_add(g.grad(f"W{layer}"), D[layer], rows, A[layer], cols)
+            lines.append(f"for (int i = 0; i < {rows}; ++i) {g.grad(f'b{layer}')}[i] += "
+                         f"{D[layer]}[i];")
+        g.add(*lines)
 
     def param_jvp(self, u, y, dp):
         S = y[1:]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from blockflow.core.block import Block
-from blockflow.core.ccode import matvec
+from blockflow.core.ccode import matvec, outer_add
 from blockflow.core.kernel import Kernel, fill_rows, kernel, rows_matmul
 from blockflow.core.types import SignalType
 from blockflow.errors import ParameterError
@@ -126,6 +126,15 @@ class FIRDense(Block):
         if self.bias:
             g["b"] = dY.reshape(-1, dY.shape[-1]).sum(0)
         return {n: v for n, v in g.items() if self._params[n]}
+
+    def c_param_grads(self, g):  # dW[m] += delta_y(k) u(k-m)^T, db += delta_y(k)
+        taps, n_out, n_in = self.W.shape
+        dW, dy = g.grad("W"), g.dy()
+        for m in range(taps):
+            lines = outer_add(f"({dW} + {m * n_out * n_in})", dy, n_out, g.u(0, m), n_in)
+            g.add(*(lines if m == 0 else [f"if ({g.valid(m)}) {{", *lines, "}"]))
+        if self.bias:
+            g.add(f"for (int i = 0; i < {n_out}; ++i) {g.grad('b')}[i] += {dy}[i];")
 
     def param_jvp(self, u, y, dp):  # dy(k) = sum_m dW[m] u(k-m) + db
         (U,) = u

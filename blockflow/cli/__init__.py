@@ -108,6 +108,9 @@ def parser() -> argparse.ArgumentParser:
                    help="directory for NAME.h and NAME.c (with --fmu: the .fmu file)")
     p.add_argument("--name", help="the C prefix (default: the model's name)")
     p.add_argument("--float", action="store_true", help="single precision (default double)")
+    p.add_argument("--reciprocal", action="store_true",
+                   help="add the gradient: NAME_record and NAME_grad, the backward sweep of "
+                        "the reciprocal model over a recorded run")
     p.add_argument("--fmu", action="store_true",
                    help="an FMI 2.0 co-simulation FMU (needs cc and the extra 'fmu')")
     p.set_defaults(func=cmd_codegen)

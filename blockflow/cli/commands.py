@@ -89,8 +89,9 @@ def cmd_codegen(args) -> int:
             out = out / f"{args.name or model.name}.fmu"
         print(f"FMU written to {export_fmu(model, out, args.name)}")
         return 0
-    h, c = export_c(model, args.output, args.name, dtype="float" if args.float else "double")
-    print(f"C code written to {h} and {c}")
+    h, c = export_c(model, args.output, args.name, dtype="float" if args.float else "double",
+                    reciprocal=args.reciprocal)
+    print(f"C code{' with its gradient' if args.reciprocal else ''} written to {h} and {c}")
     return 0
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from blockflow.core.block import Block, Read, as_tuple
+from blockflow.core.ccode import VjpView, linear_map
 from blockflow.core.kernel import Kernel, generated_kernel, sum_lines
 from blockflow.core.rates import HOLD, place, sample
 from blockflow.core.types import SignalType, delta_type
@@ -61,6 +62,20 @@ class JacobianT(Block):
 
     def why_no_kernel(self):
         return self.block.why_no_kernel()
+
+    def c_code(self, c):
+        """A linear block's ``J^T`` read off its rule as a constant map; a nonlinear
+        block writes its own (``c_vjp``)."""
+        if self.block.linear:
+            shapes = [t.shape for t in self.fwd_types[1]]
+            dtype = np.result_type(*(t.dtype for t in self.fwd_types[1]))
+            linear_map(c, lambda *dy: self.output(None, *dy), shapes, dtype)
+            return None
+        rule = getattr(self.block, "c_vjp", None)
+        if rule is None:
+            raise c.refuse("its reciprocal rule has no C form (c_vjp); write one beside "
+                           "its vjp")
+        return rule(VjpView(c, self.block))
 
     def reciprocal(self) -> Block:
         return JacobianV(self.block, self.fwd_types)
@@ -228,6 +243,10 @@ class Zero(Block):
         res = tuple(t.zeros(T, batch) for t in self._out_types())
         return res[0] if len(res) == 1 else res
 
+    def c_code(self, c):
+        c.output(*(f"memset({c.y(j)}, 0, sizeof({c.T}) * {c.n_y(j)});"
+                   for j in range(len(self.outputs))))
+
     def kernel(self):
         """Zeros of the output's type (one output, read by compiled loops: a reciprocal
         loop through a quantiser or a relay stays compiled)."""
@@ -291,6 +310,9 @@ class Anticausal(Block):
     def kernel(self):  # step by step, reversed time is the block itself
         return self.block.kernel()
 
+    def c_code(self, c):
+        return self.block.c_code(c)
+
     def reciprocal(self) -> Block:
         return self.block.transposed()  # (H^T)^T: the causal block again
 
@@ -328,6 +350,9 @@ class ZeroSource(Block):
 
     def generate(self, T: int, batch: int, k0: int = 0):
         return self.type.zeros(T, batch)
+
+    def c_code(self, c):
+        c.output(f"memset({c.y()}, 0, sizeof({c.T}) * {c.n_y()});")
 
     def label(self) -> str:
         return "0"
@@ -376,6 +401,10 @@ class Junction(Block):
 
     def kernel(self):
         return Kernel(junction_kernel(len(self.inputs)))
+
+    def c_code(self, c):
+        terms = " + ".join(f"{c.u(j)}[i]" for j in range(len(self.inputs)))
+        c.output(f"for (int i = 0; i < {c.n_y()}; ++i) {c.y()}[i] = {terms};")
 
     def vjp(self, u, y, dy):
         return dy if len(self.inputs) == 1 else tuple(dy for _ in self.inputs)

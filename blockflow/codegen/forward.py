@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from blockflow.backends.ops import SegmentKind
-from blockflow.core.rates import BASE, HOLD
+from blockflow.core.ccode import number
+from blockflow.core.rates import BASE, HOLD, SUM
 from blockflow.errors import CodegenError
 from blockflow.plan.compiler import compile
 
@@ -47,13 +48,6 @@ def _ident(text: str) -> str:
     return re.sub(r"\W", "_", text)
 
 
-def _number(v: float, ctype: str) -> str:
-    if not np.isfinite(v):
-        return ("INFINITY" if v > 0 else "-INFINITY") if np.isinf(v) else "NAN"
-    text = repr(float(v))
-    return text + ("f" if ctype == "float" else "")
-
-
 class CBlock:
     """What a block's ``c_code(c)`` writes with: its inputs, outputs, parameters and
     states as C names, and the lines of its output and update phases."""
@@ -65,7 +59,10 @@ class CBlock:
         self.T = gen.ctype
 
     def u(self, j: int) -> str:
-        """The C array holding input ``j``."""
+        """The C array holding input ``j`` (its sum over the held interval, for a block
+        that sums its inputs off its hits: a reciprocal in reversed time)."""
+        if self.gen.summed(self.op, j):
+            return self.gen.accumulator(self.op, j)
         return self.gen.signal(self.op.ins[j])
 
     def y(self, j: int = 0) -> str:
@@ -99,13 +96,23 @@ class CBlock:
 
 
 class _Generator:
-    def __init__(self, model, name: str, ctype: str):
+    """One model's step as C: the struct of its signals and states, the constants, and
+    the step's statements (outputs in schedule order, then state updates).
+
+    ``trace``: slots read from another model's recorded step (a reciprocal's reads of
+    the forward run) -> that model's slot, written ``tr->sigN``.
+    """
+
+    def __init__(self, model, name: str, ctype: str, *, plan=None, trace: dict | None = None,
+                 names: set | None = None, constants: list | None = None):
         self.model, self.name, self.ctype = model, name, ctype
-        self.plan = compile(model, mode="step")
-        self.constants: list[str] = []
+        self.plan = compile(model, mode="step") if plan is None else plan
+        self.trace = trace or {}
+        self.constants: list[str] = [] if constants is None else constants
         self.fields: list[str] = []
         self.inits: list[str] = []
-        self.names: set[str] = set()
+        self.names: set[str] = set() if names is None else names
+        self.accumulators: dict[tuple[int, int], str] = {}
         st = self.plan.slot_types
         for t in st:
             if t.dtype.kind not in "fiub":
@@ -116,7 +123,21 @@ class _Generator:
         return int(np.prod(self.plan.slot_types[slot].shape, dtype=int))
 
     def signal(self, slot: int) -> str:
+        if slot in self.trace:
+            return f"tr->sig{self.trace[slot]}"
         return f"s->sig{slot}"
+
+    @staticmethod
+    def summed(op, j: int) -> bool:
+        """Whether input ``j`` of ``op`` is summed over the held interval."""
+        return op.io[0] == SUM and j < len(op.block.inputs)
+
+    def accumulator(self, op, j: int) -> str:
+        key = (id(op), j)
+        if key not in self.accumulators:
+            self.accumulators[key] = self.state_array(
+                f"{op.path}_sum_{op.block.inputs[j]}", np.zeros(self.size(op.ins[j])))
+        return self.accumulators[key]
 
     def _unique(self, base: str) -> str:
         base, i = _ident(base), 1
@@ -130,7 +151,7 @@ class _Generator:
     def constant(self, base: str, a: np.ndarray) -> str:
         name = f"{self.name}_{self._unique(base)}"
         flat = a.ravel()
-        body = ", ".join(_number(v, self.ctype) for v in flat) or "0"
+        body = ", ".join(number(v, self.ctype) for v in flat) or "0"
         self.constants.append(f"static const {self.ctype} {name}[{max(flat.size, 1)}] = "
                               f"{{{body}}};")
         return name
@@ -144,22 +165,42 @@ class _Generator:
             self.inits.append(f"    memcpy(s->{name}, {src}, sizeof s->{name});")
         return f"s->{name}"
 
-    def source(self) -> tuple[str, str]:
-        plan, T, N = self.plan, self.ctype, self.name
-        for s in range(len(plan.slot_types)):
-            self.fields.append(f"    {T} sig{s}[{max(self.size(s), 1)}];  "
-                               f"/* {_ascii(self._label(s))} */")
+    def signal_fields(self) -> None:
+        for s in range(len(self.plan.slot_types)):
+            if s not in self.trace:
+                self.fields.append(f"    {self.ctype} sig{s}[{max(self.size(s), 1)}];  "
+                                   f"/* {_ascii(self._label(s))} */")
+
+    def after_step(self, op, c: CBlock) -> list[str]:
+        """Lines run on ``op``'s hits once its inputs at this step are known: after its
+        outputs (a block without state) or before its update (a reciprocal's parameter
+        gradients)."""
+        return []
+
+    def statements(self) -> tuple[list[str], list[str]]:
+        """The step: every block's outputs in schedule order, then the state updates;
+        blocks off the base rate inside ``if`` on their hits, inputs summed over a held
+        interval accumulated on every step."""
         body, updates = [], []
-        for seg in plan.segments:
+        for seg in self.plan.segments:
             for op in seg.ops:
                 if seg.kind is SegmentKind.EXTERNAL:
                     continue
                 c = CBlock(self, op, _ident(op.path))
+                summed = [j for j in range(len(op.block.inputs)) if self.summed(op, j)]
+                direct = op.block.direct_inputs() if summed else ()
+                accs = {j: self.accumulator(op, j) for j in summed}
                 code = op.block.c_code(c)
                 if code is False or code is None and not (c.out_lines or c.update_lines):
                     raise CodegenError(
                         f"block {op.path!r} ({type(op.block).__name__}) has no C form "
                         "(c_code); write one beside its forward rule, or leave the block out")
+                extra = self.after_step(op, c)
+                out_lines = c.out_lines + (extra if op.state is None else [])
+
+                resets = [f"memset({a}, 0, sizeof {a});" for a in accs.values()]
+                if op.state is None:
+                    out_lines = out_lines + resets
                 guard = None
                 if op.rate != BASE:
                     n, o = op.rate.n, op.rate.offset
@@ -167,25 +208,39 @@ class _Generator:
                 head = (f"    /* {_ascii(op.path)} ({type(op.block).__name__}: "
                         f"{_ascii(op.block.label())}) */")
                 body.append(head)
-                lines = c.out_lines
+                body += [self._accumulate(op, j, accs[j]) for j in summed
+                         if op.block.inputs[j] in direct]
                 if guard:
                     body.append(f"    if ({guard}) {{")
-                    body += ["    " + ln for ln in _indent(lines)]
+                    body += ["    " + ln for ln in _indent(out_lines)]
                     if op.io[1] != HOLD:  # impulses: zero between hits
                         body.append("    } else {")
                         body += [f"        memset({self.signal(s)}, 0, sizeof "
                                  f"{self.signal(s)});" for s in op.outs]
                     body.append("    }")
                 else:
-                    body += _indent(lines)
-                if c.update_lines:
+                    body += _indent(out_lines)
+                if op.state is not None and (c.update_lines or summed or extra):
                     updates.append(head)
+                    updates += [self._accumulate(op, j, accs[j]) for j in summed
+                                if op.block.inputs[j] not in direct]
+                    lines = extra + c.update_lines + resets
                     if guard:
                         updates.append(f"    if ({guard}) {{")
-                        updates += ["    " + ln for ln in _indent(c.update_lines)]
+                        updates += ["    " + ln for ln in _indent(lines)]
                         updates.append("    }")
                     else:
-                        updates += _indent(c.update_lines)
+                        updates += _indent(lines)
+        return body, updates
+
+    def _accumulate(self, op, j: int, acc: str) -> str:
+        return (f"    for (int i = 0; i < {self.size(op.ins[j])}; ++i) {acc}[i] += "
+                f"{self.signal(op.ins[j])}[i];")
+
+    def source(self, extra_header=(), extra_source=()) -> tuple[str, str]:
+        plan, N = self.plan, self.name
+        self.signal_fields()
+        body, updates = self.statements()
         n_in = sum(self.size(s) for s in plan.inports.values())
         n_out = sum(self.size(s) for s in plan.outports.values())
         copy_in = self._copies(plan.inports, "s->sig{s}[i] = ({T})in[{o} + i];", "Inport")
@@ -201,7 +256,7 @@ class _Generator:
             f"enum {{ {N}_N_IN = {n_in}, {N}_N_OUT = {n_out} }};", "",
             f"void {N}_init({N}_state *s);",
             f"void {N}_step({N}_state *s, const double *in, double *out);", "",
-            f"#endif /* {guard} */", ""])
+            *extra_header, f"#endif /* {guard} */", ""])
         source = "\n".join([
             f"/* {N}: model {_ascii(repr(self.model.name))}, generated by blockflow.codegen */",
             "#include <math.h>", "#include <string.h>", f'#include "{N}.h"', "",
@@ -210,7 +265,7 @@ class _Generator:
             "}", "",
             f"void {N}_step({N}_state *s, const double *in, double *out) {{",
             *copy_in, *body, *copy_out, "    /* state updates */", *updates,
-            "    s->k += 1;", "}", ""])
+            "    s->k += 1;", "}", "", *extra_source])
         return header, source
 
     def _copies(self, ports: dict, statement: str, kind: str) -> list[str]:
@@ -235,15 +290,22 @@ def _indent(lines: list[str]) -> list[str]:
     return ["    " + ln for ln in lines]
 
 
-def export_c(model, directory, name: str | None = None, dtype: str = "double"
-             ) -> tuple[Path, Path]:
+def export_c(model, directory, name: str | None = None, dtype: str = "double", *,
+             reciprocal: bool = False) -> tuple[Path, Path]:
     """Write ``NAME.h`` and ``NAME.c`` for ``model`` into ``directory`` (see the module);
-    returns their paths.  ``dtype``: ``"double"`` or ``"float"`` (single precision)."""
+    returns their paths.  ``dtype``: ``"double"`` or ``"float"`` (single precision).
+    ``reciprocal=True`` adds the gradient: ``NAME_record`` and ``NAME_grad``, the
+    backward sweep over a recorded run (:mod:`blockflow.codegen.reciprocal`)."""
     if dtype not in ("double", "float"):
         raise CodegenError(f"dtype must be 'double' or 'float', got {dtype!r}")
     name = _ident(name or model.name)
     gen = _Generator(model, name, dtype)
-    header, source = gen.source()
+    extra = ([], [])
+    if reciprocal:
+        from blockflow.codegen.reciprocal import reciprocal_parts
+
+        extra = reciprocal_parts(model, gen)
+    header, source = gen.source(*extra)
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     h, c = d / f"{name}.h", d / f"{name}.c"
