@@ -192,6 +192,25 @@ def _c_affine(c, W: str, rows: int, n: int, H: int, b: str, out: str) -> list[st
             f"    {out}[r] = acc;", "}"]
 
 
+def _c_back_affine(W: str, rows: int, n: int, H: int, dz: str, dx: str, dh: str,
+                   ctype: str) -> list[str]:
+    """``[dx; dh] = W^T dz`` in C: the reciprocal of :func:`_c_affine`."""
+    return [f"for (int j = 0; j < {n + H}; ++j) {{",
+            f"    {ctype} acc = 0;",
+            f"    for (int r = 0; r < {rows}; ++r) acc += {W}[r * {n + H} + j] * {dz}[r];",
+            f"    if (j < {n}) {dx}[j] = acc; else {dh}[j - {n}] = acc;", "}"]
+
+
+def _c_cell_grads(g, dz: str, rows: int, n: int, H: int) -> list[str]:
+    """``dW += dz [x; h_prev]^T``, ``db += dz``: a cell's weight gradients in C."""
+    dW, x, h = g.grad("W"), g.u(0), g.u(1)
+    return [f"for (int r = 0; r < {rows}; ++r) {{",
+            f"    for (int j = 0; j < {n}; ++j) {dW}[r * {n + H} + j] += {dz}[r] * {x}[j];",
+            f"    for (int j = 0; j < {H}; ++j) {dW}[r * {n + H} + {n} + j] += {dz}[r] * "
+            f"{h}[j];",
+            f"    {g.grad('b')}[r] += {dz}[r];", "}"]
+
+
 class RNNCell(Block):
     """``h(k) = tanh(W [x(k); h_prev(k)] + b)``: an Elman cell (wire ``h_prev`` from a delay)."""
 
@@ -227,6 +246,23 @@ class RNNCell(Block):
         W, b = c.param("W", self.W), c.param("b", self.b)
         c.output(*_c_affine(c, W, H, n, H, b, c.y()),
                  f"for (int r = 0; r < {H}; ++r) {c.y()}[r] = tanh({c.y()}[r]);")
+
+    def _c_dz(self, ctx) -> tuple[str, list[str]]:  # delta at the pre-activation
+        H = self.W.shape[0]
+        dz = ctx.state("dz", np.zeros(H))
+        return dz, [f"for (int r = 0; r < {H}; ++r) {dz}[r] = {ctx.dy()}[r] * "
+                    f"(1.0 - {ctx.y()}[r] * {ctx.y()}[r]);"]
+
+    def c_vjp(self, v):
+        H = self.W.shape[0]
+        dz, lines = self._c_dz(v)
+        v.output(*lines, *_c_back_affine(v.param("W", self.W), H, self.W.shape[1] - H, H, dz,
+                                         v.du(0), v.du(1), v.T))
+
+    def c_param_grads(self, g):
+        H = self.W.shape[0]
+        dz, lines = self._c_dz(g)
+        g.add(*lines, *_c_cell_grads(g, dz, H, self.W.shape[1] - H, H))
 
     def output(self, s, x, h):
         return rnn_output(self.W.T, self.b, x, h)
@@ -335,6 +371,40 @@ class LSTMCell(Block):
                  f"    {c.T} g = tanh({z}[{2 * H} + r]), o = {sig(f'{z}[{3 * H} + r]')};",
                  f"    {cell}[r] = f * {c.u(2)}[r] + i * g;",
                  f"    {h}[r] = o * tanh({cell}[r]);", "}")
+
+    def _c_dz(self, ctx) -> tuple[str, str, list[str]]:
+        """The deltas at the gates' pre-activations and at ``c_prev`` (C arrays) and the
+        lines computing them (seed 002's graphical rules, as :meth:`_dz`)."""
+        H = self.W.shape[0] // 4
+        dz, dcp = ctx.state("dz", np.zeros(4 * H)), ctx.state("dc_prev", np.zeros(H))
+        z, cp, cell = ctx.y(2), ctx.u(2), ctx.y(1)
+
+        def sig(a):
+            return f"(1.0 / (1.0 + exp(-({a}))))"
+
+        return dz, dcp, [
+            f"for (int r = 0; r < {H}; ++r) {{",
+            f"    {ctx.T} i = {sig(f'{z}[r]')}, f = {sig(f'{z}[{H} + r]')};",
+            f"    {ctx.T} g = tanh({z}[{2 * H} + r]), o = {sig(f'{z}[{3 * H} + r]')};",
+            f"    {ctx.T} tc = tanh({cell}[r]), dh = {ctx.dy(0)}[r];",
+            f"    {ctx.T} dc = {ctx.dy(1)}[r] + dh * o * (1.0 - tc * tc);",
+            f"    {dz}[r] = dc * g * i * (1.0 - i);",
+            f"    {dz}[{H} + r] = dc * {cp}[r] * f * (1.0 - f);",
+            f"    {dz}[{2 * H} + r] = dc * i * (1.0 - g * g);",
+            f"    {dz}[{3 * H} + r] = dh * tc * o * (1.0 - o);",
+            f"    {dcp}[r] = dc * f;", "}"]
+
+    def c_vjp(self, v):
+        H4 = self.W.shape[0]
+        dz, dcp, lines = self._c_dz(v)
+        v.output(*lines, *_c_back_affine(v.param("W", self.W), H4, self.W.shape[1] - H4 // 4,
+                                         H4 // 4, dz, v.du(0), v.du(1), v.T),
+                 f"for (int r = 0; r < {H4 // 4}; ++r) {v.du(2)}[r] = {dcp}[r];")
+
+    def c_param_grads(self, g):
+        H4 = self.W.shape[0]
+        dz, _, lines = self._c_dz(g)
+        g.add(*lines, *_c_cell_grads(g, dz, H4, self.W.shape[1] - H4 // 4, H4 // 4))
 
     def output(self, s, x, h, c_prev):
         return lstm_output(self.W.T, self.b, x, h, c_prev)

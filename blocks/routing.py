@@ -246,6 +246,15 @@ class Switch(Block):
     def vjp(self, u, y, dy):
         return switch_vjp(self.threshold, self.strict, dy, *u, y[0])
 
+    def c_vjp(self, v):  # the delta goes to the input passed; the control input gets none
+        n, cmp = v.n_y(), ">" if self.strict else ">="
+        thr = v.param("threshold", self.threshold)
+        v.output(f"for (int i = 0; i < {n}; ++i) {{",
+                 f"    int on = {v.u(1)}[i] {cmp} {thr}[0];",
+                 f"    {v.du(0)}[i] = on ? {v.dy()}[i] : 0.0;",
+                 f"    {v.du(1)}[i] = 0.0;",
+                 f"    {v.du(2)}[i] = on ? 0.0 : {v.dy()}[i];", "}")
+
     def jvp(self, u, y, du1, du2, du3):
         on = u[1] > self.threshold if self.strict else u[1] >= self.threshold
         return np.where(on, du1, du3)
