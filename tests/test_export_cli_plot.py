@@ -399,6 +399,7 @@ def test_trace_plots_draw_samples_as_stairs_and_overlay_on_request(tmp_path):
     fig = tr.plot(["r", "y"], tmp_path / "ry.png", shared=True, units={"y": "V"})
     lines = fig.axes[0].get_lines()
     assert len(lines) == 2 and {ln.get_drawstyle() for ln in lines} == {"steps-post"}
+    assert lines[0].get_color() != lines[1].get_color()  # told apart on the shared axis
     assert fig.axes[0].get_ylabel() == "r, y (V)"
     fig = tr.plot(["y"], stairs=False)
     assert fig.axes[0].get_lines()[0].get_drawstyle() == "default"

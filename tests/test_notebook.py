@@ -31,3 +31,14 @@ def test_quickstart_notebook_executes_and_displays(monkeypatch):
     assert "image/png" in plot and "image/png" in history
     svg = next(o.data["image/svg+xml"] for o in outs[1] if "image/svg+xml" in o.data)
     assert "reciprocal of tanh_loop" in svg
+
+
+def test_the_committed_notebook_shows_its_outputs_without_running():
+    """A reader on GitHub or in the docs sees the diagrams, table and figures: the file
+    is committed executed, every code cell with its outputs and none an error."""
+    nb = nbformat.read(ROOT / "docs" / "notebooks" / "quickstart.ipynb", as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code and all(c.outputs for c in code)
+    assert not any(o.output_type == "error" for c in code for o in c.outputs)
+    shown = {k for c in code for o in c.outputs if "data" in o for k in o.data}
+    assert {"image/svg+xml", "image/png", "text/html"} <= shown

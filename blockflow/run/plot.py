@@ -41,10 +41,12 @@ _STYLES = ["-", "--", ":", "-."]
 
 
 def _draw_signal(ax, k: np.ndarray, a: np.ndarray, name: str, batch,
-                 stairs: bool = True) -> None:
+                 stairs: bool = True, first: int = 0) -> int:
     """One signal (T, B, *shape) on one axis: every component; batch members told apart
     (colours for a scalar signal, line styles for a vector one) or summarised; as
-    stairs (a sample holds until the next) or joined by lines."""
+    stairs (a sample holds until the next) or joined by lines.  Colours start at
+    ``C{first}`` (signals sharing an axis each get their own); returns how many it
+    used."""
     draw = "steps-post" if stairs else "default"
     T, B = a.shape[:2]
     flat = a.reshape(T, B, -1)
@@ -56,21 +58,23 @@ def _draw_signal(ax, k: np.ndarray, a: np.ndarray, name: str, batch,
         label = name if n == 1 else f"{name}[{i}]"
         x = flat[:, :, i]
         if one:
-            ax.plot(k, x[:, batch], color=f"C{i % 10}", label=f"{label} (run {batch})",
+            ax.plot(k, x[:, batch], color=f"C{(first + i) % 10}", label=f"{label} (run {batch})",
                     drawstyle=draw)
         elif batch == "overlay" or (batch == "auto" and B <= 8):
             for b in range(B):
-                color = f"C{(b if n == 1 else i) % 10}"
+                color = f"C{(first + (b if n == 1 else i)) % 10}"
                 style = "-" if n == 1 else _STYLES[b % len(_STYLES)]
                 tag = f"{label}, run {b}" if B > 1 else label
                 ax.plot(k, x[:, b], color=color, linestyle=style, linewidth=1.2, label=tag,
                         drawstyle=draw)
         else:  # summary: mean and the 10-90 % band over the batch
             lo, hi = np.percentile(x, [10, 90], axis=1)
-            ax.fill_between(k, lo, hi, color=f"C{i % 10}", alpha=0.25, linewidth=0,
+            ax.fill_between(k, lo, hi, color=f"C{(first + i) % 10}", alpha=0.25, linewidth=0,
                             step="post" if stairs else None)
-            ax.plot(k, x.mean(axis=1), color=f"C{i % 10}", drawstyle=draw,
+            ax.plot(k, x.mean(axis=1), color=f"C{(first + i) % 10}", drawstyle=draw,
                     label=f"{label} (mean, 10-90 % of {B} runs)")
+    overlaid = not one and (batch == "overlay" or (batch == "auto" and B <= 8))
+    return B if overlaid and n == 1 else n
 
 
 def plot_trace(trace, signals: Sequence[str] | None = None, path: str | Path | None = None,
@@ -107,9 +111,10 @@ def plot_trace(trace, signals: Sequence[str] | None = None, path: str | Path | N
     timed = trace.plan.model._dt is not None  # a model with a sample period: seconds
     k = trace.time if timed else np.arange(trace.T)
     units = units or {}
+    used = 0
     for i, (name, a) in enumerate(arrays):
         ax = axes[0 if shared else i]
-        _draw_signal(ax, k, a, name, batch, stairs)
+        used += _draw_signal(ax, k, a, name, batch, stairs, used if shared else 0)
         ax.grid(True, alpha=0.3)
         unit = units.get(name)
         if not shared:

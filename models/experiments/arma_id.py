@@ -76,7 +76,7 @@ def _plot(path, losses, uv, yv, b_ls, a_ls, b_oe, a_oe) -> None:
     ax2.plot(k, yv[:100, 0], "k", label="true plant")
     ax2.plot(k, ss.lfilter(b_ls, a_ls, uv, axis=0)[:100, 0], "--", label="least squares")
     ax2.plot(k, ss.lfilter(b_oe, a_oe, uv, axis=0)[:100, 0], ":", label="output error")
-    ax2.set(title="validation (noise-free)", xlabel="k")
+    ax2.set(title="validation (noise-free)", xlabel="k", ylabel="y(k) (dimensionless)")
     save_figure(fig, path)
 
 

@@ -90,14 +90,15 @@ def cli(run, description: str, argv=None) -> int:
 
 
 def loss_figure(losses, title: str, *, panels: int = 1, xlabel: str = "epoch",
-                height: float = 5.0):
-    """A figure: the training loss on top, ``panels`` axes below it for the results."""
+                height: float = 5.0, ylabel: str = "loss (log scale)"):
+    """A figure: the training loss on top, ``panels`` axes below it for the results
+    (each given its y label, with units, by the experiment)."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(9, height), layout="constrained")
     axes = fig.subplots(1 + panels, 1)
     axes[0].semilogy(losses)
-    axes[0].set(title=title, xlabel=xlabel)
+    axes[0].set(title=title, xlabel=xlabel, ylabel=ylabel)
     return fig, list(axes[1:])
 
 

@@ -63,7 +63,7 @@ def _plot(path, losses, model, x, y) -> None:
     p = simulate(model, {"x": x})["y"]
     ax2.step(np.arange(60), y[:60, 0, 0], "k", where="mid", label=f"target x(k-{DELAY})")
     ax2.plot(p[:60, 0, 0], "o--", ms=3, label="LSTM")
-    ax2.set(title="unseen sequence", xlabel="k")
+    ax2.set(title="unseen sequence", xlabel="k", ylabel="recalled value (dimensionless)")
     save_figure(fig, path)
 
 

@@ -64,7 +64,7 @@ def _plot(path, losses, d, pred, ar) -> None:
     ax2.plot(d[:200], "k", label="Mackey-Glass")
     ax2.plot(pred[:200], "--", label="FIR network")
     ax2.plot(ar[:200], ":", label="linear AR")
-    ax2.set(title="held-out span", xlabel="k")
+    ax2.set(title="held-out span", xlabel="k", ylabel="x(k) (dimensionless)")
     save_figure(fig, path)
 
 

@@ -114,7 +114,8 @@ def _plot(path, losses, t, target, pred) -> None:
     fig, (ax2,) = loss_figure(losses, "training loss (standardised MSE)")
     ax2.plot(t, target, "k", label="Mackey-Glass x(t+6)")
     ax2.plot(t, pred, "--", label="FIR network")
-    ax2.set(title="test points", xlabel="t")
+    ax2.set(title="test points", xlabel="t (time units)",
+            ylabel="x(t+6) (dimensionless)")
     save_figure(fig, path)
 
 

@@ -94,7 +94,8 @@ def _plot(path, losses, yv, y_par, y_lin) -> None:
     ax2.plot(yv, "k", label="plant")
     ax2.plot(y_par, "--", label="MLP, parallel (free running)")
     ax2.plot(y_lin, ":", label="linear, parallel")
-    ax2.set(title="validation input 0.5 sin(2πk/25) + 0.5 sin(2πk/10)", xlabel="k")
+    ax2.set(title="validation input 0.5 sin(2πk/25) + 0.5 sin(2πk/10)", xlabel="k",
+            ylabel="plant output y(k) (dimensionless)")
     save_figure(fig, path)
 
 

@@ -145,10 +145,12 @@ def _plot(path, losses, y, y_par, ym, y_ctrl) -> None:
                                   panels=2, height=7.0)
     ax2.plot(y, "k", label="plant")
     ax2.plot(y_par, "--", label="identified model, free running")
-    ax2.set(title="validation input sin(2 pi k/25) + sin(2 pi k/10)", xlabel="k")
+    ax2.set(title="validation input sin(2 pi k/25) + sin(2 pi k/10)", xlabel="k",
+            ylabel="y(k) (dimensionless)")
     ax3.plot(ym, "k", label="reference model")
     ax3.plot(y_ctrl, "--", label="plant under control")
-    ax3.set(title="model-reference control with the identified model inverted", xlabel="k")
+    ax3.set(title="model-reference control with the identified model inverted", xlabel="k",
+            ylabel="y(k) (dimensionless)")
     save_figure(fig, path)
 
 

@@ -107,6 +107,8 @@ def _plot(path, losses, r, y0, y1) -> None:
         a.plot(ym[:, j], "k", label="reference model")
         a.plot(y0[:, j], ":", label="untrained")
         a.plot(y1[:, j], "--", label="trained")
+    for j, a in enumerate(axes):
+        a.set_ylabel(f"output y{j + 1}(k) (dimensionless)")
     axes[-1].set_xlabel("k")
     save_figure(fig, path)
 

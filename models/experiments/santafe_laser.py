@@ -136,7 +136,8 @@ def _plot(path, losses, future, pred, seed) -> None:
              label="laser (true continuation)")
     ax2.plot(np.arange(N_TRAIN + 1, N_TRAIN + 1 + len(future)), pred, "--",
              label=f"FIR network iterated (seed {seed})")
-    ax2.set(title="100 steps past the training data, iterated", xlabel="sample")
+    ax2.set(title="100 steps past the training data, iterated", xlabel="sample",
+            ylabel="intensity (standardised: std units)")
     save_figure(fig, path)
 
 
