@@ -106,14 +106,20 @@ def cascaded(N1=None, N2=None, *, taps: int = 3, hidden: int = 4, seed=0) -> Mod
 
 def fir_network(sizes=(1, 6, 1), taps=(5, 3), *, seed=0) -> Model:
     """FIR synapses everywhere (Case II): ``s = FIR layer(x)``, ``a = tanh(s)``,
-    ``y = FIR layer(a)``; the reciprocal is temporal backprop (eq. 13)."""
-    n, H, m = sizes
+    ``y = FIR layer(a)``; the reciprocal is temporal backprop (eq. 13).  More ``sizes``
+    (one ``taps`` per layer) stack more tanh layers (``layer1, a1, layer2, a2, ...``;
+    with one hidden layer its activation is ``a``)."""
+    if len(taps) != len(sizes) - 1:
+        raise ValueError(f"fir_network: one taps count per layer, got sizes {sizes} and "
+                         f"taps {taps}")
     mdl = Model("fir_network")
-    mdl.chain(mdl.add(Inport("x", shape=(n,))),
-              mdl.add(FIRDense.random(n, H, taps[0], seed=seed, name="layer1")),
-              mdl.add(Function("tanh", name="a")),
-              mdl.add(FIRDense.random(H, m, taps[1], seed=seed + 1, name="layer2")),
-              mdl.add(Outport("y")))
+    chain = [mdl.add(Inport("x", shape=(sizes[0],)))]
+    L = len(taps)
+    for i, (a, b, n) in enumerate(zip(sizes, sizes[1:], taps, strict=False)):
+        chain.append(mdl.add(FIRDense.random(a, b, n, seed=seed + i, name=f"layer{i + 1}")))
+        if i < L - 1:
+            chain.append(mdl.add(Function("tanh", name="a" if L == 2 else f"a{i + 1}")))
+    mdl.chain(*chain, mdl.add(Outport("y")))
     return mdl
 
 

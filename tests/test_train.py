@@ -5,7 +5,15 @@ import numpy as np
 import pytest
 import scipy.signal as ss
 
-from blockflow import Inport, Model, Outport, SimulationError, TrainingError, simulate
+from blockflow import (
+    BlockflowError,
+    Inport,
+    Model,
+    Outport,
+    SimulationError,
+    TrainingError,
+    simulate,
+)
 from blockflow.gradient.online import OnlineBackprop
 from blockflow.gradient.sweep import backward
 from blockflow.train import SGD, Adam, Momentum, exponential_decay, first_nonfinite, train
@@ -175,3 +183,31 @@ def test_showing_progress_draws_a_bar_over_the_epochs(monkeypatch):
     with showing_progress():
         train(tanh_loop(), {"r": r}, 0.5 * r, epochs=3)
     assert len(made) == 1 and made[0].n == made[0].total == 3 and made[0].closed
+
+
+def test_minimize_fits_a_filter_exactly_and_keeps_held_entries():
+    """Quasi-Newton on the exact gradient: an IIR filter identified from noise-free data
+    to its true coefficients in a few iterations, a[0] held, unselected parameters
+    frozen."""
+    from blockflow.train import minimize
+    from blocks import DiscreteFilter
+
+    def filt(b, a):
+        m = Model("f")
+        u, y = m.add(Inport("u"), Outport("y"))
+        m.chain(u, m.add(DiscreteFilter(b, a, name="f")), y)
+        return m
+
+    u = np.random.default_rng(0).standard_normal((200, 2))
+    d = simulate(filt([0.5, 0.3], [1.0, -0.6, 0.2]), {"u": u})["y"]
+    m = filt([0.1, 0.0], [1.0, 0.0, 0.0])
+    hist = minimize(m, {"u": u}, d, loss="mse", maxiter=200)
+    np.testing.assert_allclose(m.blocks["f"].b, [0.5, 0.3], atol=1e-7)
+    np.testing.assert_allclose(m.blocks["f"].a, [1.0, -0.6, 0.2], atol=1e-7)
+    assert m.blocks["f"].a[0] == 1.0  # held
+    assert 1 < len(hist) < 100 and hist.losses[-1] < 1e-12 < hist.losses[0]
+    frozen = filt([0.1, 0.0], [1.0, 0.0, 0.0])
+    minimize(frozen, {"u": u}, d, loss="mse", params=["f.b"], maxiter=50)
+    np.testing.assert_array_equal(frozen.blocks["f"].a, [1.0, 0.0, 0.0])  # not selected
+    with pytest.raises(BlockflowError, match="no parameter 'g.K'"):
+        minimize(frozen, {"u": u}, d, params=["g.K"])

@@ -16,18 +16,21 @@ def nmse(y: np.ndarray, d: np.ndarray) -> float:
 
 
 def mackey_glass(n: int, *, tau: float = 17.0, dt: float = 0.1, sample: float = 1.0,
-                 x0: float = 1.2, discard: int = 500) -> np.ndarray:
+                 x0: float = 1.2, discard: int = 500, history: float | None = None
+                 ) -> np.ndarray:
     """The Mackey-Glass series ``dx/dt = 0.2 x(t-tau) / (1 + x(t-tau)^10) - 0.1 x(t)``.
 
     Integrated by 4th-order Runge-Kutta with step ``dt`` (the delayed term linearly
-    interpolated), constant history ``x0``, sampled every ``sample`` time units after a
-    transient of ``discard`` samples.
+    interpolated) from ``x(0) = x0`` with ``x(t) = history`` for ``t < 0`` (default
+    ``x0``; Jang's benchmark: 0), sampled every ``sample`` time units after a transient
+    of ``discard`` samples.
     """
     per = int(round(sample / dt))
     lag = int(round(tau / dt))
     steps = (n + discard) * per
     x = np.empty(steps + lag + 1)
-    x[: lag + 1] = x0
+    x[:lag] = x0 if history is None else history
+    x[lag] = x0
 
     def f(xt, xlag):
         return 0.2 * xlag / (1.0 + xlag**10) - 0.1 * xt
@@ -103,9 +106,9 @@ def loss_figure(losses, title: str, *, panels: int = 1, xlabel: str = "epoch",
 
 
 def save_figure(fig, path: Path) -> None:
-    """Legends on every axis that has labelled lines, then the file."""
+    """Legends on every axis that has labelled lines (and none yet), then the file."""
     for ax in fig.axes:
-        if ax.get_legend_handles_labels()[0]:
+        if ax.get_legend_handles_labels()[0] and ax.get_legend() is None:
             ax.legend(fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
