@@ -22,7 +22,8 @@ from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
-from blockflow.codegen.forward import _ident, export_c
+from blockflow.codegen import export_c
+from blockflow.codegen.forward import _ident
 from blockflow.errors import CodegenError
 from blockflow.plan.compiler import compile
 

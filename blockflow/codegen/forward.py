@@ -20,7 +20,6 @@ batch member runs per state.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import numpy as np
 
@@ -30,7 +29,7 @@ from blockflow.core.rates import BASE, HOLD, SUM
 from blockflow.errors import CodegenError
 from blockflow.plan.compiler import compile
 
-__all__ = ["CBlock", "CodegenError", "export_c"]
+__all__ = ["CBlock", "CodegenError"]
 
 
 _ASCII = {"⁻": "^-", "⁺": "^+", "¹": "1", "²": "2", "Σ": "sum ", "Π": "prod ", "ᵀ": "^T",
@@ -288,27 +287,3 @@ class _Generator:
 
 def _indent(lines: list[str]) -> list[str]:
     return ["    " + ln for ln in lines]
-
-
-def export_c(model, directory, name: str | None = None, dtype: str = "double", *,
-             reciprocal: bool = False) -> tuple[Path, Path]:
-    """Write ``NAME.h`` and ``NAME.c`` for ``model`` into ``directory`` (see the module);
-    returns their paths.  ``dtype``: ``"double"`` or ``"float"`` (single precision).
-    ``reciprocal=True`` adds the gradient: ``NAME_record`` and ``NAME_grad``, the
-    backward sweep over a recorded run (:mod:`blockflow.codegen.reciprocal`)."""
-    if dtype not in ("double", "float"):
-        raise CodegenError(f"dtype must be 'double' or 'float', got {dtype!r}")
-    name = _ident(name or model.name)
-    gen = _Generator(model, name, dtype)
-    extra = ([], [])
-    if reciprocal:
-        from blockflow.codegen.reciprocal import reciprocal_parts
-
-        extra = reciprocal_parts(model, gen)
-    header, source = gen.source(*extra)
-    d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
-    h, c = d / f"{name}.h", d / f"{name}.c"
-    h.write_text(header)
-    c.write_text(source)
-    return h, c

@@ -564,12 +564,5 @@ def draw(model: Model, path: str | Path, *, collapse: bool = False,
     return atomic_write(path, data)
 
 
-def geometry(model: Model, **kw):
-    """The laid-out diagram, measured (:func:`blockflow.io.geometry.geometry`)."""
-    from blockflow.io.geometry import geometry as measured
-
-    return measured(model, **kw)
-
-
 # Model.draw and notebooks draw through this module
 DRAWING.update(draw=draw, svg=lambda model: render_svg(to_pydot(model).to_string()).decode())
