@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from blockflow.core.block import Block
+from blockflow.core.ccode import each
 from blockflow.core.kernel import Kernel, kernel
 from blockflow.errors import ParameterError
 
@@ -58,8 +59,18 @@ class DeadZone(Block):
     def output(self, x, u):
         return dead_zone(self.start, self.end, u)
 
+    def c_code(self, c):
+        a, b = c.param("start", self.start), c.param("end", self.end)
+        c.output(*each(c.n_y(), f"{c.y()}[i] = {c.u(0)}[i] > {b}[0] ? {c.u(0)}[i] - {b}[0] : "
+                                f"({c.u(0)}[i] < {a}[0] ? {c.u(0)}[i] - {a}[0] : 0.0);"))
+
     def vjp(self, u, y, dy):
         return dead_zone_vjp(self.start, self.end, dy, u[0], y[0])
+
+    def c_vjp(self, v):  # 1 outside the zone, 0 inside
+        a, b = v.param("start", self.start), v.param("end", self.end)
+        v.output(*each(v.n_u(), f"{v.du()}[i] = ({v.u()}[i] > {b}[0] || {v.u()}[i] < {a}[0]) "
+                                f"? {v.dy()}[i] : 0.0;"))
 
     def jvp(self, u, y, du):
         return self.vjp(u, y, du)
@@ -109,6 +120,10 @@ class Quantizer(Block):
 
     def output(self, x, u):
         return quantize(self.interval, u)
+
+    def c_code(self, c):  # (C99's nearbyint rounds half to even, as numpy's round)
+        q = c.param("interval", self.interval)
+        c.output(*each(c.n_y(), f"{c.y()}[i] = {q}[0] * nearbyint({c.u(0)}[i] / {q}[0]);"))
 
     def kernel(self):
         return Kernel(quantize, params=(self.interval,))
@@ -184,6 +199,17 @@ class Relay(Block):
 
     def output(self, x, u):
         return relay_output(*self._levels(), x, u)
+
+    def c_code(self, c):
+        n = c.n_y()
+        on_at, off_at, on, off = (c.param(k, getattr(self, k))
+                                  for k in ("on_at", "off_at", "on", "off"))
+        x = c.state("on", np.zeros(n))  # 1 where the relay is on
+        state = (f"({c.u(0)}[i] >= {on_at}[0] ? 1.0 : ({c.u(0)}[i] <= {off_at}[0] ? 0.0 : "
+                 f"{x}[i]))")
+        c.output(*each(n, f"{{ {c.T} st = {state}; {c.y()}[i] = st * {on}[0] + (1.0 - st) * "
+                          f"{off}[0]; }}"))
+        c.update(*each(n, f"{x}[i] = {state};"))
 
     def update(self, x, u):
         return relay_update(*self._levels(), x, u)
@@ -283,8 +309,53 @@ class Lookup1D(Block):
     def output(self, x, u):
         return lookup(self.breakpoints, self.table, u)
 
+    def _c_segment(self, c, bp: str, v: str) -> list[str]:
+        """C lines setting ``int seg`` to the interval holding ``v`` (binary search)."""
+        n = self.breakpoints.size
+        return [f"int seg = 0, hi = {n - 1};",
+                "while (hi - seg > 1) {",
+                "    int mid = (seg + hi) / 2;",
+                f"    if ({bp}[mid] <= {v}) seg = mid; else hi = mid;", "}"]
+
+    def c_code(self, c):  # np.interp's formula, as the compiled kernel
+        n = self.breakpoints.size
+        bp, tb = c.param("breakpoints", self.breakpoints), c.param("table", self.table)
+        v = f"{c.u(0)}[e]"
+        c.output(f"for (int e = 0; e < {c.n_y()}; ++e) {{",
+                 f"    if ({v} >= {bp}[{n - 1}]) {c.y()}[e] = {tb}[{n - 1}];",
+                 f"    else if ({v} < {bp}[0]) {c.y()}[e] = {tb}[0];",
+                 "    else {",
+                 *("        " + ln for ln in self._c_segment(c, bp, v)),
+                 f"        {c.T} slope = ({tb}[seg + 1] - {tb}[seg]) / ({bp}[seg + 1] - "
+                 f"{bp}[seg]);",
+                 f"        {c.y()}[e] = slope * ({v} - {bp}[seg]) + {tb}[seg];", "    }", "}")
+
     def vjp(self, u, y, dy):
         return lookup_vjp(self.breakpoints, self.table, dy, u[0], y[0])
+
+    def c_vjp(self, v):  # delta_u = slope(u) delta_y (0 beyond the ends)
+        n = self.breakpoints.size
+        bp, tb = v.param("breakpoints", self.breakpoints), v.param("table", self.table)
+        x = f"{v.u()}[e]"
+        v.output(f"for (int e = 0; e < {v.n_u()}; ++e) {{",
+                 *("    " + ln for ln in self._c_segment(v, bp, x)),
+                 f"    {v.T} slope = ({tb}[seg + 1] - {tb}[seg]) / ({bp}[seg + 1] - {bp}[seg]);",
+                 f"    {v.du()}[e] = ({x} >= {bp}[0] && {x} <= {bp}[{n - 1}]) ? "
+                 f"{v.dy()}[e] * slope : 0.0;", "}")
+
+    def c_param_grads(self, g):  # dJ/dtable[i], dJ/dtable[i+1] += delta_y (1-t), delta_y t
+        if not self._params["table"]:
+            return
+        n = self.breakpoints.size
+        bp, dt = g.param("breakpoints", self.breakpoints), g.grad("table")
+        x = f"{g.u()}[e]"
+        g.add(f"for (int e = 0; e < {g.n_u()}; ++e) {{",
+              f"    {g.T} w = {x} < {bp}[0] ? {bp}[0] : ({x} > {bp}[{n - 1}] ? "
+              f"{bp}[{n - 1}] : {x});",
+              *("    " + ln for ln in self._c_segment(g, bp, "w")),
+              f"    {g.T} t = (w - {bp}[seg]) / ({bp}[seg + 1] - {bp}[seg]);",
+              f"    {dt}[seg] += {g.dy()}[e] * (1.0 - t);",
+              f"    {dt}[seg + 1] += {g.dy()}[e] * t;", "}")
 
     def jvp(self, u, y, du):
         return self.vjp(u, y, du)

@@ -15,6 +15,9 @@ class Scope(Block):
     def infer(self, *t):
         return ()
 
+    def c_code(self, c) -> bool:  # nothing to compute: its input is a signal of the step
+        return True
+
     def config(self) -> dict:
         return {}
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from blockflow.core.block import Block, sum_to
-from blockflow.core.ccode import at, each
+from blockflow.core.ccode import at, each, number
 from blockflow.core.rates import placed_rate
 from blockflow.core.streams import random_streams
 from blockflow.core.types import SignalType
@@ -69,6 +69,16 @@ class _Source(Block):
         n, o = (rate.n, rate.offset) if rate is not None else (1, 0)
         return o + n * np.arange(k0, k0 + T)
 
+    def _c_hit(self) -> tuple[int, int]:
+        """``(n, offset)``: its hits are the base steps ``offset + n j`` (C: ``s->k``)."""
+        rate = placed_rate(self)
+        return (rate.n, rate.offset) if rate is not None else (1, 0)
+
+    def _c_wave(self, c, value: str) -> None:
+        """Every element of the output is ``value`` (a C expression of ``s->k``)."""
+        c.output(f"{{ {c.T} w = ({c.T})({value}); "
+                 f"for (int i = 0; i < {c.n_y()}; ++i) {c.y()}[i] = w; }}")
+
     def _fill(self, wave: np.ndarray, T: int, B: int) -> np.ndarray:
         """Broadcast a (T,) waveform to (T, B, *shape)."""
         w = wave.reshape((T,) + (1,) * (1 + len(self.shape))).astype(self.dtype)
@@ -126,6 +136,10 @@ class Step(_Source):
         return self._fill(np.where(self._base_steps(T, k0) < switch, self.before,
                                    self.after), T, B)
 
+    def c_code(self, c):
+        switch = self._steps("time", self.time, self.time_steps)
+        self._c_wave(c, f"s->k < {switch} ? {number(self.before)} : {number(self.after)}")
+
     def config(self) -> dict:
         return {"time": self.time, "time_steps": self.time_steps, "before": self.before,
                 "after": self.after, "shape": self.shape, "dtype": self.dtype.name}
@@ -150,6 +164,16 @@ class Sine(_Source):
         else:
             arg = 2 * np.pi * self.freq_hz * self.sample_times(k0 + T)[k0:]
         return self._fill(self.amplitude * np.sin(arg + self.phase) + self.bias, T, B)
+
+    def c_code(self, c):  # the same operations in the same order as generate
+        n, o = self._c_hit()
+        if self.freq_hz is None:
+            arg = f"{number(2 * np.pi * self.frequency)} * (double)((s->k - {o}) / {n})"
+        else:
+            dt = self._model.dt if self._model is not None else 1.0
+            arg = f"{number(2 * np.pi * self.freq_hz)} * ((double)s->k * {number(dt)})"
+        self._c_wave(c, f"{number(self.amplitude)} * sin({arg} + {number(self.phase)}) + "
+                        f"{number(self.bias)}")
 
     def label(self) -> str:
         return "sine" if self.freq_hz is None else f"sine {self.freq_hz:g} Hz"
@@ -185,6 +209,12 @@ class Square(_Source):
         high = (self._base_steps(T, k0) % P) < self.duty * P
         return self._fill(np.where(high, self.amplitude, -self.amplitude) + self.bias, T, B)
 
+    def c_code(self, c):
+        P = self._steps("period", self.period, self.period_steps)
+        hi, lo = self.amplitude + self.bias, -self.amplitude + self.bias
+        self._c_wave(c, f"(double)(s->k % {P}) < {number(self.duty * P)} ? {number(hi)} : "
+                        f"{number(lo)}")
+
     def config(self) -> dict:
         return {"amplitude": self.amplitude, "period": self.period,
                 "period_steps": self.period_steps, "duty": self.duty, "bias": self.bias,
@@ -207,6 +237,9 @@ class FromArray(_Source):
                                  f"{'(T, B, *shape)' if batched else '(T, *shape)'} with T >= 1, "
                                  f"got shape {shape}")
         self.param("data", data, trainable=False, dtype=self.dtype)
+
+    def c_code(self, c):
+        raise c.refuse("recorded data has no place in C; feed it through an Inport")
 
     def generate(self, T, B, k0=0):
         d = self.data
@@ -244,6 +277,10 @@ class Noise(_Source):
     #: samples drawn per generator: a member's sample ``k`` comes from block ``k // BLOCK``
     #: of its stream, so a run continued from any step draws what one long run draws
     BLOCK = 256
+
+    def c_code(self, c):
+        raise c.refuse("a random source: C has no generator that draws numpy's streams; "
+                       "feed the noise in through an Inport")
 
     def generate(self, T, B, k0=0, streams=None):
         if streams is None:  # (called alone: members 0 .. B-1 under this block's name)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from blockflow.core.block import Block, sum_to
-from blockflow.core.ccode import matvec
+from blockflow.core.ccode import matvec, matvec_t, outer_add
 from blockflow.core.kernel import Kernel, kernel
 from blockflow.core.types import SignalType
 from blockflow.errors import ParameterError
@@ -264,6 +264,37 @@ class StateSpace(Block):
     def param_grads(self, u, y, dy, resets=()):
         grads = self.matrix_grads(u, y, dy, resets)
         return {n: g for n, g in grads.items() if self._params[n]}
+
+    def c_param_grads(self, g):
+        # lam = dJ/dx(k+1), run back in time beside the sweep: dA += lam x(k)^T,
+        # dB += lam u(k)^T, dC += dy x(k)^T, dD += dy u(k)^T; then lam <- A^T lam + C^T dy
+        if type(self).matrices is not StateSpace.matrices:
+            raise g.refuse("its matrices are computed from other parameters")
+        A, B, C, D = self.matrices()
+        n, m, p = A.shape[0], B.shape[1], C.shape[0]
+        elements = g.n_y() // p
+        lam = g.state("lam", np.zeros(n * elements))
+        Ac, Cc = g.param("A", A), g.param("C", C)
+        lines = []
+        for e in range(elements):
+            le, xe = f"({lam} + {e * n})", f"({g.y(1)} + {e * n})"
+            ue, dye = f"({g.u()} + {e * m})", f"({g.dy()} + {e * p})"
+            for name, rows, cols, left, right in (("A", n, n, le, xe), ("B", n, m, le, ue),
+                                                  ("C", p, n, dye, xe), ("D", p, m, dye, ue)):
+                if self._params[name]:
+                    lines += outer_add(g.grad(name), left, rows, right, cols)
+            lines += ["{", f"    {g.T} next[{n}];",
+                      *("    " + ln for ln in matvec_t("next", Ac, n, n, le, g.T)),
+                      f"    for (int j = 0; j < {n}; ++j)",
+                      f"        for (int r = 0; r < {p}; ++r) next[j] += {Cc}[r * {n} + j] * "
+                      f"{dye}[r];",
+                      f"    memcpy({le}, next, sizeof next);", "}"]
+            if self._params["x0"]:  # lam is now dJ/dx(k): at k = 0, dJ/dx0
+                dx0 = g.grad("x0")
+                to = "j" if self.x0.size == n else "0"
+                lines.append(f"if (k == {g.offset}) for (int j = 0; j < {n}; ++j) "
+                             f"{dx0}[{to}] += {le}[j];")
+        g.add(*lines)
 
     def param_jvp(self, u, y, dp):
         """Forced response: ``e(k+1) = A e + dA x + dB u``, ``e(0) = dx0``,

@@ -14,7 +14,27 @@ import pytest
 from blockflow import Inport, Model, Outport, backward, simulate
 from blockflow.codegen import CodegenError, export_c
 from blockflow.core.block import Block
-from blocks import Demux, Dense, Gain, RNNCell, Saturation, Switch, UnitDelay
+from blocks import (
+    DeadZone,
+    Delay,
+    Demux,
+    Dense,
+    Function,
+    Gain,
+    Lookup1D,
+    Quantizer,
+    Relay,
+    RNNCell,
+    Saturation,
+    Scope,
+    Sine,
+    Square,
+    StateSpace,
+    Step,
+    Sum,
+    Switch,
+    UnitDelay,
+)
 from models import CATALOGUE
 from models.closed_loop import tanh_loop
 from models.dc_motor import motor_loop
@@ -101,7 +121,59 @@ def cell_inputs(T, B, seed=0):
     return {"x": np.random.default_rng(seed).standard_normal((T, B, 2))}
 
 
+def zoo():
+    """Sources (sine in cycles/sample and in Hz, step, square), a dead zone, a trainable
+    lookup table, a quantiser and a relay (nondifferentiable: zero gradient), a scope."""
+    m = Model("zoo", dt=0.01)
+    u, y1, y2 = m.add(Inport("u"), Outport("y1"), Outport("y2"))
+    s = m.add(Sum("+++++", name="s"))
+    sources = (u, m.add(Sine(0.8, 0.03, 0.4, 0.1, name="sine")),
+               m.add(Sine(1.0, freq_hz=2.0, name="sine_hz")),
+               m.add(Step(0.1, -0.2, 0.7, name="step")),
+               m.add(Square(0.5, 0.08, 0.3, 0.05, name="square")))
+    for i, src in enumerate(sources):
+        m.connect(src, s[f"u{i + 1}"])
+    m.chain(s, m.add(DeadZone(-0.3, 0.4, name="dz")),
+            m.add(Lookup1D([-2.0, -0.5, 0.0, 0.7, 2.0], [-1.0, -0.2, 0.1, 0.5, 1.5],
+                           name="lookup")), m.add(Gain(1.3, name="g")), y1)
+    s2 = m.add(Sum("++", name="s2"))
+    m.chain(s, m.add(Quantizer(0.25, name="q")), s2.u1)
+    m.chain(s, m.add(Relay(0.3, -0.3, 1.0, -1.0, name="relay")), s2.u2)
+    m.connect(s2, y2)
+    m.connect(m.block("g"), m.add(Scope(name="scope")))
+    return m
+
+
+def state_space():
+    """A trainable two-state StateSpace (A, B, C, D and x0), a vector delay line."""
+    m = Model("state_space")
+    u, y = m.add(Inport("u", shape=(1,)), Outport("y"))
+    ss = StateSpace([[0.5, 0.1], [0.0, 0.3]], [[1.0], [0.5]], [[1.0, -1.0]], [[0.2]],
+                    x0=[0.3, -0.2], train_x0=True, name="ss")
+    m.chain(u, m.add(ss), m.add(Delay(2, shape=(1,), name="d")), y)
+    return m
+
+
+def sourced():
+    """No Inport: a sine through a trainable gain and a tanh."""
+    m = Model("sourced")
+    m.chain(m.add(Sine(1.0, 0.3, name="sine")), m.add(Gain(2.0, name="g")),
+            m.add(Function("tanh", name="f")), m.add(Outport("y")))
+    return m
+
+
+def scalar_inputs(T, B, seed=0):
+    return {"u": np.random.default_rng(seed).standard_normal((T, B))}
+
+
+def vector_inputs(T, B, seed=0):
+    return {"u": np.random.default_rng(seed).standard_normal((T, B, 1))}
+
+
 MODELS["cell_loop"] = (cell_loop, cell_inputs)
+MODELS["zoo"] = (zoo, scalar_inputs)
+MODELS["state_space"] = (state_space, vector_inputs)
+MODELS["sourced"] = (sourced, lambda T, B, seed=0: {})
 DIFFERENTIABLE_IN_C = sorted(MODELS)
 
 
@@ -112,13 +184,13 @@ def test_the_generated_gradient_equals_backward(name, tmp_path):
     T = 50
     x = make(T, 1, 2)  # random inputs: non-zero at k = 0
     model = build()
-    tr = simulate(model, x, mode="step", backend="numpy")
+    tr = simulate(model, x, steps=T, mode="step", backend="numpy")
     outs = list(tr.plan.outports)
     rng = np.random.default_rng(7)
     dL = {o: rng.standard_normal(tr[o].shape) for o in outs}
     flat_dL = np.concatenate([dL[o].reshape(T, -1) for o in outs], axis=1)
     y, dp, din = run_grad_c(model, {k: v[:, 0] for k, v in x.items()}, flat_dL, T, tmp_path)
-    g = backward(model, x, dL_dy=dL)
+    g = backward(model, x, dL_dy=dL, steps=T)
     np.testing.assert_allclose(y, np.concatenate([tr[o].reshape(T, -1) for o in outs], 1),
                                rtol=1e-12, atol=1e-12)
     want = np.concatenate([np.ravel(g.params[k]) for k in model.parameters()])

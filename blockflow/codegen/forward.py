@@ -263,6 +263,7 @@ class _Generator:
             f"void {N}_init({N}_state *s) {{", "    memset(s, 0, sizeof *s);", *self.inits,
             "}", "",
             f"void {N}_step({N}_state *s, const double *in, double *out) {{",
+            "    (void)in; (void)out;  /* (a model may have no Inport or no Outport) */",
             *copy_in, *body, *copy_out, "    /* state updates */", *updates,
             "    s->k += 1;", "}", "", *extra_source])
         return header, source

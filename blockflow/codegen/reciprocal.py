@@ -196,6 +196,7 @@ class _Reciprocal(_Generator):
             f"void {N}_grad(long T, const {N}_state *trace, const double *dy, double *dparam, "
             "double *din) {",
             f"    {N}_sweep sweep, *s = &sweep;",
+            "    (void)dy; (void)dparam; (void)din;  /* (a model may have none of them) */",
             "    memset(s, 0, sizeof *s);", *self.inits,
             "    for (long k = T - 1; k >= 0; --k) {",
             f"        const {N}_state *tr = &trace[k];",
