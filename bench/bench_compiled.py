@@ -56,6 +56,40 @@ def numba_loop():
     return loop
 
 
+def loop_bptt():
+    """The closed loop's forward run and its BPTT by hand, state in locals: the loss
+    ``sum_k dL/dy(k) y(k)``'s gradients with respect to ``kc.K``, ``plant.b`` and
+    ``plant.a`` (as blockflow's, ``a[0]`` included), for a reference in time."""
+    from numba import njit
+
+    @njit(cache=True)
+    def bptt(r, w, K, b, a, u, y, e):
+        T = r.shape[0]
+        yd, z0, z1 = 0.0, 0.0, 0.0
+        for k in range(T):  # forward, the signals the sweep needs kept
+            e[k] = r[k] - yd
+            u[k] = math.tanh(K * e[k])
+            y[k] = b[0] * u[k] + z0
+            z0, z1 = b[1] * u[k] - a[1] * y[k] + z1, b[2] * u[k] - a[2] * y[k]
+            yd = y[k]
+        dK, db, da = 0.0, np.zeros(3), np.zeros(3)
+        g1, g2, dyd = 0.0, 0.0, 0.0  # g(k+1), g(k+2), delta of y(k) through the delay
+        for k in range(T - 1, -1, -1):
+            g = w[k] + dyd - a[1] * g1 - a[2] * g2  # the filter's adjoint A(q^+1)^-1
+            du = b[0] * g + b[1] * g1 + b[2] * g2
+            dv = du * (1.0 - u[k] * u[k])
+            dK += dv * e[k]
+            dyd = -K * dv
+            for m in range(3):
+                if k - m >= 0:
+                    db[m] += g * u[k - m]
+                    da[m] -= g * y[k - m]
+            g1, g2 = g, g1
+        return dK, db, da
+
+    return bptt
+
+
 def compile_cost() -> tuple[float, float, float, float]:
     """Seconds to a first simulation (T=1,000) in a fresh process with an empty cache,
     and in a second process that finds the cache (Python and blockflow's imports
