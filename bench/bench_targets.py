@@ -104,6 +104,41 @@ def rnn_case(H: int, B: int, T: int = 1000, n_in: int = 4) -> None:
             f"numpy BPTT, one matmul per weight {1e3 * t_ref:.0f} ms", "<= 1.5x")
 
 
+def elman(n_in: int, H: int, seed: int = 0):
+    """The benchmark's RNN from elementary blocks: ``Dense`` on the input (outside the
+    loop: one matmul over the whole sequence), a matrix ``Gain`` on the state, ``Sum``,
+    ``tanh``, ``UnitDelay``; the same weights as ``rnn(n_in, H)``."""
+    from blockflow import Inport, Model, Outport
+    from blocks import Dense, Function, Gain, Sum, UnitDelay
+
+    ref = rnn(n_in, H, seed)
+    W, b = ref.blocks["cell"].W, ref.blocks["cell"].b
+    m = Model("elman")
+    x, y = m.add(Inport("x", shape=(n_in,)), Outport("y"))
+    wx, wh = m.add(Dense(W[:, :n_in], b, name="Wx"), Gain(W[:, n_in:].copy(), name="Wh"))
+    s, f = m.add(Sum("++", name="s"), Function("tanh", name="f"))
+    z = m.add(UnitDelay(np.zeros(H), name="z"))
+    m.chain(x, wx, s.u1)
+    m.chain(wh, s.u2)
+    m.chain(s, f, z, wh)
+    m.chain(f, m.add(Dense(ref.blocks["out"].W, ref.blocks["out"].b, name="out")), y)
+    return m, ref
+
+
+def elementary_case(H: int, B: int = 64, T: int = 1000, n_in: int = 4) -> None:
+    m, ref = elman(n_in, H)
+    rng = np.random.default_rng(0)
+    X, D = rng.standard_normal((T, B, n_in)), rng.standard_normal((T, B, 1))
+    g, g_ref = (backward(k, {"x": X}, targets=D).params for k in (m, ref))
+    np.testing.assert_allclose(g["Wh.K"], g_ref["cell.W"][:, n_in:], rtol=1e-8, atol=1e-8)
+    t = best(lambda: backward(m, {"x": X}, targets=D))
+    cell, out = ref.blocks["cell"], ref.blocks["out"]
+    t_ref = best(lambda: numpy_bptt(cell.W, cell.b, out.W, out.b, X, D))
+    row(f"tanh RNN from elementary blocks H={H} B={B} T={T}, forward + gradient",
+        f"{1e3 * t:.0f} ms: {t / t_ref:.2f}x",
+        f"numpy BPTT, one matmul per weight {1e3 * t_ref:.0f} ms", "<= 1.2x")
+
+
 def scale() -> None:
     t0 = time.perf_counter()
     m = chains(2000)
@@ -138,6 +173,8 @@ def main() -> None:
     closed_loop()
     for H, B in ((8, 1), (64, 1), (256, 64)):
         rnn_case(H, B)
+    for H in (64, 256):
+        elementary_case(H)
     scale()
     first, second, imp, auto = compile_cost()
     row("closed loop, T=1,000: first simulation, empty cache / second process",
