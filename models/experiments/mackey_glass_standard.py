@@ -111,7 +111,8 @@ def run(quick: bool = False, seed: int = 0, plot=None, seeds: int | None = None)
             "summary": f"test NDEI: FIR network {res.mean():.4f} ± {res.std():.4f} "
                        f"({n_seeds} seeds), linear AR({order}) {ar:.4f}; published: backprop "
                        "MLP 0.02, linear AR 0.19, ANFIS 0.007",
-            "metric": float(res.mean()), "baseline": ar, "order": order,
+            "metric": float(res.mean()), "metric_std": float(res.std()), "baseline": ar,
+            "order": order,
             "loss_first": hists[0][0], "loss_last": hists[0][-1], "plot": out}
 
 

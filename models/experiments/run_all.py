@@ -61,6 +61,8 @@ def main(argv=None) -> int:
         print(results[0]["table"], "\n")
         setup, metric, published = ROWS[name]
         value = _fmt([r["metric"] for r in results])
+        if "metric_std" in results[0]:  # an experiment that runs its own seeds
+            value += f" ± {results[0]['metric_std']:.2g}"
         if name == "narendra_paper":
             value += "; " + _fmt([r["control"]["tracking RMSE"] for r in results])
             value += "; " + _fmt([r["control"]["neural controller: tracking RMSE"]

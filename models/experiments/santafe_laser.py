@@ -165,7 +165,8 @@ def run(quick: bool = False, seed: int = 0, plot=None, seeds: int | None = None)
             "summary": f"iterated 100-step NMSE: single networks {ms(single[:, 0])} over "
                        f"{n_nets} seeds, ensembles of {per} {ms(ens[:, 0])} over "
                        f"{len(groups)}; published {PUBLISHED_NMSE}  ({seconds:.0f} s)",
-            "metric": float(ens[:, 0].mean()), "single": float(single[:, 0].mean()),
+            "metric": float(ens[:, 0].mean()), "metric_std": float(ens[:, 0].std()),
+            "single": float(single[:, 0].mean()),
             "one_step": float(one.mean()), "iterated": single[:, 0].tolist(),
             "ensembles": ens[:, 0].tolist(), "unseen": float(ens[:, 1:].mean()),
             "plot": out,
