@@ -522,7 +522,17 @@ def minimize(model: Model, inputs: dict, targets, *, loss="sse", params=None,
                               f"{type(inputs).__name__}")
     for name, a in inputs.items():
         check_finite_data("Inport", name, a)
+    methods = ("Nelder-Mead", "Powell", "CG", "BFGS", "Newton-CG", "L-BFGS-B", "TNC",
+               "COBYLA", "COBYQA", "SLSQP", "trust-constr", "dogleg", "trust-ncg",
+               "trust-exact", "trust-krylov")
+    if not isinstance(method, str) or method.lower() not in {m.lower() for m in methods}:
+        raise ParameterError(f"method must be one of scipy.optimize.minimize's "
+                             f"({', '.join(methods)}); BFGS or L-BFGS-B use the gradient "
+                             f"best; got {method!r}")
     trained = select(model, params)
+    if not trained:
+        raise ParameterError(f"model {model.name!r} has no trainable parameters to minimize "
+                             "over")
     inputs, targets = _with_batch_axis(model, inputs, targets)
     held = model.held()
     free = {k: ~held[k].reshape(-1) if k in held else np.ones(v.size, bool)

@@ -211,3 +211,10 @@ def test_minimize_fits_a_filter_exactly_and_keeps_held_entries():
     np.testing.assert_array_equal(frozen.blocks["f"].a, [1.0, 0.0, 0.0])  # not selected
     with pytest.raises(BlockflowError, match="no parameter 'g.K'"):
         minimize(frozen, {"u": u}, d, params=["g.K"])
+    with pytest.raises(BlockflowError, match="method must be one of"):
+        minimize(frozen, {"u": u}, d, method="newton-raphson")
+    empty = Model("delay")
+    x, y = empty.add(Inport("u"), Outport("y"))
+    empty.chain(x, empty.add(UnitDelay(name="z")), y)
+    with pytest.raises(BlockflowError, match="no trainable parameters"):
+        minimize(empty, {"u": u}, d)
