@@ -118,12 +118,11 @@ def linear_map(c, apply, in_shapes: list[tuple], dtype) -> None:
                     u = f"{c.u(i)}[{e}]"
                     terms.append(f"+ {u}" if k == 1 else f"- {u}" if k == -1 else
                                  f"+ {number(k, c.T)} * {u}")
+            rhs = " ".join(terms).removeprefix("+ ")
             if dense and terms:
-                lines.append(f"{y}[{r}] += {' '.join(terms).lstrip('+ ')};"
-                             if terms[0][0] == "+" else f"{y}[{r}] += {' '.join(terms)};")
+                lines.append(f"{y}[{r}] += {rhs};")
             elif not dense:
-                rhs = " ".join(terms) if terms else "0"
-                lines.append(f"{y}[{r}] = {rhs.removeprefix('+ ')};")
+                lines.append(f"{y}[{r}] = {rhs or '0'};")
         c.output(*lines)
 
 
