@@ -56,6 +56,28 @@ def numba_loop():
     return loop
 
 
+def pid_loop_njit():
+    """``models.pid.pid_loop()`` by hand, state in locals (the plant's and the filters'
+    transposed direct form II, as the blocks run them)."""
+    from numba import njit
+
+    @njit(cache=True)
+    def loop(r, out):
+        z0, z1, zi, zd = 0.0, 0.0, 0.0, 0.0
+        for k in range(r.shape[0]):
+            y = z0  # strictly proper plant: no feedthrough
+            e = r[k] - y
+            yi = 0.4 * e + zi
+            yd = 0.3 * e + zd
+            u = 1.2 * e + yi + yd
+            out[k] = y
+            z0, z1 = 0.1 * u + 1.5 * y + z1, 0.08 * u - 0.7 * y
+            zi, zd = yi, -0.3 * e
+        return out
+
+    return loop
+
+
 def loop_bptt():
     """The closed loop's forward run and its BPTT by hand, state in locals: the loss
     ``sum_k dL/dy(k) y(k)``'s gradients with respect to ``kc.K``, ``plant.b`` and

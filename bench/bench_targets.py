@@ -24,6 +24,7 @@ from bench_compiled import (  # noqa: E402
     compile_cost,
     loop_bptt,
     numba_loop,
+    pid_loop_njit,
     python_floats,
 )
 from bench_gradient import jax_bptt, numba_bptt, numpy_bptt, rnn  # noqa: E402
@@ -74,6 +75,23 @@ def closed_loop() -> None:
         f"{t_grad / t_bptt:.1f}x the hand BPTT",
         f"forward {us * t_fwd:.3f} us/step; hand @njit forward + BPTT, state in locals, "
         f"{us * t_bptt:.3f} us/step", "<= 2.5x the forward; <= 3x the hand BPTT")
+
+
+def pid_case() -> None:
+    from models.pid import pid_loop
+
+    T = 100_000
+    m = pid_loop()
+    r = np.random.default_rng(0).standard_normal((T, 1))
+    t_nb = best(lambda: simulate(m, {"r": r}, backend="numba"), 5)
+    hand, out = pid_loop_njit(), np.empty(T)
+    np.testing.assert_allclose(hand(r[:, 0], out), simulate(m, {"r": r})["y"][:, 0],
+                               rtol=1e-9, atol=1e-12)  # the same loop, or no reference
+    t_hand = best(lambda: hand(r[:, 0], out), 5)
+    us = 1e6 / T
+    row("PID loop (subsystem, 8 blocks), B=1, compiled", f"{us * t_nb:.3f} us/step: "
+        f"{t_nb / t_hand:.1f}x the @njit loop",
+        f"hand-written @njit loop, state in locals {us * t_hand:.3f} us/step", "<= 1.5x")
 
 
 def rnn_case(H: int, B: int, T: int = 1000, n_in: int = 4) -> None:
@@ -171,6 +189,7 @@ def scale() -> None:
 def main() -> None:
     print("targets of the compiled-loop work, this machine, one run", flush=True)
     closed_loop()
+    pid_case()
     for H, B in ((8, 1), (64, 1), (256, 64)):
         rnn_case(H, B)
     for H in (64, 256):
