@@ -16,12 +16,12 @@ from blockflow.core.types import SignalType
 from blockflow.errors import ParameterError
 
 
-@kernel(into=take_state_into)
+@kernel(into=take_state_into, numbers=True)
 def delay_output(x, u):
     return x
 
 
-@kernel(into=take_input_into)
+@kernel(into=take_input_into, numbers=True)
 def delay_update(x, u):
     return u
 

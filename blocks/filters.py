@@ -15,7 +15,7 @@ import numpy as np
 
 from blockflow.core.block import Block
 from blockflow.core.ccode import each
-from blockflow.core.kernel import Kernel, kernel
+from blockflow.core.kernel import Kernel, Scalar, generated_kernel, kernel
 from blockflow.errors import ParameterError
 
 from .notation import poly_text, zinv_text
@@ -99,6 +99,35 @@ def _filter_update_into(feed, x, u, out):  # out is x: z updated in place
             z.flat[i * m + e] = c.flat[i] * ue - an1.flat[i] * z0 + z.flat[(i + 1) * m + e]
         z.flat[(n - 1) * m + e] = c.flat[n - 1] * ue - an1.flat[n - 1] * z0
     return x
+
+
+def filter_numbers(n: int) -> tuple:
+    """The filter's step on numbers (:class:`Scalar`), written out for ``n`` states: the
+    state ``(z, b0, c, an1)`` with ``z`` a tuple of ``n`` numbers, the same operations in
+    the same order as the element loops above (the same results to the bit)."""
+    z = [f"c[{i}] * u - an1[{i}] * z0" + (f" + z[{i + 1}]" if i + 1 < n else "")
+         for i in range(n)]
+    out = ("def f(feed, x, u):\n    z, b0 = x[0], x[1]\n"
+           + ("    return b0 * u + z[0] if feed else z[0]\n" if n else "    return b0 * u\n"))
+    upd = ("def f(feed, x, u):\n    z, b0, c, an1 = x\n    z0 = z[0]\n"
+           f"    return ({', '.join(z)},), b0, c, an1\n" if n else "def f(feed, x, u):\n"
+           "    return x\n")
+    return (generated_kernel(f"blocks.filters.filter_output_numbers{n}", out, "f", {},
+                             numbers=True),
+            generated_kernel(f"blocks.filters.filter_update_numbers{n}", upd, "f", {},
+                             numbers=True))
+
+
+def _pack_filter(x) -> tuple:
+    """A filter's state ``(z, b0, c, an1)`` (batch of one, one element) with ``z`` as a
+    tuple of numbers and the coefficients as 1-D arrays."""
+    z, b0, c, an1 = x
+    return (tuple(z.ravel()), z.dtype.type(b0),
+            np.ascontiguousarray(c.ravel()), np.ascontiguousarray(an1.ravel()))
+
+
+def _unpack_filter(x, xs) -> tuple:
+    return (np.array(xs[0], x[0].dtype).reshape(x[0].shape), *x[1:])
 
 
 @kernel(into=_filter_output_into)
@@ -309,6 +338,10 @@ class DiscreteFilter(Block):
 
     def kernel(self):
         return Kernel(filter_output, filter_update, (self.feedthrough,))
+
+    def scalar_kernel(self):
+        n = max(self.a.size, self.b.size) - 1
+        return Scalar(*filter_numbers(n), (self.feedthrough,), _pack_filter, _unpack_filter)
 
     def sequence(self, x0, U):
         import scipy.signal  # (deferred: importing scipy.signal costs 0.2-0.4 s)

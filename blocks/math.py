@@ -42,7 +42,8 @@ def sum_output(signs: str):
     name = signs.replace("+", "p").replace("-", "m") if len(signs) <= 64 else \
         f"{len(signs)}_{hashlib.sha1(signs.encode()).hexdigest()[:12]}"
     key = "blocks.math.sum_" + name
-    return generated_kernel(key, src, "f", globals(), into=into)
+    return generated_kernel(key, src, "f", globals(), into=into,
+                            numbers=signs != "+")  # (one "+": a copy, of an array)
 
 
 def sum_vjp(n: int):
@@ -127,7 +128,7 @@ def _gain_into(K, u, out):
     return out
 
 
-@kernel(into=_gain_into)
+@kernel(into=_gain_into, numbers=True)
 def gain_elementwise(K, u):
     return u * K
 
@@ -290,7 +291,7 @@ def product_kernels(ops: str) -> tuple[Callable, Callable]:
     key = "blocks.math.product_" + ops.replace("*", "m").replace("/", "d")
     prod = " * ".join(term(j) for j in range(n))
     out = generated_kernel(key, f"def f({args}):\n    return {prod}\n", "f", globals(),
-                           into=f"def f({args}, out):\n{loop}        out{e} = "
+                           numbers=True, into=f"def f({args}, out):\n{loop}        out{e} = "
                            f"{' * '.join(term(j, e) for j in range(n))}\n    return out\n")
     unpack = "(" + ", ".join(f"o{i}" for i in range(n)) + ",) = out\n    " if n > 1 else ""
     vjp_into = (f"def f(dy, {args}, y, out):\n    {unpack}"
@@ -385,7 +386,8 @@ def _elementwise_kernels(f, df, keys: tuple[str, str, str], sources=None) -> tup
     ``dy f'(a)`` built from ``df``, ``f`` and the rule with their element loops, under
     the kernel names ``keys`` (``sources``: the texts standing for ``f``'s and ``df``'s
     in the loops' digests, where their source cannot be read)."""
-    f, df = kernel(f, name=keys[0]), kernel(df, name=keys[1])
+    # (the element loops call f on numbers: it works on numbers)
+    f, df = kernel(f, name=keys[0], numbers=True), kernel(df, name=keys[1])
     if sources is not None:
         f.kernel_source, df.kernel_source = sources
     f.into = elementwise_into(f, 1, f"{keys[0]}.into")
@@ -579,7 +581,7 @@ def _saturation_into(lower, upper, u, out):
     return out
 
 
-@kernel(into=_saturation_into)
+@kernel(into=_saturation_into, numbers=True)
 def saturation(lower, upper, u):
     return np.minimum(np.maximum(u, lower), upper)
 

@@ -131,7 +131,7 @@ def test_a_folder_others_may_write_is_refused_and_a_private_one_is_made_0700(tmp
     loops = tmp_path / "mine" / "loops"
     assert stat.S_IMODE(os.stat(loops).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(loops / "__pycache__").st_mode) == 0o700
-    modules = list(loops.glob("bf_loop_*.py"))
+    modules = list(loops.glob("bf_*.py"))
     assert modules and all(stat.S_IMODE(os.stat(p).st_mode) == 0o600 for p in modules)
 
     shared = tmp_path / "shared"
@@ -156,14 +156,18 @@ def test_a_symlink_at_a_temporary_name_is_never_followed(tmp_path):
     body = f"""
     os.environ["BLOCKFLOW_CACHE"] = {str(cache)!r}
     from blockflow.backends.loops import loop_name
+    from blockflow.backends.scalar import scalar_forms, scalar_loop_name
     from blockflow.plan.compiler import compile
     from blockflow.backends.diskcache import loop_dir
     plan = compile(victim(0.7), backend="numba")
     seg = next(s for s in plan.segments if s.loop is not None)
-    name = loop_name(seg.ops, [op.block.kernel() for op in seg.ops], plan.slot_types)[0]
+    names = [loop_name(seg.ops, [op.block.kernel() for op in seg.ops], plan.slot_types)[0],
+             scalar_loop_name(seg.ops, scalar_forms(seg.ops, plan.slot_types, 1),
+                              plan.slot_types)[0]]
     folder = loop_dir()
-    for pid in range(os.getpid() - 5, os.getpid() + 50):
-        os.symlink({str(target)!r}, folder / f"{{name}}.{{pid}}.tmp")
+    for name in names:  # the loop's array form and its loop of numbers (this run's)
+        for pid in range(os.getpid() - 5, os.getpid() + 50):
+            os.symlink({str(target)!r}, folder / f"{{name}}.{{pid}}.tmp")
     print(repr(run()))
     """
     out = child(body, {}, tmp_path)
@@ -181,10 +185,10 @@ def test_a_damaged_entry_is_discarded_and_rebuilt(tmp_path):
     loops = cache / "loops"
     for damage in ["nbi", "nbc", "module", "module-binary"]:
         if damage == "module":
-            for p in loops.glob("bf_loop_*.py"):
+            for p in loops.glob("bf_*.py"):
                 p.write_text("garbage = (")
         elif damage == "module-binary":
-            for p in loops.glob("bf_loop_*.py"):
+            for p in loops.glob("bf_*.py"):
                 p.write_bytes(b"\xff\xfe\x00garbage")
         else:
             files = list((loops / "__pycache__").glob(f"*.{damage}"))
@@ -211,7 +215,7 @@ def test_a_cache_that_cannot_grow_runs_uncached(tmp_path, monkeypatch, caplog):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(diskcache, "write_private", no_space)
-    for name in [k for k in sys.modules if k.startswith("bf_loop_")]:
+    for name in [k for k in sys.modules if k.startswith("bf_")]:
         monkeypatch.delitem(sys.modules, name)  # (loaded by another test: made anew)
     with caplog.at_level(logging.WARNING):
         assert namespace["run"](0.61) == pytest.approx(expected(0.61), rel=1e-12)

@@ -20,6 +20,7 @@ import numpy as np
 from blockflow.backends.loops import compile_loop, loop_name, run_compiled
 from blockflow.backends.ops import SegmentKind
 from blockflow.backends.runtime import forget, loop_state, memo
+from blockflow.backends.scalar import compile_scalar_loop, run_scalar, scalar_forms
 from blockflow.backends.steps import loop_accumulators, step_args, step_body
 from blockflow.core.block import as_tuple
 from blockflow.core.rates import SUM, interval_sum, n_hits, place, sample
@@ -239,6 +240,9 @@ def _try_compiled(plan, seg, ks, bufs, states, rec, st):
 
         kinds = _interp_kinds(plan, seg, kernels)
         return run_interpreted(seg, run, kernels, steps, bufs, states, rec, st, kinds)
+    out = _try_scalar(seg, run, steps, bufs, states, rec, st)
+    if out is not None:
+        return out
     # the kernels this loop was compiled from (a user function whose globals changed is
     # a new kernel, compiled anew: numba froze the old values)
     sig = tuple(f.kernel_key for k in kernels for f in k[:2] if f is not None)
@@ -250,6 +254,31 @@ def _try_compiled(plan, seg, ks, bufs, states, rec, st):
         fn.kernel_sig = sig
         run.compiled = fn
     return run_compiled(seg, run.compiled, kernels, steps, bufs, states, rec, st)
+
+
+def _try_scalar(seg, run, steps, bufs, states, rec, st):
+    """Run a loop of single numbers (batch of one) with its signals and states in local
+    variables (:mod:`blockflow.backends.scalar`); ``None`` where the loop is not one, or
+    numba cannot compile it (then the array form runs, and ``describe()`` says why)."""
+    B = next(iter(rec.values())).shape[1] if rec else 0
+    forms = scalar_forms(seg.ops, st, B) if run.why_not_scalar is None else None
+    if forms is None:
+        return None
+    sig = tuple(f.kernel_key for fo in forms for f in (fo.output, fo.update) if f is not None)
+    if run.scalar is None or run.scalar.kernel_sig != sig:
+        run.scalar = compile_scalar_loop(seg.ops, forms, st)
+        run.scalar.kernel_sig = sig
+    from numba.core.errors import NumbaError
+
+    try:  # (compiled, or loaded from the disk cache, on its first call)
+        return run_scalar(seg, run.scalar, forms, steps, bufs, states, rec)
+    except (NumbaError, NotImplementedError) as e:  # a step on numbers numba refuses
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        run.why_not_scalar = f"numba could not compile its loop of numbers: {first}"
+        run.scalar = None
+        log.warning("loop [%s] runs in its array form: %s",
+                    ", ".join(op.path for op in seg.ops), run.why_not_scalar)
+        return None
 
 
 def _discard_damaged(plan, seg, e: Exception) -> bool:
@@ -264,16 +293,19 @@ def _discard_damaged(plan, seg, e: Exception) -> bool:
         return False
     run = loop_state(plan, seg)
     fn = run.compiled
-    name = getattr(getattr(fn, "py_func", None), "__module__", None)
+    names = [getattr(getattr(f, "py_func", None), "__module__", None)
+             for f in (run.scalar, fn)]  # (the loop of numbers is tried first)
+    names = [n for n in names if n is not None]
     folder = loop_dir()
-    if name is None:
+    if not names:
         return False
     log.warning("the disk cache entry of loop [%s] is damaged (%s: %s): rebuilt",
                 ", ".join(op.path for op in seg.ops), type(e).__name__, e)
-    if folder is not None:
-        discard(folder, name)
-    forget(name)
-    run.compiled = run.layout = None
+    for name in names:
+        if folder is not None:
+            discard(folder, name)
+        forget(name)
+    run.compiled = run.scalar = run.layout = None
     from blockflow.backends.interp import _MADE
 
     for k in [k for k, v in _MADE.items() if v is fn]:

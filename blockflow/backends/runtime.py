@@ -21,6 +21,8 @@ class LoopState:
     """What running one loop of a plan has learnt."""
 
     compiled: Callable | None = None  # the compiled loop or interpreter last used
+    scalar: Callable | None = None  # the compiled loop of numbers last used (batch of one)
+    why_not_scalar: str | None = None  # numba could not compile that one
     why_numpy: str | None = None  # numba could not compile it (the loop stays on numpy)
     layout: Any = None  # the interpreter's layout of its arrays
 

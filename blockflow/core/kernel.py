@@ -15,9 +15,11 @@ import inspect
 from collections.abc import Callable
 from typing import NamedTuple
 
+import numpy as np
+
 _KERNELS: dict[str, Callable] = {}
 def kernel(fn: Callable | None = None, *, name: str | None = None,
-           into: Callable | None = None, allocates: bool = True):
+           into: Callable | None = None, allocates: bool = True, numbers: bool = False):
     """Mark a step-equation function as a kernel: plain Python for numpy, compiled by
     numba inside generated loops.  ``name`` gives closures a stable key.
 
@@ -31,6 +33,12 @@ def kernel(fn: Callable | None = None, *, name: str | None = None,
     without numba's reference counting, which is most of a small loop's cost.  Array
     parameters reach compiled kernels as arrays of at least one dimension (a 0-d one as
     one element: read it as ``p.flat[0]``).
+
+    ``numbers=True`` promises that the function works on numbers as well: given numbers
+    for its inputs (and its state), and numbers for its parameters of one element, it
+    returns numbers (one per output) and allocates nothing.  Loops of single numbers
+    then run it with their signals and states in local variables
+    (:class:`Scalar`).
     """
 
     def mark(f):
@@ -38,6 +46,7 @@ def kernel(fn: Callable | None = None, *, name: str | None = None,
         _KERNELS[key] = f
         f.kernel_key = key
         f.allocates = allocates
+        f.numbers = numbers
         if into is not None:
             f.into = into if hasattr(into, "kernel_key") else kernel(into, name=key + ".into")
         return f
@@ -156,8 +165,48 @@ class Kernel(NamedTuple):
     params: tuple = ()
 
 
+def _first_number(x):
+    """A state of one number per batch member, as the number of the first member."""
+    return x.dtype.type(x.flat[0])
+
+
+def _fill(x, xs):
+    """``x`` (a state of one number per member) filled with the number ``xs``."""
+    return np.full_like(x, xs)
+
+
+class Scalar(NamedTuple):
+    """A block's step equations on numbers: the form a loop of single numbers runs
+    (every signal one float64 per step, one batch member), with its signals and states
+    in local variables, which the compiler keeps in registers.
+
+    ``output(*params, [xs,] *inputs)`` returns a number (a tuple of them for several
+    outputs); ``update(*params, xs, *inputs)`` the next ``xs``; both ``@kernel``
+    functions with ``numbers=True``.  ``pack(x)`` turns the block's state (as
+    ``init_state`` makes it, batch of one) into ``xs``, numbers or a tuple of numbers
+    and constants; ``unpack(x, xs)`` turns ``xs`` back into such a state.  The default
+    is a state of one number.
+    """
+
+    output: Callable
+    update: Callable | None = None
+    params: tuple = ()
+    pack: Callable = _first_number
+    unpack: Callable = _fill
+
+
+def scalar_of(k: Kernel | None) -> Scalar | None:
+    """The :class:`Scalar` form of a kernel whose functions all work on numbers (a
+    stateful one's state being one number), else ``None``."""
+    if k is None:
+        return None
+    fs = [f for f in (k.output, k.update) if f is not None]
+    return Scalar(k.output, k.update, k.params) if all(
+        getattr(f, "numbers", False) for f in fs) else None
+
+
 def generated_kernel(key: str, source: str, fname: str, namespace: dict,
-                     into: str | None = None) -> Callable:
+                     into: str | None = None, numbers: bool = False) -> Callable:
     """A kernel written for one configuration (an arity, a list of widths) from source,
     made once per process under the stable name ``key``; ``into`` is the source of its
     form writing into ``out`` (an element loop, which allocates nothing)."""
@@ -169,7 +218,7 @@ def generated_kernel(key: str, source: str, fname: str, namespace: dict,
             exec(into, namespace)  # noqa: S102 - the same
             g = kernel(namespace.pop(fname), name=key + ".into", allocates=False)
             g.kernel_source, into = into, g
-        f = kernel(f, name=key, into=into)
+        f = kernel(f, name=key, into=into, numbers=numbers)
         f.kernel_source = source
     return f
 

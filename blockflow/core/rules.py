@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from blockflow.core.kernel import scalar_of
 from blockflow.core.types import PortTypes, SignalType
 from blockflow.errors import ReciprocalNotDefinedError
 
@@ -113,6 +114,13 @@ class GradientRules:
         ``@kernel`` functions and the current parameters), or ``None``: then a loop
         holding this block runs on the numpy path."""
         return None
+
+    def scalar_kernel(self):
+        """The block's step equations on numbers (:class:`blockflow.core.kernel.Scalar`),
+        or ``None``: the form of a loop whose signals are all single numbers (batch of
+        one), run with its signals and states in local variables.  By default the
+        kernel itself, where its functions are marked ``numbers=True``."""
+        return scalar_of(self.kernel())
 
     def why_no_kernel(self) -> str | None:
         """Why :meth:`kernel` gives ``None`` where the block can say more than "it has

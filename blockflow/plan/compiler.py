@@ -152,8 +152,14 @@ class Plan:
     def loop_backend(self, seg) -> str:
         """How a loop runs under this plan's backend, and why."""
         from blockflow.backends.policy import explain
+        from blockflow.backends.scalar import numbers_loop
 
-        return explain(self, seg)
+        how = explain(self, seg)
+        if how.startswith("compiled") and not seg.interpreted and \
+                numbers_loop(seg, self.slot_types):
+            how += ("\n            a run of batch 1: a loop of numbers, its signals and "
+                    "states in registers")
+        return how
 
 
 def compile(model: Model, mode: str = "auto",  # noqa: A001 - networkx-style name

@@ -1,0 +1,190 @@
+"""Loops of numbers: a feedback loop of single float64 signals run with batch 1 keeps its
+signals and states in local variables (blockflow.backends.scalar).  Its numbers are the
+array form's to the bit, its states hand over between runs, and where it cannot run the
+array form does."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numba")
+
+from blockflow import Inport, Model, Outport, Simulator, compile, simulate  # noqa: E402
+from blockflow.backends.runtime import loop_state  # noqa: E402
+from blockflow.core.kernel import Kernel, kernel  # noqa: E402
+from blocks import (  # noqa: E402
+    DiscreteFilter,
+    DiscreteTransferFcn,
+    Function,
+    Gain,
+    Product,
+    Saturation,
+    Sum,
+    UnitDelay,
+)
+from blocks.filters import filter_update  # noqa: E402
+from models.closed_loop import tanh_loop  # noqa: E402
+from models.pid import pid_loop  # noqa: E402
+
+
+def zoo() -> Model:
+    """Every block with a step on numbers in one loop: filters with 0, 1 and 3 states
+    (one with an initial state), a delay starting off zero, a product, a saturation."""
+    m = Model("zoo")
+    r, y = m.add(Inport("r"), Outport("y"))
+    e = m.add(Sum("+-+", name="e"))
+    g = m.add(Gain(0.8, name="g"))
+    f0 = m.add(DiscreteFilter([0.5], [1.0], name="f0"))  # no state: a gain
+    f3 = m.add(DiscreteFilter([0.0, 0.3, 0.1, 0.05], [1.0, -0.4, 0.1, 0.02],
+                              x0=[0.2, -0.1, 0.05], name="f3"))
+    p = m.add(Product("*/", name="p"))
+    sat = m.add(Saturation(-1.5, 1.5, name="sat"))
+    th = m.add(Function("tanh", name="th"))
+    z = m.add(UnitDelay(0.7, name="z"))
+    d1 = m.add(DiscreteTransferFcn([0.5], [1.0, -0.9], name="d1"))
+    m.connect(r, e.u1)
+    m.chain(e, g, f0, sat, th, f3, y)
+    m.chain(f3, z, e.u2)
+    m.chain(th, d1, p.u1)
+    m.connect(m.add(Sum("++", name="two")), p.u2)
+    m.connect(r, m.blocks["two"].u1)
+    m.connect(z, m.blocks["two"].u2)
+    m.connect(p, e.u3)
+    return m
+
+
+MODELS = {"pid": pid_loop, "tanh": tanh_loop, "zoo": zoo}
+
+
+def loop_of(plan):
+    return next(s for s in plan.segments if s.loop is not None)
+
+
+def inputs(T: int, B: int, seed: int = 0) -> dict:
+    r = np.random.default_rng(seed).standard_normal((T, 1))
+    r[0] = 1.0  # non-zero at k = 0: the first sample must not be lost or doubled
+    r[:, 0] += 2.0  # (the zoo divides by r + z: kept away from zero)
+    return {"r": np.repeat(r, B, axis=1)}
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_a_loop_of_numbers_gives_the_array_forms_numbers_to_the_bit(name):
+    m = MODELS[name]()
+    plan = compile(m, backend="numba")
+    assert "loop of numbers" in plan.describe()
+    one = simulate(plan, inputs(300, 1))
+    assert loop_state(plan, loop_of(plan)).scalar is not None  # it ran as numbers
+    two = simulate(plan, inputs(300, 2))  # batch 2: the array form
+    ref = simulate(m, inputs(300, 1), backend="numpy")
+    for s in one.names():
+        np.testing.assert_array_equal(one[s][:, 0], two[s][:, 0])
+        np.testing.assert_allclose(one[s], ref[s], rtol=1e-12, atol=1e-13)
+    for path, x in one.final_state.items():  # the states, packed and unpacked
+        np.testing.assert_allclose(_flat(x), _flat(ref.final_state[path]), rtol=1e-12)
+
+
+def _flat(x) -> np.ndarray:
+    return np.concatenate([np.ravel(np.asarray(v, float))
+                           for v in (x if isinstance(x, tuple) else (x,))])
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_a_run_continued_in_chunks_is_the_whole_run(name):
+    """The states go out of the loop of numbers and back in (packed, unpacked) between
+    chunks: the same numbers as one run."""
+    m = MODELS[name]()
+    x = inputs(240, 1)
+    whole = simulate(m, x, backend="numba")
+    sim = Simulator(m, backend="numba")
+    parts = [sim.run({"r": x["r"][a:b]}) for a, b in ((0, 1), (1, 90), (90, 240))]
+    for s in ("y",):
+        np.testing.assert_array_equal(np.concatenate([p[s] for p in parts]), whole[s])
+
+
+def test_what_is_not_a_loop_of_numbers_runs_in_its_array_form():
+    """float32 signals, vector signals: the array form (and the same numbers)."""
+    m = tanh_loop().astype(np.float32)
+    p32 = compile(m, backend="numba")
+    assert "loop of numbers" not in p32.describe()
+    out = simulate(p32, {"r": inputs(50, 1)["r"].astype(np.float32)})
+    assert out["y"].dtype == np.float32 and loop_state(p32, loop_of(p32)).scalar is None
+
+    v = Model("vector")
+    r, y = v.add(Inport("r", shape=(2,)), Outport("y"))
+    s, g, z = v.add(Sum("+-", name="s"), Gain(0.5, name="g"), UnitDelay(np.zeros(2), name="z"))
+    v.connect(r, s.u1)
+    v.chain(s, g, y)
+    v.chain(g, z, s.u2)
+    pv = compile(v, backend="numba")
+    assert "loop of numbers" not in pv.describe()
+    out = simulate(pv, {"r": np.ones((20, 1, 2))})
+    assert loop_state(pv, loop_of(pv)).scalar is None
+    np.testing.assert_allclose(out["y"][-1, 0], [1 / 3, 1 / 3], rtol=1e-6)
+
+
+class ShiftedFilter(DiscreteFilter):
+    """A subclass that changes the kernel (adds 1 to the output) but not the step on
+    numbers it inherits: the inherited one no longer holds."""
+
+    def kernel(self):
+        return Kernel(_plus_one, filter_update, (self.feedthrough,))
+
+    def output(self, x, u):
+        return _plus_one(self.feedthrough, x, u)
+
+
+@kernel
+def _plus_one(feed, x, u):
+    return x[0][0] + 1.0
+
+
+def test_a_subclass_that_changes_the_kernel_does_not_inherit_the_numbers():
+    m = Model("shifted")
+    r, y = m.add(Inport("r"), Outport("y"))
+    s, f = m.add(Sum("+-", name="s"), ShiftedFilter([0.0, 0.5], [1.0, -0.5], name="f"))
+    m.connect(r, s.u1)
+    m.chain(s, f, y)
+    m.connect(f, s.u2)
+    plan = compile(m, backend="numba")
+    got = simulate(plan, {"r": np.ones(30)})
+    assert loop_state(plan, loop_of(plan)).scalar is None
+    np.testing.assert_allclose(got["y"], simulate(m, {"r": np.ones(30)}, backend="numpy")["y"],
+                               rtol=1e-12)
+    assert got["y"][0, 0] == 1.0  # x[0] = 0, plus one
+
+
+@kernel(numbers=True)  # a broken promise: it reads an array's attribute
+def _twice_claimed(u):
+    return u * u.size
+
+
+class Claimed(Gain):
+    def kernel(self):
+        return Kernel(_twice_claimed)
+
+    def scalar_kernel(self):
+        from blockflow.core.kernel import scalar_of
+
+        return scalar_of(self.kernel())
+
+    def output(self, x, u):
+        return u * u.size
+
+
+def test_a_step_on_numbers_numba_refuses_falls_back_to_the_array_form(caplog):
+    m = Model("claimed")
+    r, y = m.add(Inport("r"), Outport("y"))
+    s, c, z = m.add(Sum("+-", name="s"), Claimed(1.0, name="c"), UnitDelay(0.0, name="z"))
+    m.connect(r, s.u1)
+    m.chain(s, c, y)
+    m.chain(c, z, s.u2)
+    plan = compile(m, backend="numba")
+    with caplog.at_level(logging.WARNING):
+        got = simulate(plan, {"r": np.ones(10)})
+    st = loop_state(plan, loop_of(plan))
+    assert st.scalar is None and "loop of numbers" in st.why_not_scalar
+    assert "runs in its array form" in caplog.text
+    np.testing.assert_allclose(got["y"], simulate(m, {"r": np.ones(10)}, backend="numpy")["y"])
