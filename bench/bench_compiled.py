@@ -56,6 +56,28 @@ def numba_loop():
     return loop
 
 
+def loop_alone(model, inputs: dict):
+    """The compiled loop of ``model``'s run on ``inputs`` (batch 1, a loop of numbers) as
+    a call on the arguments that run gave it: its time without the Trace around it (every
+    signal's record allocated, the inputs and outputs checked)."""
+    import blockflow.backends.execute as ex
+    from blockflow import simulate
+
+    got, real = {}, ex.run_scalar
+
+    def spy(seg, fn, forms, steps, bufs, states, rec):
+        got["call"] = (seg, fn, forms, steps, bufs, dict(states), rec)
+        return real(seg, fn, forms, steps, bufs, states, rec)
+
+    ex.run_scalar = spy
+    try:
+        simulate(model, inputs, backend="numba")
+    finally:
+        ex.run_scalar = real
+    seg, fn, forms, steps, bufs, states, rec = got["call"]
+    return lambda: real(seg, fn, forms, steps, bufs, dict(states), rec)
+
+
 def pid_loop_njit():
     """``models.pid.pid_loop()`` by hand, state in locals (the plant's and the filters'
     transposed direct form II, as the blocks run them)."""

@@ -11,6 +11,8 @@ trained in place.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from blockflow.core.block import Block
@@ -101,6 +103,7 @@ def _filter_update_into(feed, x, u, out):  # out is x: z updated in place
     return x
 
 
+@functools.cache
 def filter_numbers(n: int) -> tuple:
     """The filter's step on numbers (:class:`Scalar`), written out for ``n`` states: the
     state ``(z, b0, c, an1)`` with ``z`` a tuple of ``n`` numbers, the same operations in

@@ -6,6 +6,7 @@ under its forward rule.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import types
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from blockflow.core.types import SignalType, same_type
 from blockflow.errors import ParameterError
 
 
+@functools.cache  # (a block's kernel() is asked for on every run)
 def sum_output(signs: str):
     """``y = s_1 u_1 + s_2 u_2 + ...`` as a kernel written out for ``signs``: one array
     operation per input, no multiplications by +-1 (and its element loop, into ``out``)."""
@@ -46,6 +48,7 @@ def sum_output(signs: str):
                             numbers=signs != "+")  # (one "+": a copy, of an array)
 
 
+@functools.cache
 def sum_vjp(n: int):
     """The reciprocal rule of an n-input Sum as a kernel: ``(s_1 dy, ..., s_n dy)``."""
     terms = ", ".join(f"signs[{i}] * dy" for i in range(n))
@@ -266,6 +269,7 @@ class Gain(Block):
                 "trainable": self._params["K"]}
 
 
+@functools.cache
 def product_kernels(ops: str) -> tuple[Callable, Callable]:
     """``y = prod u_i^(+-1)``, its reciprocal ``(dy dy/du_1, ...)`` and its tangent
     ``sum_i du_i dy/du_i`` as kernels, written out for the operators ``ops`` (``*``

@@ -13,7 +13,9 @@ array form to the bit: the same operations in the same order.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import math
 
 import numpy as np
 
@@ -36,7 +38,7 @@ def scalar_forms(ops, slot_types, B: int) -> list | None:
             return None
         for s in (*op.ins, *op.outs):
             t = slot_types[s]
-            if t.dtype != FLOAT or int(np.prod(t.shape)) != 1:
+            if t.dtype != FLOAT or math.prod(t.shape) != 1:
                 return None
     forms = [_form(op.block) for op in ops]
     if any(f is None or (op.state is None) != (f.update is None)
@@ -49,13 +51,15 @@ def _form(block):
     """``block.scalar_kernel()``, unless a subclass redefined ``kernel()`` below the class
     that wrote its ``scalar_kernel()`` (the numbers might no longer be the kernel's: the
     array form runs); the default, derived from ``kernel()`` itself, always holds."""
-    mro = type(block).__mro__
-    owner = {name: next(c for c in mro if name in c.__dict__)
+    return block.scalar_kernel() if _holds(type(block)) else None
+
+
+@functools.cache
+def _holds(cls) -> bool:
+    owner = {name: next(c for c in cls.__mro__ if name in c.__dict__)
              for name in ("kernel", "scalar_kernel")}
-    if owner["scalar_kernel"] is not GradientRules and owner["kernel"] is not \
-            owner["scalar_kernel"] and issubclass(owner["kernel"], owner["scalar_kernel"]):
-        return None
-    return block.scalar_kernel()
+    return owner["scalar_kernel"] is GradientRules or owner["kernel"] is \
+        owner["scalar_kernel"] or not issubclass(owner["kernel"], owner["scalar_kernel"])
 
 
 def numbers_loop(seg, slot_types) -> bool:
