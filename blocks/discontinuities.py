@@ -37,7 +37,7 @@ def dead_zone(start, end, u):
     return np.where(u > end, u - end, np.where(u < start, u - start, 0.0 * u))
 
 
-@kernel(into=_dead_zone_vjp_into)
+@kernel(into=_dead_zone_vjp_into, numbers=True)
 def dead_zone_vjp(start, end, dy, u, y):  # 1 outside the zone, 0 inside
     return dy * ((u > end) | (u < start))
 

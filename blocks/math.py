@@ -58,7 +58,8 @@ def sum_vjp(n: int):
         f"        {o}.flat[i] = signs[{j}] * dy.flat[i]\n" for j, o in enumerate(outs))
     return generated_kernel(f"blocks.math.sum_vjp{n}",
                             f"def f(signs, dy):\n    return {ret}\n", "f", globals(),
-                            into=into + "    return out\n")
+                            into=into + "    return out\n",
+                            numbers=n > 1)  # (one sign: a number, not indexed)
 
 
 class Sum(Block):
@@ -303,7 +304,7 @@ def product_kernels(ops: str) -> tuple[Callable, Callable]:
                 + "".join(f"        {'out' if n == 1 else f'o{i}'}{e} = dy{e} * "
                           f"{partial(i, e)}\n" for i in range(n)) + "    return out\n")
     vjp = generated_kernel(key + "_vjp", f"def f(dy, {args}, y):\n    return {ret}\n", "f",
-                           globals(), into=vjp_into)
+                           globals(), into=vjp_into, numbers=ops != "*")  # (np.ones_like)
     jvp_into = (f"def f({dus}, {args}, y, out):\n{loop}        out{e} = "
                 + " + ".join(f"du{i}{e} * {partial(i, e)}" for i in range(n))
                 + "\n    return out\n")
@@ -399,7 +400,7 @@ def _elementwise_kernels(f, df, keys: tuple[str, str, str], sources=None) -> tup
     def vjp(dy, a, y):
         return dy * df(a, y)
 
-    rule = kernel(vjp, name=keys[2])
+    rule = kernel(vjp, name=keys[2], numbers=True)
     rule.into = elementwise_into(rule, 3, f"{keys[2]}.into")
     return f, df, rule
 
@@ -597,7 +598,7 @@ def _saturation_vjp_into(lower, upper, dy, u, y, out):
     return out
 
 
-@kernel(into=_saturation_vjp_into)
+@kernel(into=_saturation_vjp_into, numbers=True)
 def saturation_vjp(lower, upper, dy, u, y):  # 1 inside the limits, 0 outside
     return dy * ((u > lower) & (u < upper))
 

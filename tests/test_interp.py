@@ -194,7 +194,8 @@ def test_auto_counts_the_work_of_every_loop_one_interpreter_serves(small_limit, 
         m.connect(u, s.u1)
         m.chain(s, *chain, m.add(UnitDelay(0.3, name=f"z{c}")), s.u2)
         m.connect(chain[-1], y)
-    x = {f"u{c}": np.ones((40, 1)) for c in range(4)}
+    # (a batch of 2: a run of batch 1 would make each a loop of numbers, compiled whole)
+    x = {f"u{c}": np.ones((40, 2)) for c in range(4)}
     tr = simulate(m, x, backend="auto")
     loops = [s for s in tr.plan.segments if s.loop is not None]
     assert len(loops) == 4 and all(s.interpreted for s in loops)

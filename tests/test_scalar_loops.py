@@ -188,3 +188,28 @@ def test_a_step_on_numbers_numba_refuses_falls_back_to_the_array_form(caplog):
     assert st.scalar is None and "loop of numbers" in st.why_not_scalar
     assert "runs in its array form" in caplog.text
     np.testing.assert_allclose(got["y"], simulate(m, {"r": np.ones(10)}, backend="numpy")["y"])
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_the_reciprocal_loop_runs_as_numbers_with_the_array_forms_gradient(name, monkeypatch):
+    """The backward sweep of a batch of one is a loop of numbers too (branching points,
+    J^T of each block, the filters run anticausally): the same deltas as the array form
+    to the bit, and the numpy path's gradient."""
+    from blockflow import backward
+    from blockflow.gradient.gradients import reciprocal_plan
+
+    m = MODELS[name]()
+    x1, x2 = inputs(200, 1), inputs(200, 2)
+    w = np.cos(np.arange(200.0))[:, None]
+    monkeypatch.setenv("BLOCKFLOW_BACKEND", "numba")
+    g1 = backward(m, x1, dL_dy={"y": w})
+    back = reciprocal_plan(m)
+    assert loop_state(back, loop_of(back)).scalar is not None
+    g2 = backward(m, x2, dL_dy={"y": np.repeat(w, 2, axis=1)})
+    monkeypatch.setenv("BLOCKFLOW_BACKEND", "numpy")
+    ref = backward(m, x1, dL_dy={"y": w})
+    np.testing.assert_array_equal(g1.inputs["r"][:, 0], g2.inputs["r"][:, 0])
+    np.testing.assert_allclose(g1.inputs["r"], ref.inputs["r"], rtol=1e-11, atol=1e-13)
+    for k in ref.params:
+        np.testing.assert_allclose(2 * g1.params[k], g2.params[k], rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(g1.params[k], ref.params[k], rtol=1e-11, atol=1e-13)

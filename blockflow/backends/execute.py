@@ -235,14 +235,16 @@ def _try_compiled(plan, seg, ks, bufs, states, rec, st):
     kernels = [op.block.kernel() for op in seg.ops]  # the current parameters
     steps = np.arange(ks.start, ks.stop, ks.step, dtype=np.int64)  # ks: a range
     run = loop_state(plan, seg)
+    # a loop of numbers compiles whole (in a fraction of an array loop's time: 0.9 s at
+    # 44 blocks, 1.3 s at 100), where the interpreter would run it 5-6x slower
+    out = _try_scalar(seg, run, steps, bufs, states, rec, st)
+    if out is not None:
+        return out
     if seg.interpreted:
         from blockflow.backends.interp import run_interpreted
 
         kinds = _interp_kinds(plan, seg, kernels)
         return run_interpreted(seg, run, kernels, steps, bufs, states, rec, st, kinds)
-    out = _try_scalar(seg, run, steps, bufs, states, rec, st)
-    if out is not None:
-        return out
     # the kernels this loop was compiled from (a user function whose globals changed is
     # a new kernel, compiled anew: numba froze the old values)
     sig = tuple(f.kernel_key for k in kernels for f in k[:2] if f is not None)

@@ -214,3 +214,18 @@ def sum_to(g: np.ndarray, shape: tuple) -> np.ndarray:
         g = g.sum(axis=tuple(range(lead)))
     axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
     return g.sum(axis=axes, keepdims=True) if axes else g
+
+
+def scalar_form(block):
+    """``block.scalar_kernel()``, unless a subclass redefined ``kernel()`` below the class
+    that wrote its ``scalar_kernel()`` (the numbers might no longer be the kernel's: the
+    array form runs); the default, derived from ``kernel()`` itself, always holds."""
+    return block.scalar_kernel() if _numbers_hold(type(block)) else None
+
+
+@functools.cache
+def _numbers_hold(cls) -> bool:
+    owner = {name: next(c for c in cls.__mro__ if name in c.__dict__)
+             for name in ("kernel", "scalar_kernel")}
+    return owner["scalar_kernel"] is GradientRules or owner["kernel"] is \
+        owner["scalar_kernel"] or not issubclass(owner["kernel"], owner["scalar_kernel"])

@@ -17,12 +17,15 @@ like the forward block, so the reciprocal model mirrors the forward one name for
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from blockflow.core.block import Block, Read, as_tuple
 from blockflow.core.ccode import VjpView, linear_map
 from blockflow.core.kernel import Kernel, generated_kernel, sum_lines
 from blockflow.core.rates import HOLD, place, sample
+from blockflow.core.rules import scalar_form
 from blockflow.core.types import SignalType, delta_type
 
 
@@ -310,6 +313,9 @@ class Anticausal(Block):
     def kernel(self):  # step by step, reversed time is the block itself
         return self.block.kernel()
 
+    def scalar_kernel(self):
+        return scalar_form(self.block)
+
     def c_code(self, c):
         return self.block.c_code(c)
 
@@ -361,6 +367,7 @@ class ZeroSource(Block):
         return {"type_": self.type}
 
 
+@functools.cache
 def junction_kernel(n: int):
     """``y = u_1 + ... + u_n`` as a kernel for ``n`` inputs (and its element loop)."""
     args = ", ".join(f"u{i}" for i in range(n))
@@ -372,7 +379,7 @@ def junction_kernel(n: int):
                                  "        "),
                       "        out.flat[i] = acc", "    return out"]) + "\n"
     return generated_kernel(f"blockflow.gradient.adjoint.junction{n}", src, "f", {"np": np},
-                            into=into)
+                            into=into, numbers=n > 1)  # (one input: a copy, of an array)
 
 
 class Junction(Block):

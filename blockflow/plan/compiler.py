@@ -155,8 +155,7 @@ class Plan:
         from blockflow.backends.scalar import numbers_loop
 
         how = explain(self, seg)
-        if how.startswith("compiled") and not seg.interpreted and \
-                numbers_loop(seg, self.slot_types):
+        if how.startswith("compiled") and numbers_loop(seg, self.slot_types):
             how += ("\n            a run of batch 1: a loop of numbers, its signals and "
                     "states in registers")
         return how
