@@ -7,11 +7,13 @@ Linear and stateful: the reciprocal is the transposed realisation run in reverse
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from blockflow.core.block import Block, sum_to
 from blockflow.core.ccode import matvec, matvec_t, outer_add
-from blockflow.core.kernel import Kernel, kernel
+from blockflow.core.kernel import Kernel, Scalar, generated_kernel, kernel
 from blockflow.core.types import SignalType
 from blockflow.errors import ParameterError
 
@@ -105,6 +107,34 @@ def siso_output_plain(AT, BT, CT, DT, feed, work, x, u):
 def siso_update(AT, BT, CT, DT, feed, work, x, u):
     n = x.shape[-1]
     return (x.reshape((-1, n)) @ AT + u.reshape((-1, 1)) @ BT).reshape(x.shape)
+
+
+@functools.cache
+def ss_numbers(n: int, record: bool) -> tuple:
+    """A single-input single-output system's step on numbers (:class:`Scalar`), written
+    out for ``n`` states: ``y = C x + D u`` (and the state, recorded) and
+    ``x(k+1) = A x + B u``, the matrices transposed and flattened into tuples, the sums in
+    the element loops' order (the same results to the bit)."""
+    head = "def f(at, bt, ct, dt, feed, x, u):\n"
+    out = [*(f"    acc += x[{j}] * ct[{j}]" for j in range(n)),
+           "    if feed:", "        acc += u * dt[0]"]
+    out = head + "    acc = 0.0\n" + "\n".join(out) + (
+        "\n    return acc, x\n" if record else "\n    return acc\n")
+    upd = [line for i in range(n) for line in (
+        f"    a{i} = 0.0", *(f"    a{i} += x[{j}] * at[{j * n + i}]" for j in range(n)),
+        f"    a{i} += u * bt[{i}]")]
+    upd = head + "\n".join(upd) + "\n    return (" + "".join(f"a{i}, " for i in range(n)) + ")\n"
+    key = f"blocks.statespace.ss_numbers{n}{'_record' if record else ''}"
+    return (generated_kernel(key + "_output", out, "f", {}, numbers=True),
+            generated_kernel(key + "_update", upd, "f", {}, numbers=True))
+
+
+def _pack_ss(x) -> tuple:
+    return tuple(x.ravel())
+
+
+def _unpack_ss(x, xs) -> np.ndarray:
+    return np.array(xs, x.dtype).reshape(x.shape)
 
 
 def _outer(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -220,6 +250,18 @@ class StateSpace(Block):
     def kernel(self):
         out, upd = self._kernels()
         return Kernel(out, upd, self._params_t(np.ascontiguousarray))
+
+    def scalar_kernel(self):
+        A, B, C, D = self.matrices()
+        if B.shape[1] != 1 or C.shape[0] != 1:  # (single numbers: one input, one output)
+            return None
+
+        def flat(M):  # M^T, row by row
+            return tuple(float(v) for v in np.ravel(M.T))
+
+        return Scalar(*ss_numbers(A.shape[0], bool(self.residuals)),
+                      (flat(A), flat(B), flat(C), flat(D), self.feedthrough),
+                      _pack_ss, _unpack_ss)
 
     def _vec(self, U):  # samples as (..., m) vectors
         return U[..., None] if self.elementwise else U

@@ -19,7 +19,8 @@ import math
 import numpy as np
 
 from blockflow.backends.loops import _layout, _load_module, _local, _register_all, kernels_digest
-from blockflow.core.rates import BASE, SUM
+from blockflow.backends.steps import loop_accumulators, step_args, step_body
+from blockflow.core.rates import BASE
 from blockflow.core.rules import scalar_form
 
 FLOAT = np.dtype(np.float64)
@@ -30,17 +31,18 @@ MAX_NUMBERS_OPS = 120
 
 def scalar_forms(ops, slot_types, B: int) -> list | None:
     """The blocks' steps on numbers for a loop of ``ops`` run with batch ``B``, or
-    ``None`` where the loop is not one of single numbers: a batch of more than one, a
-    signal of more than one element or not float64, a block off the base rate or summing
-    over held intervals, or a block without a step on numbers."""
+    ``None`` where the loop is not one of numbers: a batch of more than one, a signal
+    not float64 or of more than one element (but a record no block of the loop reads,
+    written at every step: a state-space block's state), or a block without a step on
+    numbers."""
     if B != 1 or len(ops) > MAX_NUMBERS_OPS:
         return None
+    read = {s for op in ops for s in op.ins}
     for op in ops:
-        if op.rate != BASE or op.io[0] == SUM:
-            return None
         for s in (*op.ins, *op.outs):
             t = slot_types[s]
-            if t.dtype != FLOAT or math.prod(t.shape) != 1:
+            if t.dtype != FLOAT or (math.prod(t.shape) != 1 and (
+                    s in read or op.rate != BASE)):
                 return None
     forms = [scalar_form(op.block) for op in ops]
     if any(f is None or (op.state is None) != (f.update is None)
@@ -55,8 +57,11 @@ def numbers_loop(seg, slot_types) -> bool:
 
 
 def _source(ops, forms, slot_types) -> tuple[str, list[str]]:
-    """The loop module's source and its argument names (in call order)."""
-    ops, _ = _local(ops, slot_types)
+    """The loop module's source and its argument names (in call order): the statements
+    of a step as every generated loop has them (:func:`step_body`: ops off the base rate
+    guarded by their hits, their outputs held between, inputs summed over held
+    intervals), on local numbers."""
+    ops, local_types = _local(ops, slot_types)
     produced, external, stateful = _layout(ops)
     prod = set(produced)
     keys = sorted({f.kernel_key for fo in forms for f in (fo.output, fo.update)
@@ -71,6 +76,10 @@ def _source(ops, forms, slot_types) -> tuple[str, list[str]]:
     w += [f"{n} = _INLINED[{key!r}]" for key, n in names.items()]
     w += ["", "", "@njit(cache=True, nogil=True, _nrt=False)",
           f"def loop({', '.join(args)}):"]
+
+    def read(s):
+        return f"v{s}" if s in prod else f"e{s}[k]"
+
     # an input not computed yet in this step is one the block does not read in its
     # output (no feedthrough): any number will do
     done, early = set(), []
@@ -78,22 +87,25 @@ def _source(ops, forms, slot_types) -> tuple[str, list[str]]:
         early += [s for s in op.ins if s in prod and s not in done and s not in early]
         done.update(op.outs)
     w += [f"    v{s} = 0.0" for s in early]
+    w += [f"    a{i}_{j} = 0.0" for i, j, _, _ in loop_accumulators(ops)]
     w += ["    for i in range(ks.shape[0]):", "        k = ks[i]"]
 
     def call(i, op, f):
         p = [f"p{i}_{j}" for j in range(len(forms[i].params))]
         x = [f"x{op.state}"] if op.state is not None else []
-        ins = [f"v{s}" if s in prod else f"e{s}[k]" for s in op.ins]
-        return f"{names[f.kernel_key]}({', '.join(p + x + ins)})"
+        return f"{names[f.kernel_key]}({', '.join(p + x + step_args(i, op, read))})"
 
-    for i, op in enumerate(ops):
-        if op.outs:
-            w.append(f"        {', '.join(f'v{s}' for s in op.outs)} = "
-                     f"{call(i, op, forms[i].output)}")
-            w += [f"        r{s}[k] = v{s}" for s in op.outs]
-    for i, op in enumerate(ops):
-        if op.state is not None:
-            w.append(f"        x{op.state} = {call(i, op, forms[i].update)}")
+    def store(op, expr):
+        lines = [f"{', '.join(f'v{s}' for s in op.outs)} = {expr}"]
+        for s in op.outs:
+            n = math.prod(local_types[s].shape)
+            lines += [f"r{s}[k] = v{s}"] if n == 1 else \
+                [f"r{s}[k, {j}] = v{s}[{j}]" for j in range(n)]
+        return lines
+
+    w += step_body(ops, read, lambda i, op: call(i, op, forms[i].output),
+                   lambda i, op: call(i, op, forms[i].update), store,
+                   reset=lambda acc: f"{acc} = 0.0")
     states = ", ".join(f"x{op.state}" for op in stateful)
     w.append(f"    return ({states}{',' if len(stateful) == 1 else ''})")
     return "\n".join(w) + "\n", args
@@ -126,8 +138,14 @@ def _number(p):
 
 
 def _row(a: np.ndarray) -> np.ndarray:
-    """A record ``(T, 1, ...)`` of single numbers as a 1-D array (a view where it can)."""
+    """An input ``(T, 1, ...)`` of single numbers as a 1-D array (a view where it can)."""
     return np.ascontiguousarray(a).reshape(a.shape[0])
+
+
+def _rows(a: np.ndarray) -> np.ndarray:
+    """A record ``(T, 1, ...)`` as a view ``(T,)`` (single numbers) or ``(T, n)``."""
+    # (a record is made contiguous: a view, filled in place)
+    return a.reshape(a.shape[0]) if a[0].size == 1 else a.reshape(a.shape[0], -1)
 
 
 def run_scalar(seg, fn, forms, ks: np.ndarray, bufs: list, states: dict, rec: dict):
@@ -139,7 +157,7 @@ def run_scalar(seg, fn, forms, ks: np.ndarray, bufs: list, states: dict, rec: di
         args += [_number(p) for p in fo.params]
     form = {op.state: fo for op, fo in zip(seg.ops, forms, strict=True)}
     args += [form[op.state].pack(states[op.state]) for op in stateful]
-    rows = [rec[s].reshape(rec[s].shape[0]) for s in produced]  # views: filled in place
+    rows = [_rows(rec[s]) for s in produced]
     out = fn(*args, *rows)
     return {op.state: form[op.state].unpack(states[op.state], xs)
             for op, xs in zip(stateful, out, strict=True)}
