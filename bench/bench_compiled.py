@@ -100,6 +100,33 @@ def pid_loop_njit():
     return loop
 
 
+def dc_motor_njit():
+    """``models.dc_motor.motor_loop()`` by hand, state in locals: the discretised motor
+    (``A, B, C`` of its realisation) every step, the PID (forward Euler integral,
+    difference) every ``n``-th step on the sampled error, its output held between."""
+    from numba import njit
+
+    @njit(cache=True)
+    def loop(r, out, A, B, C, kp, ki, kd, h, n):
+        a00, a01, a10, a11 = A[0, 0], A[0, 1], A[1, 0], A[1, 1]
+        b0, b1, c0, c1 = B[0, 0], B[1, 0], C[0, 0], C[0, 1]
+        x0, x1, xi, prev, u = 0.0, 0.0, 0.0, 0.0, 0.0
+        for k in range(r.shape[0]):
+            y = c0 * x0 + c1 * x1  # strictly proper: no feedthrough
+            out[k] = y
+            if k % n == 0:  # the PID's sample
+                e = r[k] - y
+                ui = xi
+                xi = ui + h * (ki * e)
+                g = (kd * e) / h
+                u = kp * e + ui + (g - prev)
+                prev = g
+            x0, x1 = a00 * x0 + a01 * x1 + b0 * u, a10 * x0 + a11 * x1 + b1 * u
+        return out
+
+    return loop
+
+
 def loop_bptt():
     """The closed loop's forward run and its BPTT by hand, state in locals: the loss
     ``sum_k dL/dy(k) y(k)``'s gradients with respect to ``kc.K``, ``plant.b`` and

@@ -20,7 +20,7 @@ import numpy as np
 
 from blockflow.backends.loops import _layout, _load_module, _local, _register_all, kernels_digest
 from blockflow.backends.steps import loop_accumulators, step_args, step_body
-from blockflow.core.rates import BASE
+from blockflow.core.rates import BASE, HOLD
 from blockflow.core.rules import scalar_form
 
 FLOAT = np.dtype(np.float64)
@@ -88,6 +88,16 @@ def _source(ops, forms, slot_types) -> tuple[str, list[str]]:
         done.update(op.outs)
     w += [f"    v{s} = 0.0" for s in early]
     w += [f"    a{i}_{j} = 0.0" for i, j, _, _ in loop_accumulators(ops)]
+    # an output held between its hits stays in its local: it starts from the value held
+    # when the run starts (the record row before it, as an earlier chunk left it, or zero
+    # before the first hit)
+    held = [(s, op.rate.offset) for op in ops if op.rate != BASE and op.io[1] == HOLD
+            for s in op.outs]
+    states = ", ".join(f"x{op.state}" for op in stateful)
+    states = f"({states}{',' if len(stateful) == 1 else ''})"
+    if held:
+        w += ["    if ks.shape[0] == 0:", f"        return {states}", "    k = ks[0]"]
+        w += [f"    v{s} = r{s}[k - 1] if k > {off} else r{s}[k]" for s, off in held]
     w += ["    for i in range(ks.shape[0]):", "        k = ks[i]"]
 
     def call(i, op, f):
@@ -105,9 +115,9 @@ def _source(ops, forms, slot_types) -> tuple[str, list[str]]:
 
     w += step_body(ops, read, lambda i, op: call(i, op, forms[i].output),
                    lambda i, op: call(i, op, forms[i].update), store,
-                   reset=lambda acc: f"{acc} = 0.0")
-    states = ", ".join(f"x{op.state}" for op in stateful)
-    w.append(f"    return ({states}{',' if len(stateful) == 1 else ''})")
+                   reset=lambda acc: f"{acc} = 0.0",
+                   hold=lambda op: [f"r{s}[k] = v{s}" for s in op.outs])
+    w.append(f"    return {states}")
     return "\n".join(w) + "\n", args
 
 

@@ -32,7 +32,7 @@ def step_args(i: int, op, read) -> list[str]:
 def step_body(ops, read, output_call, update_call, store=None,
               copy=lambda src, dst: f"{dst} = {src}",
               accumulate=lambda acc, src: f"{acc} = {acc} + {src}",
-              reset=lambda acc: f"{acc} = np.zeros_like({acc})") -> list[str]:
+              reset=lambda acc: f"{acc} = np.zeros_like({acc})", hold=None) -> list[str]:
     """The statements of one step of a loop (both generators share them): outputs in
     step order, then state updates; ops off the base rate guarded by their hits.
 
@@ -41,7 +41,8 @@ def step_body(ops, read, output_call, update_call, store=None,
     ``copy(src, dst)`` the line that holds a record row (``dst = src``, or an element
     loop where slice assignment would allocate); ``accumulate(acc, src)`` and
     ``reset(acc)`` the lines that sum an input over a held interval and start again (new
-    arrays, or element loops into a buffer the loop is given).
+    arrays, or element loops into a buffer the loop is given); ``hold(op)`` the lines
+    that hold an op's outputs between its hits (by default: copy the last record row).
     """
     if store is None:
         def store(op, call):
@@ -49,29 +50,27 @@ def step_body(ops, read, output_call, update_call, store=None,
             return [f"{tgt} = {call}"] + [f"r{s}[k] = v{s}" for s in op.outs]
 
     acc = loop_accumulators(ops)
-    w = []
+    w: list = []  # (rate, lines on its hits, lines between) per op, merged at the end
 
     def guarded(op, lines, other=()):
-        if op.rate == BASE_RATE:
-            return ["        " + ln for ln in lines]
-        out = [f"        if {hits_text(op.rate)}:"] + ["            " + ln for ln in lines]
-        if other:
-            out += ["        else:"] + ["            " + ln for ln in other]
-        return out
+        return [(op.rate, list(lines), list(other))]
 
     for i, op in enumerate(ops):
         w += [f"        {accumulate(f'a{i}_{j}', read(s))}" for ii, j, s, d in acc
               if ii == i and d]
         if not op.outs:
             continue
-        held = []
-        if op.io[1] == HOLD:  # zero before the first hit (as recorded), then the last value
-            held = [f"if k > {op.rate.offset}:"] + [f"    {copy(f'r{s}[k - 1]', f'r{s}[k]')}"
-                                                     for s in op.outs]
+        if op.io[1] == HOLD and hold is not None:
+            between = hold(op)
+        else:  # zero before the first hit (as recorded), then the last value held
+            between = [f"if k > {op.rate.offset}:"] + [
+                f"    {copy(f'r{s}[k - 1]', f'r{s}[k]')}" for s in op.outs] \
+                if op.io[1] == HOLD else []
+            between += [f"v{s} = r{s}[k]" for s in op.outs]
         lines = store(op, output_call(i, op))
         if op.state is None:
             lines += [reset(f"a{i}_{j}") for ii, j, _, _ in acc if ii == i]
-        w += guarded(op, lines, held + [f"v{s} = r{s}[k]" for s in op.outs])
+        w += guarded(op, lines, between)
     for i, op in enumerate(ops):
         if op.state is None:
             continue
@@ -80,4 +79,32 @@ def step_body(ops, read, output_call, update_call, store=None,
         lines = [f"x{op.state} = {update_call(i, op)}"]
         lines += [reset(f"a{i}_{j}") for ii, j, _, _ in acc if ii == i]
         w += guarded(op, lines)
-    return w
+    return _merged(w)
+
+
+def _merged(parts) -> list[str]:
+    """The step's lines: unguarded ones as they are, and consecutive ops of one rate off
+    the base rate under one test of their hits (a controller's blocks: one branch)."""
+    out: list[str] = []
+    i = 0
+    while i < len(parts):
+        if isinstance(parts[i], str):
+            out.append(parts[i])
+            i += 1
+            continue
+        rate, lines, other = parts[i]
+        if rate == BASE_RATE:
+            out += ["        " + ln for ln in lines]
+            i += 1
+            continue
+        j = i
+        while j + 1 < len(parts) and not isinstance(parts[j + 1], str) \
+                and parts[j + 1][0] == rate:
+            j += 1
+            lines = lines + parts[j][1]
+            other = other + parts[j][2]
+        out += [f"        if {hits_text(rate)}:"] + ["            " + ln for ln in lines]
+        if other:
+            out += ["        else:"] + ["            " + ln for ln in other]
+        i = j + 1
+    return out
