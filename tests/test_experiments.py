@@ -86,11 +86,17 @@ def test_mackey_glass_standard_set_up_beats_its_bic_ar_baseline(plot):
     res = mackey_glass_standard.run(quick=True, plot=plot)
     assert res["loss_last"] < res["loss_first"] / 10
     assert res["metric"] < res["baseline"] and res["order"] == 18
+    # the whole window x(t-18..t) tells more than Jang's four samples of it
+    assert res["metric"] < res["jang_inputs"] / 2
     _figure_written(res)
     x = mackey_glass_standard.series()
     U, D, t = mackey_glass_standard.phases(x, 118, 617)
     assert set(t[3:].ravel()) >= set(range(118, 618))  # every training point, all phases
     np.testing.assert_array_equal(D[:, :, 0], x[t + 6])
+    U, D, t = mackey_glass_standard.window(x, 118, 617)
+    assert t[18, 0] == 118 and t[-1, 0] == 617  # 18 steps early: the taps filled
+    np.testing.assert_array_equal(U[:, 0, 0], x[t[:, 0]])
+    np.testing.assert_array_equal(D[:, 0, 0], x[t[:, 0] + 6])
 
 
 def test_narendra_paper_identifies_and_controls_through_the_inverted_model_and_bptt(plot):
