@@ -19,7 +19,7 @@ import numpy as np
 
 from blockflow.backends.loops import compile_loop, loop_name, run_compiled
 from blockflow.backends.ops import SegmentKind
-from blockflow.backends.runtime import forget, loop_state, memo
+from blockflow.backends.runtime import forget, loop_state, memo, record
 from blockflow.backends.scalar import compile_scalar_loop, run_scalar, scalar_forms
 from blockflow.backends.steps import loop_accumulators, step_args, step_body
 from blockflow.core.block import as_tuple
@@ -369,7 +369,7 @@ def run_plan(plan, T: int, B: int, bufs: list, *, reverse: bool = False,
         else:
             states = {op.state: states_in[op.path] if op.path in states_in
                       else _init_state(op, B, st) for op in seg.ops if op.state is not None}
-            rec = {s: st[s].zeros(T, B) for op in seg.ops for s in op.outs}
+            rec = {s: record(plan, s, st[s], T, B) for op in seg.ops for s in op.outs}
             for s, (k, value) in (rows or {}).items():
                 if s in rec:
                     rec[s][k] = value

@@ -1,0 +1,70 @@
+"""A plan's records are reused by its next run only when nothing holds them any more: a
+Trace kept, or a view of one of its signals, keeps its numbers; a dropped one lends its
+memory (zeroed) to the next run, which gives the numbers of a fresh one."""
+
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+import pytest
+
+from blockflow import backward, compile, simulate
+from blockflow.backends import runtime
+from models.closed_loop import tanh_loop
+from models.dc_motor import motor_loop
+
+
+def _inputs(seed: int, T: int = 60) -> dict:
+    r = np.random.default_rng(seed).standard_normal((T, 1))
+    r[0] = 1.0
+    return {"r": r}
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_a_kept_trace_keeps_its_numbers_and_a_dropped_one_lends_its_memory(backend):
+    if backend == "numba":
+        pytest.importorskip("numba")
+    plan = compile(tanh_loop(), backend=backend)
+    first = simulate(plan, _inputs(0))
+    y0 = first["y"].copy()
+    second = simulate(plan, _inputs(1))  # the first is held: fresh records
+    np.testing.assert_array_equal(first["y"], y0)
+    assert not np.shares_memory(first["y"], second["y"])
+    view = second["y"][10:20]  # a view alone holds the second's record
+    v0 = view.copy()
+    del second
+    gc.collect()
+    third = simulate(plan, _inputs(2))
+    np.testing.assert_array_equal(view, v0)
+    assert not np.shares_memory(view, third["y"])
+    del view, third
+    gc.collect()
+    ids = {id(a) for a in runtime._state(plan).records.values()}
+    fourth = simulate(plan, _inputs(3))  # nothing holds the third's: its memory, zeroed
+    assert any(id(a) in ids for a in runtime._state(plan).records.values())
+    fresh = simulate(tanh_loop(), _inputs(3), backend=backend)
+    for s in fresh.names():
+        np.testing.assert_array_equal(fourth[s], fresh[s])
+
+
+def test_a_training_loop_of_gradients_reuses_its_records_with_the_same_numbers():
+    """The reciprocal's records (deltas) are the sweep's own: each backward reuses the
+    last one's, and gives what a fresh process would (multirate sums over held intervals
+    included)."""
+    m = motor_loop()
+    x, w = _inputs(0, 300), {"w": np.cos(np.arange(300.0))[:, None]}
+    first = backward(m, x, dL_dy=w)
+    again = [backward(m, x, dL_dy=w) for _ in range(3)]
+    for g in again:
+        np.testing.assert_array_equal(g.inputs["r"], first.inputs["r"])
+        for k, v in first.params.items():
+            np.testing.assert_array_equal(g.params[k], v)
+    assert not np.shares_memory(again[0].inputs["r"], again[1].inputs["r"])
+
+
+def test_records_beyond_the_budget_are_not_kept(monkeypatch):
+    monkeypatch.setattr(runtime, "RECORDS_KEPT_BYTES", 100)
+    plan = compile(tanh_loop(), backend="numpy")
+    simulate(plan, _inputs(0))
+    assert runtime._state(plan).records == {}  # 60 steps x 8 bytes: over 100 in all
