@@ -67,6 +67,18 @@ def loops(n: int) -> Model:
     return m
 
 
+def wide_sum(n: int) -> Model:
+    """One Sum of ``n`` inputs, each through a gain of its own from one Inport."""
+    m = Model("wide_sum")
+    u, s, y = m.add(Inport("u"), Sum("+" * n, name="s"), Outport("y"))
+    for i in range(n):
+        g = m.add(Gain(1.0 + 1e-4 * i, name=f"g{i}"))
+        m.connect(u, g)
+        m.connect(g, s[f"u{i + 1}"])
+    m.connect(s, y)
+    return m
+
+
 def measure(kind, n: int, T: int = 200) -> dict:
     t0 = time.perf_counter()
     m = kind(n)
