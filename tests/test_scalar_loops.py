@@ -216,3 +216,97 @@ def test_the_reciprocal_loop_runs_as_numbers_with_the_array_forms_gradient(name,
     for k in ref.params:
         np.testing.assert_allclose(2 * g1.params[k], g2.params[k], rtol=1e-12, atol=1e-13)
         np.testing.assert_allclose(g1.params[k], ref.params[k], rtol=1e-11, atol=1e-13)
+
+
+def _random_block(rng, kind: int, i: int, filt):
+    if kind == 0:
+        return Gain(rng.uniform(-1.5, 1.5), name=f"g{i}")
+    if kind == 1:
+        return Function(["tanh", "sin", "sigmoid"][rng.integers(0, 3)], name=f"f{i}")
+    if kind == 2:
+        return Saturation(-0.7, 0.9, name=f"q{i}")
+    if kind == 3:
+        return filt(i)
+    if kind == 4:
+        return UnitDelay(rng.normal(), name=f"z{i}")
+    return Product("**", name=f"p{i}")
+
+
+def random_loop(seed: int) -> Model:
+    """A feedback loop drawn at random: a chain of gains, functions, saturations,
+    products, filters (random order, initial state) and delays behind a sum, closed by a
+    delay or a strictly proper filter; for odd seeds the middle of the chain runs at a
+    third of the rate (Downsample in, ZeroOrderHold out)."""
+    from blocks import Downsample, ZeroOrderHold
+
+    rng = np.random.default_rng(seed)
+    m = Model(f"random{seed}")
+    r, y = m.add(Inport("r"), Outport("y"))
+    s = m.add(Sum("+-", name="s"))
+    m.connect(r, s.u1)
+    prev, n = s, int(rng.integers(4, 9))
+    slow = (n // 3, 2 * n // 3) if seed % 2 else (-1, -1)
+
+    def filt(i):
+        order = int(rng.integers(0, 4))
+        a = np.poly(rng.uniform(-0.8, 0.8, order)) if order else np.array([1.0])
+        b = rng.normal(size=order + 1)
+        return DiscreteFilter(b, a, x0=rng.normal(size=order) if order else 0.0,
+                              name=f"h{i}")
+
+    for i in range(n):
+        if i == slow[0]:
+            down = m.add(Downsample(3, name="down"))
+            m.connect(prev, down)
+            prev = down
+        kind = int(rng.integers(0, 6))
+        b = _random_block(rng, kind, i, filt)
+        m.add(b)
+        if kind == 5:  # u tanh(u): grows no faster than u
+            t = m.add(Function("tanh", name=f"t{i}"))
+            m.connect(prev, t)
+            m.connect(prev, b.u1)
+            m.connect(t, b.u2)
+        else:
+            m.connect(prev, b)
+        prev = b
+        if i == slow[1]:
+            hold = m.add(ZeroOrderHold(3, name="hold"))
+            m.connect(prev, hold)
+            prev = hold
+    m.connect(prev, y)
+    back = m.add(UnitDelay(0.3, name="back") if seed % 3 else
+                 DiscreteTransferFcn([0.4], [1.0, -0.5], name="back"))
+    m.connect(prev, back)
+    m.connect(back, s.u2)
+    return m
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_loops_run_as_numbers_with_the_array_forms_numbers(seed, monkeypatch):
+    """Loops drawn at random (half of them multirate), forward and backward: the loop of
+    numbers (batch 1) against the array form (batch 2) to the bit, and the numpy path."""
+    from blockflow import backward
+
+    m = random_loop(seed)
+    x1, x2 = inputs(45, 1, seed), inputs(45, 2, seed)
+    monkeypatch.setenv("BLOCKFLOW_BACKEND", "numba")
+    plan = compile(m)
+    one = simulate(plan, x1)
+    assert loop_state(plan, loop_of(plan)).scalar is not None
+    two = simulate(plan, x2)
+    w = np.sin(np.arange(45.0))[:, None]
+    g1 = backward(m, trace=one, dL_dy={"y": w})
+    g2 = backward(m, trace=two, dL_dy={"y": np.repeat(w, 2, axis=1)})
+    monkeypatch.setenv("BLOCKFLOW_BACKEND", "numpy")
+    ref = simulate(m, x1)
+    gref = backward(m, trace=ref, dL_dy={"y": w})
+    for s in one.names():
+        np.testing.assert_array_equal(one[s][:, 0], two[s][:, 0], err_msg=s)
+        np.testing.assert_allclose(one[s], ref[s], rtol=1e-10, atol=1e-12, err_msg=s)
+    np.testing.assert_array_equal(g1.inputs["r"][:, 0], g2.inputs["r"][:, 0])
+    np.testing.assert_allclose(g1.inputs["r"], gref.inputs["r"], rtol=1e-9, atol=1e-11)
+    for k, v in gref.params.items():
+        np.testing.assert_allclose(2 * g1.params[k], g2.params[k], rtol=1e-11, atol=1e-12,
+                                   err_msg=k)
+        np.testing.assert_allclose(g1.params[k], v, rtol=1e-9, atol=1e-11, err_msg=k)
