@@ -104,29 +104,29 @@ def _filter_update_into(feed, x, u, out):  # out is x: z updated in place
 
 
 @functools.cache
-def filter_numbers(n: int) -> tuple:
-    """The filter's step on numbers (:class:`Scalar`), written out for ``n`` states: the
-    state ``(z, b0, c, an1)`` with ``z`` a tuple of ``n`` numbers, the same operations in
-    the same order as the element loops above (the same results to the bit)."""
+def filter_numbers(n: int, feed: bool) -> tuple:
+    """The filter's step on numbers (:class:`Scalar`), written out for ``n`` states and
+    its feedthrough: the state ``(z, b0, c, an1)`` with ``z`` a tuple of ``n`` numbers,
+    the same operations in the same order as the element loops above (the same results
+    to the bit)."""
     z = [f"c[{i}] * u - an1[{i}] * z0" + (f" + z[{i + 1}]" if i + 1 < n else "")
          for i in range(n)]
-    out = ("def f(feed, x, u):\n    z, b0 = x[0], x[1]\n"
-           + ("    return b0 * u + z[0] if feed else z[0]\n" if n else "    return b0 * u\n"))
+    y = ("b0 * u + z[0]" if feed else "z[0]") if n else "b0 * u"
+    out = f"def f(feed, x, u):\n    z, b0 = x[0], x[1]\n    return {y}\n"
     upd = ("def f(feed, x, u):\n    z, b0, c, an1 = x\n    z0 = z[0]\n"
            f"    return ({', '.join(z)},), b0, c, an1\n" if n else "def f(feed, x, u):\n"
            "    return x\n")
-    return (generated_kernel(f"blocks.filters.filter_output_numbers{n}", out, "f", {},
-                             numbers=True),
-            generated_kernel(f"blocks.filters.filter_update_numbers{n}", upd, "f", {},
-                             numbers=True))
+    key = f"blocks.filters.filter_{{}}_numbers{n}{'_feed' if feed and n else ''}"
+    return (generated_kernel(key.format("output"), out, "f", {}, numbers=True),
+            generated_kernel(key.format("update"), upd, "f", {}, numbers=True))
 
 
 def _pack_filter(x) -> tuple:
-    """A filter's state ``(z, b0, c, an1)`` (batch of one, one element) with ``z`` as a
-    tuple of numbers and the coefficients as 1-D arrays."""
+    """A filter's state ``(z, b0, c, an1)`` (batch of one, one element) as tuples of
+    numbers (the coefficients too: values the compiler keeps in registers, where an
+    array's elements would be loaded again after every store it cannot prove apart)."""
     z, b0, c, an1 = x
-    return (tuple(z.ravel()), z.dtype.type(b0),
-            np.ascontiguousarray(c.ravel()), np.ascontiguousarray(an1.ravel()))
+    return (tuple(z.ravel()), z.dtype.type(b0), tuple(c.ravel()), tuple(an1.ravel()))
 
 
 def _unpack_filter(x, xs) -> tuple:
@@ -344,7 +344,8 @@ class DiscreteFilter(Block):
 
     def scalar_kernel(self):
         n = max(self.a.size, self.b.size) - 1
-        return Scalar(*filter_numbers(n), (self.feedthrough,), _pack_filter, _unpack_filter)
+        return Scalar(*filter_numbers(n, self.feedthrough), (self.feedthrough,), _pack_filter,
+                      _unpack_filter)
 
     def sequence(self, x0, U):
         import scipy.signal  # (deferred: importing scipy.signal costs 0.2-0.4 s)

@@ -110,21 +110,22 @@ def siso_update(AT, BT, CT, DT, feed, work, x, u):
 
 
 @functools.cache
-def ss_numbers(n: int, record: bool) -> tuple:
+def ss_numbers(n: int, record: bool, feed: bool) -> tuple:
     """A single-input single-output system's step on numbers (:class:`Scalar`), written
     out for ``n`` states: ``y = C x + D u`` (and the state, recorded) and
     ``x(k+1) = A x + B u``, the matrices transposed and flattened into tuples, the sums in
     the element loops' order (the same results to the bit)."""
     head = "def f(at, bt, ct, dt, feed, x, u):\n"
     out = [*(f"    acc += x[{j}] * ct[{j}]" for j in range(n)),
-           "    if feed:", "        acc += u * dt[0]"]
+           *(["    acc += u * dt[0]"] if feed else [])]
     out = head + "    acc = 0.0\n" + "\n".join(out) + (
         "\n    return acc, x\n" if record else "\n    return acc\n")
     upd = [line for i in range(n) for line in (
         f"    a{i} = 0.0", *(f"    a{i} += x[{j}] * at[{j * n + i}]" for j in range(n)),
         f"    a{i} += u * bt[{i}]")]
     upd = head + "\n".join(upd) + "\n    return (" + "".join(f"a{i}, " for i in range(n)) + ")\n"
-    key = f"blocks.statespace.ss_numbers{n}{'_record' if record else ''}"
+    key = (f"blocks.statespace.ss_numbers{n}{'_record' if record else ''}"
+           f"{'_feed' if feed else ''}")
     return (generated_kernel(key + "_output", out, "f", {}, numbers=True),
             generated_kernel(key + "_update", upd, "f", {}, numbers=True))
 
@@ -259,7 +260,7 @@ class StateSpace(Block):
         def flat(M):  # M^T, row by row
             return tuple(float(v) for v in np.ravel(M.T))
 
-        return Scalar(*ss_numbers(A.shape[0], bool(self.residuals)),
+        return Scalar(*ss_numbers(A.shape[0], bool(self.residuals), bool(self.feedthrough)),
                       (flat(A), flat(B), flat(C), flat(D), self.feedthrough),
                       _pack_ss, _unpack_ss)
 
