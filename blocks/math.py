@@ -144,6 +144,15 @@ def _matmul_into(M, u, out):  # out = u @ M, row by row
     return rows_matmul(u, M, out)
 
 
+def matmul_rows(u: np.ndarray, M: np.ndarray) -> np.ndarray:
+    """``u @ M`` over every leading axis of ``u`` as one 2-D product: numpy runs a stacked
+    ``(T, B, n) @ (n, m)`` as a product per leading index, up to 2x slower over a whole
+    sequence."""
+    if u.ndim <= 2:
+        return u @ M
+    return (u.reshape(-1, u.shape[-1]) @ M).reshape(*u.shape[:-1], M.shape[-1])
+
+
 @kernel
 def gain_matrix(K, u):
     return u @ K.T
@@ -212,10 +221,10 @@ class Gain(Block):
         return (SignalType(t.shape, dtype),)
 
     def output(self, x, u):
-        return gain_matrix(self.K, u) if self.matrix else gain_elementwise(self.K, u)
+        return matmul_rows(u, self.K.T) if self.matrix else gain_elementwise(self.K, u)
 
     def vjp(self, u, y, dy):
-        return gain_matrix_vjp(self.K, dy) if self.matrix else gain_elementwise(self.K, dy)
+        return matmul_rows(dy, self.K) if self.matrix else gain_elementwise(self.K, dy)
 
     def kernel(self):
         if self.matrix:

@@ -11,7 +11,7 @@ from blockflow.core.kernel import Kernel, fill_rows, generated_kernel, kernel, r
 from blockflow.core.types import SignalType
 from blockflow.errors import ParameterError
 
-from .math import ELEMENTWISE, _matmul_into, gain_matrix_t
+from .math import ELEMENTWISE, _matmul_into, gain_matrix_t, matmul_rows
 
 
 def _outer_sum(d: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -174,11 +174,11 @@ class Dense(Block):
         c.output(*matvec(c.y(), c.param("W", self.W), rows, cols, c.u(0),
                          add=c.param("b", self.b), ctype=c.T))
 
-    def output(self, x, u):
-        return dense_output(self.W.T, self.b, u)
+    def output(self, x, u):  # (over whole sequences: one 2-D product)
+        return matmul_rows(u, self.W.T) + self.b
 
     def vjp(self, u, y, dy):
-        return dense_vjp(self.W, dy)
+        return matmul_rows(dy, self.W)
 
     def kernel(self):
         return Kernel(dense_output, params=(np.ascontiguousarray(self.W.T), self.b))
