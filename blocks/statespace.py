@@ -8,6 +8,7 @@ Linear and stateful: the reciprocal is the transposed realisation run in reverse
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 
@@ -86,10 +87,19 @@ def ss_update(AT, BT, CT, DT, feed, work, x, u):  # x(k+1) = A x + B u
     return x @ AT + u @ BT
 
 
+@kernel
+def _elements(x):
+    """The elements a SISO state ``(..., n)`` serves: the product of its leading axes."""
+    rows = 1
+    for d in x.shape[:-1]:
+        rows *= d
+    return rows
+
+
 # a SISO system acting elementwise: samples of any shape, a state of n per element
 @kernel(into=_ss_output_into)
-def siso_output(AT, BT, CT, DT, feed, work, x, u):
-    y = x.reshape((-1, x.shape[-1])) @ CT
+def siso_output(AT, BT, CT, DT, feed, work, x, u):  # (n states per element)
+    y = x.reshape((x.size // x.shape[-1] if x.shape[-1] else _elements(x), x.shape[-1])) @ CT
     if feed:
         y = y + u.reshape((-1, 1)) @ DT
     return y.reshape(x.shape[:-1]), x
@@ -97,7 +107,7 @@ def siso_output(AT, BT, CT, DT, feed, work, x, u):
 
 @kernel(into=_ss_output_plain_into)
 def siso_output_plain(AT, BT, CT, DT, feed, work, x, u):
-    y = x.reshape((-1, x.shape[-1])) @ CT
+    y = x.reshape((x.size // x.shape[-1] if x.shape[-1] else _elements(x), x.shape[-1])) @ CT
     if feed:
         y = y + u.reshape((-1, 1)) @ DT
     return y.reshape(x.shape[:-1])
@@ -105,8 +115,9 @@ def siso_output_plain(AT, BT, CT, DT, feed, work, x, u):
 
 @kernel(into=_ss_update_into)
 def siso_update(AT, BT, CT, DT, feed, work, x, u):
-    n = x.shape[-1]
-    return (x.reshape((-1, n)) @ AT + u.reshape((-1, 1)) @ BT).reshape(x.shape)
+    n = x.shape[-1]  # (rows counted: reshape(-1, 0) cannot size a system of no states)
+    rows = x.size // n if n else _elements(x)
+    return (x.reshape((rows, n)) @ AT + u.reshape((-1, 1)) @ BT).reshape(x.shape)
 
 
 @functools.cache
@@ -139,8 +150,10 @@ def _unpack_ss(x, xs) -> np.ndarray:
 
 
 def _outer(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``sum_t a(t) b(t)^T`` over every leading axis (time, batch, elements)."""
-    return a.reshape(-1, a.shape[-1]).T @ b.reshape(-1, b.shape[-1])
+    """``sum_t a(t) b(t)^T`` over every leading axis (time, batch, elements); a system
+    of no states gives its empty matrices (``reshape(-1, 0)`` cannot size them)."""
+    rows = math.prod(a.shape[:-1])
+    return a.reshape(rows, a.shape[-1]).T @ b.reshape(rows, b.shape[-1])
 
 
 class StateSpace(Block):

@@ -310,3 +310,39 @@ def test_random_loops_run_as_numbers_with_the_array_forms_numbers(seed, monkeypa
         np.testing.assert_allclose(2 * g1.params[k], g2.params[k], rtol=1e-11, atol=1e-12,
                                    err_msg=k)
         np.testing.assert_allclose(g1.params[k], v, rtol=1e-9, atol=1e-11, err_msg=k)
+
+
+def test_systems_of_no_states_run_and_differentiate_on_every_path(monkeypatch):
+    """A static transfer function (no states) and a state-space block of none, in a
+    loop: every path gives y(0) = 2 (1 - 0.4) and the same gradients (hostile input:
+    ``reshape(-1, 0)`` cannot size their empty state)."""
+    from blockflow import backward
+    from blocks import StateSpace, TransferFcn
+
+    m = Model("static", dt=0.1)
+    r, y = m.add(Inport("r"), Outport("y"))
+    s, z = m.add(Sum("+-", name="s"), UnitDelay(0.4, name="z"))
+    tf = m.add(TransferFcn([2.0], [1.0], name="tf"))
+    m.connect(r, s.u1)
+    m.chain(s, tf, y)
+    m.chain(tf, z, s.u2)
+    v = Model("ss0")
+    rv, yv = v.add(Inport("r", shape=(1,)), Outport("y"))
+    sv, zv = v.add(Sum("+-", name="s"), UnitDelay(np.array([0.4]), name="z"))
+    ss = v.add(StateSpace(np.zeros((0, 0)), np.zeros((0, 1)), np.zeros((1, 0)), [[2.0]],
+                          name="ss"))
+    v.connect(rv, sv.u1)
+    v.chain(sv, ss, yv)
+    v.chain(ss, zv, sv.u2)
+    for model, shape in ((m, ()), (v, (1,))):
+        got = []
+        for backend in ("numpy", "numba"):
+            monkeypatch.setenv("BLOCKFLOW_BACKEND", backend)
+            for B in (1, 2):
+                x = {"r": np.ones((12, B, *shape))}
+                g = backward(model, x, dL_dy={"y": np.ones((12, B, *shape))})
+                got.append((simulate(model, x)["y"][:, 0], g.inputs["r"][:, 0]))
+        assert got[0][0].ravel()[0] == pytest.approx(1.2)
+        for yy, dr in got[1:]:
+            np.testing.assert_allclose(yy, got[0][0], rtol=1e-12)
+            np.testing.assert_allclose(dr, got[0][1], rtol=1e-12)

@@ -149,13 +149,14 @@ def _number(p):
 
 def _row(a: np.ndarray) -> np.ndarray:
     """An input ``(T, 1, ...)`` of single numbers as a 1-D array (a view where it can)."""
-    return np.ascontiguousarray(a).reshape(a.shape[0])
+    return np.ascontiguousarray(a).reshape(a.shape[0]) if a.size else np.zeros(a.shape[0])
 
 
 def _rows(a: np.ndarray) -> np.ndarray:
     """A record ``(T, 1, ...)`` as a view ``(T,)`` (single numbers) or ``(T, n)``."""
     # (a record is made contiguous: a view, filled in place)
-    return a.reshape(a.shape[0]) if a[0].size == 1 else a.reshape(a.shape[0], -1)
+    n = math.prod(a.shape[1:])
+    return a.reshape(a.shape[0]) if n == 1 else a.reshape(a.shape[0], n)
 
 
 def run_scalar(seg, fn, forms, ks: np.ndarray, bufs: list, states: dict, rec: dict):
