@@ -245,19 +245,28 @@ def _allocation_free(forms) -> bool:
     return all(into and not f.allocates for fo in forms for f, into in fo if f is not None)
 
 
+def module_name(prefix: str, source: str) -> tuple[str, str]:
+    """A generated module's name (``prefix`` and a digest of its source) and its source."""
+    return prefix + hashlib.sha1(source.encode()).hexdigest()[:20], source
+
+
+def compiled(name: str, source: str):
+    """The generated module's ``loop``, compiled by numba (cached on disk), its source
+    kept on it."""
+    _register_all()
+    fn = _load_module(name, source).loop
+    fn.source = source
+    return fn
+
+
 def loop_name(ops, kernels, slot_types) -> tuple[str, str]:
     """The generated module's name (a digest of its source) and its source."""
-    source, _ = _source(ops, kernels, slot_types)
-    return "bf_loop_" + hashlib.sha1(source.encode()).hexdigest()[:20], source
+    return module_name("bf_loop_", _source(ops, kernels, slot_types)[0])
 
 
 def compile_loop(ops, kernels, slot_types):
     """The numba-compiled loop function (generated module, cached on disk)."""
-    _register_all()
-    name, source = loop_name(ops, kernels, slot_types)
-    fn = _load_module(name, source).loop
-    fn.source = source
-    return fn
+    return compiled(*loop_name(ops, kernels, slot_types))
 
 
 def _load_module(name: str, source: str):

@@ -13,12 +13,11 @@ array form to the bit: the same operations in the same order.
 
 from __future__ import annotations
 
-import hashlib
 import math
 
 import numpy as np
 
-from blockflow.backends.loops import _layout, _load_module, _local, _register_all, kernels_digest
+from blockflow.backends.loops import _layout, _local, compiled, kernels_digest, module_name
 from blockflow.backends.steps import loop_accumulators, step_args, step_body
 from blockflow.core.rates import BASE, HOLD
 from blockflow.core.rules import scalar_form
@@ -123,17 +122,12 @@ def _source(ops, forms, slot_types) -> tuple[str, list[str]]:
 
 def scalar_loop_name(ops, forms, slot_types) -> tuple[str, str]:
     """The generated module's name (a digest of its source) and its source."""
-    source, _ = _source(ops, forms, slot_types)
-    return "bf_scalar_" + hashlib.sha1(source.encode()).hexdigest()[:20], source
+    return module_name("bf_scalar_", _source(ops, forms, slot_types)[0])
 
 
 def compile_scalar_loop(ops, forms, slot_types):
     """The numba-compiled loop of numbers (generated module, cached on disk)."""
-    _register_all()
-    name, source = scalar_loop_name(ops, forms, slot_types)
-    fn = _load_module(name, source).loop
-    fn.source = source
-    return fn
+    return compiled(*scalar_loop_name(ops, forms, slot_types))
 
 
 def _number(p):
