@@ -23,7 +23,13 @@ test: $(STAMP)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
-bench: $(STAMP)
+BENCH  := $(VENV)/.bench-installed
+
+$(BENCH): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[test,bench]"
+	touch $(BENCH)
+
+bench: $(BENCH)
 	$(PY) bench/bench_targets.py
 	$(PY) bench/bench_simulate.py
 	$(PY) bench/bench_gradient.py

@@ -170,10 +170,21 @@ def rnn_case(H: int, B: int, T: int = 1000, n_in: int = 4) -> None:
     else:  # the default backend against numpy BPTT with one matmul per weight
         compile(m)
         t = best(lambda: backward(m, {"x": X}, targets=D))
-        t_ref = best(lambda: numpy_bptt(*args))
-        row(f"tanh RNN H={H} B={B} T=1000, forward + gradient",
-            f"{1e3 * t:.0f} ms: {t / t_ref:.2f}x",
-            f"numpy BPTT, one matmul per weight {1e3 * t_ref:.0f} ms", "<= 1.5x")
+        row(f"tanh RNN H={H} B={B} T=1000, forward + gradient", *batched_refs(t, args),
+            "<= 1.5x")
+
+
+def batched_refs(t: float, args) -> tuple[str, str]:
+    """A batched RNN's time against numpy BPTT (one matmul per weight) and, where JAX is
+    installed (``make bench`` installs it), JAX's jitted ``lax.scan`` on the same data."""
+    t_np = best(lambda: numpy_bptt(*args))
+    now, ref = f"{1e3 * t:.0f} ms: {t / t_np:.2f}x numpy", f"numpy BPTT {1e3 * t_np:.0f} ms"
+    jx = jax_bptt(*args)
+    if jx is not None:
+        t_jax = best(jx)
+        now += f", {t / t_jax:.2f}x JAX"
+        ref += f"; JAX lax.scan {1e3 * t_jax:.0f} ms"
+    return now, ref
 
 
 def elman(n_in: int, H: int, seed: int = 0):
@@ -205,10 +216,8 @@ def elementary_case(H: int, B: int = 64, T: int = 1000, n_in: int = 4) -> None:
     np.testing.assert_allclose(g["Wh.K"], g_ref["cell.W"][:, n_in:], rtol=1e-8, atol=1e-8)
     t = best(lambda: backward(m, {"x": X}, targets=D))
     cell, out = ref.blocks["cell"], ref.blocks["out"]
-    t_ref = best(lambda: numpy_bptt(cell.W, cell.b, out.W, out.b, X, D))
     row(f"tanh RNN from elementary blocks H={H} B={B} T={T}, forward + gradient",
-        f"{1e3 * t:.0f} ms: {t / t_ref:.2f}x",
-        f"numpy BPTT, one matmul per weight {1e3 * t_ref:.0f} ms", "<= 1.2x")
+        *batched_refs(t, (cell.W, cell.b, out.W, out.b, X, D)), "<= 1.2x")
 
 
 def scale() -> None:
@@ -247,6 +256,68 @@ def scale() -> None:
             "setup < 5 s; fwd+grad < 5 s; flat per block")
 
 
+def jax_sweep(gains, R):
+    """The sweep by JAX: the closed loop as a ``lax.scan`` over time, ``vmap`` over the runs
+    (gain, input row), jitted; returns each run's RMS output. ``None`` without JAX."""
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        return None
+    jax.config.update("jax_enable_x64", True)
+    b, a = B_, A_
+
+    def run(kc, r):
+        def step(c, rk):
+            yd, z0, z1 = c
+            u = jnp.tanh(kc * (rk - yd))
+            y = b[0] * u + z0
+            return (y, b[1] * u - a[1] * y + z1, b[2] * u - a[2] * y), y
+
+        _, y = jax.lax.scan(step, (0.0, 0.0, 0.0), r)
+        return jnp.sqrt(jnp.mean(y * y))
+
+    f = jax.jit(jax.vmap(run))
+    args = (jnp.asarray(gains), jnp.asarray(R))
+    return lambda: np.asarray(jax.block_until_ready(f(*args)))
+
+
+def sweep_case(n_gains: int = 200, n_seeds: int = 10, T: int = 1000) -> None:
+    """Item 8: 2,000 runs of the closed loop that all batch (a gain per run), by
+    ``parameter_sweep``'s defaults and by one ``simulate(params=)``, against JAX vmap."""
+    from blockflow.parallel import parameter_sweep
+
+    gains = np.repeat(np.linspace(0.2, 3.0, n_gains), n_seeds)
+    seeds = list(range(n_seeds))
+    R = np.stack([np.random.default_rng(s).standard_normal(T) for s in seeds] * n_gains)
+
+    def noise(seed):
+        return {"r": np.random.default_rng(seed).standard_normal(T)}
+
+    def rms(signals, t):
+        return float(np.sqrt(np.mean(signals["y"] ** 2)))
+
+    m = tanh_loop(KC, B_, A_)
+    grid = {"kc.K": np.linspace(0.2, 3.0, n_gains)}
+    sweep = lambda: parameter_sweep(m, grid, seeds=seeds, inputs=noise, metric=rms,  # noqa: E731
+                                    progress=False)
+    batched = lambda: simulate(m, {"r": R.T},  # noqa: E731
+                               params={"kc.K": gains})
+    t_sweep, t_sim = best(sweep, 3), best(batched, 3)
+    y = batched()["y"]
+    got = np.sqrt(np.mean(y * y, axis=0))
+    now = (f"parameter_sweep defaults {t_sweep:.3f} s; one simulate(params=) {t_sim:.3f} s")
+    ref = "JAX not installed (make bench installs it)"
+    jx = jax_sweep(gains, R)
+    if jx is not None:
+        np.testing.assert_allclose(jx(), got, rtol=1e-10)
+        t_jax = best(jx, 5)
+        now += f": {t_sweep / t_jax:.1f}x / {t_sim / t_jax:.1f}x JAX"
+        ref = f"JAX vmap of lax.scan, jitted, {t_jax:.3f} s"
+    row(f"{len(gains):,} runs x {T:,} steps that all batch (closed loop, gain x seed)",
+        now, ref, "<= 3x JAX vmap; no pool")
+
+
 def main() -> None:
     print("targets of the compiled-loop work, this machine, one run", flush=True)
     closed_loop()
@@ -257,6 +328,7 @@ def main() -> None:
         rnn_case(H, B)
     for H in (64, 256):
         elementary_case(H)
+    sweep_case()
     scale()
     first, second, imp, auto = compile_cost()
     row("closed loop, T=1,000: first simulation, empty cache / second process",
