@@ -35,6 +35,7 @@ from blockflow.errors import AlgebraicLoopError, SignalTypeError, SimulationErro
 from blockflow.plan.cache import cached
 from blockflow.plan.expand import expanded
 from blockflow.plan.integrate import plant_blocks, with_states
+from blockflow.plan.order import condensed_order, topological_order
 
 
 class FlatModel:
@@ -231,7 +232,9 @@ def _compile(model: Model, mode: str, flat: FlatModel | None = None) -> Plan:
                     f"input {path}.{p} of block {path!r} ({type(b).__name__}) is not "
                     "connected; wire a source to it (a Constant if it should be fixed)"
                 )
-    _check_algebraic_loops(flat)
+    index = {p: i for i, p in enumerate(flat.blocks)}
+    ft_order = topological_order(_feedthrough_succ(flat, index))
+    _check_algebraic_loops(flat, ft_order)
     types = propagate_types(flat)
     for path, b in flat.blocks.items():
         for p in (*b.inputs, *b.outputs):
@@ -241,7 +244,7 @@ def _compile(model: Model, mode: str, flat: FlatModel | None = None) -> Plan:
                     "declare the Inport's shape, or give the delays in its loop a shape "
                     "(UnitDelay(shape=...), Delay(n, shape=...), Integrator(shape=...))"
                 )
-    return _schedule(model, flat, types, mode)
+    return _schedule(model, flat, types, mode, ft_order)
 
 
 def _solver_lines(model: Model, prefix: str = ""):
@@ -270,11 +273,23 @@ def _continuous_blocks(model: Model, prefix: str = ""):
             yield prefix + name, b
 
 
-def _check_algebraic_loops(flat: FlatModel) -> None:
-    g = feedthrough_graph(flat)
-    if nx.is_directed_acyclic_graph(g):  # linear time; the usual case
+def _feedthrough_succ(flat: FlatModel, index: dict) -> list[list[int]]:
+    """Successor lists, by block number, of the wires along which a signal passes within
+    one step (no delay)."""
+    direct = [b.direct_inputs() for b in flat.blocks.values()]
+    succ: list[list[int]] = [[] for _ in direct]
+    for (d, dp), (s, _) in flat._src.items():
+        j = index[d]
+        if dp in direct[j]:
+            succ[index[s]].append(j)
+    return succ
+
+
+def _check_algebraic_loops(flat: FlatModel, ft_order: list[int] | None) -> None:
+    if ft_order is not None:  # acyclic: the usual case
         return
     # the loop to report: inside one strongly connected component (found once, linear)
+    g = feedthrough_graph(flat)
     scc = next(c for c in nx.strongly_connected_components(g)
                if len(c) > 1 or any(g.has_edge(n, n) for n in c))
     sub = g.subgraph(scc)
@@ -289,14 +304,15 @@ def _check_algebraic_loops(flat: FlatModel) -> None:
     )
 
 
-def _schedule(model: Model, flat: FlatModel, types: dict, mode: str) -> Plan:
-    index = {p: i for i, p in enumerate(flat.blocks)}
-    ft = feedthrough_graph(flat)
+def _schedule(model: Model, flat: FlatModel, types: dict, mode: str,
+              ft_order: list[int]) -> Plan:
+    paths = list(flat.blocks)
     slots: dict[tuple[str, str], int] = {}
     slot_types: list[SignalType] = []
     # outputs get slots in dependency order, so that an alias (a pass-through) can reuse
     # the slot of its source; inputs then read their source's slot
-    for path in nx.lexicographical_topological_sort(ft, key=index.__getitem__):
+    for i in ft_order:
+        path = paths[i]
         b = flat.blocks[path]
         for p in b.outputs:
             if b.alias:
@@ -330,20 +346,19 @@ def _schedule(model: Model, flat: FlatModel, types: dict, mode: str) -> Plan:
             state, n_states = n_states, n_states + 1
         ops[path] = Op(path, b, tuple(ins), tuple(slots[(path, p)] for p in b.recorded), state)
     rates = _assign_rates(model, flat, ops)
-    producer = {s: op.path for op in ops.values() for s in op.outs}
-    dep = nx.DiGraph()
-    dep.add_nodes_from(ops)
-    dep_ft = nx.DiGraph()
-    dep_ft.add_nodes_from(ops)
-    for op in ops.values():
+    producer = {s: i for i, op in enumerate(ops.values()) for s in op.outs}
+    by_number = list(ops.values())  # numbered in the model's order, as the blocks are
+    dep: list[list[int]] = [[] for _ in by_number]
+    dep_ft: list[list[int]] = [[] for _ in by_number]
+    for j, op in enumerate(by_number):
         direct = op.block.direct_inputs()
         for p, s in zip(op.block.inputs, op.ins, strict=False):  # trace reads come after
-            src = producer.get(s)
-            if src is None:
+            i = producer.get(s)
+            if i is None:
                 continue
-            dep.add_edge(src, op.path)
+            dep[i].append(j)
             if p in direct:
-                dep_ft.add_edge(src, op.path)
+                dep_ft[i].append(j)
     segments: list[Segment] = []
 
     def is_source(o: Op) -> bool:
@@ -353,25 +368,22 @@ def _schedule(model: Model, flat: FlatModel, types: dict, mode: str) -> Plan:
         return SegmentKind.EXTERNAL if isinstance(o.block, Inport) else SegmentKind.SOURCE
 
     if mode == "step":
-        order = list(nx.lexicographical_topological_sort(dep_ft, key=index.__getitem__))
-        segments += [Segment(kind_of(ops[p]), [ops[p]]) for p in order if is_source(ops[p])]
-        body = [ops[p] for p in order if not is_source(ops[p])]
+        order = [by_number[j] for j in topological_order(dep_ft)]
+        segments += [Segment(kind_of(o), [o]) for o in order if is_source(o)]
+        body = [o for o in order if not is_source(o)]
         if body:
             segments.append(Segment(SegmentKind.LOOP, body))
     else:
-        cond = nx.condensation(dep)
-        first = {c: min(index[p] for p in cond.nodes[c]["members"]) for c in cond}
-        for c in nx.lexicographical_topological_sort(cond, key=first.__getitem__):
-            members = cond.nodes[c]["members"]
+        for members in condensed_order(dep):
             if len(members) == 1:
-                (p,) = members
-                if not dep.has_edge(p, p):
-                    kind = kind_of(ops[p]) if is_source(ops[p]) else SegmentKind.SEQUENCE
-                    segments.append(Segment(kind, [ops[p]]))
+                (j,) = members
+                o = by_number[j]
+                if j not in dep[j]:  # not a block feeding itself through a delay
+                    kind = kind_of(o) if is_source(o) else SegmentKind.SEQUENCE
+                    segments.append(Segment(kind, [o]))
                     continue
-            sub = dep_ft.subgraph(members)
-            order = nx.lexicographical_topological_sort(sub, key=index.__getitem__)
-            segments.append(Segment(SegmentKind.LOOP, [ops[p] for p in order]))
+            order = topological_order(dep_ft, members)
+            segments.append(Segment(SegmentKind.LOOP, [by_number[j] for j in order]))
     for seg in segments:
         if seg.kind is SegmentKind.LOOP:
             seg.loop = make_loop(seg.ops)
