@@ -166,7 +166,9 @@ class Block(Parameters, Timing, GradientRules, Notation):
         (made again only when the tuple changes: a Sum of 16,000 inputs looks a port up
         in constant time)."""
         ports = self.inputs if direction == "in" else self.outputs
-        cache = self.__dict__.setdefault("_port_sets", {})
+        cache = self.__dict__.get("_port_sets")
+        if cache is None:
+            cache = self.__dict__["_port_sets"] = {}
         hit = cache.get(direction)
         if hit is None or hit[0] is not ports:
             hit = cache[direction] = (ports, frozenset(ports))

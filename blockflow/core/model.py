@@ -1,6 +1,8 @@
-"""Models: blocks wired into a graph (a ``networkx.MultiDiGraph``), usable as a block.
+"""Models: blocks wired into a graph, usable as a block.
 
-Nodes are block names; an edge ``src -> dst`` carries ``src_port`` and ``dst_port``.
+The wiring is kept as two dicts (:mod:`blockflow.core.wiring`); ``model.graph`` shows it
+as a ``networkx.MultiDiGraph`` (nodes are block names; an edge ``src -> dst`` carries
+``src_port`` and ``dst_port``).
 Connections check signal types as they are made: each new wire propagates the types it
 makes known through the model, and a mismatch raises at once, naming both ends.
 """
@@ -17,12 +19,11 @@ from blockflow.core.block import Block, PortRef
 from blockflow.core.ports import Inport, Outport
 from blockflow.core.solvers import check_solver
 from blockflow.core.types import SignalType
+from blockflow.core.wiring import PortKey, Wired
 from blockflow.errors import SignalTypeError, WiringError
 
-PortKey = tuple[str, str]  # (block name, port name)
 
-
-class Model(Block):
+class Model(Wired, Block):
     """A block diagram.  A Model is itself a block (a subsystem) inside another model.
 
     Parameters
@@ -57,11 +58,10 @@ class Model(Block):
 
     def __init__(self, name: str | None = None, *, dt: float | None = None,
                  solver: str | None = None, substeps: int = 1):
-        self.graph = nx.MultiDiGraph()
         self._dt: float | None = None
         self.blocks: dict[str, Block] = {}
         self._types: dict[PortKey, SignalType] = {}
-        self._src: dict[PortKey, PortKey] = {}  # (block, input) -> (block, output) driving it
+        self._init_wiring()
         self._version = 0
         super().__init__(name=name or "model")
         if dt is not None:
@@ -150,7 +150,7 @@ class Model(Block):
                 )
             b._model = self
             self.blocks[b.name] = b
-            self.graph.add_node(b.name, block=b)
+        self._touch()
         self._version += 1
         self._types = propagate_types(self, start=[b.name for b in blocks], types=self._types,
                                       inplace=True)
@@ -196,10 +196,6 @@ class Model(Block):
                               f"{kind} port {ref.port!r}; its {kind}s are {list(ports)}")
         return ref
 
-    def source_of(self, block: str, port: str) -> PortKey | None:
-        """The ``(block, port)`` output feeding input ``port`` of ``block``, if any."""
-        return self._src.get((block, port))
-
     def connect(self, src, dst) -> None:
         """Wire output ``src`` to input ``dst``.
 
@@ -213,17 +209,14 @@ class Model(Block):
                 f"input {d.block.name}.{d.port} is already driven by {prior[0]}.{prior[1]}; "
                 f"an input takes one source (add a Sum to combine {s} with it)"
             )
-        self.graph.add_edge(s.block.name, d.block.name, src_port=s.port, dst_port=d.port)
-        self._src[(d.block.name, d.port)] = (s.block.name, s.port)
+        self._wire((s.block.name, s.port), (d.block.name, d.port))
         self._version += 1
         if self._joins_uniformly(s, d):
             return
         try:  # only what the new wire touches; put back as it was if it fails
             propagate_types(self, start=[d.block.name], types=self._types, inplace=True)
         except SignalTypeError as e:
-            self.graph.remove_edge(s.block.name, d.block.name,
-                                   key=self._edge_key(s.block.name, d.block.name, d.port))
-            del self._src[(d.block.name, d.port)]
+            self._unwire((d.block.name, d.port))
             raise SignalTypeError(f"connecting {s} -> {d}: {e}") from None
 
     def _joins_uniformly(self, s: PortRef, d: PortRef) -> bool:
@@ -241,21 +234,12 @@ class Model(Block):
         self._types[(b.name, d.port)] = t
         return True
 
-    def _edge_key(self, s: str, d: str, dst_port: str):
-        for key, data in self.graph.get_edge_data(s, d).items():
-            if data["dst_port"] == dst_port:
-                return key
-        raise KeyError(dst_port)
-
     def disconnect(self, dst) -> None:
         """Remove the wire driving input ``dst``."""
         d = self._resolve(dst, "in")
-        src = self.source_of(d.block.name, d.port)
-        if src is None:
+        if self.source_of(d.block.name, d.port) is None:
             raise WiringError(f"input {d} is not connected")
-        self.graph.remove_edge(src[0], d.block.name,
-                               key=self._edge_key(src[0], d.block.name, d.port))
-        del self._src[(d.block.name, d.port)]
+        self._unwire((d.block.name, d.port))
         self._version += 1
         self._types = propagate_types(self)
 
@@ -300,7 +284,7 @@ class Model(Block):
 
     def __repr__(self) -> str:
         return (f"<Model {self.name!r}: {len(self.blocks)} blocks, "
-                f"{self.graph.number_of_edges()} connections>")
+                f"{len(self._src)} connections>")
 
     def draw(self, path, *, collapse: bool = False, labels: str = "auto"):
         """Write the diagram to ``path`` (.svg, .dot, .png, .pdf); see :func:`export.draw`
@@ -324,9 +308,9 @@ def feedthrough_graph(model) -> nx.DiGraph:
     each edge keeps its ``(src_port, dst_port)`` as ``port``."""
     g = nx.DiGraph()
     g.add_nodes_from(model.blocks)
-    for s, d, data in model.graph.edges(data=True):
-        if data["dst_port"] in model.blocks[d].direct_inputs():
-            g.add_edge(s, d, port=(data["src_port"], data["dst_port"]))
+    for (s, sp), (d, dp) in model.wires():
+        if dp in model.blocks[d].direct_inputs():
+            g.add_edge(s, d, port=(sp, dp))
     return g
 
 
@@ -377,7 +361,7 @@ class _Logged(dict):
 
 
 def _propagate(model, seeds: dict, start, types) -> dict[PortKey, SignalType]:
-    g, blocks = model.graph, model.blocks
+    blocks = model.blocks
     queue = deque(blocks if start is None else start)
     queued = set(queue)
     # the inputs whose source changed, of blocks queued only for that (a uniform block
@@ -433,15 +417,15 @@ def _propagate(model, seeds: dict, start, types) -> dict[PortKey, SignalType]:
             types[(name, p)] = t
             moved.add(p)
         if moved:  # (one pass over the block's wires, however many outputs moved)
-            for _, d, data in g.out_edges(name, data=True):
-                if data["src_port"] not in moved:
+            for sp, d, dp in model.readers(name):
+                if sp not in moved:
                     continue
                 if d not in queued:
                     queue.append(d)
                     queued.add(d)
                     changed[d] = set()
                 if d in changed:
-                    changed[d].add(data["dst_port"])
+                    changed[d].add(dp)
     return types.base if isinstance(types, _Logged) else types
 
 

@@ -89,13 +89,13 @@ def _reciprocal(m: Model, prefix: str, types: dict, rates: dict) -> Model:
     def consumers(name: str, port: str):
         """Forward readers of ``name.port``, looking through junctions (branch points)."""
         out = []
-        for _, d, data in m.graph.out_edges(name, data=True):
-            if data["src_port"] != port:
+        for sp, d, dp in m.readers(name):
+            if sp != port:
                 continue
             if d in junctions:
                 out += consumers(d, "y")
             else:
-                out.append((d, data["dst_port"]))
+                out.append((d, dp))
         return out
 
     def out_type(name: str, port: str):

@@ -31,6 +31,7 @@ from blockflow.core.rates import (
     place_rate,
 )
 from blockflow.core.types import SignalType
+from blockflow.core.wiring import Wired
 from blockflow.errors import AlgebraicLoopError, SignalTypeError, SimulationError, WiringError
 from blockflow.plan.cache import cached
 from blockflow.plan.expand import expanded
@@ -38,25 +39,20 @@ from blockflow.plan.integrate import plant_blocks, with_states
 from blockflow.plan.order import condensed_order, topological_order
 
 
-class FlatModel:
+class FlatModel(Wired):
     """The model with every subsystem expanded: blocks keyed by path (``"sub/inner"``)."""
 
     def __init__(self, name: str):
         self.name = name
         self.blocks: dict[str, Block] = {}
-        self.graph = nx.MultiDiGraph()
-        self._src: dict[tuple[str, str], tuple[str, str]] = {}
+        self._init_wiring()
 
     def add(self, path: str, block: Block) -> None:
         self.blocks[path] = block
-        self.graph.add_node(path)
+        self._touch()
 
     def connect(self, s: tuple[str, str], d: tuple[str, str]) -> None:
-        self.graph.add_edge(s[0], d[0], src_port=s[1], dst_port=d[1])
-        self._src[d] = s
-
-    def source_of(self, block: str, port: str):
-        return self._src.get((block, port))
+        self._wire(s, d)
 
 
 def flatten(model: Model) -> FlatModel:
@@ -79,12 +75,10 @@ def flatten(model: Model) -> FlatModel:
 
     def add_edges(m: Model, prefix: str) -> None:
         m = expanded(m)
-        for s, d, data in m.graph.edges(data=True):
+        for (s, sp), (d, dp) in m.wires():
             sb, db = m.blocks[s], m.blocks[d]
-            src = ((f"{prefix}{s}/{data['src_port']}", "out") if isinstance(sb, Model)
-                   else (prefix + s, data["src_port"]))
-            dst = ((f"{prefix}{d}/{data['dst_port']}", "in") if isinstance(db, Model)
-                   else (prefix + d, data["dst_port"]))
+            src = (f"{prefix}{s}/{sp}", "out") if isinstance(sb, Model) else (prefix + s, sp)
+            dst = (f"{prefix}{d}/{dp}", "in") if isinstance(db, Model) else (prefix + d, dp)
             flat.connect(src, dst)
         for name, b in m.blocks.items():
             if isinstance(b, Model):
