@@ -79,3 +79,34 @@ def test_a_long_sum_inside_a_loop_is_written_one_statement_per_term():
     ref = -args[0] + sum(args[1:])
     np.testing.assert_array_equal(numba.njit(k)(*args), ref)
     np.testing.assert_array_equal(numba.njit(k.into)(*args, np.empty((2, 3))), ref)
+
+
+def test_deferred_types_infer_once_what_each_connect_would_have():
+    """Inside ``deferred_types`` nothing is inferred per wire; on leaving, the types are
+    those that wiring one connect at a time gives, and a mismatch raises then, naming the
+    block."""
+    def build(m: Model, v_shape=(3,)) -> None:
+        u, v = m.add(Inport("u", shape=(3,)), Inport("v", shape=v_shape))
+        s, z, y = m.add(Sum("+-", name="s"), UnitDelay(name="z"), Outport("y"))
+        m.connect(z, s.u2)  # the loop wired before its input: z's type comes around
+        m.connect(u, s.u1)
+        m.chain(s, m.add(Gain(2.0, name="g")), z)
+        m.connect(z, y)
+        s2 = m.add(Sum("++", name="s2"))
+        m.connect(u, s2.u1)
+        m.connect(v, s2.u2)
+        m.connect(s2, m.add(Outport("y2")))
+
+    step = Model("step")
+    build(step)
+    bulk = Model("bulk")
+    with bulk.deferred_types():
+        build(bulk)
+        assert bulk._types == {}  # nothing inferred yet
+    assert bulk._types == step._types
+    x = {"u": np.arange(1.0, 16.0).reshape(5, 3), "v": np.ones((5, 3))}
+    np.testing.assert_array_equal(simulate(bulk, x)["y"], simulate(step, x)["y"])
+
+    bad = Model("bad")
+    with pytest.raises(SignalTypeError, match="s2"), bad.deferred_types():
+        build(bad, v_shape=(2,))

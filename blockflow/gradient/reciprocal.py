@@ -78,6 +78,12 @@ def _reciprocal(m: Model, prefix: str, types: dict, rates: dict) -> Model:
     m = expanded(m)  # (a solver's stages are blocks like any other)
     rm = Model(m.name, dt=m._dt)  # the same sample period: period-dependent rules agree
     rm.reciprocal_of = m.name
+    with rm.deferred_types():  # (types inferred once, when every wire is in)
+        _wire_reciprocal(m, rm, prefix, types, rates)
+    return rm
+
+
+def _wire_reciprocal(m: Model, rm: Model, prefix: str, types: dict, rates: dict) -> None:
     junctions = {n for n, b in m.blocks.items() if b.junction}
     for name, b in m.blocks.items():
         if name in junctions:
@@ -125,4 +131,3 @@ def _reciprocal(m: Model, prefix: str, types: dict, rates: dict) -> Model:
             for i, (d, dp) in enumerate(readers):
                 rm.connect(rm.blocks[d][dp], j[f"u{i + 1}"])
             rm.connect(j, dst)
-    return rm
