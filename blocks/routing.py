@@ -81,6 +81,7 @@ class Mux(Block):
     """
 
     linear = True
+    separable = True  # each input's width is checked on its own
 
     def __init__(self, sizes=2, **kw):
         sizes = _sizes(type(self).__name__, sizes)
@@ -88,11 +89,16 @@ class Mux(Block):
         super().__init__(**kw)
         self.sizes = sizes
 
+    def check_input(self, port, t):
+        s = self.sizes[self.input_index(port)]
+        if t.shape != (() if s == 1 else (s,)):
+            raise self.type_error(f"expects {'a scalar' if s == 1 else (s,)} here, got "
+                                  f"shape {t.shape}", port=port)
+
     def infer(self, *t):
-        for p, x, s in zip(self.inputs, t, self.sizes, strict=True):
-            if x is not None and x.shape != (() if s == 1 else (s,)):
-                raise self.type_error(f"expects {'a scalar' if s == 1 else (s,)} here, got "
-                                      f"shape {x.shape}", port=p)
+        for p, x in zip(self.inputs, t, strict=True):
+            if x is not None:
+                self.check_input(p, x)
         if any(x is None for x in t):
             return (None,)
         return (SignalType((sum(self.sizes),), np.result_type(*(x.dtype for x in t))),)

@@ -110,3 +110,40 @@ def test_deferred_types_infer_once_what_each_connect_would_have():
     bad = Model("bad")
     with pytest.raises(SignalTypeError, match="s2"), bad.deferred_types():
         build(bad, v_shape=(2,))
+
+
+def test_a_mux_of_thousands_of_inputs_checks_each_wire_alone():
+    """A Mux is separable: each new wire checks its own width, and the output type is
+    inferred once, when the last input's type arrives (a wrong width still raises at its
+    connect, naming the port)."""
+    from blocks import Mux
+
+    n = 3000
+    m = Model("wide_mux")
+    u, mux, y = m.add(Inport("u"), Mux(n, name="mux"), Outport("y"))
+    gains = [m.add(Gain(1.0 + i / n, name=f"g{i}")) for i in range(n)]
+    for i in reversed(range(1, n)):  # the last inputs first
+        m.chain(u, gains[i], mux[f"u{i + 1}"])
+    m.connect(mux, y)
+    assert m.signal_type(mux.y) is None  # u1 still open
+    m.connect(gains[0], mux.u1)  # g0's own input is not wired yet: its type is unknown
+    assert m.signal_type(mux.y) is None
+    m.connect(u, gains[0])  # the type arrives through g0: the Mux is inferred now
+    assert m.signal_type(mux.y).shape == (n,)
+
+    k = np.array([1.0 + i / n for i in range(n)])
+    x = np.cos(np.arange(5.0)) + 1.5  # non-zero at k = 0
+    np.testing.assert_allclose(simulate(m, {"u": x})["y"][:, 0], np.outer(x, k), rtol=1e-13)
+    J, g = grad(m, {"u": x}, targets=np.zeros((5, n)))  # J = sum y^2
+    for i in (0, 7, n - 1):
+        np.testing.assert_allclose(g[f"g{i}.K"], 2 * np.sum(k[i] * x * x), rtol=1e-10)
+
+    bad = Model("bad")
+    v, w, mx = bad.add(Inport("v"), Inport("w", shape=(2,)), Mux([1, 3], name="mx"))
+    bad.connect(v, mx.u1)
+    with pytest.raises(SignalTypeError, match=r"mx.*u2|u2.*mx"):
+        bad.connect(w, mx.u2)
+    assert bad.source_of("mx", "u2") is None  # the wrong wire is not kept
+    w3 = bad.add(Inport("w3", shape=(3,)))
+    bad.connect(w3, mx.u2)
+    assert bad.signal_type(mx.y).shape == (4,)

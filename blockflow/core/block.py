@@ -90,6 +90,10 @@ class Block(Parameters, Timing, GradientRules, Notation):
     #: junction): wiring one more input of that type changes nothing, so ``connect``
     #: checks it in constant time (a Sum of 16,000 inputs builds in linear time)
     uniform: ClassVar[bool] = False
+    #: each input's type is checked on its own (:meth:`check_input`) and the outputs are
+    #: known once every input is (Mux): wiring one more input checks that input alone,
+    #: and the block is inferred once, when its last input's type arrives
+    separable: ClassVar[bool] = False
     #: a model's external input, supplied by the caller (Inport)
     external: ClassVar[bool] = False
     #: random sources: ``generate(T, B, streams)`` draws member ``b`` from ``streams[b]``
@@ -173,6 +177,18 @@ class Block(Parameters, Timing, GradientRules, Notation):
         if hit is None or hit[0] is not ports:
             hit = cache[direction] = (ports, frozenset(ports))
         return hit[1]
+
+    def input_index(self, port: str) -> int:
+        """The position of input ``port`` (constant time, like :meth:`port_names`)."""
+        hit = self.__dict__.get("_input_index")
+        if hit is None or hit[0] is not self.inputs:
+            hit = self.__dict__["_input_index"] = (
+                self.inputs, {p: i for i, p in enumerate(self.inputs)})
+        return hit[1][port]
+
+    def check_input(self, port: str, t: SignalType) -> None:
+        """Raise a type error if input ``port`` cannot take a signal of type ``t`` (what a
+        :attr:`separable` block checks of each input on its own)."""
 
     def __getitem__(self, port: str) -> PortRef:
         if port not in self.port_names("in") and port not in self.port_names("out"):

@@ -64,6 +64,7 @@ class Model(Wired, Block):
         self._types: dict[PortKey, SignalType] = {}
         self._init_wiring()
         self._deferred = 0  # > 0 inside deferred_types(): no inference per wire
+        self._scan: dict[str, int] = {}  # separable block -> its inputs known up to here
         self._version = 0
         super().__init__(name=name or "model")
         if dt is not None:
@@ -157,7 +158,7 @@ class Model(Wired, Block):
         if self._deferred:
             return blocks[0] if len(blocks) == 1 else blocks
         self._types = propagate_types(self, start=[b.name for b in blocks], types=self._types,
-                                      inplace=True)
+                                      inplace=True, scan=self._scan)
         return blocks[0] if len(blocks) == 1 else blocks
 
 
@@ -215,12 +216,14 @@ class Model(Wired, Block):
             )
         self._wire((s.block.name, s.port), (d.block.name, d.port))
         self._version += 1
-        if self._deferred or self._joins_uniformly(s, d):
-            return
         try:  # only what the new wire touches; put back as it was if it fails
-            propagate_types(self, start=[d.block.name], types=self._types, inplace=True)
+            if self._deferred or self._joins_uniformly(s, d) or self._joins_separately(s, d):
+                return
+            propagate_types(self, start=[d.block.name], types=self._types, inplace=True,
+                            scan=self._scan)
         except SignalTypeError as e:
             self._unwire((d.block.name, d.port))
+            self._scan.clear()
             raise SignalTypeError(f"connecting {s} -> {d}: {e}") from None
 
     @contextmanager
@@ -252,7 +255,12 @@ class Model(Wired, Block):
         finally:
             self._deferred -= 1
         if not self._deferred:
-            self._types = propagate_types(self)
+            self._retype()
+
+    def _retype(self) -> None:
+        """Infer every type afresh (after a change that can make a known type unknown)."""
+        self._types = propagate_types(self)
+        self._scan = {}
 
     def _joins_uniformly(self, s: PortRef, d: PortRef) -> bool:
         """Whether the new wire ``s -> d`` brings a uniform block (``Block.uniform``) one
@@ -269,6 +277,20 @@ class Model(Wired, Block):
         self._types[(b.name, d.port)] = t
         return True
 
+    def _joins_separately(self, s: PortRef, d: PortRef) -> bool:
+        """Whether the new wire ``s -> d`` into a separable block (``Block.separable``) is
+        settled by checking that input alone: so while some other input is still unknown
+        (the outputs stay unknown).  Raises the block's type error for a wrong type."""
+        b = d.block
+        if not b.separable:
+            return False
+        t = self._types.get((s.block.name, s.port))
+        if t is None:
+            return True
+        b.check_input(d.port, t)
+        self._types[(b.name, d.port)] = t
+        return _first_unknown(b, b.name, self._types, self._scan) < len(b.inputs)
+
     def disconnect(self, dst) -> None:
         """Remove the wire driving input ``dst``."""
         d = self._resolve(dst, "in")
@@ -276,7 +298,7 @@ class Model(Wired, Block):
             raise WiringError(f"input {d} is not connected")
         self._unwire((d.block.name, d.port))
         self._version += 1
-        self._types = propagate_types(self)
+        self._retype()
 
     def chain(self, *items) -> None:
         """Connect each item's output to the next one's input: ``m.chain(u, g, d, y)``."""
@@ -311,7 +333,7 @@ class Model(Wired, Block):
         for b in self.blocks.values():
             b.astype(dtype)
         self._version += 1
-        self._types = propagate_types(self)
+        self._retype()
         return self
 
     def label(self) -> str:
@@ -350,8 +372,8 @@ def feedthrough_graph(model) -> nx.DiGraph:
 
 
 def propagate_types(model, *, seeds: dict | None = None, start: Iterable[str] | None = None,
-                    types: dict | None = None, inplace: bool = False
-                    ) -> dict[PortKey, SignalType]:
+                    types: dict | None = None, inplace: bool = False,
+                    scan: dict | None = None) -> dict[PortKey, SignalType]:
     """Infer every port type it can, by a worklist over the model's blocks.
 
     ``types`` maps ``(block, port)`` to types for input and output ports alike.  Starting
@@ -361,19 +383,25 @@ def propagate_types(model, *, seeds: dict | None = None, start: Iterable[str] | 
 
     ``inplace=True`` updates ``types`` itself (what a new wire touches costs only its
     own work, not a copy of every type) and puts it back as it was if inference fails.
+    ``scan`` (with ``inplace``) keeps, for each separable block, how many of its inputs
+    are known in ``types`` (so finding its first unknown input is amortised constant
+    time); it is emptied if inference fails.
     """
     if inplace and types is not None:
         undo: dict = {}
         try:
-            return _propagate(model, seeds or {}, start, _Logged(types, undo))
+            return _propagate(model, seeds or {}, start, _Logged(types, undo),
+                              {} if scan is None else scan)
         except Exception:
+            if scan is not None:
+                scan.clear()
             for k, v in undo.items():
                 if v is _MISSING:
                     types.pop(k, None)
                 else:
                     types[k] = v
             raise
-    return _propagate(model, seeds or {}, start, {} if types is None else dict(types))
+    return _propagate(model, seeds or {}, start, {} if types is None else dict(types), {})
 
 
 _MISSING = object()
@@ -395,7 +423,7 @@ class _Logged(dict):
         self.base[key] = value
 
 
-def _propagate(model, seeds: dict, start, types) -> dict[PortKey, SignalType]:
+def _propagate(model, seeds: dict, start, types, scan: dict) -> dict[PortKey, SignalType]:
     blocks = model.blocks
     queue = deque(blocks if start is None else start)
     queued = set(queue)
@@ -413,6 +441,9 @@ def _propagate(model, seeds: dict, start, types) -> dict[PortKey, SignalType]:
         ports = changed.pop(name, None)
         if ports is not None and b.uniform and _uniform_unchanged(model, name, b, ports,
                                                                   types):
+            continue
+        if ports is not None and b.separable and _separable_pending(model, name, b, ports,
+                                                                    types, scan):
             continue
         ins = []
         for p in b.inputs:
@@ -478,6 +509,35 @@ def _uniform_unchanged(model, name: str, b, ports: set, types) -> bool:
         if v is not None:
             types[(name, p)] = v
     return True
+
+
+def _separable_pending(model, name: str, b, ports: set, types, scan: dict) -> bool:
+    """Whether the separable block ``name`` has checked its inputs ``ports`` on their own
+    and still waits for another input (its outputs stay unknown: nothing to infer)."""
+    if any(types.get((name, p)) is not None for p in b.outputs):
+        return False  # known outputs: a changed input may change them
+    for p in ports:
+        t = types.get(model.source_of(name, p))
+        if t is not None:
+            try:
+                b.check_input(p, t)
+            except SignalTypeError:
+                raise
+            except Exception as e:
+                raise b.type_error(f"cannot check input {p!r} of type {t}: {e}") from None
+            types[(name, p)] = t
+    return _first_unknown(b, name, types, scan) < len(b.inputs)
+
+
+def _first_unknown(b, name: str, types, scan: dict) -> int:
+    """The position of the first input of ``name`` whose type is unknown in ``types``
+    (``len(b.inputs)`` when all are known), resuming where the last search stopped:
+    input types only go from unknown to known while ``scan`` is kept."""
+    i, ins = scan.get(name, 0), b.inputs
+    while i < len(ins) and types.get((name, ins[i])) is not None:
+        i += 1
+    scan[name] = i
+    return i
 
 
 def _inport_type(b: Inport, outer: SignalType | None):
