@@ -147,3 +147,56 @@ def test_a_mux_of_thousands_of_inputs_checks_each_wire_alone():
     w3 = bad.add(Inport("w3", shape=(3,)))
     bad.connect(w3, mx.u2)
     assert bad.signal_type(mx.y).shape == (4,)
+
+
+def _mux_loop(n: int) -> Model:
+    """``x(k+1) = 0.5 (u(k) + x(k))`` on a vector of ``n``, split and gathered again."""
+    from blocks import Demux, Mux
+
+    m = Model("mux_loop")
+    with m.deferred_types():
+        u, s, z = m.add(Inport("u", shape=(n,)), Sum("++", name="s"),
+                        UnitDelay(np.zeros(n), name="z"))
+        dm, mx, y = m.add(Demux(n, name="dm"), Mux(n, name="mx"), Outport("y"))
+        m.connect(u, s.u1)
+        m.connect(z, s.u2)
+        m.connect(s, dm)
+        for i in range(n):
+            g = m.add(Gain(0.5 + i / (4 * n), name=f"g{i}"))
+            m.chain(dm[f"y{i + 1}"], g, mx[f"u{i + 1}"])
+        m.connect(mx, z)
+        m.connect(mx, y)
+    return m
+
+
+def test_a_loop_through_a_wide_mux_compiles_calls_of_many_arguments(monkeypatch):
+    """A kernel call of more than 30 arguments (CPython passes them as *args, which
+    numba cannot inline) is called, not inlined, in compiled loops and interpreters; a
+    block of more inputs than KERNEL_MAX_INPUTS keeps its loop on numpy, saying why."""
+    pytest.importorskip("numba")
+    from blockflow import backward, compile
+    from blockflow.backends.loops import KERNEL_MAX_INPUTS
+
+    n = 33
+    m = _mux_loop(n)
+    x = np.cos(np.arange(6.0)[:, None] + np.arange(n)) + 1.5  # non-zero at k = 0
+    gain = 0.5 + np.arange(n) / (4 * n)
+    want, xk = [], np.zeros(n)
+    for uk in x:
+        xk = gain * (uk + xk)
+        want.append(xk)
+    w = {"y": np.ones((6, 1, n))}
+    res = {}
+    for backend in ("numpy", "numba"):
+        monkeypatch.setenv("BLOCKFLOW_BACKEND", backend)
+        tr = simulate(m, {"u": x})
+        res[backend] = (tr, backward(m, trace=tr, dL_dy=w))
+        np.testing.assert_allclose(tr["y"][:, 0], want, rtol=1e-13)
+    tr = res["numba"][0]
+    assert all(s.why_numpy is None for s in tr.plan.segments if s.loop is not None), \
+        tr.plan.describe()
+    for k, g in res["numpy"][1].params.items():
+        np.testing.assert_allclose(res["numba"][1].params[k], g, rtol=1e-12)
+
+    wide = compile(_mux_loop(KERNEL_MAX_INPUTS + 1), backend="numba")
+    assert f"has {KERNEL_MAX_INPUTS + 1} inputs" in wide.describe()

@@ -35,6 +35,7 @@ class PlanState:
     loops: dict[int, LoopState] = field(default_factory=dict)
     memos: dict[str, Any] = field(default_factory=dict)
     records: dict[int, np.ndarray] = field(default_factory=dict)  # see record()
+    records_bytes: int = 0  # their sizes, summed
 
 
 _PLANS: dict[int, PlanState] = {}  # by id(plan), dropped with the plan (plans compare
@@ -104,15 +105,17 @@ def record(plan, slot: int, t, T: int, B: int) -> np.ndarray:
     (~1.5 us on a virtual machine: more than the compiled loop that fills it).  A record
     anything still refers to (a Trace, a view of it) is never handed out again.
     """
-    shape, pool = (T, B, *t.shape), _state(plan).records
+    ps = _state(plan)
+    shape, pool = (T, B, *t.shape), ps.records
     a, refs = _held(pool, slot)
     if a is not None and a.shape == shape and a.dtype == t.dtype and refs == _ALONE:
         a.fill(0)
         return a
     a = np.zeros(shape, t.dtype)
-    kept = sum(v.nbytes for k, v in pool.items() if k != slot)
-    if kept + a.nbytes <= RECORDS_KEPT_BYTES:
+    old = pool.pop(slot, None)
+    if old is not None:
+        ps.records_bytes -= old.nbytes
+    if ps.records_bytes + a.nbytes <= RECORDS_KEPT_BYTES:
         pool[slot] = a
-    else:
-        pool.pop(slot, None)
+        ps.records_bytes += a.nbytes
     return a

@@ -92,12 +92,15 @@ def _wire_reciprocal(m: Model, rm: Model, prefix: str, types: dict, rates: dict)
               else _reciprocal_block(b, prefix + name, types, rates))
         rm.add(rb)
 
+    fan: dict[tuple[str, str], list[tuple[str, str]]] = {}  # each output's readers
+    for name in m.blocks:
+        for sp, d, dp in m.readers(name):
+            fan.setdefault((name, sp), []).append((d, dp))
+
     def consumers(name: str, port: str):
         """Forward readers of ``name.port``, looking through junctions (branch points)."""
         out = []
-        for sp, d, dp in m.readers(name):
-            if sp != port:
-                continue
+        for d, dp in fan.get((name, port), ()):
             if d in junctions:
                 out += consumers(d, "y")
             else:
