@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from blockflow import Inport, Model, Outport, backward, compile, simulate  # noqa: E402
 from blockflow.gradient.gradients import reciprocal_plan  # noqa: E402
-from blocks import Function, Gain, Sum, UnitDelay  # noqa: E402
+from blocks import Function, Gain, Mux, Sum, UnitDelay  # noqa: E402
 
 PER = 20  # blocks per chain or loop
 
@@ -79,6 +79,18 @@ def wide_sum(n: int) -> Model:
     return m
 
 
+def wide_mux(n: int) -> Model:
+    """One Mux of ``n`` inputs, each through a gain of its own from one Inport."""
+    m = Model("wide_mux")
+    u, s, y = m.add(Inport("u"), Mux(n, name="s"), Outport("y"))
+    for i in range(n):
+        g = m.add(Gain(1.0 + 1e-4 * i, name=f"g{i}"))
+        m.connect(u, g)
+        m.connect(g, s[f"u{i + 1}"])
+    m.connect(s, y)
+    return m
+
+
 def measure(kind, n: int, T: int = 200) -> dict:
     t0 = time.perf_counter()
     m = kind(n)
@@ -88,7 +100,7 @@ def measure(kind, n: int, T: int = 200) -> dict:
     reciprocal_plan(m)
     t3 = time.perf_counter()
     x = {k: np.ones((T, 1)) for k in plan.inports}
-    dl = {k: np.ones((T, 1)) for k in plan.outports}
+    dl = {k: np.ones((T, 1, *plan.slot_types[s].shape)) for k, s in plan.outports.items()}
     tr = simulate(m, x)
     t4 = time.perf_counter()
     backward(m, trace=tr, dL_dy=dl)

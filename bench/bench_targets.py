@@ -30,7 +30,7 @@ from bench_compiled import (  # noqa: E402
     python_floats,
 )
 from bench_gradient import jax_bptt, numba_bptt, numpy_bptt, rnn  # noqa: E402
-from bench_scale import chains, loops, measure, ring, wide_sum  # noqa: E402
+from bench_scale import chains, loops, measure, ring, wide_mux, wide_sum  # noqa: E402
 from timing import best  # noqa: E402
 
 from blockflow import backward, compile, simulate  # noqa: E402
@@ -238,13 +238,14 @@ def scale() -> None:
     t_grad = best(lambda: backward(m, trace=simulate(m, x), dL_dy=w))
     row("reciprocal of a 1,000-block feedback ring", f"compile {t1 - t0:.2f} s; forward + "
         f"gradient {t_grad / t_fwd:.2f}x the forward", "", "near-linear; <= 3x")
-    r = measure(wide_sum, 16_000, T=10)
-    total = sum(r[k] for k in ("build", "compile", "reciprocal", "forward", "gradient"))
-    row(f"a Sum of 16,000 inputs, each through a gain ({r['n']:,} blocks): build, compile, "
-        "differentiate",
-        f"{total:.1f} s (build {r['build']:.1f}, compile {r['compile']:.1f}, reciprocal "
-        f"{r['reciprocal']:.1f}, forward + gradient {r['forward'] + r['gradient']:.1f})",
-        "", "< 3 s")
+    for kind, what in ((wide_sum, "Sum"), (wide_mux, "Mux")):
+        r = measure(kind, 16_000, T=10)
+        total = sum(r[k] for k in ("build", "compile", "reciprocal", "forward", "gradient"))
+        row(f"a {what} of 16,000 inputs, each through a gain ({r['n']:,} blocks): build, "
+            "compile, differentiate",
+            f"{total:.1f} s (build {r['build']:.1f}, compile {r['compile']:.1f}, reciprocal "
+            f"{r['reciprocal']:.1f}, forward + gradient {r['forward'] + r['gradient']:.1f})",
+            "", "< 3 s")
     for kind in (chains, ring, loops):
         small, big = measure(kind, 100), measure(kind, 5000)
         setup = big["build"] + big["compile"] + big["reciprocal"]

@@ -165,11 +165,14 @@ class Block(Parameters, Timing, GradientRules, Notation):
             f"its inputs are {list(self.inputs)}, its outputs {list(self.outputs)}"
         )
 
-    def port_names(self, direction: str) -> frozenset:
-        """The names of the block's inputs (``"in"``) or outputs (``"out"``) as a set
-        (made again only when the tuple changes: a Sum of 16,000 inputs looks a port up
-        in constant time)."""
+    def port_names(self, direction: str) -> tuple | frozenset:
+        """The names of the block's inputs (``"in"``) or outputs (``"out"``), for ``in``
+        tests: the tuple itself for a few ports, else a set made again only when the
+        tuple changes (a Sum of 16,000 inputs looks a port up in constant time; a model
+        of 16,000 small blocks keeps no set per block)."""
         ports = self.inputs if direction == "in" else self.outputs
+        if len(ports) <= 8:
+            return ports
         cache = self.__dict__.get("_port_sets")
         if cache is None:
             cache = self.__dict__["_port_sets"] = {}
@@ -202,7 +205,8 @@ class Block(Parameters, Timing, GradientRules, Notation):
         """The input ports that reach an output within the same step."""
         ft = self.feedthrough
         if ft is True:
-            return self.port_names("in")
+            ins = self.port_names("in")
+            return ins if isinstance(ins, frozenset) else frozenset(ins)
         if ft is False:
             return frozenset()
         return ft if isinstance(ft, frozenset) else frozenset(ft)
