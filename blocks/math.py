@@ -490,6 +490,10 @@ ELEMENTWISE: dict[str, tuple[Callable, Callable]] = {
 }
 
 
+#: the functions of ELEMENTWISE evaluated by libm (not by arithmetic alone)
+TRANSCENDENTAL = frozenset({"tanh", "sigmoid", "exp", "sin", "cos", "softplus"})
+
+
 class Function(Block):
     """A univariate function applied elementwise: ``y(k) = f(u(k))``.
 
@@ -526,6 +530,10 @@ class Function(Block):
             self.fname = getattr(f, "__name__", "f")
         super().__init__(**kw)
         self.f, self.df = f, df
+
+    @property
+    def libm(self) -> float:  # type: ignore[override]
+        return 1.0 if self.fname in TRANSCENDENTAL else 0.0
 
     def c_code(self, c):
         named = ELEMENTWISE.get(self.fname, (None,))[0] is self.f

@@ -215,6 +215,7 @@ class RNNCell(Block):
     """``h(k) = tanh(W [x(k); h_prev(k)] + b)``: an Elman cell (wire ``h_prev`` from a delay)."""
 
     inputs, outputs = ("x", "h_prev"), ("h",)
+    libm = 1  # one tanh per element of h
 
     def __init__(self, W, b, **kw):
         super().__init__(**kw)
@@ -312,6 +313,7 @@ class LSTMCell(Block):
     """
 
     inputs, outputs = ("x", "h_prev", "c_prev"), ("h", "c")
+    libm = 5  # three sigmoids and two tanh per element of h
 
     def __init__(self, W, b, **kw):
         super().__init__(**kw)

@@ -463,6 +463,16 @@ def test_auto_decides_from_the_run_alone_never_from_the_process_history(monkeypa
     with policy.expected_runs(10**6):
         simulate(m, {"r": np.ones((25, wide))}, backend="auto")
     assert compiled == [25]
+    # one tanh per member: a batch this large runs numpy's vectorised tanh, one less
+    # the compiled loop (libm's tanh per element)
+    many = policy.LIBM_PER_OP * n
+    with policy.expected_runs(10**6):
+        simulate(m, {"r": np.ones((25, many))}, backend="auto")
+        assert compiled == [25]
+        simulate(m, {"r": np.ones((25, many - 1))}, backend="auto")
+    assert compiled == [25, 25]
+    assert f"transcendental evaluations per step < {many}" in compile(
+        m, backend="auto").describe()
 
 
 def test_the_multirate_motor_loop_compiles_with_a_batch_forward_and_back(caplog):

@@ -13,7 +13,11 @@ other workers, and a script run twice give the same numbers.
 ``runs x T x blocks (x loops of its structure) >= AUTO_MIN_WORK`` (larger loops need
 proportionally more, loops the interpreter runs count with every loop of their kinds),
 and keeps loops over large signals (``B x samples per step >= AUTO_MAX_ELEMENTS``) on
-numpy's array operations (BLAS products amortise their calls there).
+numpy's array operations (BLAS products amortise their calls there), and loops whose
+batch makes many transcendental evaluations per step (``B x libm >= LIBM_PER_OP x
+blocks``, ``Block.libm``): a compiled loop calls libm's ``tanh`` for each element (~14 ns;
+numba has no vector math library from pip), numpy's ufuncs run them vectorised (~1 ns)
+for one call's overhead (~1 us) per block and step.
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ from blockflow.errors import SimulationError
 BACKENDS = ("auto", "numpy", "numba")
 AUTO_MIN_WORK = 200_000  # block-steps (over the announced runs) from which a loop compiles
 AUTO_MAX_ELEMENTS = 4096  # batch x samples per step from which "auto" keeps numpy's arrays
+#: batch x transcendental evaluations per step, per block of the loop, from which "auto"
+#: keeps numpy's vectorised ufuncs (the closed tanh loop: numpy faster from B ~ 450)
+LIBM_PER_OP = 80
 
 _RUNS: ContextVar[int] = ContextVar("blockflow_expected_runs", default=1)
 
@@ -63,9 +70,13 @@ def expected_runs(n: int) -> Iterator[None]:
 
 
 def wide(plan, seg, B: int) -> bool:
-    """Whether a loop's signals are large enough for numpy's arrays (per step)."""
+    """Whether a loop's signals are large enough for numpy's arrays (per step), or its
+    transcendental functions over the batch many enough for numpy's vectorised ones."""
     st = plan.slot_types
-    return B * max(st[s].size for op in seg.ops for s in op.ins + op.outs) >= AUTO_MAX_ELEMENTS
+    if B * max(st[s].size for op in seg.ops for s in op.ins + op.outs) >= AUTO_MAX_ELEMENTS:
+        return True
+    libm = sum(op.block.libm * st[op.outs[0]].size for op in seg.ops if op.outs)
+    return B * libm >= LIBM_PER_OP * len(seg.ops)
 
 
 def loop_compiled(plan, seg, T: int, B: int, runs: int | None = None) -> bool:
@@ -134,5 +145,8 @@ def explain(plan, seg) -> str:
     need = AUTO_MIN_WORK if seg.interpreted else int(AUTO_MIN_WORK * max(1.0, n / 20))
     blocks = (f"{interpreted_blocks(plan)} interpreted blocks" if seg.interpreted
               else f"{n} blocks x {twins(plan, seg)} loops of its structure")
+    libm = sum(op.block.libm * plan.slot_types[op.outs[0]].size for op in seg.ops if op.outs)
+    many = (f" and batch x {libm:g} transcendental evaluations per step < "
+            f"{LIBM_PER_OP * n}" if libm else "")
     return (f"{how} when runs x T x {blocks} >= {need} and batch x samples per step < "
-            f"{AUTO_MAX_ELEMENTS}; else numpy path (decided from the run alone)")
+            f"{AUTO_MAX_ELEMENTS}{many}; else numpy path (decided from the run alone)")

@@ -94,6 +94,10 @@ class Block(Parameters, Timing, GradientRules, Notation):
     #: known once every input is (Mux): wiring one more input checks that input alone,
     #: and the block is inferred once, when its last input's type arrives
     separable: ClassVar[bool] = False
+    #: transcendental evaluations (tanh, exp, sin, ...) per element of the first output
+    #: and step: compiled, each is a libm call; the backend policy keeps a loop on
+    #: numpy's vectorised ufuncs when a batch makes many (blockflow.backends.policy)
+    libm: ClassVar[float] = 0
     #: a model's external input, supplied by the caller (Inport)
     external: ClassVar[bool] = False
     #: random sources: ``generate(T, B, streams)`` draws member ``b`` from ``streams[b]``
