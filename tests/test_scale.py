@@ -200,3 +200,15 @@ def test_a_loop_through_a_wide_mux_compiles_calls_of_many_arguments(monkeypatch)
 
     wide = compile(_mux_loop(KERNEL_MAX_INPUTS + 1), backend="numba")
     assert f"has {KERNEL_MAX_INPUTS + 1} inputs" in wide.describe()
+
+
+def test_an_error_inside_deferred_types_leaves_the_wires_made_typed():
+    m = Model("partial")
+    with pytest.raises(KeyError), m.deferred_types():
+        u, g = m.add(Inport("u", shape=(2,)), Gain(3.0, name="g"))
+        m.connect(u, g)
+        raise KeyError("the user's own mistake")
+    assert m.signal_type(g.y).shape == (2,)
+    y = m.add(Outport("y"))
+    m.connect(g, y)  # wiring goes on, checked per connect again
+    np.testing.assert_array_equal(simulate(m, {"u": np.ones((2, 2))})["y"], 3.0)

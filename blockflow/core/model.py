@@ -252,8 +252,15 @@ class Model(Wired, Block):
         self._deferred += 1
         try:
             yield self
-        finally:
+        except BaseException:
             self._deferred -= 1
+            if not self._deferred:  # the wires made so far, typed as far as they go
+                try:
+                    self._retype()
+                except SignalTypeError:
+                    pass  # (the error raised inside the block is the one to see)
+            raise
+        self._deferred -= 1
         if not self._deferred:
             self._retype()
 
