@@ -369,7 +369,10 @@ def run_plan(plan, T: int, B: int, bufs: list, *, reverse: bool = False,
         else:
             states = {op.state: states_in[op.path] if op.path in states_in
                       else _init_state(op, B, st) for op in seg.ops if op.state is not None}
-            rec = {s: record(plan, s, st[s], T, B) for op in seg.ops for s in op.outs}
+            # (a loop from step 0 writes every row of a base-rate op's outputs: a
+            # reused record need not be zeroed first)
+            rec = {s: record(plan, s, st[s], T, B, zero=start > 0 or op.multirate)
+                   for op in seg.ops for s in op.outs}
             for s, (k, value) in (rows or {}).items():
                 if s in rec:
                     rec[s][k] = value

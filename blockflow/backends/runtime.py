@@ -96,8 +96,9 @@ def _held(pool: dict, slot: int) -> tuple:
 _ALONE = _held({0: np.zeros(1)}, 0)[1]
 
 
-def record(plan, slot: int, t, T: int, B: int) -> np.ndarray:
-    """A zeroed record ``(T, B, *t.shape)`` for ``slot`` of a run of ``plan``.
+def record(plan, slot: int, t, T: int, B: int, zero: bool = True) -> np.ndarray:
+    """A zeroed record ``(T, B, *t.shape)`` for ``slot`` of a run of ``plan`` (a reused
+    one is left as it is with ``zero=False``: the caller writes every row).
 
     The record of the plan's last run is reused when nothing else holds it any more (its
     Trace dropped, as in a training loop or a sweep of runs): memory the process already
@@ -109,7 +110,8 @@ def record(plan, slot: int, t, T: int, B: int) -> np.ndarray:
     shape, pool = (T, B, *t.shape), ps.records
     a, refs = _held(pool, slot)
     if a is not None and a.shape == shape and a.dtype == t.dtype and refs == _ALONE:
-        a.fill(0)
+        if zero:
+            a.fill(0)
         return a
     a = np.zeros(shape, t.dtype)
     old = pool.pop(slot, None)
