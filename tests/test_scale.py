@@ -212,3 +212,24 @@ def test_an_error_inside_deferred_types_leaves_the_wires_made_typed():
     y = m.add(Outport("y"))
     m.connect(g, y)  # wiring goes on, checked per connect again
     np.testing.assert_array_equal(simulate(m, {"u": np.ones((2, 2))})["y"], 3.0)
+
+
+def test_the_graph_view_follows_the_wiring_and_is_read_only():
+    import networkx as nx
+
+    m = Model("view")
+    u, g, h, y = m.add(Inport("u"), Gain(2.0, name="g"), Gain(3.0, name="h"), Outport("y"))
+    m.chain(u, g, h, y)
+    m.connect(u, m.add(Outport("y2")))
+    first = m.graph
+    assert sorted((s, d, e["src_port"], e["dst_port"]) for s, d, e in first.edges(data=True)) \
+        == [("g", "h", "y", "u"), ("h", "y", "y", "u"), ("u", "g", "y", "u"),
+            ("u", "y2", "y", "u")]
+    assert m.graph is first  # shared until the wiring changes
+    with pytest.raises(nx.NetworkXError, match="Frozen"):
+        first.add_edge("u", "h")
+    m.disconnect(h.u)
+    assert not m.graph.has_edge("g", "h") and first.has_edge("g", "h")
+    assert m.readers("u") == [("y", "g", "u"), ("y", "y2", "u")]
+    m.connect(u, h)
+    assert m.source_of("h", "u") == ("u", "y") and m.graph.has_edge("u", "h")

@@ -65,7 +65,7 @@ class Wired:
     def graph(self) -> nx.MultiDiGraph:
         """The wiring as a ``networkx.MultiDiGraph``: nodes are block names, an edge
         ``src -> dst`` carries ``src_port`` and ``dst_port``.  Built on first use after a
-        change and shared until the next: read it, do not edit it (wire with ``connect``).
+        change and shared until the next; frozen (wire with ``connect``).
         """
         hit = self._graph_cache
         if hit is not None and hit[0] == self._wiring_version:
@@ -74,5 +74,6 @@ class Wired:
         g.add_nodes_from(self.blocks)
         g.add_edges_from((s, d, {"src_port": sp, "dst_port": dp})
                          for (s, sp), (d, dp) in self.wires())
+        nx.freeze(g)  # (editing it would change nothing: it says so instead)
         self._graph_cache = (self._wiring_version, g)
         return g
