@@ -222,9 +222,11 @@ def run_chunk(spec: _Spec, chunk: Chunk) -> dict:
     if spec.metric is None:
         return {"signals": signals, "time": tr.time}
     metrics, errors = [], {}
+    time = tr.time  # (made once: every run's metric reads the same times)
+    time.flags.writeable = False  # (and none of them may change it for the others)
     for b in range(B):  # a metric failing for one run fails that run alone
         try:
-            value = spec.metric({n: a[:, b] for n, a in signals.items()}, tr.time)
+            value = spec.metric({n: a[:, b] for n, a in signals.items()}, time)
             metrics.append(dict(value) if isinstance(value, dict) else {"metric": float(value)})
         except Exception as e:  # noqa: BLE001 - reported per run by the sweep
             metrics.append({})
