@@ -223,6 +223,7 @@ class Model(Wired, Block):
                             scan=self._scan)
         except SignalTypeError as e:
             self._unwire((d.block.name, d.port))
+            self._types.pop((d.block.name, d.port), None)  # (an open input has no type)
             self._scan.clear()
             raise SignalTypeError(f"connecting {s} -> {d}: {e}") from None
 
