@@ -67,28 +67,27 @@ def loops(n: int) -> Model:
     return m
 
 
-def wide_sum(n: int) -> Model:
-    """One Sum of ``n`` inputs, each through a gain of its own from one Inport."""
-    m = Model("wide_sum")
-    u, s, y = m.add(Inport("u"), Sum("+" * n, name="s"), Outport("y"))
+def _wide(name: str, wide_block) -> Model:
+    """One wide block of ``n`` inputs, each through a gain of its own from one Inport."""
+    n = len(wide_block.inputs)
+    m = Model(name)
+    u, s, y = m.add(Inport("u"), wide_block, Outport("y"))
     for i in range(n):
         g = m.add(Gain(1.0 + 1e-4 * i, name=f"g{i}"))
         m.connect(u, g)
         m.connect(g, s[f"u{i + 1}"])
     m.connect(s, y)
     return m
+
+
+def wide_sum(n: int) -> Model:
+    """One Sum of ``n`` inputs, each through a gain of its own from one Inport."""
+    return _wide("wide_sum", Sum("+" * n, name="s"))
 
 
 def wide_mux(n: int) -> Model:
     """One Mux of ``n`` inputs, each through a gain of its own from one Inport."""
-    m = Model("wide_mux")
-    u, s, y = m.add(Inport("u"), Mux(n, name="s"), Outport("y"))
-    for i in range(n):
-        g = m.add(Gain(1.0 + 1e-4 * i, name=f"g{i}"))
-        m.connect(u, g)
-        m.connect(g, s[f"u{i + 1}"])
-    m.connect(s, y)
-    return m
+    return _wide("wide_mux", Mux(n, name="s"))
 
 
 def measure(kind, n: int, T: int = 200) -> dict:
