@@ -53,6 +53,7 @@ class UnitDelay(Block):
     feedthrough = False
     stateful = True
     linear = True
+    unit_shift = True
     symbol = "z⁻¹"
     glyph = "delay"
 

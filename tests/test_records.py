@@ -68,3 +68,37 @@ def test_records_beyond_the_budget_are_not_kept(monkeypatch):
     plan = compile(tanh_loop(), backend="numpy")
     simulate(plan, _inputs(0))
     assert runtime._state(plan).records == {}  # 60 steps x 8 bytes: over 100 in all
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_a_unit_delay_in_a_loop_shares_its_input_record_one_row_on(backend):
+    """``y(k) = u(k-1)``, ``y(0) = x0``: one array of T + 1 rows holds both records (the
+    delay's and its input's), forward and, for the reciprocal's unit advance, in
+    reversed time; the numbers are those of the delay's definition."""
+    if backend == "numba":
+        pytest.importorskip("numba")
+    from blockflow import Inport, Model, Outport
+    from blocks import Function, Gain, Sum, UnitDelay
+
+    m = Model("shift")
+    r, y = m.add(Inport("r"), Outport("y"))
+    s, f = m.add(Sum("+-", name="s"), Function("tanh", name="f"))
+    g, z = m.add(Gain(0.8, name="g"), UnitDelay(0.7, name="z"))
+    m.connect(r, s.u1)
+    m.chain(s, f, g, y)
+    m.chain(g, z, s.u2)
+    x = np.cos(np.arange(40.0) / 3.0)[:, None] + 0.5  # non-zero at k = 0
+    tr = simulate(m, {"r": x}, backend=backend)
+    zy, gy = tr["z.y"][:, 0], tr["g.y"][:, 0]
+    assert np.shares_memory(tr["z.y"], tr["g.y"])
+    assert zy[0] == 0.7 and np.array_equal(zy[1:], gy[:-1])
+    want, zk = [], 0.7  # the loop by hand
+    for xk in x[:, 0]:
+        yk = 0.8 * np.tanh(xk - zk)
+        want.append(yk)
+        zk = yk
+    np.testing.assert_allclose(gy, want, rtol=1e-13)
+    gr = backward(m, trace=tr, dL_dy={"y": np.ones_like(x)})
+    du, dy = gr.deltas["z.u"][:, 0], gr.deltas["z.y"][:, 0]
+    assert np.array_equal(du[:-1], dy[1:]) and du[-1] == 0.0  # the unit advance
+    assert np.shares_memory(gr.deltas["z.u"], gr.deltas["z.y"])

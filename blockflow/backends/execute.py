@@ -325,6 +325,44 @@ def _generate(block, T: int, B: int, k0: int, extra: dict):
     return np.asarray(block.generate(k0 + T, B, **extra))[k0:]
 
 
+def shifted_records(seg, slot_types) -> dict[int, int]:
+    """``{input slot: output slot}`` of the loop's unit shifts (``Block.unit_shift``) whose
+    records can be one array: both at the base rate, of one type, the input computed in
+    the loop, and no slot in two pairs."""
+    made = {s: op for op in seg.ops for s in op.outs}
+    pairs: dict[int, int] = {}
+    for op in seg.ops:
+        if not op.block.unit_shift or op.multirate or len(op.outs) != 1 or not op.ins:
+            continue
+        u, y = op.ins[0], op.outs[0]
+        src = made.get(u)
+        if src is None or src.multirate or slot_types[u] != slot_types[y]:
+            continue
+        if u in pairs or u in pairs.values() or y in pairs:
+            continue
+        pairs[u] = y
+    return pairs
+
+
+def _loop_records(plan, seg, T: int, B: int, start: int, reverse: bool) -> dict:
+    """The records a loop writes, ``{slot: (T, B, ...)}``.  Run from step 0, a loop writes
+    every row of its base-rate outputs (a reused record is not zeroed first), and a unit
+    shift's output record is its input's one row on: one array of ``T + 1`` rows holds
+    the initial state and the input (``y(k) = u(k-1)``, run forward or in reverse)."""
+    st = plan.slot_types
+    pairs = memo(plan, f"shifted:{id(seg)}", lambda: shifted_records(seg, st)) \
+        if start == 0 else {}
+    rec = {}
+    for u, y in pairs.items():
+        both = record(plan, u, st[u], T + 1, B, zero=False)
+        rec[u], rec[y] = (both[:T], both[1:]) if reverse else (both[1:], both[:T])
+    for op in seg.ops:
+        for s in op.outs:
+            if s not in rec:
+                rec[s] = record(plan, s, st[s], T, B, zero=start > 0 or op.multirate)
+    return rec
+
+
 def run_plan(plan, T: int, B: int, bufs: list, *, reverse: bool = False,
              progress=None, states: dict | None = None, seeds=None, k0: int = 0,
              rows: dict | None = None, start: int = 0) -> dict:
@@ -369,10 +407,7 @@ def run_plan(plan, T: int, B: int, bufs: list, *, reverse: bool = False,
         else:
             states = {op.state: states_in[op.path] if op.path in states_in
                       else _init_state(op, B, st) for op in seg.ops if op.state is not None}
-            # (a loop from step 0 writes every row of a base-rate op's outputs: a
-            # reused record need not be zeroed first)
-            rec = {s: record(plan, s, st[s], T, B, zero=start > 0 or op.multirate)
-                   for op in seg.ops for s in op.outs}
+            rec = _loop_records(plan, seg, T, B, start, reverse)
             for s, (k, value) in (rows or {}).items():
                 if s in rec:
                     rec[s][k] = value

@@ -98,6 +98,10 @@ class Block(Parameters, Timing, GradientRules, Notation):
     #: and step: compiled, each is a libm call; the backend policy keeps a loop on
     #: numpy's vectorised ufuncs when a batch makes many (blockflow.backends.policy)
     libm: ClassVar[float] = 0
+    #: ``y(k) = u(k-1)`` after the initial state ``y(0) = x(0)``, in the direction a run
+    #: steps (a unit delay; in reversed time its reciprocal): inside a loop its record is
+    #: its input's, one row on (one array of T + 1 rows, not two of T)
+    unit_shift: ClassVar[bool] = False
     #: a model's external input, supplied by the caller (Inport)
     external: ClassVar[bool] = False
     #: random sources: ``generate(T, B, streams)`` draws member ``b`` from ``streams[b]``

@@ -281,6 +281,7 @@ class Anticausal(Block):
         self.block = block
         self.feedthrough = block.feedthrough
         self.stateful = block.stateful
+        self.unit_shift = block.unit_shift  # (in reversed time: the run's direction)
 
     def infer(self, *t):
         return self.block.infer(*t)
