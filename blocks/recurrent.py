@@ -211,6 +211,23 @@ def _c_cell_grads(g, dz: str, rows: int, n: int, H: int) -> list[str]:
             f"    {g.grad('b')}[r] += {dz}[r];", "}"]
 
 
+#: rows (steps x members) of a cell's parameter-gradient contraction made at a time: its
+#: pre-activation deltas (H or 4H numbers a row) are never made for a whole long run
+GRAD_ROWS = 4096
+
+
+def by_slices(part, *arrays) -> dict:
+    """``part``'s gradients (a dict, from 2-D arrays of rows) summed over slices of
+    :data:`GRAD_ROWS` rows of ``arrays`` (their leading axes taken as rows): the memory
+    of the contraction's temporaries is bounded, whatever the run's length."""
+    rows = [a.reshape(-1, a.shape[-1]) for a in arrays]
+    total: dict = {}
+    for a in range(0, max(len(rows[0]), 1), GRAD_ROWS):
+        for k, g in part(*(r[a:a + GRAD_ROWS] for r in rows)).items():
+            total[k] = total[k] + g if k in total else g
+    return total
+
+
 class RNNCell(Block):
     """``h(k) = tanh(W [x(k); h_prev(k)] + b)``: an Elman cell (wire ``h_prev`` from a delay)."""
 
@@ -285,13 +302,17 @@ class RNNCell(Block):
         return Kernel(rnn_jvp, params=(np.ascontiguousarray(self.W.T),))
 
     def param_grads(self, u, y, dy):
-        dz = y[0] * y[0]
-        np.subtract(1.0, dz, out=dz)
-        dz *= dy[0]  # delta at the pre-activation, f'(a(k)) delta_y(k)
         n = u[0].shape[-1]
-        gW = np.empty_like(self.W)
-        gW[:, :n], gW[:, n:] = _outer_sum(dz, u[0]), _outer_sum(dz, u[1])
-        return {"W": gW, "b": dz.reshape(-1, dz.shape[-1]).sum(0)}
+
+        def part(x, h_prev, h, d):
+            dz = h * h
+            np.subtract(1.0, dz, out=dz)
+            dz *= d  # delta at the pre-activation, f'(a(k)) delta_y(k)
+            gW = np.empty_like(self.W)
+            gW[:, :n], gW[:, n:] = dz.T @ x, dz.T @ h_prev
+            return {"W": gW, "b": dz.sum(0)}
+
+        return by_slices(part, u[0], u[1], y[0], dy[0])
 
     def param_jvp(self, u, y, dp):
         dz = np.concatenate(u, -1) @ dp.get("W", np.zeros_like(self.W)).T + dp.get("b", 0.0)
@@ -434,9 +455,11 @@ class LSTMCell(Block):
         return Kernel(lstm_jvp, params=(np.ascontiguousarray(self.W.T),))
 
     def param_grads(self, u, y, dy):
-        dz, _ = self._dz(u, y[2], *dy)
-        return {"W": _outer_sum(dz, np.concatenate(u[:2], -1)),
-                "b": dz.reshape(-1, dz.shape[-1]).sum(0)}
+        def part(x, h_prev, c_prev, z, dh, dc):
+            dz, _ = self._dz((x, h_prev, c_prev), z, dh, dc)
+            return {"W": _outer_sum(dz, np.concatenate((x, h_prev), -1)), "b": dz.sum(0)}
+
+        return by_slices(part, *u[:3], y[2], *dy)
 
     def param_jvp(self, u, y, dp):
         dz = np.concatenate(u[:2], -1) @ dp.get("W", np.zeros_like(self.W)).T + dp.get("b", 0.0)

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 import blocks
 from blockflow import Block, Inport, Model, Outport
+from blockflow.core.block import as_tuple
 from blocks import (
     FIR,
     MLP,
@@ -203,3 +204,24 @@ def test_a_loss_block_gives_the_same_gradient_as_the_loss_function():
     assert J2 == pytest.approx(J1, rel=1e-13)
     for k, v in g1.items():
         np.testing.assert_allclose(g2[f"net/{k}"], v, rtol=1e-12)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_cell_parameter_gradients_by_slices_equal_the_whole_contraction(cell, monkeypatch):
+    """A cell's dJ/dW is made GRAD_ROWS rows at a time (bounded temporaries); over
+    5,000 rows (three slices of 2,000) it equals the contraction over all rows at once."""
+    from blocks import recurrent
+    from blocks.recurrent import LSTMCell, RNNCell
+
+    rng = np.random.default_rng(3)
+    T, B, n, H = 2500, 2, 2, 3
+    b = RNNCell.random(n, H, seed=1) if cell == "rnn" else LSTMCell.random(n, H, seed=1)
+    u = tuple(rng.standard_normal((T, B, k)) for k in ((n, H) if cell == "rnn" else (n, H, H)))
+    y = as_tuple(b, b.output(None, *u))  # the recorded outputs (an LSTM's z among them)
+    dy = tuple(rng.standard_normal((T, B, H)) for _ in b.outputs)
+    monkeypatch.setattr(recurrent, "GRAD_ROWS", 10**9)
+    whole = b.param_grads(u, y, dy)
+    monkeypatch.setattr(recurrent, "GRAD_ROWS", 2000)
+    sliced = b.param_grads(u, y, dy)
+    for k in whole:
+        np.testing.assert_allclose(sliced[k], whole[k], rtol=1e-12, atol=1e-12)
