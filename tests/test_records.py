@@ -102,3 +102,33 @@ def test_a_unit_delay_in_a_loop_shares_its_input_record_one_row_on(backend):
     du, dy = gr.deltas["z.u"][:, 0], gr.deltas["z.y"][:, 0]
     assert np.array_equal(du[:-1], dy[1:]) and du[-1] == 0.0  # the unit advance
     assert np.shares_memory(gr.deltas["z.u"], gr.deltas["z.y"])
+
+
+def test_delays_sharing_a_source_or_in_a_chain_keep_their_own_first_samples():
+    """Two delays of one signal with different initial values, and a delay of a delay:
+    only one of each can share a record; every record keeps its definition."""
+    from blockflow import Inport, Model, Outport
+    from blocks import Gain, Sum, UnitDelay
+
+    m = Model("fan")
+    r, y = m.add(Inport("r"), Outport("y"))
+    s, g = m.add(Sum("+++", name="s"), Gain(0.5, name="g"))
+    z1, z2, z3 = (m.add(UnitDelay(x0, name=n)) for x0, n in ((0.3, "z1"), (-0.2, "z2"),
+                                                              (0.9, "z3")))
+    m.connect(r, s.u1)
+    m.chain(s, g, y)
+    m.chain(g, z1, s.u2)
+    m.connect(g, z2)  # a second delay of g
+    m.chain(z2, z3, s.u3)  # and a delay of that delay
+    x = np.sin(np.arange(30.0)) + 1.0  # non-zero at k = 0
+    tr = simulate(m, {"r": x})
+    gy = tr["g.y"][:, 0]
+    for name, x0, src in (("z1", 0.3, gy), ("z2", -0.2, gy), ("z3", 0.9, tr["z2.y"][:, 0])):
+        zy = tr[f"{name}.y"][:, 0]
+        assert zy[0] == x0 and np.array_equal(zy[1:], src[:-1]), name
+    want, a, b, c = [], 0.3, -0.2, 0.9
+    for xk in x:
+        gk = 0.5 * (xk + a + c)
+        want.append(gk)
+        a, b, c = gk, gk, b
+    np.testing.assert_allclose(gy, want, rtol=1e-13)
