@@ -16,7 +16,12 @@ from blockflow.core.types import SignalType
 from blockflow.errors import ParameterError
 
 
-@kernel(into=take_state_into, numbers=True)
+def _state_np_into(x, u, out):
+    np.copyto(out, x)
+    return out
+
+
+@kernel(into=take_state_into, numbers=True, np_into=_state_np_into)
 def delay_output(x, u):
     return x
 

@@ -24,6 +24,7 @@ from blockflow.core.kernel import (
     kernel,
     rows_matmul,
     sum_lines,
+    sum_np_into,
 )
 from blockflow.core.types import SignalType, same_type
 from blockflow.errors import ParameterError
@@ -45,7 +46,8 @@ def sum_output(signs: str):
         f"{len(signs)}_{hashlib.sha1(signs.encode()).hexdigest()[:12]}"
     key = "blocks.math.sum_" + name
     return generated_kernel(key, src, "f", globals(), into=into,
-                            numbers=signs != "+")  # (one "+": a copy, of an array)
+                            numbers=signs != "+",  # (one "+": a copy, of an array)
+                            np_into=sum_np_into(signs))
 
 
 @functools.cache
@@ -132,7 +134,11 @@ def _gain_into(K, u, out):
     return out
 
 
-@kernel(into=_gain_into, numbers=True)
+def _gain_np_into(K, u, out):
+    return np.multiply(u, K, out=out)
+
+
+@kernel(into=_gain_into, numbers=True, np_into=_gain_np_into)
 def gain_elementwise(K, u):
     return u * K
 
@@ -158,12 +164,16 @@ def gain_matrix(K, u):
     return u @ K.T
 
 
-@kernel(into=_matmul_into)
+def _matmul_np_into(M, u, out):
+    return np.matmul(u, M, out=out)
+
+
+@kernel(into=_matmul_into, np_into=_matmul_np_into)
 def gain_matrix_t(KT, u):  # the compiled form: K^T stored contiguous
     return u @ KT
 
 
-@kernel(into=_matmul_into)
+@kernel(into=_matmul_into, np_into=_matmul_np_into)
 def gain_matrix_vjp(K, dy):
     return dy @ K
 
@@ -414,15 +424,28 @@ def _elementwise_kernels(f, df, keys: tuple[str, str, str], sources=None) -> tup
     return f, df, rule
 
 
-def _pair(name: str, f, df):
+def _pair(name: str, f, df, np_into: tuple = (None, None)):
     """``(f, df)`` as kernels, with the reciprocal rule ``dy f'(a)`` built from ``df``.
 
     ``f`` and ``df`` work on numbers as well as on arrays (and keep an array's dtype):
     the compiled loops apply them element by element, into the signal's record row.
+    ``np_into``: ``f`` and the rule with numpy's ``out=`` (see :func:`kernel`).
     """
     keys = (f"blocks.math.{name}", f"blocks.math.d{name}", f"blocks.math.{name}_vjp")
     f, df, _VJP[name] = _elementwise_kernels(f, df, keys)
+    if np_into[0] is not None:
+        f.np_into, _VJP[name].np_into = np_into
     return f, df
+
+
+def _tanh_np_into(a, out):
+    return np.tanh(a, out=out)
+
+
+def _tanh_vjp_np_into(dy, a, y, out):  # dy * (1.0 - y * y), in that order
+    np.multiply(y, y, out=out)
+    np.subtract(1.0, out, out=out)
+    return np.multiply(dy, out, out=out)
 
 
 _VJP: dict[str, Callable] = {}
@@ -477,7 +500,8 @@ def _sigmoid(a):
 
 #: name -> (f(a), f'(a) given a and the recorded output y): one line each
 ELEMENTWISE: dict[str, tuple[Callable, Callable]] = {
-    "tanh": _pair("tanh", lambda a: np.tanh(a), lambda a, y: 1.0 - y * y),
+    "tanh": _pair("tanh", lambda a: np.tanh(a), lambda a, y: 1.0 - y * y,
+                  (_tanh_np_into, _tanh_vjp_np_into)),
     "sigmoid": _pair("sigmoid", _sigmoid, lambda a, y: y * (1.0 - y)),
     "relu": _pair("relu", lambda a: np.maximum(a, _zero(a)), lambda a, y: (a > 0) * a**0),
     "identity": _pair("identity", lambda a: +a, lambda a, y: a**0),

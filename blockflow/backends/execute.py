@@ -30,15 +30,25 @@ from blockflow.errors import BlockflowError, SimulationError
 log = logging.getLogger(__name__)
 
 
-def make_loop(ops):
+def writes_into(op, slot_types) -> bool:
+    """Whether the numpy path's loop has ``op`` write its output straight into its record
+    row (its kernel's ``np_into``: one floating output at the base rate)."""
+    k = op.block.kernel()
+    return (k is not None and getattr(k.output, "np_into", None) is not None
+            and len(op.outs) == 1 and not op.multirate
+            and slot_types[op.outs[0]].dtype.kind == "f")
+
+
+def make_loop(ops, slot_types=None):
     """Generate the step function of one feedback loop (a list of plan ``Op``).
 
     Each op calls its block's kernel with the parameters bound (:func:`step_functions`)
     or, for a block without one, its ``output``/``update`` methods; a stateless kernel
-    takes no state argument.  An op off the base rate runs only on its hits (``if`` on
-    ``k``): between them its outputs hold (or stay zero: impulses) and its state waits;
-    an op that sums its inputs over the held interval (a reciprocal in reversed time)
-    accumulates them.
+    takes no state argument.  An op whose kernel has a numpy ``out=`` form
+    (:func:`writes_into`) writes into its record row: no result allocated, no copy.
+    An op off the base rate runs only on its hits (``if`` on ``k``): between them its
+    outputs hold (or stay zero: impulses) and its state waits; an op that sums its
+    inputs over the held interval (a reciprocal in reversed time) accumulates them.
     """
     produced = [s for op in ops for s in op.outs]
     prod = set(produced)
@@ -57,13 +67,25 @@ def make_loop(ops):
     def read(s):
         return f"v{s}" if s in prod else f"e{s}[k]"
 
-    def call(i, op, fn):
+    def call(i, op, fn, out=()):
         x = [f"x{op.state}"] if op.state is not None else [] if kernel[i] else ["None"]
-        return f"{fn}{i}({', '.join(x + step_args(i, op, read))})"
+        return f"{fn}{i}({', '.join(x + step_args(i, op, read) + list(out))})"
 
     kernel = [op.block.kernel() is not None for op in ops]
+    into = [slot_types is not None and writes_into(op, slot_types) for op in ops]
+    index = {id(op): i for i, op in enumerate(ops)}
 
-    w += step_body(ops, read, lambda i, op: call(i, op, "f"), lambda i, op: call(i, op, "g"))
+    def output_call(i, op):
+        return call(i, op, "f", [f"v{op.outs[0]}"] if into[i] else [])
+
+    def store(op, expr):
+        if into[index[id(op)]]:  # the row first, then the kernel writes into it
+            s = op.outs[0]
+            return [f"v{s} = r{s}[k]", expr]
+        tgt = ", ".join(f"v{s}" for s in op.outs)
+        return [f"{tgt} = {expr}"] + [f"r{s}[k] = v{s}" for s in op.outs]
+
+    w += step_body(ops, read, output_call, lambda i, op: call(i, op, "g"), store)
     if len(w) and w[-1] == "    for k in ks:":
         w.append("        pass")
     w.append("    return {" + ", ".join(f"{op.state}: x{op.state}" for op in stateful) + "}")
@@ -71,21 +93,24 @@ def make_loop(ops):
     source = "\n".join(w)
     exec(source, namespace)  # noqa: S102 - source built from integers only
     namespace["loop"].source = source  # for inspection: plan.segments[i].loop.source
+    namespace["loop"].into = tuple(into)  # (which ops step_functions binds np_into for)
     return namespace["loop"]
 
 
-def step_functions(ops) -> tuple[list, list]:
+def step_functions(ops, into=()) -> tuple[list, list]:
     """The output and update functions of a loop's ops for the numpy path: the block's
-    kernel with its current parameters bound (one call, no method layers), or its
+    kernel with its current parameters bound (one call, no method layers), its
+    ``np_into`` form where ``into`` says so (the loop's ``into``), or its
     ``output``/``update`` methods (see :func:`make_loop` for the call shapes)."""
     outs, upds = [], []
-    for op in ops:
+    for i, op in enumerate(ops):
         k = op.block.kernel()
         if k is None:
             outs.append(op.block.output)
             upds.append(op.block.update if op.state is not None else None)
         else:
-            outs.append(partial(k.output, *k.params) if k.params else k.output)
+            f = k.output.np_into if i < len(into) and into[i] else k.output
+            outs.append(partial(f, *k.params) if k.params else f)
             upds.append(None if op.state is None else
                         partial(k.update, *k.params) if k.params else k.update)
     return outs, upds
@@ -363,6 +388,15 @@ def _loop_records(plan, seg, T: int, B: int, start: int, reverse: bool) -> dict:
     return rec
 
 
+def _owned(x):
+    """``x`` (a state: an array or a tuple of them) with no view of a record in it."""
+    if isinstance(x, np.ndarray):
+        return x.copy() if x.base is not None else x
+    if isinstance(x, tuple):
+        return tuple(_owned(a) for a in x)
+    return x
+
+
 def run_plan(plan, T: int, B: int, bufs: list, *, reverse: bool = False,
              progress=None, states: dict | None = None, seeds=None, k0: int = 0,
              rows: dict | None = None, start: int = 0) -> dict:
@@ -419,7 +453,10 @@ def run_plan(plan, T: int, B: int, bufs: list, *, reverse: bool = False,
                 if out is None:
                     if progress is not None:
                         ks = progress(ks, T)
-                    out = seg.loop(ks, bufs, *step_functions(seg.ops), states, rec)
+                    out = seg.loop(ks, bufs, *step_functions(seg.ops, seg.loop.into), states,
+                                   rec)
+                    # (a state may be an output's record row, written into: its own copy)
+                    out = {j: _owned(x) for j, x in out.items()}
             except ValueError as e:
                 names = ", ".join(f"{op.path} ({type(op.block).__name__})" for op in seg.ops)
                 raise BlockflowError(

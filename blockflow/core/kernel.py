@@ -19,7 +19,8 @@ import numpy as np
 
 _KERNELS: dict[str, Callable] = {}
 def kernel(fn: Callable | None = None, *, name: str | None = None,
-           into: Callable | None = None, allocates: bool = True, numbers: bool = False):
+           into: Callable | None = None, allocates: bool = True, numbers: bool = False,
+           np_into: Callable | None = None):
     """Mark a step-equation function as a kernel: plain Python for numpy, compiled by
     numba inside generated loops.  ``name`` gives closures a stable key.
 
@@ -39,6 +40,11 @@ def kernel(fn: Callable | None = None, *, name: str | None = None,
     returns numbers (one per output) and allocates nothing.  Loops of single numbers
     then run it with their signals and states in local variables
     (:class:`Scalar`).
+
+    ``np_into`` is the same equation for the numpy path, writing into ``out`` with
+    numpy's ``out=`` (``np_into(*args, out)``, the same operations in the same order, so
+    the same bits): a loop on the numpy path writes a floating output straight into its
+    record row instead of allocating a result and copying it there.
     """
 
     def mark(f):
@@ -49,6 +55,8 @@ def kernel(fn: Callable | None = None, *, name: str | None = None,
         f.numbers = numbers
         if into is not None:
             f.into = into if hasattr(into, "kernel_key") else kernel(into, name=key + ".into")
+        if np_into is not None:
+            f.np_into = np_into
         return f
 
     return mark(fn) if fn is not None else mark
@@ -206,7 +214,8 @@ def scalar_of(k: Kernel | None) -> Scalar | None:
 
 
 def generated_kernel(key: str, source: str, fname: str, namespace: dict,
-                     into: str | None = None, numbers: bool = False) -> Callable:
+                     into: str | None = None, numbers: bool = False,
+                     np_into: Callable | None = None) -> Callable:
     """A kernel written for one configuration (an arity, a list of widths) from source,
     made once per process under the stable name ``key``; ``into`` is the source of its
     form writing into ``out`` (an element loop, which allocates nothing)."""
@@ -218,7 +227,7 @@ def generated_kernel(key: str, source: str, fname: str, namespace: dict,
             exec(into, namespace)  # noqa: S102 - the same
             g = kernel(namespace.pop(fname), name=key + ".into", allocates=False)
             g.kernel_source, into = into, g
-        f = kernel(f, name=key, into=into, numbers=numbers)
+        f = kernel(f, name=key, into=into, numbers=numbers, np_into=np_into)
         f.kernel_source = source
     return f
 
@@ -245,6 +254,33 @@ def _text(f) -> str:
 #: sums of more terms than this are written one statement per term (a single expression
 #: of thousands of terms nests too deeply for Python's compiler)
 SUM_EXPRESSION_MAX = 32
+
+
+def sum_np_into(signs: str) -> Callable:
+    """``out = s_1 u_1 + s_2 u_2 + ...`` with numpy's ``out=``, term by term in the order
+    of :func:`sum_lines` (the same bits): a Sum's or a junction's ``np_into``."""
+    first = np.negative if signs[0] == "-" else np.copyto
+    rest = [np.add if s == "+" else np.subtract for s in signs[1:]]
+    if len(signs) == 2:
+        op = rest[0]
+
+        def two(a, b, out):
+            if first is np.copyto:
+                return op(a, b, out=out)
+            np.negative(a, out=out)
+            return op(out, b, out=out)
+        return two
+
+    def many(*args):
+        *u, out = args
+        if first is np.copyto:
+            np.copyto(out, u[0])
+        else:
+            np.negative(u[0], out=out)
+        for f, a in zip(rest, u[1:], strict=True):
+            f(out, a, out=out)
+        return out
+    return many
 
 
 def sum_lines(terms: list[tuple[str, str]], target: str, indent: str,

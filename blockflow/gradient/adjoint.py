@@ -23,7 +23,7 @@ import numpy as np
 
 from blockflow.core.block import Block, Read, as_tuple
 from blockflow.core.ccode import VjpView, linear_map
-from blockflow.core.kernel import Kernel, generated_kernel, sum_lines
+from blockflow.core.kernel import Kernel, generated_kernel, sum_lines, sum_np_into
 from blockflow.core.rates import HOLD, place, sample
 from blockflow.core.rules import scalar_form
 from blockflow.core.types import SignalType, delta_type
@@ -380,7 +380,8 @@ def junction_kernel(n: int):
                                  "        "),
                       "        out.flat[i] = acc", "    return out"]) + "\n"
     return generated_kernel(f"blockflow.gradient.adjoint.junction{n}", src, "f", {"np": np},
-                            into=into, numbers=n > 1)  # (one input: a copy, of an array)
+                            into=into, numbers=n > 1,  # (one input: a copy, of an array)
+                            np_into=sum_np_into("+" * n))
 
 
 class Junction(Block):

@@ -380,7 +380,7 @@ def _schedule(model: Model, flat: FlatModel, types: dict, mode: str,
             segments.append(Segment(SegmentKind.LOOP, [by_number[j] for j in order]))
     for seg in segments:
         if seg.kind is SegmentKind.LOOP:
-            seg.loop = make_loop(seg.ops)
+            seg.loop = make_loop(seg.ops, slot_types)
             seg.why_numpy, seg.interpreted = loop_mode(seg.ops)
     inports = {p: slots[(p, b.outputs[0])]
                for p, b in flat.blocks.items() if isinstance(b, Inport)}
