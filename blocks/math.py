@@ -58,10 +58,16 @@ def sum_vjp(n: int):
     outs = ["out"] if n == 1 else [f"out[{i}]" for i in range(n)]
     into = "def f(signs, dy, out):\n    for i in range(dy.size):\n" + "".join(
         f"        {o}.flat[i] = signs[{j}] * dy.flat[i]\n" for j, o in enumerate(outs))
+    def np_into(signs, dy, out):  # signs[i] * dy into each row
+        for i, o in enumerate((out,) if n == 1 else out):
+            np.multiply(signs[i], dy, out=o)
+        return out
+
     return generated_kernel(f"blocks.math.sum_vjp{n}",
                             f"def f(signs, dy):\n    return {ret}\n", "f", globals(),
                             into=into + "    return out\n",
-                            numbers=n > 1)  # (one sign: a number, not indexed)
+                            numbers=n > 1,  # (one sign: a number, not indexed)
+                            np_into=np_into)
 
 
 class Sum(Block):

@@ -31,12 +31,12 @@ log = logging.getLogger(__name__)
 
 
 def writes_into(op, slot_types) -> bool:
-    """Whether the numpy path's loop has ``op`` write its output straight into its record
-    row (its kernel's ``np_into``: one floating output at the base rate)."""
+    """Whether the numpy path's loop has ``op`` write its outputs straight into their
+    record rows (its kernel's ``np_into``: floating outputs at the base rate)."""
     k = op.block.kernel()
     return (k is not None and getattr(k.output, "np_into", None) is not None
-            and len(op.outs) == 1 and not op.multirate
-            and slot_types[op.outs[0]].dtype.kind == "f")
+            and bool(op.outs) and not op.multirate
+            and all(slot_types[s].dtype.kind == "f" for s in op.outs))
 
 
 def make_loop(ops, slot_types=None):
@@ -76,12 +76,14 @@ def make_loop(ops, slot_types=None):
     index = {id(op): i for i, op in enumerate(ops)}
 
     def output_call(i, op):
-        return call(i, op, "f", [f"v{op.outs[0]}"] if into[i] else [])
+        if not into[i]:
+            return call(i, op, "f")
+        rows = [f"v{s}" for s in op.outs]  # one row, or a tuple of rows (as into forms)
+        return call(i, op, "f", [rows[0] if len(rows) == 1 else f"({', '.join(rows)},)"])
 
     def store(op, expr):
-        if into[index[id(op)]]:  # the row first, then the kernel writes into it
-            s = op.outs[0]
-            return [f"v{s} = r{s}[k]", expr]
+        if into[index[id(op)]]:  # the rows first, then the kernel writes into them
+            return [f"v{s} = r{s}[k]" for s in op.outs] + [expr]
         tgt = ", ".join(f"v{s}" for s in op.outs)
         return [f"{tgt} = {expr}"] + [f"r{s}[k] = v{s}" for s in op.outs]
 
