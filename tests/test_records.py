@@ -132,3 +132,55 @@ def test_delays_sharing_a_source_or_in_a_chain_keep_their_own_first_samples():
         want.append(gk)
         a, b, c = gk, gk, b
     np.testing.assert_allclose(gy, want, rtol=1e-13)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_outputs_written_into_their_rows_are_the_bits_of_the_allocating_forms(
+        dtype, monkeypatch):
+    """The numpy path's ``np_into`` forms (matrix Gain, Sum, tanh, delay, junctions and
+    the reciprocal rules) against the same loop with every op allocating its result:
+    equal to the bit in float64.  In float32 a value written into its row is rounded to
+    its signal's type at once, as the types say and the compiled loops do, where an
+    allocated result of a kernel that mixes precisions (a Sum's float64 signs) kept
+    float64 until the next step: equal to float32 rounding."""
+    from blockflow import Inport, Model, Outport
+    from blockflow.backends import execute
+    from blocks import Dense, Function, Gain, Sum, UnitDelay
+
+    def elman():
+        rng = np.random.default_rng(5)
+        m = Model("elman")
+        x, y = m.add(Inport("x", shape=(3,)), Outport("y"))
+        wx = m.add(Dense(rng.standard_normal((4, 3)), rng.standard_normal(4), name="Wx"))
+        wh = m.add(Gain(0.4 * rng.standard_normal((4, 4)), name="Wh"))
+        s, f = m.add(Sum("+-", name="s"), Function("tanh", name="f"))
+        z = m.add(UnitDelay(0.3 * np.ones(4), name="z"))
+        m.chain(x, wx, s.u1)
+        m.chain(wh, s.u2)
+        m.chain(s, f, z, wh)
+        m.chain(f, m.add(Dense(rng.standard_normal((1, 4)), name="out")), y)
+        return m.astype(dtype)
+
+    X = np.random.default_rng(0).standard_normal((50, 5, 3)).astype(dtype)
+    D = np.ones((50, 5, 1), dtype)
+    runs = []
+    for allow in (True, False):
+        if not allow:
+            monkeypatch.setattr(execute, "writes_into", lambda op, st: False)
+        m = elman()
+        tr = simulate(m, {"x": X}, backend="numpy")
+        if allow:
+            assert "f0(x0, " in next(s for s in tr.plan.segments if s.loop).loop.source
+        g = backward(m, trace=tr, dL_dy={"y": D})
+        runs.append((tr, g))
+    (a, ga), (b, gb) = runs
+    tol = 0.0 if dtype == np.float64 else 1e-5
+    for n in a.names():
+        np.testing.assert_array_equal(a[n], b[n], err_msg=n)  # (the forward: exact)
+    for n in ga.deltas.names():
+        np.testing.assert_allclose(ga.deltas[n], gb.deltas[n], rtol=tol, atol=tol,
+                                   err_msg=n)
+        assert ga.deltas[n].dtype == dtype
+    for k in ga.params:
+        np.testing.assert_allclose(ga.params[k], gb.params[k], rtol=tol, atol=tol,
+                                   err_msg=k)
