@@ -166,7 +166,7 @@ def test_outputs_written_into_their_rows_are_the_bits_of_the_allocating_forms(
     runs = []
     for allow in (True, False):
         if not allow:
-            monkeypatch.setattr(execute, "writes_into", lambda op, st: False)
+            monkeypatch.setattr(execute, "writes_into", lambda op, st, k=None: False)
         m = elman()
         tr = simulate(m, {"x": X}, backend="numpy")
         if allow:

@@ -30,10 +30,10 @@ from blockflow.errors import BlockflowError, SimulationError
 log = logging.getLogger(__name__)
 
 
-def writes_into(op, slot_types) -> bool:
+def writes_into(op, slot_types, k=None) -> bool:
     """Whether the numpy path's loop has ``op`` write its outputs straight into their
-    record rows (its kernel's ``np_into``: floating outputs at the base rate)."""
-    k = op.block.kernel()
+    record rows (its kernel ``k``'s ``np_into``: floating outputs at the base rate)."""
+    k = op.block.kernel() if k is None else k
     return (k is not None and getattr(k.output, "np_into", None) is not None
             and bool(op.outs) and not op.multirate
             and all(slot_types[s].dtype.kind == "f" for s in op.outs))
@@ -71,8 +71,10 @@ def make_loop(ops, slot_types=None):
         x = [f"x{op.state}"] if op.state is not None else [] if kernel[i] else ["None"]
         return f"{fn}{i}({', '.join(x + step_args(i, op, read) + list(out))})"
 
-    kernel = [op.block.kernel() is not None for op in ops]
-    into = [slot_types is not None and writes_into(op, slot_types) for op in ops]
+    kernels = [op.block.kernel() for op in ops]
+    kernel = [k is not None for k in kernels]
+    into = [slot_types is not None and k is not None and writes_into(op, slot_types, k)
+            for op, k in zip(ops, kernels, strict=True)]
     index = {id(op): i for i, op in enumerate(ops)}
 
     def output_call(i, op):
