@@ -16,12 +16,7 @@ from blockflow.core.types import SignalType
 from blockflow.errors import ParameterError
 
 
-def _state_np_into(x, u, out):
-    np.copyto(out, x)
-    return out
-
-
-@kernel(into=take_state_into, numbers=True, np_into=_state_np_into)
+@kernel(into=take_state_into, numbers=True)  # (numpy: returning x and a row copy is faster)
 def delay_output(x, u):
     return x
 

@@ -439,19 +439,14 @@ def _pair(name: str, f, df, np_into: tuple = (None, None)):
     """
     keys = (f"blocks.math.{name}", f"blocks.math.d{name}", f"blocks.math.{name}_vjp")
     f, df, _VJP[name] = _elementwise_kernels(f, df, keys)
-    if np_into[0] is not None:
-        f.np_into, _VJP[name].np_into = np_into
+    for k, g in zip((f, _VJP[name]), np_into, strict=True):
+        if g is not None:
+            k.np_into = g
     return f, df
 
 
 def _tanh_np_into(a, out):
     return np.tanh(a, out=out)
-
-
-def _tanh_vjp_np_into(dy, a, y, out):  # dy * (1.0 - y * y), in that order
-    np.multiply(y, y, out=out)
-    np.subtract(1.0, out, out=out)
-    return np.multiply(dy, out, out=out)
 
 
 _VJP: dict[str, Callable] = {}
@@ -507,7 +502,7 @@ def _sigmoid(a):
 #: name -> (f(a), f'(a) given a and the recorded output y): one line each
 ELEMENTWISE: dict[str, tuple[Callable, Callable]] = {
     "tanh": _pair("tanh", lambda a: np.tanh(a), lambda a, y: 1.0 - y * y,
-                  (_tanh_np_into, _tanh_vjp_np_into)),
+                  (_tanh_np_into, None)),
     "sigmoid": _pair("sigmoid", _sigmoid, lambda a, y: y * (1.0 - y)),
     "relu": _pair("relu", lambda a: np.maximum(a, _zero(a)), lambda a, y: (a > 0) * a**0),
     "identity": _pair("identity", lambda a: +a, lambda a, y: a**0),
