@@ -259,24 +259,18 @@ SUM_EXPRESSION_MAX = 32
 def sum_np_into(signs: str) -> Callable:
     """``out = s_1 u_1 + s_2 u_2 + ...`` with numpy's ``out=``, term by term in the order
     of :func:`sum_lines` (the same bits): a Sum's or a junction's ``np_into``."""
-    first = np.negative if signs[0] == "-" else np.copyto
+    negate = signs[0] == "-"
     rest = [np.add if s == "+" else np.subtract for s in signs[1:]]
-    if len(signs) == 2:
+    if len(signs) == 2 and not negate:  # (the common case: one ufunc call)
         op = rest[0]
-
-        def two(a, b, out):
-            if first is np.copyto:
-                return op(a, b, out=out)
-            np.negative(a, out=out)
-            return op(out, b, out=out)
-        return two
+        return lambda a, b, out: op(a, b, out=out)
 
     def many(*args):
         *u, out = args
-        if first is np.copyto:
-            np.copyto(out, u[0])
-        else:
+        if negate:
             np.negative(u[0], out=out)
+        else:
+            np.copyto(out, u[0])
         for f, a in zip(rest, u[1:], strict=True):
             f(out, a, out=out)
         return out

@@ -290,14 +290,8 @@ class Model(Wired, Block):
         settled by checking that input alone: so while some other input is still unknown
         (the outputs stay unknown).  Raises the block's type error for a wrong type."""
         b = d.block
-        if not b.separable:
-            return False
-        t = self._types.get((s.block.name, s.port))
-        if t is None:
-            return True
-        b.check_input(d.port, t)
-        self._types[(b.name, d.port)] = t
-        return _first_unknown(b, b.name, self._types, self._scan) < len(b.inputs)
+        return b.separable and _separable_pending(self, b.name, b, {d.port}, self._types,
+                                                  self._scan)
 
     def disconnect(self, dst) -> None:
         """Remove the wire driving input ``dst``."""
