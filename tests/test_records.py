@@ -63,6 +63,42 @@ def test_a_training_loop_of_gradients_reuses_its_records_with_the_same_numbers()
     assert not np.shares_memory(again[0].inputs["r"], again[1].inputs["r"])
 
 
+@pytest.mark.parametrize("backend, batch", [("numpy", 1), ("numba", 1), ("numba", 3)])
+def test_multirate_records_reused_unzeroed_give_the_numbers_of_fresh_ones(backend, batch,
+                                                                        monkeypatch):
+    """Records of blocks off the base rate are not zeroed before a run from step 0: a
+    held output is zeroed before its first hit only, and a compiled loop writes the
+    zeros between an impulse's hits itself (the loop of numbers at B=1, the array form
+    at B=3).  Every reused record is poisoned with NaN first: any row a run reads before
+    writing it would show."""
+    if backend == "numba":
+        pytest.importorskip("numba")
+    monkeypatch.setenv("BLOCKFLOW_BACKEND", backend)  # the reciprocal's loops too
+    m = motor_loop()
+    T = 301  # (not a multiple of the PID's 5 steps: the last interval is short)
+    r = np.random.default_rng(0).standard_normal((T, batch)) + 1.0
+    w = {"w": np.cos(np.arange(T))[:, None] * np.ones((1, batch))}
+
+    def run():
+        tr = simulate(m, {"r": r})
+        g = backward(m, trace=tr, dL_dy=w)
+        return {s: tr[s].copy() for s in tr.names()}, g.inputs["r"].copy(), \
+            {k: np.array(v) for k, v in g.params.items()}
+
+    first = run()
+    gc.collect()
+    for st in list(runtime._PLANS.values()):  # the forward's and the reciprocal's pools
+        for a in st.records.values():
+            a.fill(np.nan)
+    again = run()
+    for s, y in first[0].items():
+        np.testing.assert_array_equal(again[0][s], y, err_msg=s)
+    np.testing.assert_array_equal(again[1], first[1])
+    for k, v in first[2].items():
+        np.testing.assert_array_equal(again[2][k], v, err_msg=k)
+    assert np.isfinite(first[1]).all()
+
+
 def test_records_beyond_the_budget_are_not_kept(monkeypatch):
     monkeypatch.setattr(runtime, "RECORDS_KEPT_BYTES", 100)
     plan = compile(tanh_loop(), backend="numpy")

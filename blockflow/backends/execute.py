@@ -21,9 +21,9 @@ from blockflow.backends.loops import compile_loop, loop_name, run_compiled
 from blockflow.backends.ops import SegmentKind
 from blockflow.backends.runtime import forget, loop_state, memo, record
 from blockflow.backends.scalar import compile_scalar_loop, run_scalar, scalar_forms
-from blockflow.backends.steps import loop_accumulators, step_args, step_body
+from blockflow.backends.steps import clears_impulses, loop_accumulators, step_args, step_body
 from blockflow.core.block import as_tuple
-from blockflow.core.rates import SUM, interval_sum, n_hits, place, sample
+from blockflow.core.rates import BASE, HOLD, SUM, interval_sum, n_hits, place, sample
 from blockflow.core.streams import random_streams, run_seeds
 from blockflow.errors import BlockflowError, SimulationError
 
@@ -373,11 +373,15 @@ def shifted_records(seg, slot_types) -> dict[int, int]:
     return pairs
 
 
-def _loop_records(plan, seg, T: int, B: int, start: int, reverse: bool) -> dict:
+def _loop_records(plan, seg, T: int, B: int, start: int, reverse: bool,
+                  clears: bool = False) -> dict:
     """The records a loop writes, ``{slot: (T, B, ...)}``.  Run from step 0, a loop writes
     every row of its base-rate outputs (a reused record is not zeroed first), and a unit
     shift's output record is its input's one row on: one array of ``T + 1`` rows holds
-    the initial state and the input (``y(k) = u(k-1)``, run forward or in reverse)."""
+    the initial state and the input (``y(k) = u(k-1)``, run forward or in reverse).
+    Off the base rate, an output held between hits is zeroed only where it is read before
+    the loop writes it (before its first hit, run forward), and an impulse output not at
+    all where the loop ``clears`` the rows between its hits itself (compiled loops)."""
     st = plan.slot_types
     pairs = memo(plan, f"shifted:{id(seg)}", lambda: shifted_records(seg, st)) \
         if start == 0 else {}
@@ -386,10 +390,23 @@ def _loop_records(plan, seg, T: int, B: int, start: int, reverse: bool) -> dict:
         both = record(plan, u, st[u], T + 1, B, zero=False)
         rec[u], rec[y] = (both[:T], both[1:]) if reverse else (both[1:], both[:T])
     for op in seg.ops:
+        slow = op.rate != BASE  # (at the base rate every row is written, however summed)
+        held = slow and op.io[1] == HOLD and not reverse and start == 0
         for s in op.outs:
             if s not in rec:
-                rec[s] = record(plan, s, st[s], T, B, zero=start > 0 or op.multirate)
+                rec[s] = record(plan, s, st[s], T, B, zero=start > 0 or (
+                    slow and not held and not (clears and clears_impulses(op))))
+                if held:
+                    rec[s][:op.rate.offset + 1] = 0
     return rec
+
+
+def _zero_impulses(seg, rec) -> None:
+    """Zero the impulse records a compiled loop would have cleared (it could not run)."""
+    for op in seg.ops:
+        if clears_impulses(op):
+            for s in op.outs:
+                rec[s].fill(0)
 
 
 def _owned(x):
@@ -445,16 +462,19 @@ def run_plan(plan, T: int, B: int, bufs: list, *, reverse: bool = False,
         else:
             states = {op.state: states_in[op.path] if op.path in states_in
                       else _init_state(op, B, st) for op in seg.ops if op.state is not None}
-            rec = _loop_records(plan, seg, T, B, start, reverse)
+            compiled = _compiled(plan, seg, T, B)
+            rec = _loop_records(plan, seg, T, B, start, reverse, clears=compiled)
             for s, (k, value) in (rows or {}).items():
                 if s in rec:
                     rec[s][k] = value
             ks = range(T - 1, start - 1, -1) if reverse else range(start, T)
             try:
                 out = None
-                if _compiled(plan, seg, T, B):
+                if compiled:
                     out = _run_compiled(plan, seg, ks, bufs, states, rec, st)
                 if out is None:
+                    if compiled and start == 0:
+                        _zero_impulses(seg, rec)
                     if progress is not None:
                         ks = progress(ks, T)
                     out = seg.loop(ks, bufs, *step_functions(seg.ops, seg.loop.into), states,

@@ -21,7 +21,7 @@ from dataclasses import replace
 import numpy as np
 
 from blockflow.backends.policy import numba_available
-from blockflow.backends.steps import loop_accumulators, step_args, step_body
+from blockflow.backends.steps import clears_impulses, loop_accumulators, step_args, step_body
 from blockflow.core.codekey import function_key
 from blockflow.core.kernel import (
     _KERNELS,
@@ -172,6 +172,8 @@ def _source(ops, kernels, slot_types) -> tuple[str, list[str]]:
     prod = set(produced)
     forms = [_forms(op, k) for op, k in zip(ops, kernels, strict=True)]
     held = {copy_into.kernel_key} if any(op.io[1] == HOLD for op in ops) else set()
+    if any(clears_impulses(op) for op in ops):  # zero rows between an impulse's hits
+        held.add(zero_into.kernel_key)
     accs = loop_accumulators(ops)
     # a loop of functions that allocate nothing runs without reference counting; its
     # inputs summed over held intervals (multirate reciprocals) go into buffers it is
@@ -252,7 +254,8 @@ def _source(ops, kernels, slot_types) -> tuple[str, list[str]]:
                 "reset": lambda acc: f"{names[zero_into.kernel_key]}({acc})"}
     w += step_body(ops, read, lambda i, op: call(i, op, 0, rows(op)),
                    lambda i, op: call(i, op, 1, f"x{op.state}"), store,
-                   lambda src, dst: f"{names.get(copy_into.kernel_key)}({src}, {dst})", **sums)
+                   lambda src, dst: f"{names.get(copy_into.kernel_key)}({src}, {dst})", **sums,
+                   clear=lambda s: [f"v{s} = r{s}[k]", f"{names[zero_into.kernel_key]}(v{s})"])
     states = ", ".join(f"x{op.state}" for _, op in stateful)
     w.append(f"    return ({states}{',' if len(stateful) == 1 else ''})")
     return "\n".join(w) + "\n", args

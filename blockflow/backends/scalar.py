@@ -115,7 +115,8 @@ def _source(ops, forms, slot_types) -> tuple[str, list[str]]:
     w += step_body(ops, read, lambda i, op: call(i, op, forms[i].output),
                    lambda i, op: call(i, op, forms[i].update), store,
                    reset=lambda acc: f"{acc} = 0.0",
-                   hold=lambda op: [f"r{s}[k] = v{s}" for s in op.outs])
+                   hold=lambda op: [f"r{s}[k] = v{s}" for s in op.outs],
+                   clear=lambda s: [f"v{s} = 0.0", f"r{s}[k] = 0.0"])
     w.append(f"    return {states}")
     return "\n".join(w) + "\n", args
 

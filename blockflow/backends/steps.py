@@ -22,6 +22,12 @@ def loop_accumulators(ops) -> list[tuple[int, int, int, bool]]:
     return out
 
 
+def clears_impulses(op) -> bool:
+    """Whether ``op`` writes impulses (outputs zero between its hits): a compiled loop
+    writes those zeros itself, so their records need not be zeroed before it runs."""
+    return op.rate != BASE_RATE and op.io[1] != HOLD and bool(op.outs)
+
+
 def step_args(i: int, op, read) -> list[str]:
     """The input expressions of op ``i``: summed inputs come from their accumulators."""
     n = len(op.block.inputs)
@@ -32,7 +38,8 @@ def step_args(i: int, op, read) -> list[str]:
 def step_body(ops, read, output_call, update_call, store=None,
               copy=lambda src, dst: f"{dst} = {src}",
               accumulate=lambda acc, src: f"{acc} = {acc} + {src}",
-              reset=lambda acc: f"{acc} = np.zeros_like({acc})", hold=None) -> list[str]:
+              reset=lambda acc: f"{acc} = np.zeros_like({acc})", hold=None,
+              clear=None) -> list[str]:
     """The statements of one step of a loop (both generators share them): outputs in
     step order, then state updates; ops off the base rate guarded by their hits.
 
@@ -42,7 +49,10 @@ def step_body(ops, read, output_call, update_call, store=None,
     loop where slice assignment would allocate); ``accumulate(acc, src)`` and
     ``reset(acc)`` the lines that sum an input over a held interval and start again (new
     arrays, or element loops into a buffer the loop is given); ``hold(op)`` the lines
-    that hold an op's outputs between its hits (by default: copy the last record row).
+    that hold an op's outputs between its hits (by default: copy the last record row);
+    ``clear(s)`` the lines that write a zero row of impulse output ``s`` between its hits
+    and bind ``v{s}`` to it (by default ``v{s}`` is the record row, zeroed before the run:
+    one pass over memory more than writing the zeros where the loop is anyway).
     """
     if store is None:
         def store(op, call):
@@ -62,6 +72,8 @@ def step_body(ops, read, output_call, update_call, store=None,
             continue
         if op.io[1] == HOLD and hold is not None:
             between = hold(op)
+        elif op.io[1] != HOLD and clear is not None:
+            between = [ln for s in op.outs for ln in clear(s)]
         else:  # zero before the first hit (as recorded), then the last value held
             between = [f"if k > {op.rate.offset}:"] + [
                 f"    {copy(f'r{s}[k - 1]', f'r{s}[k]')}" for s in op.outs] \

@@ -92,7 +92,15 @@ def interval_sum(U: np.ndarray, rate: Rate) -> np.ndarray:
     T = U.shape[0]
     if n_hits(rate, T) == 0:
         return U[:0]
-    return np.add.reduceat(U[rate.offset:], np.arange(0, T - rate.offset, rate.n), axis=0)
+    V = U[rate.offset:]
+    if rate.n > 16:  # few long intervals
+        return np.add.reduceat(V, np.arange(0, T - rate.offset, rate.n), axis=0)
+    # many short ones: n strided adds, left to right (reduceat: 3-10x slower)
+    out = V[::rate.n].copy()
+    for j in range(1, rate.n):
+        s = V[j::rate.n]
+        out[:s.shape[0]] += s
+    return out
 
 
 def place(Ys: np.ndarray, rate: Rate, T: int, how: str) -> np.ndarray:
