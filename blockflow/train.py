@@ -467,7 +467,7 @@ def train(model: Model, inputs: dict, targets, *, loss="sse", params=None,
                 else:
                     tr = simulate(model, x, check_finite=False)  # located below, per epoch
                     res = backward(model, trace=tr, targets=d, loss=f, schedule=sched,
-                                   check_finite=False)
+                                   check_finite=False, keep_deltas=False)
                     value = res.loss
                     _check_finite("loss", value, tr, epoch)
                     for k in trained:
@@ -549,7 +549,7 @@ def minimize(model: Model, inputs: dict, targets, *, loss="sse", params=None,
 
     def loss_and_grad(x: np.ndarray) -> tuple[float, np.ndarray]:
         put(x)
-        g = backward(model, inputs, targets=targets, loss=loss)
+        g = backward(model, inputs, targets=targets, loss=loss, keep_deltas=False)
         if not np.isfinite(g.loss):
             raise TrainingError(f"non-finite loss {g.loss} in quasi-Newton training of "
                                 f"{model.name!r}; check the model's stability")

@@ -9,7 +9,7 @@ import gc
 import numpy as np
 import pytest
 
-from blockflow import backward, compile, simulate
+from blockflow import Inport, Model, Outport, backward, compile, simulate
 from blockflow.backends import runtime
 from models.closed_loop import tanh_loop
 from models.dc_motor import motor_loop
@@ -220,3 +220,59 @@ def test_outputs_written_into_their_rows_are_the_bits_of_the_allocating_forms(
     for k in ga.params:
         np.testing.assert_allclose(ga.params[k], gb.params[k], rtol=tol, atol=tol,
                                    err_msg=k)
+
+
+def _rnn(H: int = 6) -> Model:
+    from blocks import Dense, RNNCell, UnitDelay
+
+    m = Model("rnn")
+    x, y = m.add(Inport("x", shape=(3,)), Outport("y"))
+    cell = m.add(RNNCell.random(3, H, name="cell", seed=1))
+    z, out = m.add(UnitDelay(np.full(H, 0.2), name="h"), Dense.random(H, 1, name="out", seed=2))
+    m.connect(x, cell.x)
+    m.chain(cell, z, cell.h_prev)
+    m.chain(cell, out, y)
+    return m
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("case", ["rnn", "motor", "ring", "window"])
+def test_a_sweep_keeping_only_the_deltas_its_gradients_need_gives_the_same_gradients(
+        backend, case, monkeypatch):
+    """``keep_deltas=False``: a loop's deltas that neither a parameter gradient, an input
+    gradient nor a later op reads get one row for all steps; the gradients are those of
+    the sweep that keeps them all, to the bit (loops of numbers at B=1, array loops at
+    B=3, interpreted loops), and asking for a dropped delta says how to keep it."""
+    from blockflow.backends import loops
+    from blockflow.errors import SimulationError
+    from tests.test_interp import ring
+
+    if backend == "numba":
+        pytest.importorskip("numba")
+    monkeypatch.setenv("BLOCKFLOW_BACKEND", backend)
+    monkeypatch.setattr(loops, "INTERP_MIN_OPS", 4)  # the ring's loop: interpreted
+    T = 40
+    rng = np.random.default_rng(5)
+    for B in (1, 3):
+        m, x = {"rnn": (_rnn(), {"x": rng.standard_normal((T, B, 3))}),
+                "motor": (motor_loop(), {"r": 1.0 + rng.standard_normal((T, B))}),
+                "ring": (ring(7), {"u": rng.standard_normal((T, B, 2))}),
+                "window": (_rnn(), {"x": rng.standard_normal((T, B, 3))})}[case]
+        tr = simulate(m, x)
+        w = {n: np.cos(np.arange(T)).reshape(T, 1, *([1] * (a.ndim - 2))) * np.ones_like(a)
+             for n, a in tr.outputs().items()}
+        kw = {"window": 15} if case == "window" else {}
+        full = backward(m, trace=tr, dL_dy=w, **kw)
+        lean = backward(m, trace=tr, dL_dy=w, keep_deltas=False, **kw)
+        for k, v in full.params.items():
+            np.testing.assert_array_equal(lean.params[k], v, err_msg=k)
+        for k, v in full.inputs.items():
+            np.testing.assert_array_equal(lean.inputs[k], v, err_msg=k)
+        dropped = [n for n in lean.deltas.names()
+                   if lean.deltas.bufs[lean.deltas.slot(n)] is None
+                   and full.deltas.bufs[full.deltas.slot(n)] is not None]
+        assert dropped, case  # every case has a loop signal nothing reads afterwards
+        with pytest.raises(SimulationError, match="keep_deltas=True"):
+            lean.deltas[dropped[0]]
+        kept = sum(a.nbytes for a in lean.deltas.bufs if a is not None)
+        assert kept < sum(a.nbytes for a in full.deltas.bufs if a is not None)

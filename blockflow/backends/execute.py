@@ -373,19 +373,52 @@ def shifted_records(seg, slot_types) -> dict[int, int]:
     return pairs
 
 
+def transient_slots(plan, seg, keep) -> frozenset:
+    """The outputs of loop ``seg`` that need no record after the loop: not in ``keep``
+    (what the caller reads from the run), no Outport, read by no op outside the loop,
+    written at every step (at the base rate); ``keep=None`` keeps every record."""
+    if keep is None:
+        return frozenset()
+    elsewhere = memo(plan, "read_by_segments", lambda: _read_by_segments(plan))
+    mine = id(seg)
+    outs = set(plan.outports.values())
+    return frozenset(s for op in seg.ops if op.rate == BASE for s in op.outs
+                     if s not in keep and s not in outs and not elsewhere.get(s, set()) - {mine})
+
+
+def _read_by_segments(plan) -> dict[int, set]:
+    """``{slot: ids of the segments whose ops read it}``."""
+    out: dict[int, set] = {}
+    for seg in plan.segments:
+        for op in seg.ops:
+            for s in op.ins:
+                out.setdefault(s, set()).add(id(seg))
+    return out
+
+
+def _one_row(plan, s: int, t, T: int, B: int) -> np.ndarray:
+    """A record ``(T, B, ...)`` whose rows are all one row (time stride 0): a transient
+    signal's, written and read within each step, never after the loop."""
+    row = record(plan, s, t, 1, B)
+    return np.lib.stride_tricks.as_strided(row, (T, *row.shape[1:]), (0, *row.strides[1:]))
+
+
 def _loop_records(plan, seg, T: int, B: int, start: int, reverse: bool,
-                  clears: bool = False) -> dict:
+                  clears: bool = False, transient: frozenset = frozenset()) -> dict:
     """The records a loop writes, ``{slot: (T, B, ...)}``.  Run from step 0, a loop writes
     every row of its base-rate outputs (a reused record is not zeroed first), and a unit
     shift's output record is its input's one row on: one array of ``T + 1`` rows holds
     the initial state and the input (``y(k) = u(k-1)``, run forward or in reverse).
     Off the base rate, an output held between hits is zeroed only where it is read before
     the loop writes it (before its first hit, run forward), and an impulse output not at
-    all where the loop ``clears`` the rows between its hits itself (compiled loops)."""
+    all where the loop ``clears`` the rows between its hits itself (compiled loops).
+    A ``transient`` output has one row for all steps (:func:`_one_row`)."""
     st = plan.slot_types
     pairs = memo(plan, f"shifted:{id(seg)}", lambda: shifted_records(seg, st)) \
         if start == 0 else {}
-    rec = {}
+    rec = {s: _one_row(plan, s, st[s], T, B) for s in transient}
+    if transient:  # (a delay's shared record is read one step on)
+        pairs = {u: y for u, y in pairs.items() if u not in rec and y not in rec}
     for u, y in pairs.items():
         both = record(plan, u, st[u], T + 1, B, zero=False)
         rec[u], rec[y] = (both[:T], both[1:]) if reverse else (both[1:], both[:T])
@@ -420,7 +453,7 @@ def _owned(x):
 
 def run_plan(plan, T: int, B: int, bufs: list, *, reverse: bool = False,
              progress=None, states: dict | None = None, seeds=None, k0: int = 0,
-             rows: dict | None = None, start: int = 0) -> dict:
+             rows: dict | None = None, start: int = 0, keep=None) -> dict:
     """Fill ``bufs`` (one array per slot) by running ``plan`` for ``T`` steps.
 
     External slots (Inports, trace reads) must be filled by the caller.  Returns the
@@ -431,6 +464,9 @@ def run_plan(plan, T: int, B: int, bufs: list, *, reverse: bool = False,
     from.  ``rows`` (``{slot: (step, value)}``) fills record rows of loop outputs before
     the loop runs: the values slow blocks hold from an earlier chunk (a Simulator's);
     ``start`` is the first step the loops run (the rows before it are context only).
+    ``keep`` (slots) are the records the caller reads after the run; a loop keeps no
+    record of its other outputs that nothing after it reads (:func:`transient_slots`:
+    their ``bufs`` are ``None``); ``None`` keeps every record.
     """
     check_memory(plan, T, B)
     states_in = states or {}
@@ -463,7 +499,9 @@ def run_plan(plan, T: int, B: int, bufs: list, *, reverse: bool = False,
             states = {op.state: states_in[op.path] if op.path in states_in
                       else _init_state(op, B, st) for op in seg.ops if op.state is not None}
             compiled = _compiled(plan, seg, T, B)
-            rec = _loop_records(plan, seg, T, B, start, reverse, clears=compiled)
+            transient = transient_slots(plan, seg, keep) if start == 0 else frozenset()
+            rec = _loop_records(plan, seg, T, B, start, reverse, clears=compiled,
+                                transient=transient)
             for s, (k, value) in (rows or {}).items():
                 if s in rec:
                     rec[s][k] = value
@@ -491,5 +529,5 @@ def run_plan(plan, T: int, B: int, bufs: list, *, reverse: bool = False,
                 if op.state is not None:
                     finals[op.path] = out[op.state]
                 for s in op.outs:
-                    bufs[s] = rec[s]
+                    bufs[s] = None if s in transient else rec[s]
     return finals

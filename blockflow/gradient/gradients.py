@@ -74,6 +74,17 @@ def bind_output_deltas(rplan: Plan, dL_dy: dict, T: int, B: int, name: str) -> d
     return out
 
 
+def needed_deltas(plan: Plan, rplan: Plan) -> frozenset:
+    """The reciprocal's slots the gradients read: the deltas at the outputs of every
+    block with parameters (:func:`param_grads`) and the input gradients (its
+    Outports)."""
+    need = set(rplan.outports.values())
+    for path, b in plan.flat.blocks.items():
+        if b.parameters():
+            need.update(s for p in b.outputs if (s := rplan.slots.get((path, p))) is not None)
+    return frozenset(need)
+
+
 def param_grads(trace: Trace, deltas: Trace, *, resets: tuple = (), start: int = 0) -> dict:
     """``dJ/dw`` for every trainable parameter: one contraction per block over time.
 

@@ -20,6 +20,7 @@ from blockflow.gradient.gradients import (
     Gradients,
     bind_output_deltas,
     broadcast_target,
+    needed_deltas,
     param_grads,
     reciprocal_plan,
 )
@@ -33,8 +34,8 @@ from blockflow.run.trace import Trace, check_finite_data
 
 
 def sweep(model: Model, trace: Trace, dL_dy: dict, schedule: Schedule | None = None, *,
-          window: int | None = None, chunked: bool = False, online: bool = False
-          ) -> Gradients:
+          window: int | None = None, chunked: bool = False, online: bool = False,
+          keep_deltas: bool = True) -> Gradients:
     """Backward sweep of ``model`` over ``trace`` with output deltas ``dL_dy``.
 
     Parameters
@@ -49,6 +50,10 @@ def sweep(model: Model, trace: Trace, dL_dy: dict, schedule: Schedule | None = N
     window, chunked, online
         Shorthands: ``window=h`` is ``Window(h)``, with ``chunked=True`` ``Chunked(h)``;
         ``online=True`` is ``Causal()``.
+    keep_deltas : bool, default True
+        Keep the delta of every signal; ``False`` keeps only those the parameter
+        gradients and the input gradients need (less memory per step; the others raise
+        when asked for).
 
     Returns
     -------
@@ -56,7 +61,7 @@ def sweep(model: Model, trace: Trace, dL_dy: dict, schedule: Schedule | None = N
         Deltas cover all ``T`` steps (zero outside the swept windows).
     """
     schedule = as_schedule(schedule, window=window, chunked=chunked, online=online)
-    return schedule.apply(_Sweeper(model, trace, dL_dy))
+    return schedule.apply(_Sweeper(model, trace, dL_dy, keep_deltas))
 
 
 @dataclass
@@ -66,6 +71,7 @@ class _Sweeper:
     model: Model
     trace: Trace
     dL_dy: dict
+    keep_deltas: bool = True
 
     @property
     def T(self) -> int:
@@ -85,10 +91,11 @@ class _Sweeper:
         rplan = reciprocal_plan(model)
         T, B = trace.T, trace.B
         dl = bind_output_deltas(rplan, self.dL_dy, T, B, model.name)
+        keep = None if self.keep_deltas else needed_deltas(trace.plan, rplan)
         bufs: list = [None] * len(rplan.slot_types)
         finals = {}
         for a, b in spans:
-            part = _sweep_span(rplan, trace, dl, a, b)
+            part = _sweep_span(rplan, trace, dl, a, b, keep)
             finals = part.final_states
             if len(spans) == 1 and (a, b) == (0, T):
                 bufs = part.bufs
@@ -99,16 +106,24 @@ class _Sweeper:
                 if bufs[i] is None:
                     bufs[i] = np.zeros((T, *arr.shape[1:]), arr.dtype)
                 bufs[i][a:b] = arr
-        deltas = Trace(rplan, bufs, T, B, finals)
+        deltas = Trace(rplan, bufs, T, B, finals, dropped=None if keep is None else DROPPED)
         resets = tuple(a for a, _ in spans if a > 0)
         grads = param_grads(trace, deltas, resets=resets, start=spans[0][0])
         return Gradients(grads, {n: deltas[n] for n in rplan.outports}, deltas)
 
 
-def _sweep_span(rplan: Plan, trace: Trace, dl: dict, start: int, stop: int) -> Trace:
-    """The reciprocal run over steps ``start..stop-1`` from zero state at ``stop``."""
+#: what the deltas of a sweep that kept only what its gradients need say of the others
+DROPPED = ("backward(..., keep_deltas=False) keeps the deltas the parameter and input "
+           "gradients need; run it with keep_deltas=True for every signal's")
+
+
+def _sweep_span(rplan: Plan, trace: Trace, dl: dict, start: int, stop: int,
+                keep: frozenset | None = None) -> Trace:
+    """The reciprocal run over steps ``start..stop-1`` from zero state at ``stop``;
+    ``keep``: the deltas to record (``None``: all)."""
     return run(rplan, stop - start, trace.B, {slot: g[start:stop] for slot, g in dl.items()},
-               lambda slot, path, read: trace[(path, read.port)][start:stop], reverse=True)
+               lambda slot, path, read: trace[(path, read.port)][start:stop], reverse=True,
+               keep=keep)
 
 
 def output_deltas(trace: Trace, loss, targets) -> tuple[float, dict]:
@@ -135,8 +150,8 @@ def backward(model: Model, inputs: dict | None = None, *, loss="sse", targets=No
              dL_dy: dict | None = None, steps: int | None = None, batch: int | None = None,
              schedule: Schedule | None = None, window: int | None = None,
              chunked: bool = False, online: bool = False, trace: Trace | None = None,
-             update=None, check_finite: bool = True, params: dict | None = None
-             ) -> Gradients:
+             update=None, check_finite: bool = True, params: dict | None = None,
+             keep_deltas: bool = True) -> Gradients:
     """Simulate ``model``, apply the loss, sweep back: every gradient at once.
 
     Either ``targets`` (with ``loss``: ``"sse"``, ``"mse"``, ``"cross_entropy"`` or a
@@ -147,6 +162,8 @@ def backward(model: Model, inputs: dict | None = None, *, loss="sse", targets=No
     each chunk; it gives parameter gradients and the loss (no input deltas).
     ``check_finite`` refuses inputs, targets and output deltas holding NaN or infinity,
     and a forward run producing one (see :func:`~blockflow.run.simulate`).
+    ``keep_deltas=False`` records only the deltas the parameter and input gradients need
+    (a training loop's memory per step: the rest of ``.deltas`` raises when asked for).
     """
     if params:  # parameters per batch member: gradients per member
         from blockflow.plan.cache import pinned
@@ -166,7 +183,8 @@ def backward(model: Model, inputs: dict | None = None, *, loss="sse", targets=No
         with pinned(model), batched(checked):
             g = backward(model, inputs, loss=loss, targets=targets, dL_dy=dL_dy, steps=steps,
                          batch=batch, schedule=schedule, window=window, chunked=chunked,
-                         online=online, trace=trace, check_finite=check_finite)
+                         online=online, trace=trace, check_finite=check_finite,
+                         keep_deltas=keep_deltas)
         g.params = per_member(g.params, checked)
         return g
     schedule = as_schedule(schedule, window=window, chunked=chunked, online=online)
@@ -198,7 +216,7 @@ def backward(model: Model, inputs: dict | None = None, *, loss="sse", targets=No
         value, dL_dy = output_deltas(tr, loss, targets)
     else:
         value = None
-    g = sweep(model, tr, dL_dy, schedule)
+    g = sweep(model, tr, dL_dy, schedule, keep_deltas=keep_deltas)
     g.loss = value
     if update is not None:
         update(g.params, tr.T)
@@ -217,6 +235,7 @@ def grad(model: Model, inputs: dict | None = None, *, loss="sse", targets=None,
     >>> sorted(g)
     ['kc.K', 'plant.a', 'plant.b']
     """
+    kw.setdefault("keep_deltas", False)  # (only the parameter gradients are returned)
     g = backward(model, inputs, loss=loss, targets=targets, dL_dy=dL_dy, **kw)
     return g.loss, g.params
 

@@ -21,7 +21,8 @@ from blockflow.run.trace import Trace
 def run(plan, T: int, B: int, given: dict[int, np.ndarray] | list,
         read: Callable[[int, str, object], np.ndarray] | None = None, *, reverse: bool = False,
         states: dict | None = None, seeds=None, progress=None, k0: int = 0,
-        rows: dict | None = None, start: int = 0) -> Trace:
+        rows: dict | None = None, start: int = 0, keep=None, dropped: str | None = None
+        ) -> Trace:
     """Run ``plan`` for ``T`` steps of ``B`` members and return its Trace.
 
     ``given``: arrays for slots (``{slot: (T, B, ...)}``, or a list by slot with ``None``
@@ -30,7 +31,9 @@ def run(plan, T: int, B: int, given: dict[int, np.ndarray] | list,
     sweep); ``states``: the loops' states to continue from (by path); ``seeds``: the
     members' run seeds (random blocks); ``k0``: the step the run starts at (sources
     continue from it); ``rows`` and ``start``: record rows filled before the loops run,
-    and the loops' first step (see :func:`~blockflow.backends.execute.run_plan`).
+    and the loops' first step; ``keep``: the slots whose records the caller reads, the
+    rest of the loops' records not kept (see :func:`~blockflow.backends.execute.run_plan`),
+    ``dropped`` what the Trace says when one of those is asked for.
     """
     bufs: list = [None] * len(plan.slot_types)
     items = given.items() if isinstance(given, dict) else enumerate(given)
@@ -40,5 +43,5 @@ def run(plan, T: int, B: int, given: dict[int, np.ndarray] | list,
     for slot, path, r in plan.trace_reads:
         bufs[slot] = read(slot, path, r)
     finals = run_plan(plan, T, B, bufs, reverse=reverse, progress=progress, states=states,
-                      seeds=seeds, k0=k0, rows=rows, start=start)
-    return Trace(plan, bufs, T, B, finals, k0=k0)
+                      seeds=seeds, k0=k0, rows=rows, start=start, keep=keep)
+    return Trace(plan, bufs, T, B, finals, k0=k0, dropped=dropped)

@@ -26,15 +26,20 @@ class Trace:
         The state of every stateful block after the last step, by path.
     k0 : int
         The step the trace starts at (a Simulator's chunk; 0 for a whole run).
+    dropped : str or None
+        Why some signals have no record (a run that kept only what its caller reads,
+        such as ``backward(..., keep_deltas=False)``) and how to keep them; asking for one
+        of them raises this.
     """
 
     def __init__(self, plan, bufs: list, T: int, B: int, final_states: dict | None = None,
-                 k0: int = 0):
+                 k0: int = 0, dropped: str | None = None):
         self.plan = plan
         self.bufs = bufs
         self.T, self.B = T, B
         self.final_states = final_states or {}
         self.k0 = k0
+        self.dropped = dropped
 
     @property
     def final_state(self) -> dict:
@@ -94,7 +99,10 @@ class Trace:
         return s
 
     def __getitem__(self, key) -> np.ndarray:
-        return self.bufs[self.slot(key)]
+        a = self.bufs[self.slot(key)]
+        if a is None and self.dropped is not None:
+            raise SimulationError(f"the run kept no record of {key!r}: {self.dropped}")
+        return a
 
     def __contains__(self, key) -> bool:
         try:
@@ -260,8 +268,8 @@ def first_nonfinite(trace, *, backward: bool = False):
 
     for path, b in plan.flat.blocks.items():
         for p in b.outputs:
-            a = trace[(path, p)]
-            if finite(a):
+            a = trace.bufs[trace.slot((path, p))]
+            if a is None or finite(a):  # (a signal the run kept no record of)
                 continue
             bad = ~np.isfinite(a.reshape(a.shape[0], -1)).all(axis=1)
             if not bad.any():
