@@ -85,6 +85,51 @@ def test_metrics_come_as_a_data_frame_in_sweep_order():
     assert df["peak"].iloc[3] == np.abs(y).max() and df["error"].isna().all()
 
 
+def test_a_vectorized_metric_gives_the_per_run_metrics_in_one_call_per_chunk():
+    calls = {"inputs": [], "metric": 0}
+
+    def inputs(seed):
+        calls["inputs"].append(seed)
+        return noise_inputs(seed)
+
+    def peaks(signals, t):  # every run of the chunk at once: (T, runs)
+        calls["metric"] += 1
+        y = signals["y"]
+        return {"peak": np.abs(y).max(axis=0), "last": y[-1]}
+
+    sets = [{"kc.K": k, "plant.a": np.array([1.0, a])} for k, a in
+            ((0.5, -0.5), (1.0, -0.2), (1.5, -0.1))]
+    per_run = parameter_sweep(tanh_loop(), sets, seeds=3, inputs=noise_inputs, metric=peak,
+                              executor="serial", progress=False)
+    at_once = parameter_sweep(tanh_loop(), sets, seeds=3, inputs=inputs, metric=peaks,
+                              vectorized=True, executor="serial", progress=False)
+    pd.testing.assert_frame_equal(at_once, per_run)
+    # the parameter sets differ in plant.a (not batchable): a chunk per set, each calling
+    # the metric once and inputs(seed) once per seed
+    assert calls["metric"] == 3 and sorted(calls["inputs"]) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    # a metric giving one number for the chunk fails it; its runs, retried alone, say why
+    bad = parameter_sweep(tanh_loop(), {"kc.K": GAINS[:1]}, seeds=3, inputs=noise_inputs,
+                          metric=lambda s, t: 1.0, vectorized=True, executor="serial",
+                          progress=False)
+    assert bad["error"].str.contains(r"one value per run, shape \(1,\)").all()
+    with pytest.raises(ParameterError, match="give metric="):
+        parameter_sweep(tanh_loop(), {"kc.K": GAINS}, inputs=noise_inputs, vectorized=True)
+
+
+def test_a_run_recording_some_signals_keeps_them_and_says_so_of_the_others():
+    m = tanh_loop()
+    r = np.random.default_rng(0).standard_normal((50, 4))
+    full = simulate(m, {"r": r})
+    some = simulate(m, {"r": r}, signals=["kc.y"])
+    np.testing.assert_array_equal(some["y"], full["y"])  # the Outports: always
+    np.testing.assert_array_equal(some["kc.y"], full["kc.y"])
+    with pytest.raises(SimulationError, match="leave signals out to record every one"):
+        some["tanh.y"]
+    assert some.bufs[some.slot("tanh.y")] is None
+    with pytest.raises(Exception, match="no signal 'nope'"):
+        simulate(m, {"r": r}, signals="nope")
+
+
 @pytest.mark.filterwarnings("ignore:overflow encountered")  # the diverging run, on purpose
 def test_a_failing_parameter_set_is_reported_and_the_rest_complete():
     grid = {"plant.a": [np.array([1.0, -0.5]), np.array([1.0, -10.0]), np.array([1.0, 0.3])],

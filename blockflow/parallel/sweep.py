@@ -152,9 +152,10 @@ def _chunks(model: Model, sets, idx, seeds, chunk_size: int) -> list[Chunk]:
         if name in model.block(path).batchable:
             batchable.append(k)
     groups: dict = {}
+    fixed_keys = [k for k in keys if k not in batchable]
     for s, i in zip(sets, idx, strict=True):
-        fixed = json.dumps({k: np.asarray(s[k]).tolist() for k in keys if k not in batchable},
-                           sort_keys=True)
+        fixed = json.dumps({k: np.asarray(s[k]).tolist() for k in fixed_keys},
+                           sort_keys=True) if fixed_keys else ""
         for seed in seeds:
             groups.setdefault(fixed, []).append(Run(i, s, int(seed)))
     chunks = []
@@ -174,23 +175,28 @@ class _Spec:
     outputs: list | None
     metric: Callable | None
     backend: str | None
+    vectorized: bool = False  # the metric takes a chunk's runs at once
 
 
 def _inputs_for(spec: _Spec, runs: list[Run], plan) -> dict | None:
     """The chunk's inputs: shared, or each run's ``inputs(seed)`` along the batch axis
-    (a run's array may be ``(T, *shape)`` or ``(T, 1, *shape)``)."""
+    (a run's array may be ``(T, *shape)`` or ``(T, 1, *shape)``).  ``inputs`` is called
+    once per seed of the chunk: a seed's runs (one per parameter set) share its data."""
     if spec.inputs is None:
         return None
     if not callable(spec.inputs):
         return spec.inputs
-    per = [spec.inputs(r.seed) for r in runs]
+    seeds = list(dict.fromkeys(r.seed for r in runs))
+    per = [spec.inputs(seed) for seed in seeds]
+    at = {seed: i for i, seed in enumerate(seeds)}
+    which = np.array([at[r.seed] for r in runs])
     out = {}
     for k in per[0]:
         n = len(plan.slot_types[plan.inports[k]].shape) if k in plan.inports else None
         arrays = [np.asarray(d[k]) for d in per]
         arrays = [a[:, 0] if n is not None and a.ndim == n + 2 and a.shape[1] == 1 else a
                   for a in arrays]
-        out[k] = np.stack(arrays, axis=1)
+        out[k] = np.take(np.stack(arrays, axis=1), which, axis=1)  # (T, runs, ...), C order
     return out
 
 
@@ -205,25 +211,29 @@ def run_chunk(spec: _Spec, chunk: Chunk) -> dict:
     try:
         for k, v in fixed.items():
             own[k][...] = v
-        batched = {k: np.stack([np.asarray(r.params[k], dtype=own[k].dtype)
-                                for r in chunk.runs]) for k in chunk.batched}
+        batched = {k: np.asarray([r.params[k] for r in chunk.runs], dtype=own[k].dtype)
+                   for k in chunk.batched}
         B = len(chunk.runs)
         from blockflow.plan.compiler import compile
 
-        # each run's seed reaches its inputs(seed) and every random block of the model
-        tr = simulate(model, _inputs_for(spec, chunk.runs, compile(model)), steps=spec.steps,
+        plan = compile(model)
+        names = spec.outputs or list(plan.outports)
+        # each run's seed reaches its inputs(seed) and every random block of the model;
+        # the signals kept are all it records
+        tr = simulate(model, _inputs_for(spec, chunk.runs, plan), steps=spec.steps,
                       batch=B, params=batched or None, backend=spec.backend,
-                      seed=[r.seed for r in chunk.runs])
+                      seed=[r.seed for r in chunk.runs], signals=names)
     finally:
         for k, v in saved.items():
             own[k][...] = v
-    names = spec.outputs or list(tr.plan.outports)
     signals = {n: np.asarray(tr[n]) for n in names}
     if spec.metric is None:
         return {"signals": signals, "time": tr.time}
-    metrics, errors = [], {}
     time = tr.time  # (made once: every run's metric reads the same times)
     time.flags.writeable = False  # (and none of them may change it for the others)
+    if spec.vectorized:
+        return {"metrics": _metrics_of_batch(spec.metric, signals, time, B), "run_errors": {}}
+    metrics, errors = [], {}
     for b in range(B):  # a metric failing for one run fails that run alone
         try:
             value = spec.metric({n: a[:, b] for n, a in signals.items()}, time)
@@ -232,6 +242,27 @@ def run_chunk(spec: _Spec, chunk: Chunk) -> dict:
             metrics.append({})
             errors[b] = f"{type(e).__name__} in metric: {e}"
     return {"metrics": metrics, "run_errors": errors}
+
+
+def _metrics_of_batch(metric: Callable, signals: dict, time: np.ndarray, B: int) -> list:
+    """A vectorized metric's values, one dict per run: it takes ``{name: (T, runs, ...)}``
+    and gives an array of one value per run, or ``{name: such an array}``.  An exception
+    fails the chunk (then its runs are retried one by one, each alone in its batch)."""
+    value = metric(signals, time)
+    cols = dict(value) if isinstance(value, dict) else {"metric": value}
+    values = {}
+    for n, v in cols.items():
+        a = np.asarray(v, dtype=float)
+        if a.shape != (B,):
+            raise ParameterError(
+                f"the vectorized metric gave {n!r} of shape {a.shape} for {B} runs; it "
+                f"takes signals of shape (T, runs, ...) and gives one value per run, shape "
+                f"({B},)")
+        values[n] = a.tolist()
+    if len(values) == 1:  # (the common case, a dict literal per run)
+        (n, col), = values.items()
+        return [{n: v} for v in col]
+    return [dict(zip(values, row, strict=True)) for row in zip(*values.values(), strict=True)]
 
 
 def _save_chunk(path: Path, result: dict, errors: dict, key: str) -> None:
@@ -364,7 +395,7 @@ def parameter_sweep(model: Model, params, *, seeds=1, inputs=None, steps: int | 
                     outputs: Sequence[str] | None = None, metric: Callable | None = None,
                     executor=None, workers: int | None = None, chunk_size: int | None = None,
                     out: str | Path | None = None, progress: bool = True,
-                    backend: str | None = None):
+                    backend: str | None = None, vectorized: bool = False):
     """Run ``model`` for every parameter set times every seed.
 
     A chunk file under ``out`` is reused when everything its results depend on matches:
@@ -396,6 +427,12 @@ def parameter_sweep(model: Model, params, *, seeds=1, inputs=None, steps: int | 
         ``metric(signals, time) -> float or {name: float}`` per run, with ``signals`` the
         run's ``{name: (T, *shape)}``; the result is then a ``pandas.DataFrame`` of
         metrics instead of traces.
+    vectorized : bool, default False
+        ``metric`` takes the runs simulated together at once: ``signals`` is
+        ``{name: (T, runs, *shape)}`` and it gives an array of one value per run (or
+        ``{name: array}``), e.g. ``lambda s, t: np.sqrt(np.mean(s["y"] ** 2, axis=0))``;
+        one call per chunk instead of one per run.  A failure fails the chunk's runs,
+        which are then run one by one.
     executor : None, "serial", concurrent.futures.Executor or dask.distributed.Client
         Where chunks run.  By default local processes, one per core, where they pay: a
         sweep of one chunk, or whose estimated serial time is short, runs in this process.
@@ -428,15 +465,19 @@ def parameter_sweep(model: Model, params, *, seeds=1, inputs=None, steps: int | 
     if metric is None:
         _check_result_size(model, sum(len(c.runs) for c in chunks), inputs, steps, outputs)
     backend = _sweep_backend(model, backend, chunks, inputs, steps)
+    if vectorized and metric is None:
+        raise ParameterError("parameter_sweep(vectorized=True) describes the metric: give "
+                             "metric= as well")
     spec = _Spec(pack_model(model), inputs, steps, list(outputs) if outputs else None,
-                 metric, backend)
+                 metric, backend, bool(vectorized))
     spec_bytes = _payload(spec)
     model_key = hashlib.sha1(spec.model[1]).hexdigest()
     # what a finished chunk's file must match to be reused: the model file, the settings,
     # the functions' code and the values they read, the shared inputs' bytes
     spec_key = json.dumps([steps, spec.outputs, str(backend), _function_key(metric),
                            _function_key(inputs) if callable(inputs) else None
-                           if inputs is None else {k: _array_key(v) for k, v in inputs.items()}])
+                           if inputs is None else {k: _array_key(v) for k, v in inputs.items()}]
+                          + (["vectorized metric"] if vectorized else []))
     folder = Path(out) if out is not None else None
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -535,19 +576,24 @@ def _assemble(model, names, coords, seeds, chunks, results, errors, metric):
         from blockflow.run.trace import _require
 
         pd = _require("pandas", "data")
-        rows = []
+        runs, metrics, errs = [], [], []
         for c in chunks:
             res = results.get(c.number, {})
-            for i, r in enumerate(c.runs):
-                row = {k: (v if np.ndim(v) == 0 else np.asarray(v).tolist())
-                       for k, v in r.params.items()}
-                row["seed"] = r.seed
-                m = res.get("metrics", [{}] * len(c.runs))[i]
-                row.update(m)
-                row["error"] = errors.get(c.number, {}).get(i)
-                rows.append((r.index, r.seed, row))
-        rows.sort(key=lambda x: (x[0], x[1]))  # sweep order, whatever the chunking
-        return pd.DataFrame([row for _, _, row in rows])
+            runs += c.runs
+            metrics += res.get("metrics", [{}] * len(c.runs))
+            errs += [errors.get(c.number, {}).get(i) for i in range(len(c.runs))]
+        order = sorted(range(len(runs)), key=lambda j: (runs[j].index, runs[j].seed))
+        runs = [runs[j] for j in order]  # sweep order, whatever the chunking
+        cols: dict = {}
+        for k in runs[0].params if runs else ():  # (one shape per parameter: _chunks)
+            vals = np.asarray([r.params[k] for r in runs])
+            cols[k] = vals if vals.ndim == 1 else [v.tolist() for v in vals]
+        cols["seed"] = [r.seed for r in runs]
+        names_m = list(dict.fromkeys(n for m in metrics for n in m))
+        for n in names_m:  # (a run without a metric, failed, holds NaN)
+            cols[n] = [metrics[j].get(n, np.nan) for j in order]
+        cols["error"] = [errs[j] for j in order]
+        return pd.DataFrame(cols)
     from blockflow.run.trace import _require
 
     xr = _require("xarray", "data")

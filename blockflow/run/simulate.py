@@ -11,7 +11,7 @@ from blockflow.plan.compiler import Plan, compile
 from blockflow.run.driver import run
 from blockflow.run.inputs import bind_inputs, check_steps
 from blockflow.run.simulator import Simulator
-from blockflow.run.trace import Trace, first_nonfinite
+from blockflow.run.trace import Trace, first_nonfinite, signal_slot
 
 __all__ = ["bind_inputs", "check_steps", "simulate"]
 
@@ -20,7 +20,8 @@ def simulate(model, inputs: dict | None = None, *, steps: int | None = None,
              batch: int | None = None, mode: str = "auto", progress=None,
              check_finite: bool = True, backend: str | None = None,
              params: dict | None = None, seed=None, t_final: float | None = None,
-             initial_state: dict | None = None, k0: int = 0) -> Trace:
+             initial_state: dict | None = None, k0: int = 0,
+             signals: list[str] | str | None = None) -> Trace:
     """Simulate ``model`` and return the :class:`Trace` of every signal.
 
     Parameters
@@ -60,6 +61,11 @@ def simulate(model, inputs: dict | None = None, *, steps: int | None = None,
     k0 : int, default 0
         The step the run starts at (sources continue from it: a continued run's first
         step).
+    signals : str or list of str, optional
+        The signals to record (names as the Trace takes them: ``"y"``, ``"ctrl/tanh.y"``);
+        by default every one.  A feedback loop keeps one row, written and read within
+        each step, of the others that nothing after it reads (less memory, less to
+        write); the Trace raises for those.  The Outports are always recorded.
 
     Returns
     -------
@@ -95,9 +101,14 @@ def simulate(model, inputs: dict | None = None, *, steps: int | None = None,
         batch, checked = check_batched(plan, params, batch)
         with pinned(plan.model), batched(checked):
             return simulate(plan, inputs, steps=steps, batch=batch, progress=progress,
-                            check_finite=check_finite, seed=seed)
+                            check_finite=check_finite, seed=seed, signals=signals)
+    keep = None
+    if signals is not None:
+        names = [signals] if isinstance(signals, str) else list(signals)
+        keep = frozenset(signal_slot(plan, n) for n in names)
     T, B, bufs = bind_inputs(plan, inputs, steps, batch, check_finite=check_finite)
-    trace = run(plan, T, B, bufs, progress=progress, seeds=seed)
+    trace = run(plan, T, B, bufs, progress=progress, seeds=seed, keep=keep,
+                dropped=None if keep is None else NOT_RECORDED)
     if check_finite:
         where = first_nonfinite(trace)
         if where is not None:
@@ -107,6 +118,11 @@ def simulate(model, inputs: dict | None = None, *, steps: int | None = None,
                 "divided by zero; pass check_finite=False to get the trace anyway"
             )
     return trace
+
+
+#: what a Trace of a run that recorded some signals says of the others
+NOT_RECORDED = ("simulate(..., signals=[...]) recorded the signals named (and those read "
+                "after their loop); leave signals out to record every one")
 
 
 def _batch_of(inputs) -> int:

@@ -74,29 +74,7 @@ class Trace:
         return np.arange(self.k0, self.k0 + self.T) * self.dt
 
     def slot(self, key) -> int:
-        plan = self.plan
-        if isinstance(key, tuple):
-            path, port = key
-        else:
-            path, _, port = str(key).partition(".")
-        if not port:
-            if path in plan.inports:
-                return plan.inports[path]
-            if path in plan.outports:
-                return plan.outports[path]
-            b = plan.flat.blocks.get(path)
-            if b is not None and len(b.outputs) == 1:
-                port = b.outputs[0]
-            elif b is not None and not b.outputs and len(b.inputs) == 1:
-                port = b.inputs[0]  # a sink: the signal it displays
-            elif b is not None:
-                raise BlockflowError(f"block {path!r} has outputs {list(b.outputs)}; "
-                                     f"ask for one, e.g. '{path}.{b.outputs[0]}'")
-        s = plan.slots.get((path, port))
-        if s is None:
-            raise BlockflowError(f"the trace has no signal {key!r}; signals are "
-                                 f"{self.names()[:12]}{' ...' if len(self.names()) > 12 else ''}")
-        return s
+        return signal_slot(self.plan, key)
 
     def __getitem__(self, key) -> np.ndarray:
         a = self.bufs[self.slot(key)]
@@ -242,6 +220,33 @@ def read_span(a: np.ndarray, start: int, n: int, t0: int = 0) -> np.ndarray:
     if hi > lo:
         out[lo - start:hi - start] = a[lo - t0:hi - t0]
     return out
+
+
+def signal_slot(plan, key) -> int:
+    """The slot of signal ``key`` of ``plan``, addressed as a :class:`Trace` takes it."""
+    if isinstance(key, tuple):
+        path, port = key
+    else:
+        path, _, port = str(key).partition(".")
+    if not port:
+        if path in plan.inports:
+            return plan.inports[path]
+        if path in plan.outports:
+            return plan.outports[path]
+        b = plan.flat.blocks.get(path)
+        if b is not None and len(b.outputs) == 1:
+            port = b.outputs[0]
+        elif b is not None and not b.outputs and len(b.inputs) == 1:
+            port = b.inputs[0]  # a sink: the signal it displays
+        elif b is not None:
+            raise BlockflowError(f"block {path!r} has outputs {list(b.outputs)}; "
+                                 f"ask for one, e.g. '{path}.{b.outputs[0]}'")
+    s = plan.slots.get((path, port))
+    if s is None:
+        names = [f"{p}.{o}" for p, b in plan.flat.blocks.items() for o in b.outputs]
+        raise BlockflowError(f"the trace has no signal {key!r}; signals are "
+                             f"{names[:12]}{' ...' if len(names) > 12 else ''}")
+    return s
 
 
 def first_nonfinite(trace, *, backward: bool = False):
