@@ -250,13 +250,19 @@ def test_cli_sweep_writes_metrics_and_traces(tmp_path, capsys):
     from blockflow.cli import main
 
     csv, nc = tmp_path / "m.csv", tmp_path / "t.nc"
+    names = ["rms", "mean", "max", "min", "final", "overshoot"]
+    metrics = [a for f in names for a in ("--metric", f"{f}:y")]
     assert main(["sweep", "models/closed_loop.py", "--param", "kc.K=0.5:2.0:4", "--seeds", "2",
-                 "--steps", "50", "--metric", "rms:y", "--out", str(csv), "--quiet"]) == 0
+                 "--steps", "50", *metrics, "--out", str(csv), "--quiet"]) == 0
     df = pd.read_csv(csv)
-    assert list(df.columns) == ["kc.K", "seed", "rms(y)", "error"] and len(df) == 8
+    assert list(df.columns) == ["kc.K", "seed", *(f"{f}(y)" for f in names), "error"]
+    assert len(df) == 8
     m = with_gain(df["kc.K"][3])
-    y = simulate(m, {"r": np.random.default_rng(1).standard_normal(50)})["y"]
-    assert df["rms(y)"][3] == pytest.approx(float(np.sqrt(np.mean(y ** 2))), rel=1e-12)
+    y = simulate(m, {"r": np.random.default_rng(1).standard_normal(50)})["y"][:, 0]
+    want = [np.sqrt(np.mean(y ** 2)), y.mean(), y.max(), y.min(), y[-1],
+            (y.max() - y[-1]) / abs(y[-1]) * 100]  # (each run's own, of all at once)
+    np.testing.assert_allclose(df.loc[3, [f"{f}(y)" for f in names]].to_numpy(float), want,
+                               rtol=1e-12)
     assert main(["sweep", "models/closed_loop.py", "--param", "kc.K=1,2", "--steps", "20",
                  "--out", str(nc), "--quiet"]) == 0
     with xr.open_dataset(nc) as ds:

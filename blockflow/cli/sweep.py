@@ -13,14 +13,32 @@ from blockflow.cli.common import (
     load_model,
 )
 
+
+def _runs(a: np.ndarray) -> tuple:
+    """The axes of ``(T, runs, *shape)`` signals but the runs'."""
+    return (0, *range(2, a.ndim))
+
+
+def _final(a: np.ndarray) -> np.ndarray:
+    """Each run's last sample (the mean of its elements for a vector signal)."""
+    last = a[-1]
+    return last if last.ndim == 1 else last.reshape(last.shape[0], -1).mean(axis=1)
+
+
+def _overshoot(a: np.ndarray) -> np.ndarray:
+    f = _final(a)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(f != 0, (np.max(a, axis=_runs(a)) - f) / np.abs(f) * 100, np.nan)
+
+
+#: built-in metrics of a chunk's runs at once: ``(T, runs, *shape)`` -> one value per run
 METRICS = {
-    "rms": lambda a: float(np.sqrt(np.mean(a ** 2))),
-    "mean": lambda a: float(np.mean(a)),
-    "max": lambda a: float(np.max(a)),
-    "min": lambda a: float(np.min(a)),
-    "final": lambda a: float(np.ravel(a[-1])[0]) if a[-1].size == 1 else float(np.mean(a[-1])),
-    "overshoot": lambda a: float((np.max(a) - a[-1].mean()) / abs(a[-1].mean()) * 100)
-    if a[-1].mean() else float("nan"),
+    "rms": lambda a: np.sqrt(np.mean(a ** 2, axis=_runs(a))),
+    "mean": lambda a: np.mean(a, axis=_runs(a)),
+    "max": lambda a: np.max(a, axis=_runs(a)),
+    "min": lambda a: np.min(a, axis=_runs(a)),
+    "final": _final,
+    "overshoot": _overshoot,
 }
 
 
@@ -42,7 +60,8 @@ def _grid_value(item: str) -> tuple[str, np.ndarray]:
 
 
 class _Metrics:
-    """Built-in metrics of output signals, picklable for the workers."""
+    """Built-in metrics of output signals, picklable for the workers; vectorized (every
+    run of a chunk in one call)."""
 
     def __init__(self, specs: list[tuple[str, str]]):
         self.specs = specs
@@ -116,6 +135,7 @@ def cmd_sweep(args) -> int:
     try:
         result = parameter_sweep(model, grid, seeds=args.seeds, inputs=inputs,
                                  steps=args.steps if not missing else None, metric=metric,
+                                 vectorized=metric is not None,
                                  executor=executor, workers=args.workers,
                                  out=args.chunks, progress=not args.quiet)
     finally:
