@@ -12,7 +12,7 @@ from blockflow.core.types import SignalType
 from blockflow.errors import ParameterError
 
 from .filters import _fir_update_into, fir_update
-from .neural import _bias_fits, _outer_sum
+from .neural import _bias_fits
 
 
 @kernel(allocates=False)
@@ -39,6 +39,51 @@ def _fir_layer_update_into(WT, b, x, u, out):
 @kernel(into=_fir_layer_update_into)
 def fir_layer_update(WT, b, x, u):
     return fir_update(WT, x, u)
+
+
+#: elements of the lagged-input matrix built at once (time x batch x inputs x taps)
+LAG_ELEMENTS = 1 << 20
+
+
+def _lagged(U: np.ndarray, M: int, a: int, b: int) -> np.ndarray:
+    """``L[k - a, ..., i * M + m] = U[k - m, ..., i]`` for steps ``a <= k < b`` (zero
+    before step 0): the inputs of ``M`` taps side by side, one contiguous matrix (a
+    window view along time, copied once)."""
+    lo = a - (M - 1)
+    part = U[max(lo, 0):b]
+    if lo < 0:
+        part = np.concatenate([np.zeros((-lo, *U.shape[1:]), U.dtype), part])
+    win = np.lib.stride_tricks.sliding_window_view(part, M, axis=0)  # [j, ..., w]: part[j + w]
+    return np.ascontiguousarray(win[..., ::-1]).reshape(b - a, *U.shape[1:-1], -1)
+
+
+def _blocks(U: np.ndarray, M: int):
+    """Spans of time whose lagged inputs stay within :data:`LAG_ELEMENTS`."""
+    T = U.shape[0]
+    per = max(1, LAG_ELEMENTS // max(1, (U[:1].size or 1) * M))
+    return [(a, min(T, a + per)) for a in range(0, T, per)]
+
+
+def fir_apply(W: np.ndarray, U: np.ndarray) -> np.ndarray:
+    """``Y(k) = sum_m W[m] U(k - m)`` over a whole sequence ``U (T, ..., n_in)`` with
+    ``W (M, n_out, n_in)`` (zero before step 0): one matrix product of the lagged inputs
+    per span of time, where a product per tap made ``M`` passes over the sequence."""
+    M, n_out, n_in = W.shape
+    W2 = np.transpose(W, (2, 0, 1)).reshape(n_in * M, n_out)  # rows (i, m)
+    Y = np.empty((*U.shape[:-1], n_out), np.result_type(U, W))
+    for a, b in _blocks(U, M):
+        Y[a:b] = _lagged(U, M, a, b) @ W2
+    return Y
+
+
+def fir_grad(dY: np.ndarray, U: np.ndarray, M: int) -> np.ndarray:
+    """``dJ/dW[m] = sum_k dY(k) U(k - m)^T`` (over the batch too): ``(M, n_out, n_in)``."""
+    n_in, n_out = U.shape[-1], dY.shape[-1]
+    g = np.zeros((n_in * M, n_out), np.result_type(U, dY))
+    for a, b in _blocks(U, M):
+        L = _lagged(U, M, a, b)
+        g += L.reshape(-1, L.shape[-1]).T @ dY[a:b].reshape(-1, n_out)
+    return np.ascontiguousarray(g.reshape(n_in, M, n_out).transpose(1, 2, 0))
 
 
 class FIRDense(Block):
@@ -110,19 +155,12 @@ class FIRDense(Block):
                       self._kernel_params(np.ascontiguousarray))
 
     def sequence(self, x0, U):
-        T = U.shape[0]
-        Y = U @ self.W[0].T
-        for m in range(1, min(self.W.shape[0], T)):
-            Y[m:] += U[: T - m] @ self.W[m].T
+        Y = fir_apply(self.W, U)
         return Y + self.b if self.bias else Y
 
     def param_grads(self, u, y, dy):
         (U,), (dY,) = u, dy
-        T = U.shape[0]
-        gW = np.zeros_like(self.W)
-        for m in range(min(self.W.shape[0], T)):
-            gW[m] = _outer_sum(dY[m:], U[: T - m])
-        g = {"W": gW}
+        g = {"W": fir_grad(dY, U, self.W.shape[0]).astype(self.W.dtype, copy=False)}
         if self.bias:
             g["b"] = dY.reshape(-1, dY.shape[-1]).sum(0)
         return {n: v for n, v in g.items() if self._params[n]}
@@ -138,12 +176,8 @@ class FIRDense(Block):
 
     def param_jvp(self, u, y, dp):  # dy(k) = sum_m dW[m] u(k-m) + db
         (U,) = u
-        T = U.shape[0]
-        out = np.zeros_like(y[0])
-        if "W" in dp:
-            dW = np.asarray(dp["W"])
-            for m in range(min(dW.shape[0], T)):
-                out[m:] += U[: T - m] @ dW[m].T
+        out = fir_apply(np.asarray(dp["W"]), U).astype(y[0].dtype, copy=False) \
+            if "W" in dp else np.zeros_like(y[0])
         return (out + dp["b"] if "b" in dp else out,)
 
     def _like(self, W, **kw) -> FIRDense:

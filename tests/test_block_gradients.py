@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import blocks
-from blockflow import Block, Inport, Model, Outport
+from blockflow import Block, Inport, Model, Outport, simulate
 from blockflow.core.block import as_tuple
 from blocks import (
     FIR,
@@ -225,3 +225,33 @@ def test_cell_parameter_gradients_by_slices_equal_the_whole_contraction(cell, mo
     sliced = b.param_grads(u, y, dy)
     for k in whole:
         np.testing.assert_allclose(sliced[k], whole[k], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("T, taps, n_in", [(40, 26, 1), (40, 6, 3), (4, 9, 2)])
+def test_fir_layers_over_whole_sequences_equal_their_taps_one_by_one(T, taps, n_in,
+                                                                     monkeypatch):
+    """``FIRDense`` over a whole sequence is one product of the lagged inputs per span of
+    time (a few spans here, as for a sequence longer than ``LAG_ELEMENTS``); it equals
+    the sum over taps and the step-by-step run, and its ``dJ/dW`` the per-tap sums."""
+    import blocks.temporal as temporal
+    from blocks.temporal import fir_apply, fir_grad
+
+    monkeypatch.setattr(temporal, "LAG_ELEMENTS", 3 * taps * n_in * 2)  # spans of 3 steps
+    rng = np.random.default_rng(taps)
+    U, W = rng.standard_normal((T, 2, n_in)), rng.standard_normal((taps, 4, n_in))
+    dY = rng.standard_normal((T, 2, 4))
+    Y, G = np.zeros((T, 2, 4)), np.zeros_like(W)
+    for m in range(min(taps, T)):
+        Y[m:] += U[:T - m] @ W[m].T
+        G[m] = np.einsum("kbo,kbi->oi", dY[m:], U[:T - m])
+    np.testing.assert_allclose(fir_apply(W, U), Y, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(fir_grad(dY, U, taps), G, rtol=1e-12, atol=1e-12)
+    f = FIRDense(W, rng.standard_normal(4), name="f")
+    m = Model("m")
+    x, y = m.add(Inport("x", shape=(n_in,)), Outport("y"))
+    m.chain(x, m.add(f), y)
+    whole = simulate(m, {"x": U})["y"]
+    np.testing.assert_allclose(whole, Y + f.b, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(simulate(m, {"x": U}, mode="step")["y"], whole, rtol=1e-12,
+                               atol=1e-12)
+    assert fir_apply(W.astype(np.float32), U.astype(np.float32)).dtype == np.float32
