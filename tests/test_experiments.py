@@ -78,6 +78,14 @@ def test_santafe_fir_network_learns_and_its_closed_loop_feeds_itself(plot):
                                                 "teach": teach[:, None, None]})
     np.testing.assert_array_equal(tr["input.y"][:20, 0, 0], s[:20])  # the true series
     np.testing.assert_array_equal(tr["input.y"][20:, 0, 0], tr["y"][19:-1, 0, 0])  # fed back
+    # input noise: the level chosen inside the training samples, each level scored
+    s = (santafe_laser.laser()[:400] - 100) / 50
+    chosen = santafe_laser.choose_noise(s, levels=(0.0, 0.05), seeds=1, iters=15,
+                                        hidden=(3, 3), taps=(4, 2, 2), fit=250, starts=(300,))
+    assert set(chosen) == {0.0, 0.05} and all(np.isfinite(v) for v in chosen.values())
+    clean, _ = santafe_laser.train_network(s, 0, 15, (3, 3), (4, 2, 2), noise=0.0, n=250)
+    noisy, _ = santafe_laser.train_network(s, 0, 15, (3, 3), (4, 2, 2), noise=0.05, n=250)
+    assert not np.array_equal(clean.parameters()["layer1.W"], noisy.parameters()["layer1.W"])
 
 
 def test_mackey_glass_standard_set_up_beats_its_bic_ar_baseline(plot):

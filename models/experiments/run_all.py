@@ -25,8 +25,8 @@ ROWS = {
                      "held-out NMSE, FIR network (linear AR)", ""),
     "lstm_recall": ("recall the input 4 steps back", "test MSE (best memoryless)", ""),
     "santafe_laser": ("Santa Fe A, 1-12-12-1 FIR net 25:5:5, iterated 100 steps past 1,000",
-                      "iterated NMSE, ensembles of 5 networks by L-BFGS, mean of 5 "
-                      "ensembles (persistence)",
+                      "iterated NMSE, ensembles of 5 networks by L-BFGS with input "
+                      "noise, mean of 5 ensembles (persistence)",
                       "0.0273 (Wan 1994, competition entry)"),
     "mackey_glass_standard": ("Jang's series (x = 0 before t = 0), x(t+6) from "
                               "x(t-18..t), t = 118..1117, 500/500",
