@@ -118,15 +118,15 @@ def numba_bptt():
     return run
 
 
-def jax_bptt(W, b, V, c, X, D):
-    """The same gradient by JAX's ``lax.scan`` (jitted), or ``None`` without JAX."""
+def jax_loss(n: int):
+    """The RNN's SSE loss ``loss((W, b, V, c), X, D)`` as JAX's ``lax.scan`` (float64), for
+    ``n`` inputs; ``None`` without JAX."""
     try:
         import jax
         import jax.numpy as jnp
     except ImportError:
         return None
     jax.config.update("jax_enable_x64", True)
-    n = X.shape[-1]
 
     def loss(params, X, D):
         W, b, V, c = params
@@ -137,6 +137,16 @@ def jax_bptt(W, b, V, c, X, D):
 
         _, Hs = jax.lax.scan(step, jnp.zeros((X.shape[1], W.shape[0])), X)
         return jnp.sum((D - (Hs @ V.T + c)) ** 2)
+
+    return loss
+
+
+def jax_bptt(W, b, V, c, X, D):
+    """The same gradient by JAX's ``lax.scan`` (jitted), or ``None`` without JAX."""
+    loss = jax_loss(X.shape[-1])
+    if loss is None:
+        return None
+    import jax
 
     g = jax.jit(jax.grad(loss))
     args = ((W, b, V, c), X, D)
