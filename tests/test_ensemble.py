@@ -116,7 +116,7 @@ def test_a_vectorized_metric_gives_the_per_run_metrics_in_one_call_per_chunk():
         parameter_sweep(tanh_loop(), {"kc.K": GAINS}, inputs=noise_inputs, vectorized=True)
 
 
-def test_a_run_recording_some_signals_keeps_them_and_says_so_of_the_others():
+def test_a_run_recording_some_signals_keeps_them_and_says_so_of_the_others(tmp_path):
     m = tanh_loop()
     r = np.random.default_rng(0).standard_normal((50, 4))
     full = simulate(m, {"r": r})
@@ -126,6 +126,11 @@ def test_a_run_recording_some_signals_keeps_them_and_says_so_of_the_others():
     with pytest.raises(SimulationError, match="leave signals out to record every one"):
         some["tanh.y"]
     assert some.bufs[some.slot("tanh.y")] is None
+    # the Inport, the signal named, the Outport's; the loop's others: one row each
+    assert some.recorded() == ["r.y", "kc.y", "plant.y"]
+    assert "3 more not recorded" in some._repr_html_()
+    saved = Trace.load(some.save(tmp_path / "t.npz"))  # what it recorded, and no more
+    np.testing.assert_array_equal(saved["kc.y"], full["kc.y"])
     with pytest.raises(Exception, match="no signal 'nope'"):
         simulate(m, {"r": r}, signals="nope")
 

@@ -93,6 +93,11 @@ class Trace:
         """Every output signal, as ``"path.port"``."""
         return [f"{path}.{p}" for path, b in self.plan.flat.blocks.items() for p in b.outputs]
 
+    def recorded(self) -> list[str]:
+        """The output signals the run kept a record of (all of them, unless it was asked
+        to keep some: ``simulate(signals=)``, ``backward(keep_deltas=False)``)."""
+        return [n for n in self.names() if self.bufs[self.slot(n)] is not None]
+
     def outputs(self) -> dict[str, np.ndarray]:
         """The model's Outport signals by name."""
         return {n: self.bufs[s] for n, s in self.plan.outports.items()}
@@ -137,7 +142,7 @@ class Trace:
         """Every signal to ``path`` (.npz), with the time axis and the model's name."""
         from blockflow.run.tracefile import save
 
-        names = dict.fromkeys([*self.plan.inports, *self.plan.outports, *self.names()])
+        names = dict.fromkeys([*self.plan.inports, *self.plan.outports, *self.recorded()])
         return save(path, {n: self[n] for n in names}, self.time,
                     {"model": self.plan.model.name, "T": self.T, "B": self.B, "dt": self.dt})
 
@@ -158,7 +163,7 @@ class Trace:
     def _repr_html_(self) -> str:
         """A table of the signals (notebooks): name, shape, dtype, min, max."""
         rows = []
-        for n in self.names():
+        for n in self.recorded():
             a = self[n]
             lo, hi = (f"{a.min():.4g}", f"{a.max():.4g}") if a.size else ("", "")
             rows.append(f"<tr><td>{html.escape(n)}</td><td>{a.shape[2:] or 'scalar'}</td>"
@@ -166,6 +171,8 @@ class Trace:
         dt = f", dt={self.dt:g} s" if self.plan.model._dt is not None else ""
         head = (f"<b>Trace of {html.escape(self.plan.model.name)}</b>: T={self.T}, "
                 f"B={self.B}{dt}, {len(rows)} signals")
+        if len(rows) < len(self.names()):
+            head += f" ({len(self.names()) - len(rows)} more not recorded)"
         return (f"{head}<table><tr><th>signal</th><th>sample</th><th>dtype</th><th>min</th>"
                 f"<th>max</th></tr>{''.join(rows)}</table>")
 
