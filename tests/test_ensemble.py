@@ -342,3 +342,24 @@ def test_a_sweep_starts_processes_only_where_they_pay(monkeypatch):
         parameter_sweep(tanh_loop(), {"plant.b": plants}, inputs={"r": np.ones(50)},
                         progress=False)
     assert len(started) == 1
+
+
+def _blas_threads(_=None) -> list:
+    import numpy  # noqa: F401  (its BLAS loaded)
+    from threadpoolctl import threadpool_info
+
+    return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+
+def test_local_worker_processes_run_their_blas_on_one_thread():
+    """A pool has a worker per core: each one's BLAS runs one thread (a thread per core
+    in each made them fight for the cores)."""
+    pytest.importorskip("threadpoolctl")
+    from blockflow.parallel.executors import _executor
+
+    pool, owned = _executor("processes", 2, 2)
+    try:
+        seen = list(pool.map(_blas_threads, range(2)))
+    finally:
+        pool.shutdown()
+    assert owned and all(n == [1] * len(n) and n for n in seen), seen

@@ -69,6 +69,22 @@ class _Serial(Executor):
         return f
 
 
+_LIMITS = None  # a worker's BLAS thread limit, kept for the process's life
+
+
+def _one_blas_thread() -> None:
+    """A local worker's initializer: its BLAS runs one thread.  The pool has a worker
+    per core already; a BLAS thread per core in each made them fight for the cores
+    (training FIR networks on two processes of a 2-core machine: 220 s per network
+    against 35)."""
+    global _LIMITS
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # (a dependency; an environment without it runs as it is)
+        return
+    _LIMITS = threadpool_limits(limits=1, user_api="blas")
+
+
 #: serial seconds from which a sweep's default executor starts local processes (starting
 #: two workers costs 1.5-3 s on this kind of machine: shorter work runs in this process)
 POOL_MIN_SECONDS = 5.0
@@ -100,7 +116,8 @@ def _executor(executor, workers: int | None, n_tasks: int, seconds: float | None
             ctx.set_forkserver_preload(["blockflow.parallel.sweep", "blocks"])
         else:
             ctx = mp.get_context("spawn")
-        return ProcessPoolExecutor(max_workers=min(n, n_tasks), mp_context=ctx), True
+        return ProcessPoolExecutor(max_workers=min(n, n_tasks), mp_context=ctx,
+                                   initializer=_one_blas_thread), True
     if type(executor).__module__.startswith("distributed") and hasattr(executor,
                                                                         "get_executor"):
         return executor.get_executor(), False  # a dask.distributed.Client
