@@ -209,7 +209,7 @@ def run(quick: bool = False, seed: int = 0, plot=None, seeds: int | None = None)
     if quick:
         hidden, taps, iters, n_nets, per, workers = (6, 6), (16, 4, 4), 200, 2, 2, 1
     else:
-        hidden, taps, iters, n_nets, per = (12, 12), (26, 6, 6), 3000, 25, 5
+        hidden, taps, iters, n_nets, per = (12, 12), (26, 6, 6), 1500, 25, 5
         workers = min(os.cpu_count() or 1, 4)
     n_nets = seeds or n_nets
     t0 = time.perf_counter()
