@@ -72,8 +72,8 @@ class _Serial(Executor):
 _LIMITS = None  # a worker's BLAS thread limit, kept for the process's life
 
 
-def _one_blas_thread() -> None:
-    """A local worker's initializer: its BLAS runs one thread.  The pool has a worker
+def one_blas_thread() -> None:
+    """A local worker process's initializer: its BLAS runs one thread.  The pool has a worker
     per core already; a BLAS thread per core in each made them fight for the cores
     (training FIR networks on two processes of a 2-core machine: 220 s per network
     against 35)."""
@@ -117,7 +117,7 @@ def _executor(executor, workers: int | None, n_tasks: int, seconds: float | None
         else:
             ctx = mp.get_context("spawn")
         return ProcessPoolExecutor(max_workers=min(n, n_tasks), mp_context=ctx,
-                                   initializer=_one_blas_thread), True
+                                   initializer=one_blas_thread), True
     if type(executor).__module__.startswith("distributed") and hasattr(executor,
                                                                         "get_executor"):
         return executor.get_executor(), False  # a dask.distributed.Client

@@ -147,32 +147,20 @@ def _rebuilt(args, weights: dict) -> Model:
     return net
 
 
-#: BLAS threads of the worker processes: one each (two processes of a 2-core machine each
-#: running the BLAS's own threads took 220 s per network instead of 35)
-_ONE_THREAD = {v: "1" for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-
-
 def train_all(jobs: list, workers: int) -> list:
-    """``train_network`` for every argument tuple, on ``workers`` local processes (started
-    afresh, one BLAS thread each)."""
+    """``train_network`` for every argument tuple, on ``workers`` local processes (each
+    with its BLAS on one thread: :func:`blockflow.parallel.executors.one_blas_thread`)."""
     if workers <= 1 or len(jobs) <= 1:
         return [train_network(*j) for j in jobs]
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    saved = {k: os.environ.get(k) for k in _ONE_THREAD}
-    os.environ.update(_ONE_THREAD)  # (read by the BLAS when a new process loads it)
-    try:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) \
-                as pool:
-            return [(_rebuilt(j, w), losses)
-                    for j, (w, losses) in zip(jobs, pool.map(_trained, jobs), strict=True)]
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    from blockflow.parallel.executors import one_blas_thread
+
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=one_blas_thread) as pool:
+        return [(_rebuilt(j, w), losses)
+                for j, (w, losses) in zip(jobs, pool.map(_trained, jobs), strict=True)]
 
 
 def choose_noise(s: np.ndarray, levels=(0.0, 0.02, 0.05, 0.1, 0.2), seeds: int = 3,
