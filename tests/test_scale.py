@@ -112,6 +112,37 @@ def test_deferred_types_infer_once_what_each_connect_would_have():
         build(bad, v_shape=(2,))
 
 
+def test_deferred_types_unchecked_infer_at_first_use():
+    """``check=False`` leaves the one inference pass to the first use that needs a type:
+    the types are then those of a checked build, and a mismatch raises there (at
+    ``signal_type``, the next ``connect`` or compiling), naming the block."""
+    from blockflow import compile
+
+    def build(m: Model, v_shape=(3,)) -> None:
+        u, v = m.add(Inport("u", shape=(3,)), Inport("v", shape=v_shape))
+        s2 = m.add(Sum("++", name="s2"))
+        m.connect(u, s2.u1)
+        m.connect(v, s2.u2)
+        m.connect(s2, m.add(Outport("y2")))
+
+    checked, lazy = Model("checked"), Model("lazy")
+    with checked.deferred_types():
+        build(checked)
+    with lazy.deferred_types(check=False):
+        build(lazy)
+    assert lazy._types == {}  # nothing inferred on leaving
+    assert lazy.signal_type("s2.y") == checked.signal_type("s2.y")
+    assert lazy._types == checked._types
+
+    for use in (lambda m: m.signal_type("s2.y"), compile,
+                lambda m: m.connect("s2.y", m.add(Outport("y3")))):
+        bad = Model("bad")
+        with bad.deferred_types(check=False):
+            build(bad, v_shape=(2,))  # no error on leaving
+        with pytest.raises(SignalTypeError, match="s2"):
+            use(bad)
+
+
 def test_a_mux_of_thousands_of_inputs_checks_each_wire_alone():
     """A Mux is separable: each new wire checks its own width, and the output type is
     inferred once, when the last input's type arrives (a wrong width still raises at its

@@ -64,6 +64,7 @@ class Model(Wired, Block):
         self._types: dict[PortKey, SignalType] = {}
         self._init_wiring()
         self._deferred = 0  # > 0 inside deferred_types(): no inference per wire
+        self._stale = False  # types left to be inferred at first use (deferred, unchecked)
         self._scan: dict[str, int] = {}  # separable block -> its inputs known up to here
         self._version = 0
         super().__init__(name=name or "model")
@@ -157,6 +158,7 @@ class Model(Wired, Block):
         self._version += 1
         if self._deferred:
             return blocks[0] if len(blocks) == 1 else blocks
+        self._settle()
         self._types = propagate_types(self, start=[b.name for b in blocks], types=self._types,
                                       inplace=True, scan=self._scan)
         return blocks[0] if len(blocks) == 1 else blocks
@@ -217,6 +219,8 @@ class Model(Wired, Block):
         self._wire((s.block.name, s.port), (d.block.name, d.port))
         self._version += 1
         try:  # only what the new wire touches; put back as it was if it fails
+            if not self._deferred:
+                self._settle()
             if self._deferred or self._joins_uniformly(s, d) or self._joins_separately(s, d):
                 return
             propagate_types(self, start=[d.block.name], types=self._types, inplace=True,
@@ -228,14 +232,17 @@ class Model(Wired, Block):
             raise SignalTypeError(f"connecting {s} -> {d}: {e}") from None
 
     @contextmanager
-    def deferred_types(self) -> Iterator[Model]:
+    def deferred_types(self, *, check: bool = True) -> Iterator[Model]:
         """Add and wire many blocks, inferring signal types once at the end.
 
         Inside the block, ``add`` and ``connect`` check names and ports but not types;
         on leaving it every type is inferred in one pass (linear in the model), and a
         mismatch raises the same :class:`SignalTypeError`, naming the block and port.
         For generated models of thousands of blocks; wiring by hand, the check at each
-        ``connect`` points at the line that is wrong.
+        ``connect`` points at the line that is wrong.  ``check=False`` leaves even that
+        pass to the first use that needs a type (``signal_type``, the next ``add`` or
+        ``connect``; compiling checks every type anyway): for a model built only to be
+        compiled, such as a reciprocal, which would otherwise be inferred twice.
 
         Examples
         --------
@@ -263,12 +270,21 @@ class Model(Wired, Block):
             raise
         self._deferred -= 1
         if not self._deferred:
-            self._retype()
+            if check:
+                self._retype()
+            else:
+                self._stale = True
 
     def _retype(self) -> None:
         """Infer every type afresh (after a change that can make a known type unknown)."""
+        self._stale = False
         self._types = propagate_types(self)
         self._scan = {}
+
+    def _settle(self) -> None:
+        """Infer the types left to first use (``deferred_types(check=False)``)."""
+        if self._stale:
+            self._retype()
 
     def _joins_uniformly(self, s: PortRef, d: PortRef) -> bool:
         """Whether the new wire ``s -> d`` brings a uniform block (``Block.uniform``) one
@@ -311,6 +327,7 @@ class Model(Wired, Block):
     def signal_type(self, ref) -> SignalType | None:
         """The inferred type of an output port (``None`` while unknown)."""
         r = self._resolve(ref, "out")
+        self._settle()
         return self._types.get((r.block.name, r.port))
 
     def parameters(self, *, trainable_only: bool = True) -> dict[str, np.ndarray]:

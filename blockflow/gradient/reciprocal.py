@@ -78,7 +78,7 @@ def _reciprocal(m: Model, prefix: str, types: dict, rates: dict) -> Model:
     m = expanded(m)  # (a solver's stages are blocks like any other)
     rm = Model(m.name, dt=m._dt)  # the same sample period: period-dependent rules agree
     rm.reciprocal_of = m.name
-    with rm.deferred_types():  # (types inferred once, when every wire is in)
+    with rm.deferred_types(check=False):  # (types inferred once: by compiling it)
         _wire_reciprocal(m, rm, prefix, types, rates)
     return rm
 

@@ -21,6 +21,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from blockflow.core.model import Model
+from blockflow.core.parameters import Parameters
+
 _ENTRIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _PINNED: weakref.WeakSet = weakref.WeakSet()
 
@@ -42,11 +45,31 @@ def fingerprint(model) -> tuple:
 
 
 def _fingerprint(model) -> tuple[tuple, list]:
-    """The fingerprint and the parameter arrays it names (kept alive with an entry)."""
-    params = model.parameters(trainable_only=False)
-    trainable = model.parameters()
-    return ((model.version(), tuple((k, id(a), k in trainable) for k, a in params.items())),
-            list(params.values()))
+    """The fingerprint and the parameter arrays it names (kept alive with an entry).
+
+    The structure (which blocks, which parameter names) is in ``Model.version()``; the
+    parameter arrays enter by identity and trainability, in the model's block order."""
+    arrays: list = []
+    trainable: list[bool] = []
+    _parameter_arrays(model, arrays, trainable)
+    return (model.version(), tuple(map(id, arrays)), tuple(trainable)), arrays
+
+
+def _parameter_arrays(model, arrays: list, trainable: list) -> None:
+    for b in model.blocks.values():
+        if isinstance(b, Model):  # a subsystem
+            _parameter_arrays(b, arrays, trainable)
+            continue
+        if type(b).parameters is Parameters.parameters:  # (the usual case, read directly)
+            for n, t in b._params.items():
+                arrays.append(getattr(b, n))
+                trainable.append(t)
+            continue
+        params = b.parameters(trainable_only=False)
+        if params:
+            train = b.parameters()
+            arrays.extend(params.values())
+            trainable.extend(k in train for k in params)
 
 
 def cached(model, kind: str, build: Callable[[], Any]) -> Any:
