@@ -109,6 +109,9 @@ class Sum(Block):
         out = tuple(dy if s == "+" else -dy for s in self.signs)
         return out[0] if len(out) == 1 else out
 
+    def branches_deltas(self) -> bool:
+        return "-" not in self.signs
+
     def _signs(self):
         return np.array([1.0 if s == "+" else -1.0 for s in self.signs])
 

@@ -109,6 +109,37 @@ def test_reciprocal_blocks_follow_the_six_rules():
     assert r.source_of("s", "y") == ("g", "u")
 
 
+def test_a_sum_of_plus_signs_reciprocates_to_a_branch_that_costs_nothing():
+    """A summing junction of ``+`` signs becomes a branching point whose output deltas
+    *are* its input delta: the reciprocal plan runs no op for it and its deltas share one
+    record; a ``-`` sign keeps the op (it negates).  Gradients as finite differences."""
+    from blockflow.gradient.gradients import reciprocal_plan
+
+    def loop(signs: str) -> Model:
+        m = Model(f"loop{signs}")
+        x, y = m.add(Inport("x"), Outport("y"))
+        s, g, f, z = m.add(Sum(signs, name="s"), Gain(0.5, name="g"),
+                           Function("tanh", name="f"), UnitDelay(0.3, name="z"))
+        m.connect(x, s.u1)
+        m.chain(s, g, f, y)
+        m.chain(f, z, s.u2)
+        return m
+
+    x = {"x": np.sin(np.arange(1.0, 13.0))}  # non-zero at k = 0
+    for signs, free in (("++", True), ("+-", False)):
+        m = loop(signs)
+        r = reciprocal(m)
+        assert isinstance(r.blocks["s"], JacobianT) and r.blocks["s"].alias is free
+        rp = reciprocal_plan(m)
+        assert ("s" not in {op.path for seg in rp.segments for op in seg.ops}) is free
+        assert (rp.slots[("s", "u1")] == rp.slots[("s", "u2")] == rp.slots[("s", "y")]) \
+            is free
+        d = backward(m, x, dL_dy={"y": np.cos(np.arange(12.0))[:, None]}).deltas
+        np.testing.assert_array_equal(d["s.u1"], d["s.y"])
+        np.testing.assert_array_equal(d["s.u2"], d["s.y"] * (1.0 if free else -1.0))
+        fd_check(m, x)
+
+
 def test_cascaded_delta_u_is_sum_of_advanced_tap_deltas():
     m, x = _model("cascaded", T=30, B=2)
     tr = simulate(m, x)

@@ -61,6 +61,13 @@ def make_loop(ops, slot_types=None):
     w += [f"    v{s} = None; r{s} = rec[{s}]" for s in produced]
     stateful = [op for op in ops if op.state is not None]
     w += [f"    x{op.state} = states[{op.state}]" for op in stateful]
+    # a state may be its input's record row itself (a delay's update returns its input):
+    # where that row is one row for all steps (a transient record), the next step writes
+    # it again while the state lives, so the state is copied (_owned) once updated
+    held = {id(op): [s for s in op.ins if s in prod] for op in stateful}
+    w += [f"    o{index_of} = " + (" or ".join(f"r{s}.strides[0] == 0" for s in held[id(op)])
+                                   or "False")
+          for index_of, op in enumerate(ops) if op.state is not None]
     w += [f"    a{i}_{j} = 0.0" for i, j, _, _ in loop_accumulators(ops)]
     w.append("    for k in ks:")
 
@@ -89,11 +96,15 @@ def make_loop(ops, slot_types=None):
         tgt = ", ".join(f"v{s}" for s in op.outs)
         return [f"{tgt} = {expr}"] + [f"r{s}[k] = v{s}" for s in op.outs]
 
-    w += step_body(ops, read, output_call, lambda i, op: call(i, op, "g"), store)
+    def update_call(i, op):
+        c = call(i, op, "g")
+        return f"owned({c}) if o{i} else {c}"
+
+    w += step_body(ops, read, output_call, update_call, store)
     if len(w) and w[-1] == "    for k in ks:":
         w.append("        pass")
     w.append("    return {" + ", ".join(f"{op.state}: x{op.state}" for op in stateful) + "}")
-    namespace: dict = {"np": np}
+    namespace: dict = {"np": np, "owned": _owned}
     source = "\n".join(w)
     exec(source, namespace)  # noqa: S102 - source built from integers only
     namespace["loop"].source = source  # for inspection: plan.segments[i].loop.source
@@ -376,7 +387,9 @@ def shifted_records(seg, slot_types) -> dict[int, int]:
 def transient_slots(plan, seg, keep) -> frozenset:
     """The outputs of loop ``seg`` that need no record after the loop: not in ``keep``
     (what the caller reads from the run), no Outport, read by no op outside the loop,
-    written at every step (at the base rate); ``keep=None`` keeps every record."""
+    written at every step (at the base rate); ``keep=None`` keeps every record.  (A
+    state that is such an output's row itself, as a delay's is on the numpy path, is
+    copied by the loop: :func:`make_loop`.)"""
     if keep is None:
         return frozenset()
     elsewhere = memo(plan, "read_by_segments", lambda: _read_by_segments(plan))

@@ -59,6 +59,13 @@ class GradientRules:
     #: derived blocks: forward signals read at every step, after the block's inputs
     trace_reads: tuple[Read, ...] = ()
 
+    def branches_deltas(self) -> bool:
+        """Whether every input's delta *is* the output's (``J^T`` copies ``dy`` to each
+        input: a Sum of ``+`` signs).  Its reciprocal is then a plain branching point
+        that the plan runs as no operation at all (the inputs' deltas share the output
+        delta's record)."""
+        return False
+
     def vjp(self, u: tuple, y: tuple, *dy):
         """Reciprocal rule of a stateless block: input deltas ``J(k)^T dy(k)``.
 

@@ -45,6 +45,13 @@ class JacobianT(Block):
     def block_ports(self):
         return self.block.inputs, self.block.outputs, self.block.residuals
 
+    @property
+    def alias(self) -> bool:  # type: ignore[override]
+        # a branching point of + signs at the base rate: no operation, the inputs' deltas
+        # share the output delta's record (off the base rate it sums over held steps and
+        # writes impulses, the op it also is)
+        return self.rate_hint is None and self.block.branches_deltas()
+
     def infer(self, *dy_types):
         if self.fwd_types is None:
             return tuple(None for _ in self.outputs)
