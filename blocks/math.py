@@ -205,6 +205,7 @@ class Gain(Block):
     """
 
     linear = True
+    grads_read_outputs = False  # (dJ/dK from delta_y and u alone)
 
     glyph = "gain"
 

@@ -149,6 +149,7 @@ class Dense(Block):
     """
 
     linear = True
+    grads_read_outputs = False  # (dJ/dW from delta_y and u alone)
 
     def __init__(self, W, b=None, *, trainable: bool = True, **kw):
         super().__init__(**kw)

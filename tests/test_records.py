@@ -323,3 +323,43 @@ def test_lean_gradients_through_an_integrator_equal_the_full_sweep(monkeypatch):
     lean = backward(m, trace=tr, dL_dy=dl, keep_deltas=False)
     for k, v in full.params.items():
         np.testing.assert_array_equal(lean.params[k], v, err_msg=k)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_lean_gradients_run_the_forward_recording_only_what_the_sweep_reads(
+        backend, monkeypatch):
+    """``keep_deltas=False`` (``grad``, ``train``) runs the forward model recording the
+    signals the sweep reads (the reciprocal's trace reads, the inputs and recorded
+    outputs of blocks with parameters, the Outports): an Elman network's state gain
+    output is read by nobody, and gets one row; the gradients are the full sweep's, to
+    the bit (B=1: loops of numbers; B=3: array loops)."""
+    from blockflow.gradient import sweep as sweep_module
+    from blockflow.gradient.gradients import reciprocal_plan, swept_signals
+    from blocks import Dense, Function, Gain, Sum, UnitDelay
+
+    if backend == "numba":
+        pytest.importorskip("numba")
+    monkeypatch.setenv("BLOCKFLOW_BACKEND", backend)
+    rng = np.random.default_rng(3)
+    m = Model("elman")
+    x, y = m.add(Inport("x", shape=(2,)), Outport("y"))
+    wx = m.add(Dense(rng.standard_normal((4, 2)), rng.standard_normal(4), name="Wx"))
+    wh = m.add(Gain(0.5 * rng.standard_normal((4, 4)), name="Wh"))
+    s, f = m.add(Sum("++", name="s"), Function("tanh", name="f"))
+    z = m.add(UnitDelay(np.full(4, 0.3), name="z"))
+    m.chain(x, wx, s.u1)
+    m.chain(wh, s.u2)
+    m.chain(s, f, z, wh)
+    m.chain(f, m.add(Dense(rng.standard_normal((1, 4)), np.zeros(1), name="out")), y)
+    need = swept_signals(compile(m), reciprocal_plan(m))
+    assert ("f", "u") in need and ("Wh", "u") in need and ("Wh", "y") not in need
+    runs = []
+    monkeypatch.setattr(sweep_module, "simulate",
+                        lambda *a, **kw: runs.append(simulate(*a, **kw)) or runs[-1])
+    for B in (1, 3):
+        X, D = rng.standard_normal((30, B, 2)), rng.standard_normal((30, B, 1))
+        full = backward(m, {"x": X}, targets=D)
+        lean = backward(m, {"x": X}, targets=D, keep_deltas=False)
+        for k, v in full.params.items():
+            np.testing.assert_array_equal(lean.params[k], v, err_msg=k)
+        assert "Wh.y" in runs[-2].recorded() and "Wh.y" not in runs[-1].recorded()

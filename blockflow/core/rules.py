@@ -59,6 +59,11 @@ class GradientRules:
     #: derived blocks: forward signals read at every step, after the block's inputs
     trace_reads: tuple[Read, ...] = ()
 
+    #: whether :meth:`param_grads` reads the recorded outputs ``y``; ``False`` (a gain's
+    #: or a dense layer's weights: ``dy`` against ``u`` alone) gives it ``None`` for each,
+    #: and a run for the gradient alone need not record them
+    grads_read_outputs: bool = True
+
     def branches_deltas(self) -> bool:
         """Whether every input's delta *is* the output's (``J^T`` copies ``dy`` to each
         input: a Sum of ``+`` signs).  Its reciprocal is then a plain branching point

@@ -85,6 +85,20 @@ def needed_deltas(plan: Plan, rplan: Plan) -> frozenset:
     return frozenset(need)
 
 
+def swept_signals(plan: Plan, rplan: Plan) -> list[tuple[str, str]]:
+    """The forward signals a sweep over windows reads, as ``(path, port)``: what the
+    reciprocal's blocks read at every step (``trace_reads``) and the inputs and recorded
+    outputs of every block with parameters (:func:`param_grads`).  The Outports (the
+    loss) are recorded by every run."""
+    need = {(r.path, r.read.port) for r in rplan.trace_reads}
+    for path, b in plan.flat.blocks.items():
+        if b.parameters():
+            need.update((path, p) for p in b.inputs)
+            if b.grads_read_outputs:
+                need.update((path, p) for p in b.recorded)
+    return sorted(need)
+
+
 def param_grads(trace: Trace, deltas: Trace, *, resets: tuple = (), start: int = 0) -> dict:
     """``dJ/dw`` for every trainable parameter: one contraction per block over time.
 
@@ -100,11 +114,13 @@ def param_grads(trace: Trace, deltas: Trace, *, resets: tuple = (), start: int =
         mem = b.memory if b.stateful else 0
         lo = 0 if mem is None else max(0, start - mem)
         u = tuple(trace[(path, p)][lo:] for p in b.inputs)
-        y = tuple(trace[(path, p)][lo:] for p in b.recorded)
+        y = tuple(trace[(path, p)][lo:] if b.grads_read_outputs else None
+                  for p in b.recorded)
         dy = tuple(deltas[(path, p)][lo:] for p in b.outputs)
         if path in trace.plan.rates:  # on its hits: sampled signals, deltas summed (H^T)
             rate = trace.plan.rates[path][0]
-            u, y = (tuple(sample(a, rate) for a in u), tuple(sample(a, rate) for a in y))
+            u, y = (tuple(sample(a, rate) for a in u),
+                    tuple(None if a is None else sample(a, rate) for a in y))
             dy = tuple(interval_sum(a, rate) for a in dy)
         add_grads(params, block_param_grads(b, path, u, y, dy,
                                             tuple(k - lo for k in resets if k > lo)))

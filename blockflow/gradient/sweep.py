@@ -23,10 +23,11 @@ from blockflow.gradient.gradients import (
     needed_deltas,
     param_grads,
     reciprocal_plan,
+    swept_signals,
 )
 from blockflow.gradient.losses import resolve
 from blockflow.gradient.online import streamer
-from blockflow.gradient.schedules import Schedule, as_schedule
+from blockflow.gradient.schedules import Causal, Schedule, as_schedule
 from blockflow.plan.compiler import Plan, compile
 from blockflow.run.driver import run
 from blockflow.run.simulate import simulate
@@ -163,7 +164,9 @@ def backward(model: Model, inputs: dict | None = None, *, loss="sse", targets=No
     ``check_finite`` refuses inputs, targets and output deltas holding NaN or infinity,
     and a forward run producing one (see :func:`~blockflow.run.simulate`).
     ``keep_deltas=False`` records only the deltas the parameter and input gradients need
-    (a training loop's memory per step: the rest of ``.deltas`` raises when asked for).
+    (a training loop's memory per step: the rest of ``.deltas`` raises when asked for),
+    and the forward run it makes only the signals the sweep reads
+    (:func:`~blockflow.gradient.gradients.swept_signals`).
     """
     if params:  # parameters per batch member: gradients per member
         from blockflow.plan.cache import pinned
@@ -206,8 +209,13 @@ def backward(model: Model, inputs: dict | None = None, *, loss="sse", targets=No
         value, params = streamer(model, schedule.chunk).run(inputs, targets, loss=loss,
                                                             update=update)
         return Gradients(params, {}, None, value)
+    signals = None
+    if trace is None and not keep_deltas and not isinstance(schedule, Causal):
+        # (a sweep over windows reads these alone: the run records only them, and of its
+        # loops' other signals one row each)
+        signals = swept_signals(compile(model), reciprocal_plan(model))
     tr = trace if trace is not None else simulate(model, inputs, steps=steps, batch=batch,
-                                                  check_finite=check_finite)
+                                                  check_finite=check_finite, signals=signals)
     if dL_dy is None:
         if targets is None and loss == "sum":  # the outputs are losses already
             targets = {n: np.zeros_like(a) for n, a in tr.outputs().items()}
