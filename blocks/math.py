@@ -38,10 +38,12 @@ def sum_output(signs: str):
     src = "\n".join([f"def f({args}):",
                      *sum_lines([(s, f"u{i}") for i, s in enumerate(signs)], "y", "    ",
                                 fresh=True), "    return y"]) + "\n"
-    into = "\n".join([f"def f({args}, out):", "    for i in range(out.size):",
-                      *sum_lines([(s, f"u{i}.flat[i]") for i, s in enumerate(signs)], "acc",
-                                 "        "),
-                      "        out.flat[i] = acc", "    return out"]) + "\n"
+    def into():  # (made when a compiled loop asks for it)
+        return "\n".join([f"def f({args}, out):", "    for i in range(out.size):",
+                          *sum_lines([(s, f"u{i}.flat[i]") for i, s in enumerate(signs)],
+                                     "acc", "        "),
+                          "        out.flat[i] = acc", "    return out"]) + "\n"
+
     name = signs.replace("+", "p").replace("-", "m") if len(signs) <= 64 else \
         f"{len(signs)}_{hashlib.sha1(signs.encode()).hexdigest()[:12]}"
     key = "blocks.math.sum_" + name
@@ -56,8 +58,11 @@ def sum_vjp(n: int):
     terms = ", ".join(f"signs[{i}] * dy" for i in range(n))
     ret = terms if n == 1 else f"({terms},)"
     outs = ["out"] if n == 1 else [f"out[{i}]" for i in range(n)]
-    into = "def f(signs, dy, out):\n    for i in range(dy.size):\n" + "".join(
-        f"        {o}.flat[i] = signs[{j}] * dy.flat[i]\n" for j, o in enumerate(outs))
+    def into():  # (made when a compiled loop asks for it)
+        return "def f(signs, dy, out):\n    for i in range(dy.size):\n" + "".join(
+            f"        {o}.flat[i] = signs[{j}] * dy.flat[i]\n"
+            for j, o in enumerate(outs)) + "    return out\n"
+
     def np_into(signs, dy, out):  # signs[i] * dy into each row
         for i, o in enumerate((out,) if n == 1 else out):
             np.multiply(signs[i], dy, out=o)
@@ -65,7 +70,7 @@ def sum_vjp(n: int):
 
     return generated_kernel(f"blocks.math.sum_vjp{n}",
                             f"def f(signs, dy):\n    return {ret}\n", "f", globals(),
-                            into=into + "    return out\n",
+                            into=into,
                             numbers=n > 1,  # (one sign: a number, not indexed)
                             np_into=np_into)
 
@@ -229,6 +234,8 @@ class Gain(Block):
     def infer(self, t):
         if t is None:
             return (None,)
+        if self.K.ndim == 0 and t.dtype == self.K.dtype:  # (a scalar gain: the same type)
+            return (t,)
         dtype = np.result_type(t.dtype, self.K.dtype)
         if self.matrix:
             if t.shape != (self.K.shape[1],):

@@ -21,7 +21,7 @@ def mux_kernel(sizes) -> Callable:
                       for a, s in zip(args, sizes, strict=True))
     src = f"def f({', '.join(args)}):\n    return np.concatenate(({parts},), axis=1)\n"
     key = "blocks.routing.mux_" + "_".join(map(str, sizes))
-    return generated_kernel(key, src, "f", globals(), into=_copy_loops(
+    return generated_kernel(key, src, "f", globals(), into=lambda: _copy_loops(
         f"def f({', '.join(args)}, out):", sizes, [(a, "out") for a in args], "mux"))
 
 
@@ -35,8 +35,8 @@ def demux_kernel(sizes) -> Callable:
     key = "blocks.routing.demux_" + "_".join(map(str, sizes))
     targets = ["out"] if len(sizes) == 1 else [f"out[{i}]" for i in range(len(sizes))]
     return generated_kernel(key, f"def f(u):\n    return {ret}\n", "f", globals(),
-                            into=_copy_loops("def f(u, out):", sizes,
-                                             [("u", t) for t in targets], "demux"))
+                            into=lambda: _copy_loops("def f(u, out):", sizes,
+                                                     [("u", t) for t in targets], "demux"))
 
 
 def _copy_loops(head: str, sizes, pairs, kind: str) -> str:

@@ -50,7 +50,7 @@ def test_a_long_sum_inside_a_loop_is_written_one_statement_per_term():
     feedback loop: its kernels are statements; the loop's numbers are the hand-written
     recursion's, and numba compiles the statements (called directly: numba cannot
     inline a call of more than 30 arguments, which CPython passes as *args)."""
-    from blockflow.core.kernel import SUM_EXPRESSION_MAX
+    from blockflow.core.kernel import SUM_EXPRESSION_MAX, into_form
     from blocks.math import sum_output
 
     n = SUM_EXPRESSION_MAX + 8
@@ -73,12 +73,12 @@ def test_a_long_sum_inside_a_loop_is_written_one_statement_per_term():
         zk = yk
     np.testing.assert_allclose(got, want, rtol=1e-12)
     k = sum_output("-" + "+" * (n - 1))
-    assert k.into.kernel_source.count("acc +=") == n - 2
+    assert into_form(k).kernel_source.count("acc +=") == n - 2
     numba = pytest.importorskip("numba")
     args = [np.full((2, 3), float(i + 1)) for i in range(n)]
     ref = -args[0] + sum(args[1:])
     np.testing.assert_array_equal(numba.njit(k)(*args), ref)
-    np.testing.assert_array_equal(numba.njit(k.into)(*args, np.empty((2, 3))), ref)
+    np.testing.assert_array_equal(numba.njit(into_form(k))(*args, np.empty((2, 3))), ref)
 
 
 def test_deferred_types_infer_once_what_each_connect_would_have():

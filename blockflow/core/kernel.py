@@ -157,7 +157,9 @@ def fill_rows(b, out):
 
 def into_form(f: Callable | None) -> Callable | None:
     """The kernel's form that writes into ``out`` (see :func:`kernel`), if it has one."""
-    return getattr(f, "into", None) if f is not None else None
+    if f is None:
+        return None
+    return getattr(f, "into", None) or _made_into(f)
 
 
 class Kernel(NamedTuple):
@@ -218,18 +220,35 @@ def generated_kernel(key: str, source: str, fname: str, namespace: dict,
                      np_into: Callable | None = None) -> Callable:
     """A kernel written for one configuration (an arity, a list of widths) from source,
     made once per process under the stable name ``key``; ``into`` is the source of its
-    form writing into ``out`` (an element loop, which allocates nothing)."""
+    form writing into ``out`` (an element loop, which allocates nothing), or a function
+    giving that source.  The ``into`` form is made when a compiled loop first asks for
+    it (:func:`into_form`): a run on the numpy path never needs it, and for a sum of
+    thousands of inputs its source takes as long to compile as the run."""
     f = _KERNELS.get(key)
     if f is None:
         exec(source, namespace)  # noqa: S102 - source built by the library from integers
         f = namespace.pop(fname)
-        if isinstance(into, str):
-            exec(into, namespace)  # noqa: S102 - the same
-            g = kernel(namespace.pop(fname), name=key + ".into", allocates=False)
-            g.kernel_source, into = into, g
+        pending = None
+        if isinstance(into, str) or (callable(into) and not hasattr(into, "kernel_key")):
+            pending, into = (into, namespace, fname, key + ".into"), None
         f = kernel(f, name=key, into=into, numbers=numbers, np_into=np_into)
         f.kernel_source = source
+        f.into_pending = pending
     return f
+
+
+def _made_into(f: Callable) -> Callable | None:
+    """Make the pending ``into`` form of a generated kernel (see generated_kernel)."""
+    pending = getattr(f, "into_pending", None)
+    if pending is None:
+        return None
+    source, namespace, fname, key = pending
+    source = source if isinstance(source, str) else source()
+    exec(source, namespace)  # noqa: S102 - source built by the library from integers
+    g = kernel(namespace.pop(fname), name=key, allocates=False)
+    g.kernel_source = source
+    f.into, f.into_pending = g, None
+    return g
 
 
 def elementwise_into(f: Callable, nargs: int, key: str) -> Callable:

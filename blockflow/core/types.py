@@ -36,6 +36,10 @@ class SignalType:
     dtype: np.dtype = np.dtype(np.float64)
 
     def __post_init__(self):
+        shape, dtype = self.shape, self.dtype
+        if type(shape) is tuple and isinstance(dtype, np.dtype) and dtype.kind in "biuf" \
+                and all(type(n) is int and n >= 0 for n in shape):
+            return  # (already in normal form: the usual case, made by the library)
         try:
             shape = tuple(self.shape)
         except TypeError:

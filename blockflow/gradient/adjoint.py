@@ -382,10 +382,12 @@ def junction_kernel(n: int):
     src = "\n".join([f"def f({args}):",
                      *sum_lines([("+", f"u{i}") for i in range(n)], "y", "    ", fresh=True),
                      "    return y"]) + "\n"
-    into = "\n".join([f"def f({args}, out):", "    for i in range(out.size):",
-                      *sum_lines([("+", f"u{i}.flat[i]") for i in range(n)], "acc",
-                                 "        "),
-                      "        out.flat[i] = acc", "    return out"]) + "\n"
+    def into():  # (made when a compiled loop asks for it)
+        return "\n".join([f"def f({args}, out):", "    for i in range(out.size):",
+                          *sum_lines([("+", f"u{i}.flat[i]") for i in range(n)], "acc",
+                                     "        "),
+                          "        out.flat[i] = acc", "    return out"]) + "\n"
+
     return generated_kernel(f"blockflow.gradient.adjoint.junction{n}", src, "f", {"np": np},
                             into=into, numbers=n > 1,  # (one input: a copy, of an array)
                             np_into=sum_np_into("+" * n))
