@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ["BLOCKFLOW_BACKEND"] = "numba"  # the engine compiled, as in a long run
 from timing import best  # noqa: E402
 
-from blockflow import backward, simulate  # noqa: E402
+from blockflow import backward, flush_denormals, simulate  # noqa: E402
 from blockflow.codegen import export_c  # noqa: E402
 from blockflow.plan.compiler import compile  # noqa: E402
 from models import CATALOGUE  # noqa: E402
@@ -82,8 +82,9 @@ def main() -> None:
         return
     T = 20_000
     print(f"generated C (-O2) against the engine, T = {T:,} steps, ns/step")
+    print("(backward FTZ: inside flush_denormals(), subnormal numbers flushed to zero)")
     print(f"{'model':24s} {'C lines':>8s} {'C step':>8s} {'simulate':>9s} {'C grad':>8s} "
-          f"{'backward':>9s}", flush=True)
+          f"{'backward':>9s} {'backward FTZ':>13s}", flush=True)
     for name, build in CASES.items():
         model = build()
         fwd, grad, lines = c_times(model, T)
@@ -92,8 +93,10 @@ def main() -> None:
         sim = best(lambda m=model, x=x: simulate(m, x), repeat=2) / T
         dL = {o: np.ones_like(a) for o, a in simulate(model, x).outputs().items()}
         bwd = best(lambda m=model, x=x, dL=dL: backward(m, x, dL_dy=dL), repeat=2) / T
+        with flush_denormals():
+            ftz = best(lambda m=model, x=x, dL=dL: backward(m, x, dL_dy=dL), repeat=2) / T
         print(f"{name:24s} {lines:8d} {fwd * 1e9:8.1f} {sim * 1e9:9.1f} {grad * 1e9:8.1f} "
-              f"{bwd * 1e9:9.1f}", flush=True)
+              f"{bwd * 1e9:9.1f} {ftz * 1e9:13.1f}", flush=True)
 
 
 if __name__ == "__main__":

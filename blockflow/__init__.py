@@ -1,5 +1,6 @@
 """blockflow: discrete-time block diagrams with exact gradients by reciprocal networks."""
 
+from blockflow.backends.denormals import flush_denormals
 from blockflow.core.block import Block, PortRef
 from blockflow.core.gated import EnablePort, TriggerPort
 from blockflow.core.model import Model
@@ -43,7 +44,7 @@ __all__ = [
     "Gradients", "backward", "directional", "grad", "reciprocal", "sweep", "tangent",
     "load", "register_block", "save", "TrainingError", "train", "output_gradient",
     "ParameterError", "TraceFileError", "Simulator", "EnablePort", "TriggerPort",
-    "backward_chunk", "backward_checkpointed",
+    "backward_chunk", "backward_checkpointed", "flush_denormals",
 ]
 __version__ = "0.1.0"
 
