@@ -122,10 +122,8 @@ def infer_rates(flat, dt: float) -> dict:
     rate of its inputs (which must agree), rate transitions convert, and what nothing
     determines (sources, loops of delays alone) runs at the base rate.
     """
-    from blockflow.core.timing import Timing  # (it imports this module)
-
     blocks = flat.blocks
-    if not any(b.sample_time is not None or type(b).rates is not Timing.rates
+    if not any(b.sample_time is not None or not getattr(type(b).rates, "keeps_rate", False)
                for b in blocks.values()):
         # nothing declares a rate and nothing converts one: all at the base rate (what
         # the inference below gives, at a fraction of its cost for wide models)

@@ -57,6 +57,8 @@ class Timing:
         r = common_rate(declared, known, dt, path, type(self).__name__)
         return r, r
 
+    rates.keeps_rate = True  # (the rule of blocks that convert no rate: see infer_rates)
+
     def period(self) -> float:
         """The sample period (s) this block runs at: its model's ``dt`` times its rate
         (1 outside a model)."""
