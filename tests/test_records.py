@@ -179,23 +179,10 @@ def test_outputs_written_into_their_rows_are_the_bits_of_the_allocating_forms(
     its signal's type at once, as the types say and the compiled loops do, where an
     allocated result of a kernel that mixes precisions (a Sum's float64 signs) kept
     float64 until the next step: equal to float32 rounding."""
-    from blockflow import Inport, Model, Outport
     from blockflow.backends import execute
-    from blocks import Dense, Function, Gain, Sum, UnitDelay
 
     def elman():
-        rng = np.random.default_rng(5)
-        m = Model("elman")
-        x, y = m.add(Inport("x", shape=(3,)), Outport("y"))
-        wx = m.add(Dense(rng.standard_normal((4, 3)), rng.standard_normal(4), name="Wx"))
-        wh = m.add(Gain(0.4 * rng.standard_normal((4, 4)), name="Wh"))
-        s, f = m.add(Sum("+-", name="s"), Function("tanh", name="f"))
-        z = m.add(UnitDelay(0.3 * np.ones(4), name="z"))
-        m.chain(x, wx, s.u1)
-        m.chain(wh, s.u2)
-        m.chain(s, f, z, wh)
-        m.chain(f, m.add(Dense(rng.standard_normal((1, 4)), name="out")), y)
-        return m.astype(dtype)
+        return _elman(3, "+-", np.random.default_rng(5), 0.4).astype(dtype)
 
     X = np.random.default_rng(0).standard_normal((50, 5, 3)).astype(dtype)
     D = np.ones((50, 5, 1), dtype)
@@ -220,6 +207,24 @@ def test_outputs_written_into_their_rows_are_the_bits_of_the_allocating_forms(
     for k in ga.params:
         np.testing.assert_allclose(ga.params[k], gb.params[k], rtol=tol, atol=tol,
                                    err_msg=k)
+
+
+def _elman(n_in: int, signs: str, rng, scale: float) -> Model:
+    """An Elman network from elementary blocks: ``Dense`` on the input, a matrix ``Gain``
+    on the state, ``Sum(signs)``, ``tanh``, ``UnitDelay``, a ``Dense`` readout."""
+    from blocks import Dense, Function, Gain, Sum, UnitDelay
+
+    m = Model("elman")
+    x, y = m.add(Inport("x", shape=(n_in,)), Outport("y"))
+    wx = m.add(Dense(rng.standard_normal((4, n_in)), rng.standard_normal(4), name="Wx"))
+    wh = m.add(Gain(scale * rng.standard_normal((4, 4)), name="Wh"))
+    s, f = m.add(Sum(signs, name="s"), Function("tanh", name="f"))
+    z = m.add(UnitDelay(np.full(4, 0.3), name="z"))
+    m.chain(x, wx, s.u1)
+    m.chain(wh, s.u2)
+    m.chain(s, f, z, wh)
+    m.chain(f, m.add(Dense(rng.standard_normal((1, 4)), name="out")), y)
+    return m
 
 
 def _rnn(H: int = 6) -> Model:
@@ -335,22 +340,12 @@ def test_lean_gradients_run_the_forward_recording_only_what_the_sweep_reads(
     the bit (B=1: loops of numbers; B=3: array loops)."""
     from blockflow.gradient import sweep as sweep_module
     from blockflow.gradient.gradients import reciprocal_plan, swept_signals
-    from blocks import Dense, Function, Gain, Sum, UnitDelay
 
     if backend == "numba":
         pytest.importorskip("numba")
     monkeypatch.setenv("BLOCKFLOW_BACKEND", backend)
     rng = np.random.default_rng(3)
-    m = Model("elman")
-    x, y = m.add(Inport("x", shape=(2,)), Outport("y"))
-    wx = m.add(Dense(rng.standard_normal((4, 2)), rng.standard_normal(4), name="Wx"))
-    wh = m.add(Gain(0.5 * rng.standard_normal((4, 4)), name="Wh"))
-    s, f = m.add(Sum("++", name="s"), Function("tanh", name="f"))
-    z = m.add(UnitDelay(np.full(4, 0.3), name="z"))
-    m.chain(x, wx, s.u1)
-    m.chain(wh, s.u2)
-    m.chain(s, f, z, wh)
-    m.chain(f, m.add(Dense(rng.standard_normal((1, 4)), np.zeros(1), name="out")), y)
+    m = _elman(2, "++", rng, 0.5)
     need = swept_signals(compile(m), reciprocal_plan(m))
     assert ("f", "u") in need and ("Wh", "u") in need and ("Wh", "y") not in need
     runs = []
