@@ -64,10 +64,10 @@ def make_loop(ops, slot_types=None):
     # a state may be its input's record row itself (a delay's update returns its input):
     # where that row is one row for all steps (a transient record), the next step writes
     # it again while the state lives, so the state is copied (_owned) once updated
-    held = {id(op): [s for s in op.ins if s in prod] for op in stateful}
-    w += [f"    o{index_of} = " + (" or ".join(f"r{s}.strides[0] == 0" for s in held[id(op)])
-                                   or "False")
-          for index_of, op in enumerate(ops) if op.state is not None]
+    held = {i: [s for s in op.ins if s in prod] for i, op in enumerate(ops)
+            if op.state is not None and any(s in prod for s in op.ins)}
+    w += [f"    o{i} = " + " or ".join(f"r{s}.strides[0] == 0" for s in ins)
+          for i, ins in held.items()]
     w += [f"    a{i}_{j} = 0.0" for i, j, _, _ in loop_accumulators(ops)]
     w.append("    for k in ks:")
 
@@ -98,7 +98,7 @@ def make_loop(ops, slot_types=None):
 
     def update_call(i, op):
         c = call(i, op, "g")
-        return f"owned({c}) if o{i} else {c}"
+        return f"owned({c}) if o{i} else {c}" if i in held else c
 
     w += step_body(ops, read, output_call, update_call, store)
     if len(w) and w[-1] == "    for k in ks:":
