@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from blockflow.core import vecmath
 from blockflow.core.block import Block, sum_to
 from blockflow.core.ccode import DERIVATIVES_C, FUNCTIONS_C, at, each, matvec, outer_add
 from blockflow.core.codekey import function_key
@@ -422,13 +423,14 @@ class Product(Block):
 
 
 # name -> (f(a), f'(a) given a and the recorded output y)
-def _elementwise_kernels(f, df, keys: tuple[str, str, str], sources=None) -> tuple:
+def _elementwise_kernels(f, df, keys: tuple[str, str, str], sources=None, jit=None) -> tuple:
     """``(f, df, rule)``: ``f`` and ``df`` as kernels, and the reciprocal rule
     ``dy f'(a)`` built from ``df``, ``f`` and the rule with their element loops, under
     the kernel names ``keys`` (``sources``: the texts standing for ``f``'s and ``df``'s
-    in the loops' digests, where their source cannot be read)."""
+    in the loops' digests, where their source cannot be read; ``jit``: ``f`` on numbers
+    as compiled code computes it, :mod:`blockflow.core.vecmath`)."""
     # (the element loops call f on numbers: it works on numbers)
-    f, df = kernel(f, name=keys[0], numbers=True), kernel(df, name=keys[1])
+    f, df = kernel(f, name=keys[0], numbers=True, jit=jit), kernel(df, name=keys[1])
     if sources is not None:
         f.kernel_source, df.kernel_source = sources
     f.into = elementwise_into(f, 1, f"{keys[0]}.into")
@@ -441,15 +443,16 @@ def _elementwise_kernels(f, df, keys: tuple[str, str, str], sources=None) -> tup
     return f, df, rule
 
 
-def _pair(name: str, f, df, np_into: tuple = (None, None)):
+def _pair(name: str, f, df, np_into: tuple = (None, None), jit=None):
     """``(f, df)`` as kernels, with the reciprocal rule ``dy f'(a)`` built from ``df``.
 
     ``f`` and ``df`` work on numbers as well as on arrays (and keep an array's dtype):
     the compiled loops apply them element by element, into the signal's record row.
-    ``np_into``: ``f`` and the rule with numpy's ``out=`` (see :func:`kernel`).
+    ``np_into``: ``f`` and the rule with numpy's ``out=`` (see :func:`kernel`); ``jit``:
+    ``f`` on numbers as compiled loops compute it (vectorised: :mod:`blockflow.core.vecmath`).
     """
     keys = (f"blocks.math.{name}", f"blocks.math.d{name}", f"blocks.math.{name}_vjp")
-    f, df, _VJP[name] = _elementwise_kernels(f, df, keys)
+    f, df, _VJP[name] = _elementwise_kernels(f, df, keys, jit=jit)
     for k, g in zip((f, _VJP[name]), np_into, strict=True):
         if g is not None:
             k.np_into = g
@@ -513,8 +516,8 @@ def _sigmoid(a):
 #: name -> (f(a), f'(a) given a and the recorded output y): one line each
 ELEMENTWISE: dict[str, tuple[Callable, Callable]] = {
     "tanh": _pair("tanh", lambda a: np.tanh(a), lambda a, y: 1.0 - y * y,
-                  (_tanh_np_into, None)),
-    "sigmoid": _pair("sigmoid", _sigmoid, lambda a, y: y * (1.0 - y)),
+                  (_tanh_np_into, None), jit=vecmath.tanh),
+    "sigmoid": _pair("sigmoid", _sigmoid, lambda a, y: y * (1.0 - y), jit=vecmath.sigmoid),
     "relu": _pair("relu", lambda a: np.maximum(a, _zero(a)), lambda a, y: (a > 0) * a**0),
     "identity": _pair("identity", lambda a: +a, lambda a, y: a**0),
     "exp": _pair("exp", lambda a: np.exp(a), lambda a, y: +y),
@@ -526,8 +529,9 @@ ELEMENTWISE: dict[str, tuple[Callable, Callable]] = {
 }
 
 
-#: the functions of ELEMENTWISE evaluated by libm (not by arithmetic alone)
-TRANSCENDENTAL = frozenset({"tanh", "sigmoid", "exp", "sin", "cos", "softplus"})
+#: the functions of ELEMENTWISE compiled loops evaluate by libm, one element per call (tanh
+#: and sigmoid are arithmetic the compiler vectorises: :mod:`blockflow.core.vecmath`)
+TRANSCENDENTAL = frozenset({"exp", "sin", "cos", "softplus"})
 
 
 class Function(Block):

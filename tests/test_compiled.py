@@ -431,6 +431,20 @@ def test_fir_delay_lines_in_loops_compile_allocation_free_and_agree():
                                    err_msg=k)
 
 
+def _libm_loop() -> Model:
+    """The closed loop of :func:`tanh_loop` with a sine for its controller (libm's)."""
+    from blocks import DiscreteFilter, Function, Gain, Sum, UnitDelay
+
+    m = Model("sin_loop")
+    r, y = m.add(Inport("r"), Outport("y"))
+    err, k, f = m.add(Sum("+-", name="err"), Gain(1.5, name="kc"), Function("sin", name="f"))
+    plant, z = m.add(DiscreteFilter((0.4, 0.2), (1.0, -0.5), name="plant"), UnitDelay(0.0))
+    m.connect(r, err.u1)
+    m.chain(err, k, f, plant, y)
+    m.chain(plant, z, err.u2)
+    return m
+
+
 def test_auto_decides_from_the_run_alone_never_from_the_process_history(monkeypatch):
     """``auto`` is a pure function of the run: short runs stay on the numpy path however
     many ran before (a resumed training or a second process would otherwise differ in
@@ -463,14 +477,18 @@ def test_auto_decides_from_the_run_alone_never_from_the_process_history(monkeypa
     with policy.expected_runs(10**6):
         simulate(m, {"r": np.ones((25, wide))}, backend="auto")
     assert compiled == [25]
-    # one tanh per member: a batch this large runs numpy's vectorised tanh, one less
-    # the compiled loop (libm's tanh per element)
+    # tanh is compiled as vectorised arithmetic: a batch of any size below the limit
+    # compiles; one sin per member (libm's, per element): from this batch numpy's
+    # vectorised sin, one less the compiled loop
     many = policy.LIBM_PER_OP * n
     with policy.expected_runs(10**6):
         simulate(m, {"r": np.ones((25, many))}, backend="auto")
-        assert compiled == [25]
+        assert compiled == [25, 25]
+        m = _libm_loop()
+        simulate(m, {"r": np.ones((25, many))}, backend="auto")
+        assert compiled == [25, 25]
         simulate(m, {"r": np.ones((25, many - 1))}, backend="auto")
-    assert compiled == [25, 25]
+    assert compiled == [25, 25, 25]
     assert f"transcendental evaluations per step < {many}" in compile(
         m, backend="auto").describe()
 

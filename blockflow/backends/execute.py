@@ -63,10 +63,10 @@ def make_loop(ops, slot_types=None):
     w += [f"    x{op.state} = states[{op.state}]" for op in stateful]
     # a state may be its input's record row itself (a delay's update returns its input):
     # where that row is one row for all steps (a transient record), the next step writes
-    # it again while the state lives, so the state is copied (_owned) once updated
+    # it again while the state lives, so what of the state views it is copied (_owned)
     held = {i: [s for s in op.ins if s in prod] for i, op in enumerate(ops)
             if op.state is not None and any(s in prod for s in op.ins)}
-    w += [f"    o{i} = " + " or ".join(f"r{s}.strides[0] == 0" for s in ins)
+    w += [f"    o{i} = one_rows({', '.join(f'r{s}' for s in ins)},)"
           for i, ins in held.items()]
     w += [f"    a{i}_{j} = 0.0" for i, j, _, _ in loop_accumulators(ops)]
     w.append("    for k in ks:")
@@ -98,13 +98,13 @@ def make_loop(ops, slot_types=None):
 
     def update_call(i, op):
         c = call(i, op, "g")
-        return f"owned({c}) if o{i} else {c}" if i in held else c
+        return f"owned({c}, o{i}) if o{i} else {c}" if i in held else c
 
     w += step_body(ops, read, output_call, update_call, store)
     if len(w) and w[-1] == "    for k in ks:":
         w.append("        pass")
     w.append("    return {" + ", ".join(f"{op.state}: x{op.state}" for op in stateful) + "}")
-    namespace: dict = {"np": np, "owned": _owned}
+    namespace: dict = {"np": np, "owned": _owned, "one_rows": _one_rows}
     source = "\n".join(w)
     exec(source, namespace)  # noqa: S102 - source built from integers only
     namespace["loop"].source = source  # for inspection: plan.segments[i].loop.source
@@ -455,13 +455,26 @@ def _zero_impulses(seg, rec) -> None:
                 rec[s].fill(0)
 
 
-def _owned(x):
-    """``x`` (a state: an array or a tuple of them) with no view of a record in it."""
+def _owned(x, rows: frozenset | None = None):
+    """``x`` (a state: an array or a tuple of them) with no view of a record in it: every
+    view copied, or with ``rows`` (:func:`_one_rows`) the views of those records (and of
+    memory of unknown provenance, not an array's)."""
     if isinstance(x, np.ndarray):
-        return x.copy() if x.base is not None else x
-    if isinstance(x, tuple):
-        return tuple(_owned(a) for a in x)
+        b = x.base
+        if b is None or rows is not None and id(b) not in rows and isinstance(b, np.ndarray):
+            return x
+        return x.copy()
+    if isinstance(x, tuple):  # (an array that needs nothing is kept inline: no call)
+        return tuple([a if type(a) is np.ndarray and (a.base is None or rows is not None and (
+            id(a.base) not in rows and type(a.base) is np.ndarray)) else _owned(a, rows)
+            for a in x])
     return x
+
+
+def _one_rows(*recs) -> frozenset:
+    """The ids of the one-row records (time stride 0) among ``recs``: a view of one has
+    it as its ``base`` (numpy collapses a view's base to the strided record)."""
+    return frozenset(id(r) for r in recs if r.strides[0] == 0)
 
 
 def run_plan(plan, T: int, B: int, bufs: list, *, reverse: bool = False,

@@ -219,7 +219,10 @@ def _make_interpreter(sigs: list, n_r: int, n_p: int, n_x: int, kinds: tuple):
     w += [f"{n} = {'_KERNELS' if key in called else '_INLINED'}[{key!r}]"
           for key, n in names.items()]
     flags = ", _nrt=False" if plain else ""
-    w += ["", "", f"@njit(cache=True, nogil=True{flags})", f"def interp({', '.join(args)}):",
+    # (numpy's error model: a division by zero gives inf, as on the numpy path, and no
+    # check per division keeps the compiler from vectorising an element loop)
+    w += ["", "", f"@njit(cache=True, nogil=True{flags}, error_model='numpy')",
+          f"def interp({', '.join(args)}):",
           "    n = code.shape[0]",
           "    for i in range(ks.shape[0]):",
           "        k = ks[i]",

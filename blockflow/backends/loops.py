@@ -84,9 +84,38 @@ def _register_all() -> None:
 
     for key, f in list(_KERNELS.items()):
         if key not in _REGISTERED:
-            register_jitable(f)
-            _INLINED[key] = njit(inline="always")(f)
+            g = getattr(f, "jit", None)
+            if g is None:
+                register_jitable(error_model="numpy")(f)
+                _INLINED[key] = njit(inline="always")(f)
+            else:  # on numbers its form for the compiler (vectorised), else f itself
+                _INLINED[key] = _on_numbers(f, g)
             _REGISTERED.add(key)
+
+
+def _on_numbers(f: Callable, g: Callable):
+    """``f`` for numba (an overload, and a function to inline), compiled as ``g`` where
+    its arguments are numbers."""
+    import inspect
+
+    from numba import njit, types
+    from numba.extending import overload, register_jitable
+
+    module = inspect.getmodule(g)  # (g may call the other functions of its module)
+    if module.__name__ not in _REGISTERED:
+        for h in vars(module).values():
+            if inspect.isfunction(h) and h.__module__ == module.__name__:
+                register_jitable(error_model="numpy")(h)
+        _REGISTERED.add(module.__name__)
+
+    def choose(*args):
+        return g if all(isinstance(a, types.Number) for a in args) else f
+
+    overload(f, jit_options={"error_model": "numpy"}, strict=False)(choose)
+    names = ", ".join(inspect.signature(f).parameters)
+    namespace = {"F": f}
+    exec(f"def call({names}):\n    return F({names})\n", namespace)  # noqa: S102
+    return njit(inline="always")(namespace["call"])
 
 
 def _with_helpers(keys) -> list:
@@ -122,7 +151,12 @@ def kernels_digest(keys) -> str:
     d = _DIGESTS.get(keys)
     if d is None:
         # their texts, and the values they read (codekey: globals, defaults, closures)
-        text = "".join(_text(f) + str(function_key(f)[0]) for f in _with_helpers(keys))
+        fs = _with_helpers(keys)
+        text = "".join(_text(f) + str(function_key(f)[0]) for f in fs)
+        if any(hasattr(f, "jit") for f in fs):  # (and how such a kernel is compiled)
+            import inspect
+
+            text += inspect.getsource(_on_numbers)
         d = _DIGESTS[keys] = hashlib.sha1(text.encode()).hexdigest()[:16]
     return d
 
@@ -202,7 +236,10 @@ def _source(ops, kernels, slot_types) -> tuple[str, list[str]]:
     w += [f"{n} = {'_KERNELS' if key in called else table}[{key!r}]"
           for key, n in names.items()]
     flags = ", _nrt=False" if plain else ""
-    w += ["", "", f"@njit(cache=True, nogil=True{flags})", f"def loop({', '.join(args)}):",
+    # (numpy's error model: a division by zero gives inf, as on the numpy path, and no
+    # check per division keeps the compiler from vectorising an element loop)
+    w += ["", "", f"@njit(cache=True, nogil=True{flags}, error_model='numpy')",
+          f"def loop({', '.join(args)}):",
           "    for i in range(ks.shape[0]):", "        k = ks[i]"]
 
     def read(s):
@@ -217,6 +254,7 @@ def _source(ops, kernels, slot_types) -> tuple[str, list[str]]:
     for op in ops:
         early += [s for s in op.ins if s in prod and s not in done and s not in early]
         done.update(op.outs)
+    w[-2:-2] = [f"    q{s} = r{s}.shape[0] - 1" for s in produced]
     w[-2:-2] = [f"    v{s} = r{s}[0]" for s in early]
     if not summing:
         w[-2:-2] = [f"    a{i}_{j} = np.zeros_like({read(s) if s not in prod else f'r{s}'}[0])"
@@ -235,9 +273,12 @@ def _source(ops, kernels, slot_types) -> tuple[str, list[str]]:
 
     index = {id(op): i for i, op in enumerate(ops)}
 
+    def row(s, k="k"):  # (a transient record is one row, C-contiguous: q{s} is 0)
+        return f"r{s}[min({k}, q{s})]"
+
     def store(op, expr):
         if forms[index[id(op)]][0][1]:  # written into the record rows: no allocation
-            return [f"v{s} = r{s}[k]" for s in op.outs] + [expr]
+            return [f"v{s} = {row(s)}" for s in op.outs] + [expr]
         # results in the signal's precision (a float literal in a kernel would make
         # float32 signals float64 under numba's typing, and states could not unify)
         # (and contiguous, so that every signal has one array type in the loop)
@@ -246,7 +287,7 @@ def _source(ops, kernels, slot_types) -> tuple[str, list[str]]:
             d = slot_types[s].dtype
             lines.append(f"v{s} = np.ascontiguousarray(t{s})" if d == np.float64
                          else f"v{s} = t{s}.astype(np.{d.name})")
-        return lines + [f"r{s}[k] = v{s}" for s in op.outs]
+        return lines + [f"{row(s)} = v{s}" for s in op.outs]
 
     sums = {}
     if summing:
@@ -255,7 +296,8 @@ def _source(ops, kernels, slot_types) -> tuple[str, list[str]]:
     w += step_body(ops, read, lambda i, op: call(i, op, 0, rows(op)),
                    lambda i, op: call(i, op, 1, f"x{op.state}"), store,
                    lambda src, dst: f"{names.get(copy_into.kernel_key)}({src}, {dst})", **sums,
-                   clear=lambda s: [f"v{s} = r{s}[k]", f"{names[zero_into.kernel_key]}(v{s})"])
+                   clear=lambda s: [f"v{s} = {row(s)}", f"{names[zero_into.kernel_key]}(v{s})"],
+                   row=row)
     states = ", ".join(f"x{op.state}" for _, op in stateful)
     w.append(f"    return ({states}{',' if len(stateful) == 1 else ''})")
     return "\n".join(w) + "\n", args
@@ -343,7 +385,10 @@ def run_compiled(seg, fn, kernels, ks: np.ndarray, bufs: list, states: dict, rec
             x = states[op.state]
             states[op.state] = _own(x) if _forms(op, k)[1][1] else _contiguous(x)
     args += [states[op.state] for op in stateful]
-    args += [rec[s] for s in produced]
+    # a transient record (one row for every step, time stride 0) as that row: the
+    # loop indexes it at min(k, 0), and numba types it C-contiguous (element loops over
+    # rows of a strided array are not vectorised)
+    args += [rec[s][:1] if rec[s].strides[0] == 0 else rec[s] for s in produced]
     accs = loop_accumulators(ops)
     if accs and _allocation_free([_forms(op, k) for op, k in zip(ops, kernels, strict=True)]):
         B = next(iter(rec.values())).shape[1]  # the summing buffers the loop fills in place

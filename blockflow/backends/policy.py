@@ -15,9 +15,11 @@ proportionally more, loops the interpreter runs count with every loop of their k
 and keeps loops over large signals (``B x samples per step >= AUTO_MAX_ELEMENTS``) on
 numpy's array operations (BLAS products amortise their calls there), and loops whose
 batch makes many transcendental evaluations per step (``B x libm >= LIBM_PER_OP x
-blocks``, ``Block.libm``): a compiled loop calls libm's ``tanh`` for each element (~14 ns;
-numba has no vector math library from pip), numpy's ufuncs run them vectorised (~1 ns)
-for one call's overhead (~1 us) per block and step.
+blocks``, ``Block.libm``): a compiled loop calls libm's ``exp`` or ``sin`` for each
+element (~14 ns; numba has no vector math library from pip), numpy's ufuncs run them
+vectorised (~1 ns) for one call's overhead (~1 us) per block and step.  ``Function``'s
+tanh and sigmoid are not counted: compiled loops evaluate them by arithmetic the
+compiler vectorises (:mod:`blockflow.core.vecmath`, ~3 ns per element).
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ BACKENDS = ("auto", "numpy", "numba")
 AUTO_MIN_WORK = 200_000  # block-steps (over the announced runs) from which a loop compiles
 AUTO_MAX_ELEMENTS = 4096  # batch x samples per step from which "auto" keeps numpy's arrays
 #: batch x transcendental evaluations per step, per block of the loop, from which "auto"
-#: keeps numpy's vectorised ufuncs (the closed tanh loop: numpy faster from B ~ 450)
+#: keeps numpy's vectorised ufuncs (a closed loop through libm's tanh: numpy faster from
+#: B ~ 450)
 LIBM_PER_OP = 80
 
 _RUNS: ContextVar[int] = ContextVar("blockflow_expected_runs", default=1)

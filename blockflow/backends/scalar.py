@@ -73,7 +73,7 @@ def _source(ops, forms, slot_types) -> tuple[str, list[str]]:
          "compiled by numba", f"# kernels {kernels_digest(keys)}",
          "from numba import njit", "from blockflow.backends.loops import _INLINED", ""]
     w += [f"{n} = _INLINED[{key!r}]" for key, n in names.items()]
-    w += ["", "", "@njit(cache=True, nogil=True, _nrt=False)",
+    w += ["", "", "@njit(cache=True, nogil=True, _nrt=False, error_model='numpy')",
           f"def loop({', '.join(args)}):"]
 
     def read(s):

@@ -39,7 +39,7 @@ def step_body(ops, read, output_call, update_call, store=None,
               copy=lambda src, dst: f"{dst} = {src}",
               accumulate=lambda acc, src: f"{acc} = {acc} + {src}",
               reset=lambda acc: f"{acc} = np.zeros_like({acc})", hold=None,
-              clear=None) -> list[str]:
+              clear=None, row=lambda s, k: f"r{s}[{k}]") -> list[str]:
     """The statements of one step of a loop (both generators share them): outputs in
     step order, then state updates; ops off the base rate guarded by their hits.
 
@@ -53,11 +53,12 @@ def step_body(ops, read, output_call, update_call, store=None,
     ``clear(s)`` the lines that write a zero row of impulse output ``s`` between its hits
     and bind ``v{s}`` to it (by default ``v{s}`` is the record row, zeroed before the run:
     one pass over memory more than writing the zeros where the loop is anyway).
+    ``row(s, k)`` is the expression of slot ``s``'s record row at step ``k``.
     """
     if store is None:
         def store(op, call):
             tgt = ", ".join(f"v{s}" for s in op.outs)
-            return [f"{tgt} = {call}"] + [f"r{s}[k] = v{s}" for s in op.outs]
+            return [f"{tgt} = {call}"] + [f"{row(s, 'k')} = v{s}" for s in op.outs]
 
     acc = loop_accumulators(ops)
     w: list = []  # (rate, lines on its hits, lines between) per op, merged at the end
@@ -76,9 +77,9 @@ def step_body(ops, read, output_call, update_call, store=None,
             between = [ln for s in op.outs for ln in clear(s)]
         else:  # zero before the first hit (as recorded), then the last value held
             between = [f"if k > {op.rate.offset}:"] + [
-                f"    {copy(f'r{s}[k - 1]', f'r{s}[k]')}" for s in op.outs] \
+                f"    {copy(row(s, 'k - 1'), row(s, 'k'))}" for s in op.outs] \
                 if op.io[1] == HOLD else []
-            between += [f"v{s} = r{s}[k]" for s in op.outs]
+            between += [f"v{s} = {row(s, 'k')}" for s in op.outs]
         lines = store(op, output_call(i, op))
         if op.state is None:
             lines += [reset(f"a{i}_{j}") for ii, j, _, _ in acc if ii == i]

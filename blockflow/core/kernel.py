@@ -20,7 +20,7 @@ import numpy as np
 _KERNELS: dict[str, Callable] = {}
 def kernel(fn: Callable | None = None, *, name: str | None = None,
            into: Callable | None = None, allocates: bool = True, numbers: bool = False,
-           np_into: Callable | None = None):
+           np_into: Callable | None = None, jit: Callable | None = None):
     """Mark a step-equation function as a kernel: plain Python for numpy, compiled by
     numba inside generated loops.  ``name`` gives closures a stable key.
 
@@ -45,6 +45,11 @@ def kernel(fn: Callable | None = None, *, name: str | None = None,
     numpy's ``out=`` (``np_into(*args, out)``, the same operations in the same order, so
     the same bits): a loop on the numpy path writes a floating output straight into its
     record row instead of allocating a result and copying it there.
+
+    ``jit`` is the same function on numbers as compiled code computes it (for a
+    ``numbers=True`` kernel): called on a float, numba compiles ``jit`` in its place,
+    on arrays the function itself (:mod:`blockflow.core.vecmath`: a ``tanh`` the compiler
+    vectorises, where numpy's would be a libm call per element).
     """
 
     def mark(f):
@@ -57,6 +62,10 @@ def kernel(fn: Callable | None = None, *, name: str | None = None,
             f.into = into if hasattr(into, "kernel_key") else kernel(into, name=key + ".into")
         if np_into is not None:
             f.np_into = np_into
+        if jit is not None:  # (its module's text, constants too, keys the compiled loops)
+            f.jit = jit
+            f.kernel_source = (_text(f) + "\n# compiled on numbers as:\n"
+                               + inspect.getsource(inspect.getmodule(jit)))
         return f
 
     return mark(fn) if fn is not None else mark
