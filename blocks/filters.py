@@ -153,6 +153,34 @@ def filter_update(feed, x, u):
     return z_next, b0, c, an1
 
 
+@functools.cache
+def filter_update_kernel(n: int):
+    """:func:`filter_update` for ``n`` states, its ``into`` form written out: one
+    statement per state in the element loop, straight-line code the compiler vectorises
+    across the batch (the loop over the states inside the loop over the elements is
+    not: ~2.5 ns per element against ~0.25 at B = 2,000); the same operations in the
+    same order as :func:`_filter_update_into` (the same results to the bit)."""
+    if n == 0:
+        return filter_update
+    body = [f"        z.flat[{i} * m + e] = c{i} * ue - a{i} * z0"
+            + (f" + z.flat[{i + 1} * m + e]" if i + 1 < n else "") for i in range(n)]
+    into = "\n".join(["def f(feed, x, u, out):  # out is x: z updated in place",
+                      "    z, b0, c, an1 = x", "    m = u.size"]
+                     + [f"    c{i}, a{i} = c.flat[{i}], an1.flat[{i}]" for i in range(n)]
+                     + ["    for e in range(m):", "        z0, ue = z.flat[e], u.flat[e]"]
+                     + body + ["    return x", ""])
+    return generated_kernel(f"blocks.filters.filter_update{n}", _FILTER_UPDATE, "f",
+                            {"np": np}, into=into)
+
+
+_FILTER_UPDATE = """def f(feed, x, u):
+    z, b0, c, an1 = x
+    z_next = c * u - an1 * z[0]
+    z_next[:-1] += z[1:]
+    return z_next, b0, c, an1
+"""
+
+
 class FIR(Block):
     """``y(k) = sum_m h[m] u(k - m)``: a finite impulse response filter (elementwise).
 
@@ -340,7 +368,8 @@ class DiscreteFilter(Block):
         return filter_update(self.feedthrough, x, u)
 
     def kernel(self):
-        return Kernel(filter_output, filter_update, (self.feedthrough,))
+        n = max(self.a.size, self.b.size) - 1
+        return Kernel(filter_output, filter_update_kernel(n), (self.feedthrough,))
 
     def scalar_kernel(self):
         n = max(self.a.size, self.b.size) - 1

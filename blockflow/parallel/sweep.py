@@ -15,6 +15,7 @@ sweep started again with the same ``out`` loads those instead of running them ag
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import itertools
@@ -470,17 +471,19 @@ def parameter_sweep(model: Model, params, *, seeds=1, inputs=None, steps: int | 
                              "metric= as well")
     spec = _Spec(pack_model(model), inputs, steps, list(outputs) if outputs else None,
                  metric, backend, bool(vectorized))
-    spec_bytes = _payload(spec)
-    model_key = hashlib.sha1(spec.model[1]).hexdigest()
-    # what a finished chunk's file must match to be reused: the model file, the settings,
-    # the functions' code and the values they read, the shared inputs' bytes
-    spec_key = json.dumps([steps, spec.outputs, str(backend), _function_key(metric),
-                           _function_key(inputs) if callable(inputs) else None
-                           if inputs is None else {k: _array_key(v) for k, v in inputs.items()}]
-                          + (["vectorized metric"] if vectorized else []))
+    packed = functools.cache(lambda: _payload(spec))  # (pickled for workers alone)
     folder = Path(out) if out is not None else None
+    model_key = spec_key = None
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
+        model_key = hashlib.sha1(spec.model[1]).hexdigest()
+        # what a finished chunk's file must match to be reused: the model file, the
+        # settings, the functions' code and the values they read, the shared inputs' bytes
+        spec_key = json.dumps(
+            [steps, spec.outputs, str(backend), _function_key(metric),
+             _function_key(inputs) if callable(inputs) else None
+             if inputs is None else {k: _array_key(v) for k, v in inputs.items()}]
+            + (["vectorized metric"] if vectorized else []))
 
     results: dict[int, dict] = {}
     errors: dict[int, dict] = {}  # chunk -> {run position: message}
@@ -507,7 +510,7 @@ def parameter_sweep(model: Model, params, *, seeds=1, inputs=None, steps: int | 
             for c, f in todo:
                 yield c, f, pool.submit(run_chunk, spec, c)
             return
-        futures = {pool.submit(_run_packed, spec_bytes, c): (c, f) for c, f in todo}
+        futures = {pool.submit(_run_packed, packed(), c): (c, f) for c, f in todo}
         for fut in as_completed(futures):
             yield (*futures[fut], fut)
 
@@ -517,7 +520,7 @@ def parameter_sweep(model: Model, params, *, seeds=1, inputs=None, steps: int | 
                 res = fut.result()
                 errs = res.pop("run_errors", {})
             except Exception as e:  # noqa: BLE001 - isolate the failing runs
-                res, errs = _retry_runs(pool, spec_bytes, c, e)
+                res, errs = _retry_runs(pool, spec, packed, c, e)
             results[c.number], errors[c.number] = res, errs
             if f is not None:
                 _save_chunk(f, res, errs, c.digest(model_key, spec_key, full=True))
@@ -531,16 +534,17 @@ def parameter_sweep(model: Model, params, *, seeds=1, inputs=None, steps: int | 
     return _assemble(model, names, coords, seed_list, chunks, results, errors, metric)
 
 
-def _retry_runs(pool, spec_bytes: bytes, chunk: Chunk, error: Exception) -> tuple[dict, dict]:
+def _retry_runs(pool, spec: _Spec, packed: Callable, chunk: Chunk,
+                error: Exception) -> tuple[dict, dict]:
     """A failed chunk, run by run: what succeeds is kept, each failure is recorded."""
     if len(chunk.runs) == 1:
         return {}, {0: f"{type(error).__name__}: {error}"}
     parts, errs = [], {}
     singles = [Chunk(chunk.number, [r], chunk.batched) for r in chunk.runs]
     if isinstance(pool, _Serial):
-        futs = [pool.submit(run_chunk, pickle.loads(spec_bytes), s) for s in singles]
+        futs = [pool.submit(run_chunk, spec, s) for s in singles]
     else:
-        futs = [pool.submit(_run_packed, spec_bytes, s) for s in singles]
+        futs = [pool.submit(_run_packed, packed(), s) for s in singles]
     for i, fut in enumerate(futs):
         try:
             part = fut.result()

@@ -270,6 +270,8 @@ def first_nonfinite(trace, *, backward: bool = False):
     def finite(a) -> bool:  # a sum is finite only if every term is (one pass, no copy)
         if a.dtype.kind != "f":
             return False
+        if a.ndim and a.strides[0] == 0:  # one row for every step (a transient record)
+            a = a[:1]
         base = a.base
         if isinstance(base, np.ndarray) and base.dtype == a.dtype:
             if id(base) not in bases:  # checked once for all its views
@@ -300,7 +302,10 @@ def check_finite_data(what: str, name: str, a: np.ndarray, exc=None) -> None:
     batch member and sample index).
     """
     a = np.asarray(a)
-    if a.dtype.kind not in "fc" or np.isfinite(a).all():
+    # (a sum is finite only if every term is: one pass, no boolean copy; an overflowing
+    # sum of finite values is then told apart by the full test)
+    if a.dtype.kind not in "fc" or np.isfinite(np.add.reduce(a, axis=None)) \
+            or np.isfinite(a).all():
         return
     idx = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
     raise (exc or SimulationError)(
