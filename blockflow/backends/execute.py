@@ -460,15 +460,17 @@ def _owned(x, rows: frozenset | None = None):
     view copied, or with ``rows`` (:func:`_one_rows`) the views of those records (and of
     memory of unknown provenance, not an array's)."""
     if isinstance(x, np.ndarray):
-        b = x.base
-        if b is None or rows is not None and id(b) not in rows and isinstance(b, np.ndarray):
-            return x
-        return x.copy()
-    if isinstance(x, tuple):  # (an array that needs nothing is kept inline: no call)
-        return tuple([a if type(a) is np.ndarray and (a.base is None or rows is not None and (
-            id(a.base) not in rows and type(a.base) is np.ndarray)) else _owned(a, rows)
-            for a in x])
+        return x if _kept(x, rows) else x.copy()
+    if isinstance(x, tuple):
+        return tuple([a if type(a) is np.ndarray and _kept(a, rows) else _owned(a, rows)
+                      for a in x])
     return x
+
+
+def _kept(a: np.ndarray, rows: frozenset | None) -> bool:
+    """Whether ``a`` may stay as it is in a state (see :func:`_owned`)."""
+    b = a.base
+    return b is None or (rows is not None and id(b) not in rows and type(b) is np.ndarray)
 
 
 def _one_rows(*recs) -> frozenset:
