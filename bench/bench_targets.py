@@ -343,21 +343,24 @@ def sweep_case(n_gains: int = 200, n_seeds: int = 10, T: int = 1000) -> None:
                                   metric=rms_all, vectorized=True, progress=False)
     batched = lambda: simulate(m, {"r": RT}, params={"kc.K": gains})  # noqa: E731
     only_y = lambda: simulate(m, {"r": RT}, params={"kc.K": gains}, signals="y")  # noqa: E731
-    t_sweep, t_vec, t_sim, t_y = (best(f, 3) for f in (sweep, vec, batched, only_y))
+    compiled_y = lambda: simulate(m, {"r": RT}, params={"kc.K": gains}, signals="y",  # noqa: E731
+                                  backend="numba")
+    t_sweep, t_vec, t_sim, t_y, t_nb = (best(f, 3) for f in (sweep, vec, batched, only_y,
+                                                             compiled_y))
     y = batched()["y"]
     got = np.sqrt(np.mean(y * y, axis=0))
     np.testing.assert_allclose(vec()["metric"], got, rtol=1e-12)
     t_user = best(lambda: [rms({"y": y[:, i]}, None) for i in range(len(gains))], 3)
     now = (f"parameter_sweep {t_sweep:.3f} s (its 2,000 metric calls {t_user:.3f} s), with a "
            f"vectorized metric {t_vec:.3f} s; one simulate(params=) {t_sim:.3f} s, "
-           f"recording y alone (signals=) {t_y:.3f} s")
+           f"recording y alone (signals=) {t_y:.3f} s, that compiled {t_nb:.3f} s")
     ref = "JAX not installed (make bench installs it)"
     jx = jax_sweep(gains, R)
     if jx is not None:
         np.testing.assert_allclose(jx(), got, rtol=1e-10)
         t_jax = best(jx, 5)
         now += (f": {t_sweep / t_jax:.1f}x / {t_vec / t_jax:.1f}x / {t_sim / t_jax:.1f}x / "
-                f"{t_y / t_jax:.1f}x JAX")
+                f"{t_y / t_jax:.1f}x / {t_nb / t_jax:.1f}x JAX")
         ref = f"JAX vmap of lax.scan, jitted, {t_jax:.3f} s"
     row(f"{len(gains):,} runs x {T:,} steps that all batch (closed loop, gain x seed)",
         now, ref, "<= 3x JAX vmap; no pool")
