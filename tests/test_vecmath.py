@@ -10,7 +10,7 @@ import pytest
 from blockflow import Inport, Model, Outport, simulate
 from blockflow.core import vecmath
 from blockflow.errors import SimulationError
-from blocks import Function, Gain, Product, UnitDelay
+from blocks import Function, Gain, Product, Sum, UnitDelay
 from models.closed_loop import tanh_loop
 
 
@@ -90,3 +90,48 @@ def test_function_tanh_and_sigmoid_no_longer_count_as_libm():
     """The backend policy weighs libm calls per element; tanh and sigmoid make none."""
     assert Function("tanh").libm == 0 and Function("sigmoid").libm == 0
     assert Function("exp").libm == 1 and Function("sin").libm == 1
+
+
+def _square_less_one(a):  # the form compiled code computes: a^2 - 1, rounded otherwise
+    return a * a - 1.0
+
+
+def test_kernel_jit_is_what_compiled_code_runs_on_numbers():
+    """``kernel(f, jit=g)``: compiled loops call ``g`` where the argument is a number
+    (their element loops and loops of numbers), the numpy path ``f``.  Here f and g are
+    the same function rounded differently, (a + 1)(a - 1) and a^2 - 1, so the bits say
+    which ran."""
+    pytest.importorskip("numba")
+    from blockflow import Block
+    from blockflow.core.kernel import Kernel, elementwise_into, kernel
+
+    @kernel(name="tests.vecmath.product_less_one", numbers=True, jit=_square_less_one)
+    def f(a):
+        return (a + 1.0) * (a - 1.0)
+
+    f.into = elementwise_into(f, 1, "tests.vecmath.product_less_one.into")
+
+    class Shrink(Block):  # y = (u^2 - 1) / 4, a contraction for |u| < 1
+        def output(self, x, u):
+            return f(u)
+
+        def kernel(self):
+            return Kernel(f)
+
+    m = Model("jit_loop")
+    r, y = m.add(Inport("r"), Outport("y"))
+    s, k, g = m.add(Sum("++", name="s"), Shrink(name="f"), Gain(0.25, name="g"))
+    z = m.add(UnitDelay(0.0, name="z"))
+    m.connect(r, s.u1)
+    m.chain(s, k, g, y)
+    m.chain(g, z, s.u2)
+    x = np.random.default_rng(3).uniform(-0.5, 0.5, (60, 4))
+    for B in (1, 4):  # a loop of numbers, then element loops
+        u = x[:, :B]
+        tr = simulate(m, {"r": u}, backend="numba")
+        v = tr["s.y"]
+        assert np.array_equal(tr["f.y"], v * v - 1.0)
+        ref = simulate(m, {"r": u}, backend="numpy")
+        assert np.array_equal(ref["f.y"], (ref["s.y"] + 1.0) * (ref["s.y"] - 1.0))
+        assert not np.array_equal(tr["f.y"], (v + 1.0) * (v - 1.0))  # (they differ)
+        np.testing.assert_allclose(tr["y"], ref["y"], rtol=1e-13, atol=1e-15)
